@@ -1,0 +1,253 @@
+//! Validation: each problem is reported with the path of the field at fault, all at once.
+
+use serde_json::json;
+
+use crate::model::Definitions;
+use crate::{ConfigErrors, compile};
+
+fn errors(defs: serde_json::Value) -> Vec<String> {
+    let defs: Definitions = serde_json::from_value(defs).expect("parses");
+    match compile(&defs) {
+        Ok(_) => Vec::new(),
+        Err(ConfigErrors(errs)) => errs.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_error(defs: serde_json::Value, expected: &str) {
+    let errs = errors(defs);
+    assert!(errs.iter().any(|e| e == expected), "expected {expected:?} among {errs:#?}");
+}
+
+fn experiment(key: &str, weights: &[u32]) -> serde_json::Value {
+    let variants: Vec<_> =
+        weights.iter().enumerate().map(|(i, w)| json!({"key": format!("v{i}"), "weight_bp": w})).collect();
+    json!({"id": uuid_for(key), "key": key, "status": "running", "variants": variants})
+}
+
+fn uuid_for(key: &str) -> String {
+    format!("00000000-0000-4000-8000-{:012x}", crate::hash::hash32(key.as_bytes()))
+}
+
+fn flag(key: &str) -> serde_json::Value {
+    json!({
+        "key": key, "type": "boolean", "salt": "s",
+        "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+        "off_variation": "off", "default": {"variation": "on"},
+    })
+}
+
+#[test]
+fn weights_must_sum_to_10000() {
+    let mut defs = json!({"experiments": [experiment("a", &[5000, 5000]), experiment("b", &[5000, 5000])]});
+    defs["experiments"]
+        .as_array_mut()
+        .unwrap()
+        .extend([experiment("c", &[5000, 5000]), experiment("d", &[5000, 4900])]);
+    assert_error(defs, "experiments[3].variants[1].weight_bp: weights sum to 9900, expected 10000");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let errs = errors(json!({
+        "flags": [flag("dup"), flag("dup")],
+        "experiments": [experiment("bad key!", &[10000, 1])],
+    }));
+    assert!(errs.iter().any(|e| e.starts_with("flags[1].key: duplicate key \"dup\"")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("experiments[0].key: \"bad key!\"")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e == "experiments[0].variants[1].weight_bp: weights sum to 10001, expected 10000"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn flags_and_experiments_share_one_key_space() {
+    assert_error(
+        json!({"flags": [flag("same")], "experiments": [experiment("same", &[5000, 5000])]}),
+        "experiments[0].key: duplicate key \"same\", already used by flags[0]",
+    );
+}
+
+#[test]
+fn variation_values_must_match_the_flag_type() {
+    let mut f = flag("f");
+    f["variations"][1]["value"] = json!("false");
+    assert_error(json!({"flags": [f]}), "flags[0].variations[1].value: \"false\" is not a boolean value");
+}
+
+#[test]
+fn references_must_resolve() {
+    let mut f = flag("f");
+    f["off_variation"] = json!("nope");
+    f["rules"] =
+        json!([{"condition": {"op": "in_segment", "segment": "ghosts"}, "serve": {"variation": "maybe"}}]);
+    let errs = errors(json!({"flags": [f]}));
+    for expected in [
+        "flags[0].off_variation: unknown variation \"nope\"",
+        "flags[0].rules[0].condition.segment: unknown segment \"ghosts\"",
+        "flags[0].rules[0].serve.variation: unknown variation \"maybe\"",
+    ] {
+        assert!(errs.iter().any(|e| e == expected), "expected {expected:?} among {errs:#?}");
+    }
+    let mut e = experiment("e", &[5000, 5000]);
+    e["primary_metrics"] = json!(["revenue"]);
+    assert_error(
+        json!({"experiments": [e]}),
+        "experiments[0].primary_metrics[0]: unknown metric \"revenue\"",
+    );
+}
+
+#[test]
+fn splits_are_validated() {
+    let mut f = flag("f");
+    f["default"] =
+        json!({"split": [{"variation": "on", "weight_bp": 6000}, {"variation": "on", "weight_bp": 4000}]});
+    assert_error(
+        json!({"flags": [f.clone()]}),
+        "flags[0].default.split[1].variation: variation \"on\" appears twice in the split",
+    );
+    f["default"] =
+        json!({"split": [{"variation": "on", "weight_bp": 6000}, {"variation": "off", "weight_bp": 3000}]});
+    assert_error(
+        json!({"flags": [f]}),
+        "flags[0].default.split[1].weight_bp: weights sum to 9000, expected 10000",
+    );
+}
+
+#[test]
+fn salts_follow_the_spec() {
+    let mut f = flag("f");
+    f["salt"] = json!("has:colon");
+    assert_error(
+        json!({"flags": [f.clone()]}),
+        "flags[0].salt: \"has:colon\" is not a valid salt: 1 to 64 characters of A-Z a-z 0-9 _ -",
+    );
+    f["salt"] = json!("x".repeat(65));
+    assert!(errors(json!({"flags": [f]}))[0].starts_with("flags[0].salt:"));
+}
+
+#[test]
+fn live_experiments_never_overlap_in_a_layer() {
+    let mut draft = experiment("c", &[5000, 5000]);
+    draft["status"] = json!("draft");
+    let defs = json!({
+        "experiments": [experiment("a", &[5000, 5000]), experiment("b", &[5000, 5000]), draft],
+        "layers": [{"key": "l", "salt": "ls", "experiments": [
+            {"experiment": "a", "range": [0, 4000]},
+            {"experiment": "b", "range": [3000, 6000]},
+            {"experiment": "c", "range": [0, 10000]},
+        ]}],
+    });
+    let errs = errors(defs);
+    assert_eq!(
+        errs,
+        vec!["layers[0].experiments[1].range: [3000, 6000) overlaps [0, 4000) of live experiment \"a\""]
+    );
+}
+
+#[test]
+fn layer_ranges_and_traffic_are_exclusive() {
+    let mut e = experiment("a", &[5000, 5000]);
+    e["traffic_bp"] = json!(5000);
+    let errs = errors(json!({
+        "experiments": [e],
+        "layers": [{"key": "l", "salt": "ls", "experiments": [{"experiment": "a", "range": [10, 5]}, {"experiment": "zz", "range": [0, 1]}]}],
+    }));
+    assert!(
+        errs.contains(&"layers[0].experiments[0].range: [10, 5) is not a range within [0, 10000)".to_owned()),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.contains(&"layers[0].experiments[1].experiment: unknown experiment \"zz\"".to_owned()),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn regexes_are_bounded() {
+    let mut f = flag("f");
+    f["rules"] = json!([{"condition": {"op": "matches", "attribute": "a", "pattern": "(unclosed"}, "serve": {"variation": "on"}}]);
+    assert!(
+        errors(json!({"flags": [f.clone()]}))[0]
+            .starts_with("flags[0].rules[0].condition.pattern: invalid regular expression")
+    );
+    // A pattern whose compiled program exceeds the size limit is refused, not built.
+    f["rules"][0]["condition"]["pattern"] = json!("\\w{1000}\\w{1000}");
+    assert!(
+        errors(json!({"flags": [f]}))[0]
+            .starts_with("flags[0].rules[0].condition.pattern: invalid regular expression")
+    );
+}
+
+#[test]
+fn segment_cycles_are_refused() {
+    let errs = errors(json!({"segments": [
+        {"key": "a", "condition": {"op": "in_segment", "segment": "b"}},
+        {"key": "b", "condition": {"op": "any", "conditions": [{"op": "in_segment", "segment": "a"}]}},
+        {"key": "self", "condition": {"op": "in_segment", "segment": "self"}},
+    ]}));
+    assert!(errs.iter().any(|e| e.contains("cycle: a -> b -> a")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("cycle: self -> self")), "{errs:#?}");
+}
+
+#[test]
+fn conditions_are_validated() {
+    let mut f = flag("f");
+    f["rules"] = json!([
+        {"condition": {"op": "semver_gt", "attribute": "v", "value": "one"}, "serve": {"variation": "on"}},
+        {"condition": {"op": "before", "attribute": "d", "value": "2024-02-30"}, "serve": {"variation": "on"}},
+        {"condition": {"op": "equals", "attribute": "", "value": 1}, "serve": {"variation": "on"}},
+    ]);
+    let errs = errors(json!({"flags": [f]}));
+    assert_eq!(
+        errs,
+        vec![
+            "flags[0].rules[0].condition.value: \"one\" is not a semantic version",
+            "flags[0].rules[1].condition.value: \"2024-02-30\" is not an RFC 3339 date or timestamp",
+            "flags[0].rules[2].condition.attribute: an attribute name must be 1 to 256 bytes",
+        ]
+    );
+}
+
+#[test]
+fn nesting_depth_is_limited() {
+    let mut cond = json!({"op": "exists", "attribute": "a"});
+    for _ in 0..20 {
+        cond = json!({"op": "not", "condition": cond});
+    }
+    let mut f = flag("f");
+    f["rules"] = json!([{"condition": cond, "serve": {"variation": "on"}}]);
+    assert!(errors(json!({"flags": [f]}))[0].ends_with("conditions nest more than 16 deep"));
+}
+
+#[test]
+fn experiments_need_one_control_and_few_breakdowns() {
+    let mut e = experiment("e", &[5000, 5000]);
+    e["variants"][0]["control"] = json!(true);
+    e["variants"][1]["control"] = json!(true);
+    e["breakdown_attributes"] = json!(["a", "b", "c", "d", "e", "f"]);
+    let errs = errors(json!({"experiments": [e]}));
+    assert!(errs.contains(&"experiments[0].variants[1].control: only one variant can be the control, and variants[0] already is".to_owned()), "{errs:#?}");
+    assert!(
+        errs.contains(
+            &"experiments[0].breakdown_attributes: 6 breakdown attributes, at most 5 allowed".to_owned()
+        ),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn a_valid_config_compiles_and_keeps_its_version() {
+    let defs: Definitions = serde_json::from_value(json!({
+        "version": 42,
+        "flags": [flag("f")],
+        "experiments": [experiment("e", &[2500, 7500])],
+        "metrics": [{"key": "purchase", "event": "purchase", "aggregation": "conversion"}],
+    }))
+    .unwrap();
+    let config = compile(&defs).unwrap();
+    assert_eq!(config.version(), 42);
+    assert_eq!(config.len(), 2);
+    assert_eq!(config.experiment("e").unwrap().control_variant(), "v0");
+}

@@ -1,0 +1,357 @@
+//! The definitions an environment is made of, as people write them (JSON or YAML via serde).
+//!
+//! Nothing here is trusted: [`crate::compile`] validates every field and builds the
+//! [`crate::CompiledConfig`] that evaluation reads.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Everything one environment serves at one version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Definitions {
+    /// The environment's config version this set was read at (0 when unknown).
+    #[serde(default)]
+    pub version: u64,
+    #[serde(default)]
+    pub flags: Vec<FlagDef>,
+    #[serde(default)]
+    pub experiments: Vec<ExperimentDef>,
+    #[serde(default)]
+    pub layers: Vec<LayerDef>,
+    #[serde(default)]
+    pub segments: Vec<SegmentDef>,
+    #[serde(default)]
+    pub metrics: Vec<MetricDef>,
+}
+
+/// The type every variation of a flag has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagType {
+    Boolean,
+    String,
+    Number,
+    Json,
+}
+
+impl FlagType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagType::Boolean => "boolean",
+            FlagType::String => "string",
+            FlagType::Number => "number",
+            FlagType::Json => "json",
+        }
+    }
+}
+
+/// A feature flag: ordered rules pick a variation, or a weighted split of variations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagDef {
+    pub key: String,
+    #[serde(rename = "type")]
+    pub flag_type: FlagType,
+    /// Salt for this flag's splits; changing it reshuffles who gets which variation.
+    pub salt: String,
+    /// The kill switch: a disabled flag serves its off variation to everyone.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub variations: Vec<Variation>,
+    /// Served when the flag is disabled.
+    pub off_variation: String,
+    /// Evaluated in order; the first rule whose condition matches serves.
+    #[serde(default)]
+    pub rules: Vec<FlagRule>,
+    /// Served when no rule matches.
+    pub default: Serve,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variation {
+    pub key: String,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagRule {
+    /// A stable id for reporting which rule matched; defaults to the rule's index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub condition: Condition,
+    pub serve: Serve,
+}
+
+/// What a rule serves: one variation, or a weighted split by the flag's salt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Serve {
+    Variation(String),
+    Split(Vec<WeightedVariation>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedVariation {
+    pub variation: String,
+    pub weight_bp: u32,
+}
+
+/// Where an experiment is in its life. Only running experiments enroll units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentStatus {
+    Draft,
+    Running,
+    Paused,
+    Completed,
+}
+
+impl ExperimentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExperimentStatus::Draft => "draft",
+            ExperimentStatus::Running => "running",
+            ExperimentStatus::Paused => "paused",
+            ExperimentStatus::Completed => "completed",
+        }
+    }
+
+    /// Live experiments hold their layer range: a paused one may resume.
+    pub fn is_live(self) -> bool {
+        matches!(self, ExperimentStatus::Running | ExperimentStatus::Paused)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentDef {
+    pub id: Uuid,
+    pub key: String,
+    /// Salt of the variant assignment; defaults to the experiment id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    pub status: ExperimentStatus,
+    /// Share of eligible units enrolled, in basis points, for an experiment in no layer.
+    /// Defaults to 10000. An experiment in a layer gets its traffic from its layer range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_bp: Option<u32>,
+    pub variants: Vec<VariantDef>,
+    /// Units that do not match are not enrolled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targeting: Option<Condition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_metrics: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrail_metrics: Vec<String>,
+    /// Context attributes results are broken down by (at most 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakdown_attributes: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantDef {
+    pub key: String,
+    pub weight_bp: u32,
+    /// The baseline every other variant is compared with; the first variant when none is marked.
+    #[serde(default)]
+    pub control: bool,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub payload: Value,
+}
+
+/// A mutual-exclusion group: each experiment owns a range of the layer's buckets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerDef {
+    pub key: String,
+    pub salt: String,
+    #[serde(default)]
+    pub experiments: Vec<LayerRange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerRange {
+    /// The experiment's key.
+    pub experiment: String,
+    /// `[start, end)` in basis points of the layer's buckets.
+    pub range: [u32; 2],
+}
+
+/// A reusable audience: explicit exclusions win, then explicit inclusions, then the condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentDef {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+/// How a metric's events are reduced to one number per unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    /// Converted at least once after first exposure (0 or 1 per unit).
+    Conversion,
+    /// Number of events after first exposure.
+    Count,
+    /// Sum of event values after first exposure.
+    Sum,
+    /// Mean of the unit's event values after first exposure.
+    Mean,
+}
+
+/// Which way is good for a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Increase,
+    Decrease,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricDef {
+    pub key: String,
+    /// The event name that feeds it.
+    pub event: String,
+    pub aggregation: Aggregation,
+    #[serde(default = "default_direction")]
+    pub direction: Direction,
+    /// For guardrails: the relative change in the harmful direction that is tolerated
+    /// (0.02 = a 2 % degradation); crossing it significantly pauses the experiment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrail_threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+fn default_direction() -> Direction {
+    Direction::Increase
+}
+
+/// A targeting condition over context attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Condition {
+    All {
+        conditions: Vec<Condition>,
+    },
+    Any {
+        conditions: Vec<Condition>,
+    },
+    Not {
+        condition: Box<Condition>,
+    },
+    Equals {
+        attribute: String,
+        value: ScalarValue,
+    },
+    NotEquals {
+        attribute: String,
+        value: ScalarValue,
+    },
+    In {
+        attribute: String,
+        values: Vec<ScalarValue>,
+    },
+    NotIn {
+        attribute: String,
+        values: Vec<ScalarValue>,
+    },
+    Contains {
+        attribute: String,
+        value: String,
+    },
+    StartsWith {
+        attribute: String,
+        value: String,
+    },
+    EndsWith {
+        attribute: String,
+        value: String,
+    },
+    Matches {
+        attribute: String,
+        pattern: String,
+    },
+    Lt {
+        attribute: String,
+        value: f64,
+    },
+    Lte {
+        attribute: String,
+        value: f64,
+    },
+    Gt {
+        attribute: String,
+        value: f64,
+    },
+    Gte {
+        attribute: String,
+        value: f64,
+    },
+    SemverEq {
+        attribute: String,
+        value: String,
+    },
+    SemverLt {
+        attribute: String,
+        value: String,
+    },
+    SemverLte {
+        attribute: String,
+        value: String,
+    },
+    SemverGt {
+        attribute: String,
+        value: String,
+    },
+    SemverGte {
+        attribute: String,
+        value: String,
+    },
+    /// The attribute (RFC 3339 text or Unix seconds) is strictly before `value` (RFC 3339).
+    Before {
+        attribute: String,
+        value: String,
+    },
+    /// The attribute (RFC 3339 text or Unix seconds) is strictly after `value` (RFC 3339).
+    After {
+        attribute: String,
+        value: String,
+    },
+    Exists {
+        attribute: String,
+    },
+    InSegment {
+        segment: String,
+    },
+}
+
+/// A literal compared with an attribute: a string, number or bool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ScalarValue {
+    Bool(bool),
+    Number(f64),
+    String(String),
+}

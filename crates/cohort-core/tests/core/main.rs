@@ -1,0 +1,14 @@
+//! cohort-core's integration tests: golden bucketing vectors, the conformance suite, and
+//! property tests of the bucketing invariants. One binary, many modules.
+
+mod conformance;
+mod properties;
+mod vectors;
+
+use cohort_core::{CompiledConfig, Definitions, compile};
+
+/// Compiles definitions written as JSON, panicking with every error when they are invalid.
+pub(crate) fn compile_json(json: serde_json::Value) -> CompiledConfig {
+    let defs: Definitions = serde_json::from_value(json).expect("definitions parse");
+    compile(&defs).unwrap_or_else(|e| panic!("definitions compile: {e}"))
+}
