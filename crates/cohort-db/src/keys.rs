@@ -1,0 +1,93 @@
+//! API keys: random secrets shown once, stored only as SHA-256 hashes.
+//!
+//! Secrets are 256 random bits, so a fast hash is enough: there is nothing to brute-force
+//! that a slow password hash would protect.
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// Organization-wide: read and write everything.
+    Admin,
+    /// One environment: read its config and send its events.
+    Sdk,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Admin => "admin",
+            KeyKind::Sdk => "sdk",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KeyKind> {
+        match s {
+            "admin" => Some(KeyKind::Admin),
+            "sdk" => Some(KeyKind::Sdk),
+            _ => None,
+        }
+    }
+}
+
+/// A newly generated key: the secret goes to the caller once; the rest is stored.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub secret: String,
+    pub prefix: String,
+    pub hash: Vec<u8>,
+}
+
+/// Length of the displayed prefix (`cohort_sdk_` plus a few characters of the secret).
+const PREFIX_RANDOM_CHARS: usize = 8;
+
+/// Generates `cohort_<kind>_<64 hex chars>`.
+pub fn generate(kind: KeyKind) -> NewKey {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let head = format!("cohort_{}_", kind.as_str());
+    let secret = format!("{head}{}", hex::encode(bytes));
+    let prefix = secret[..head.len() + PREFIX_RANDOM_CHARS].to_owned();
+    let hash = hash(&secret);
+    NewKey { secret, prefix, hash }
+}
+
+/// The stored form of a secret.
+pub fn hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// The kind a secret claims by its shape; the database decides what it really is.
+pub fn claimed_kind(secret: &str) -> Option<KeyKind> {
+    let rest = secret.strip_prefix("cohort_")?;
+    let (kind, random) = rest.split_once('_')?;
+    (random.len() == 64 && random.bytes().all(|b| b.is_ascii_hexdigit())).then_some(())?;
+    KeyKind::parse(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_have_the_documented_shape() {
+        let k = generate(KeyKind::Sdk);
+        assert!(k.secret.starts_with("cohort_sdk_"));
+        assert_eq!(k.secret.len(), "cohort_sdk_".len() + 64);
+        assert!(k.secret.starts_with(&k.prefix));
+        assert_eq!(k.hash, hash(&k.secret));
+        assert_eq!(claimed_kind(&k.secret), Some(KeyKind::Sdk));
+        assert_ne!(generate(KeyKind::Sdk).secret, k.secret);
+        assert_eq!(claimed_kind(&generate(KeyKind::Admin).secret), Some(KeyKind::Admin));
+    }
+
+    #[test]
+    fn malformed_secrets_claim_nothing() {
+        for bad in ["", "cohort_sdk_", "cohort_root_00", "sdk_abc", &format!("cohort_sdk_{}", "g".repeat(64))]
+        {
+            assert_eq!(claimed_kind(bad), None, "{bad}");
+        }
+    }
+}
