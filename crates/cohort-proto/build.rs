@@ -1,18 +1,40 @@
-//! Compiles `proto/` with protox (pure Rust, so no protoc is needed) and generates the prost
-//! messages and tonic clients and servers, plus a descriptor set for gRPC reflection.
+//! Compiles every `.proto` under `proto/` with protox (pure Rust, so no protoc is needed) and
+//! generates the prost messages and tonic clients and servers, plus a descriptor set for gRPC
+//! reflection.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use prost::Message;
-
-const PROTOS: &[&str] = &["cohort/common/v1/common.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     println!("cargo:rerun-if-changed={}", root.display());
-    let fds = protox::compile(PROTOS, [&root])?;
+    let mut files = Vec::new();
+    collect(&root, &root, &mut files)?;
+    files.sort();
+    let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("cohort_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // Snapshots are shared by every stream of an environment: `Bytes` clones are refcounts.
+        .bytes(".")
+        .compile_fds(fds)?;
+    Ok(())
+}
+
+/// Every `.proto` below `dir`, relative to `root`.
+fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        println!("cargo:rerun-if-changed={}", path.display());
+        if path.is_dir() {
+            collect(root, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            let relative = path.strip_prefix(root).map_err(std::io::Error::other)?;
+            out.push(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
     Ok(())
 }

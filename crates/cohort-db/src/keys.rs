@@ -5,6 +5,9 @@
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::DbError;
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +68,41 @@ pub fn claimed_kind(secret: &str) -> Option<KeyKind> {
     let (kind, random) = rest.split_once('_')?;
     (random.len() == 64 && random.bytes().all(|b| b.is_ascii_hexdigit())).then_some(())?;
     KeyKind::parse(kind)
+}
+
+/// Who a verified key belongs to and what it may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: Uuid,
+    pub key_name: String,
+    pub kind: KeyKind,
+    pub organization_id: Uuid,
+    /// The SDK key's environment; `None` for admin keys.
+    pub environment_id: Option<Uuid>,
+}
+
+/// Looks a secret up by its hash. `Ok(None)` for unknown, malformed or revoked keys.
+pub async fn verify(client: &tokio_postgres::Client, secret: &str) -> Result<Option<Principal>, DbError> {
+    if claimed_kind(secret).is_none() {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT id, name, kind, organization_id, environment_id FROM api_keys
+             WHERE key_hash = $1 AND revoked_at IS NULL",
+            &[&hash(secret)],
+        )
+        .await
+        .map_err(DbError::query("verify api key"))?;
+    Ok(row.and_then(|r| {
+        Some(Principal {
+            key_id: r.get(0),
+            key_name: r.get(1),
+            kind: KeyKind::parse(r.get(2))?,
+            organization_id: r.get(3),
+            environment_id: r.get(4),
+        })
+    }))
 }
 
 #[cfg(test)]

@@ -7,8 +7,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use deadpool_postgres::Pool;
 use tokio_postgres::NoTls;
+use uuid::Uuid;
 
+use crate::keys::{self, KeyKind};
 use crate::{PoolOptions, connect, migrate};
+
+/// An organization with one environment, an admin key and an SDK key, made directly in the
+/// database for tests of services that only consume keys.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub organization_id: Uuid,
+    pub environment_id: Uuid,
+    pub admin_key: String,
+    pub sdk_key: String,
+}
 
 /// The server tests create their databases on.
 pub fn server_url() -> String {
@@ -50,6 +62,49 @@ impl TestDb {
         let url = with_database(&server, &name);
         let pool = connect(&url, &PoolOptions::default()).expect("pool for the test database");
         TestDb { name, url, pool }
+    }
+}
+
+impl TestDb {
+    /// Creates an organization `name` with environment `production` and one key of each kind.
+    pub async fn seed_tenant(&self, name: &str) -> Tenant {
+        let client = self.pool.get().await.expect("connection to the test database");
+        let (org, env) = (Uuid::new_v4(), Uuid::new_v4());
+        client
+            .execute("INSERT INTO organizations (id, name) VALUES ($1, $2)", &[&org, &name])
+            .await
+            .expect("insert organization");
+        client
+            .execute(
+                "INSERT INTO environments (id, organization_id, key, name) VALUES ($1, $2, 'production', 'Production')",
+                &[&env, &org],
+            )
+            .await
+            .expect("insert environment");
+        let mut secrets = Vec::new();
+        for (kind, env_id) in [(KeyKind::Admin, None), (KeyKind::Sdk, Some(env))] {
+            let key = keys::generate(kind);
+            client
+                .execute(
+                    "INSERT INTO api_keys (id, organization_id, environment_id, kind, name, prefix, key_hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &[
+                        &Uuid::new_v4(),
+                        &org,
+                        &env_id,
+                        &kind.as_str(),
+                        &format!("{name} {}", kind.as_str()),
+                        &key.prefix,
+                        &key.hash,
+                    ],
+                )
+                .await
+                .expect("insert api key");
+            secrets.push(key.secret);
+        }
+        let sdk_key = secrets.pop().unwrap_or_default();
+        let admin_key = secrets.pop().unwrap_or_default();
+        Tenant { organization_id: org, environment_id: env, admin_key, sdk_key }
     }
 }
 

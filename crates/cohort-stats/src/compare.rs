@@ -1,6 +1,6 @@
 //! Two-variant comparisons: the pooled two-proportion z-test and Welch's t-test, with absolute and relative intervals.
 //!
-//! Conventions (`shared/spec/stats.md`): differences are treatment minus control and the
+//! Conventions (`docs/spec/stats.md`): differences are treatment minus control and the
 //! relative lift is (treatment − control) / control. Anything that does not exist for the
 //! data at hand (a standard error of 0, a control estimate of 0, an empty arm) is `None`;
 //! nothing here panics or lets a NaN out.

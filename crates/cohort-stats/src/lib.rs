@@ -4,7 +4,7 @@
 //! no async runtime. The analysis service aggregates per-variant sufficient statistics
 //! in SQL ([`ProportionSummary`], [`MeanSummary`]) and calls in here.
 //!
-//! Conventions follow `shared/spec/stats.md`, pinned by the reference cases in
+//! Conventions follow `docs/spec/stats.md`, pinned by the reference cases in
 //! `tests/data/stats-vectors.json`: differences are treatment minus control, p-values
 //! come from survival functions (accurate far into the tails), and a quantity that does
 //! not exist for the data (a standard error of 0, a control estimate of 0, too few

@@ -30,3 +30,18 @@ async fn an_edited_migration_is_refused() {
     let err = migrate(&db.pool).await.unwrap_err().to_string();
     assert!(err.starts_with("migration 1 (config) was changed after it was applied"), "{err}");
 }
+
+#[tokio::test]
+async fn seeded_keys_verify_and_revoked_ones_do_not() {
+    use crate::keys::{KeyKind, verify};
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let client = db.pool.get().await.unwrap();
+    let sdk = verify(&client, &tenant.sdk_key).await.unwrap().expect("sdk key verifies");
+    assert_eq!((sdk.kind, sdk.environment_id), (KeyKind::Sdk, Some(tenant.environment_id)));
+    let admin = verify(&client, &tenant.admin_key).await.unwrap().expect("admin key verifies");
+    assert_eq!((admin.kind, admin.environment_id), (KeyKind::Admin, None));
+    assert_eq!(verify(&client, "cohort_sdk_nope").await.unwrap(), None);
+    client.execute("UPDATE api_keys SET revoked_at = now()", &[]).await.unwrap();
+    assert_eq!(verify(&client, &tenant.sdk_key).await.unwrap(), None);
+}

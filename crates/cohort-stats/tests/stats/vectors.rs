@@ -1,4 +1,4 @@
-//! Runs every case of `tests/data/stats-vectors.json` (the reference values of `shared/spec/stats.md`).
+//! Runs every case of `tests/data/stats-vectors.json` (the reference values of `docs/spec/stats.md`).
 //!
 //! A number passes when |actual − value| ≤ abs_tol + rel_tol·|value| (element-wise for
 //! intervals and lists); booleans and integers must match exactly; `value: null` means the
