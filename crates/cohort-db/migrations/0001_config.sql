@@ -68,3 +68,22 @@ CREATE TABLE audit_log (
 );
 CREATE UNIQUE INDEX audit_log_version ON audit_log (environment_id, version) WHERE version IS NOT NULL;
 CREATE INDEX audit_log_organization ON audit_log (organization_id, id);
+
+-- Config propagation: each config-service replica records, per environment version, the
+-- commit-to-acknowledgment latencies of its own streams, and how many streams it holds.
+CREATE TABLE propagation (
+    environment_id  uuid NOT NULL REFERENCES environments (id),
+    version         bigint NOT NULL,
+    replica_id      uuid NOT NULL,
+    latencies_ms    real[] NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (environment_id, version, replica_id)
+);
+
+CREATE TABLE replica_streams (
+    replica_id      uuid NOT NULL,
+    environment_id  uuid NOT NULL REFERENCES environments (id),
+    connected       integer NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (replica_id, environment_id)
+);

@@ -19,8 +19,10 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "config", sql: include_str!("../migrations/0001_config.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "config", sql: include_str!("../migrations/0001_config.sql") },
+    Migration { version: 2, name: "events", sql: include_str!("../migrations/0002_events.sql") },
+];
 
 /// An arbitrary, fixed advisory-lock key for migrations.
 const LOCK_KEY: i64 = 0x636f_686f_7274_6d67;

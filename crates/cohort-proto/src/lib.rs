@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`common::v1`]: evaluation contexts, decisions, field violations (generated).
+//! - [`config::v1`]: the config service: entities, keys, snapshots, audit, the Sync stream.
 //! - [`convert`]: `TryFrom` wire → core (validating) and `From` core → wire.
 //! - [`FILE_DESCRIPTOR_SET`]: every proto, for gRPC reflection.
 
@@ -12,6 +13,22 @@
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("cohort.common.v1");
+    }
+}
+
+/// Generated code; lints that the generator does not satisfy are silenced here only.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("cohort.events.v1");
+    }
+}
+
+/// Generated code; lints that the generator does not satisfy are silenced here only.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
+pub mod config {
+    pub mod v1 {
+        tonic::include_proto!("cohort.config.v1");
     }
 }
 

@@ -1,0 +1,518 @@
+//! The gRPC `ConfigService`: authenticate, scope to the caller's organization and
+//! environment, call the store, encode. No business rules live here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cohort_db::keys::{KeyKind, Principal};
+use cohort_proto::config::v1 as pb;
+use pb::config_service_server::ConfigService;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::auth::{Authenticator, require_admin};
+use crate::domain::{Action, Kind, Op};
+use crate::error::ServiceError;
+use crate::hub::kind_to_proto;
+use crate::metrics::WriteLabels;
+use crate::store::{ApiKeyRow, AuditRow, EntityRow, EnvRow, Written, unix_ms};
+use crate::sync::{SyncContext, session};
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+/// Bootstrap is allowed with this token, or without one while no organization exists.
+#[derive(Debug, Clone, Default)]
+pub struct BootstrapPolicy {
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub auth: Arc<Authenticator>,
+    pub sync: SyncContext,
+    pub bootstrap: BootstrapPolicy,
+    pub stream_queue: usize,
+}
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+impl Api {
+    async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
+        self.auth.from_metadata(request.metadata()).await
+    }
+
+    /// The environment a request names, if the caller may reach it. Another organization's
+    /// environment is indistinguishable from one that does not exist.
+    async fn environment(&self, p: &Principal, reference: &str) -> Result<EnvRow> {
+        let not_found = || ServiceError::NotFound(format!("environment {reference:?} does not exist"));
+        match (p.kind, p.environment_id) {
+            (KeyKind::Sdk, Some(own)) => {
+                let env = self.sync.store.environment_by_id(own).await?.ok_or_else(not_found)?;
+                if reference.is_empty() || reference == env.key || reference == env.id.to_string() {
+                    Ok(env)
+                } else {
+                    Err(not_found())
+                }
+            }
+            _ => {
+                if reference.is_empty() {
+                    return Err(ServiceError::invalid("environment", "name an environment by key or id"));
+                }
+                self.sync.store.environment(p.organization_id, reference).await?.ok_or_else(not_found)
+            }
+        }
+    }
+
+    async fn write(
+        &self,
+        request_action: &'static str,
+        p: &Principal,
+        env: &str,
+        op: Op,
+        reason: Option<&str>,
+    ) -> Result<pb::WriteResponse> {
+        let outcome = async {
+            require_admin(p)?;
+            let env = self.environment(p, env).await?;
+            self.sync.store.write(p, &env, op, reason).await
+        }
+        .await;
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(e) => code_name(e),
+        };
+        self.sync.metrics.writes.get_or_create(&WriteLabels { action: request_action, outcome: label }).inc();
+        let Written { entity, version } = outcome?;
+        Ok(pb::WriteResponse { entity: entity.map(entity_message), version })
+    }
+}
+
+fn code_name(e: &ServiceError) -> &'static str {
+    match e {
+        ServiceError::Unauthenticated(_) => "unauthenticated",
+        ServiceError::PermissionDenied(_) => "permission_denied",
+        ServiceError::NotFound(_) => "not_found",
+        ServiceError::AlreadyExists(_) => "already_exists",
+        ServiceError::InvalidArgument(_) => "invalid_argument",
+        ServiceError::FailedPrecondition { .. } => "failed_precondition",
+        ServiceError::Unavailable(_) => "unavailable",
+        ServiceError::Internal(_) => "internal",
+    }
+}
+
+fn kind(value: i32, field: &str) -> Result<Kind> {
+    match pb::EntityKind::try_from(value) {
+        Ok(pb::EntityKind::Flag) => Ok(Kind::Flag),
+        Ok(pb::EntityKind::Experiment) => Ok(Kind::Experiment),
+        Ok(pb::EntityKind::Layer) => Ok(Kind::Layer),
+        Ok(pb::EntityKind::Segment) => Ok(Kind::Segment),
+        Ok(pb::EntityKind::Metric) => Ok(Kind::Metric),
+        _ => Err(ServiceError::invalid(field, "must be flag, experiment, layer, segment or metric")),
+    }
+}
+
+fn optional_kind(value: i32) -> Result<Option<Kind>> {
+    if value == pb::EntityKind::Unspecified as i32 { Ok(None) } else { kind(value, "kind").map(Some) }
+}
+
+fn definition(json: &str) -> Result<Value> {
+    if json.trim().is_empty() {
+        return Err(ServiceError::invalid("definition_json", "is empty"));
+    }
+    serde_json::from_str(json)
+        .map_err(|e| ServiceError::invalid("definition_json", format!("is not valid JSON: {e}")))
+}
+
+fn required<'a>(value: &'a str, field: &str) -> Result<&'a str> {
+    if value.is_empty() { Err(ServiceError::invalid(field, "is required")) } else { Ok(value) }
+}
+
+fn page_size(requested: u32) -> i64 {
+    i64::from(if requested == 0 { DEFAULT_PAGE } else { requested.min(MAX_PAGE) })
+}
+
+fn entity_message(e: EntityRow) -> pb::Entity {
+    pb::Entity {
+        kind: kind_to_proto(e.kind) as i32,
+        key: e.key,
+        definition_json: e.definition.to_string(),
+        revision: e.revision,
+        created_at_ms: unix_ms(e.created_at),
+        updated_at_ms: unix_ms(e.updated_at),
+    }
+}
+
+fn environment_message(e: &EnvRow) -> pb::Environment {
+    pb::Environment {
+        id: e.id.to_string(),
+        key: e.key.clone(),
+        name: e.name.clone(),
+        version: e.version,
+        created_at_ms: unix_ms(e.created_at),
+    }
+}
+
+fn key_message(k: ApiKeyRow) -> pb::ApiKey {
+    pb::ApiKey {
+        id: k.id.to_string(),
+        kind: match k.kind {
+            KeyKind::Admin => pb::KeyKind::Admin,
+            KeyKind::Sdk => pb::KeyKind::Sdk,
+        } as i32,
+        name: k.name,
+        prefix: k.prefix,
+        environment: k.environment_key.unwrap_or_default(),
+        created_at_ms: unix_ms(k.created_at),
+        revoked_at_ms: k.revoked_at.map_or(0, unix_ms),
+    }
+}
+
+fn audit_message(a: AuditRow) -> pb::AuditEntry {
+    let json = |v: Option<Value>| v.map(|v| v.to_string()).unwrap_or_default();
+    pb::AuditEntry {
+        id: a.id,
+        environment: a.environment_key.unwrap_or_default(),
+        version: a.version.unwrap_or(0) as u64,
+        actor_key_id: a.actor_key_id.map(|id| id.to_string()).unwrap_or_default(),
+        actor_name: a.actor_name,
+        action: a.action,
+        kind: a.kind.as_deref().and_then(Kind::parse).map_or(pb::EntityKind::Unspecified, kind_to_proto)
+            as i32,
+        key: a.key.unwrap_or_default(),
+        before_json: json(a.before),
+        after_json: json(a.after),
+        reason: a.reason.unwrap_or_default(),
+        at_ms: unix_ms(a.at),
+    }
+}
+
+/// Validates an environment key: 1 to 64 of a-z 0-9 - _.
+fn environment_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 64
+        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok { Ok(()) } else { Err(ServiceError::invalid("key", "must be 1 to 64 characters of a-z 0-9 - _")) }
+}
+
+fn entity_token(kind: Kind, key: &str) -> String {
+    hex::encode(format!("{}\n{key}", kind.as_str()))
+}
+
+fn parse_entity_token(token: &str) -> Result<Option<(Kind, String)>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || ServiceError::invalid("page_token", "is not a token from a previous page");
+    let text = String::from_utf8(hex::decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
+    let (kind, key) = text.split_once('\n').ok_or_else(bad)?;
+    Ok(Some((Kind::parse(kind).ok_or_else(bad)?, key.to_owned())))
+}
+
+type SyncStream = Pin<Box<dyn futures::Stream<Item = std::result::Result<pb::SyncResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ConfigService for Api {
+    async fn bootstrap(
+        &self,
+        request: Request<pb::BootstrapRequest>,
+    ) -> std::result::Result<Response<pb::BootstrapResponse>, Status> {
+        let r = request.into_inner();
+        let org = required(r.organization.trim(), "organization")?;
+        environment_key(&r.environment)
+            .map_err(|_| ServiceError::invalid("environment", "must be 1 to 64 characters of a-z 0-9 - _"))?;
+        match &self.bootstrap.token {
+            Some(token) => {
+                if !constant_time_eq(token.as_bytes(), r.token.as_bytes()) {
+                    return Err(ServiceError::PermissionDenied("wrong bootstrap token".into()).into());
+                }
+            }
+            None => {
+                if self.sync.store.organization_count().await? > 0 {
+                    return Err(ServiceError::PermissionDenied(
+                        "already bootstrapped; configure a bootstrap token to add organizations".into(),
+                    )
+                    .into());
+                }
+            }
+        }
+        let (org_id, env, key, secret) = self.sync.store.bootstrap(org, &r.environment).await?;
+        Ok(Response::new(pb::BootstrapResponse {
+            organization_id: org_id.to_string(),
+            environment: Some(environment_message(&env)),
+            admin_key: Some(pb::CreateApiKeyResponse { key: Some(key_message(key)), secret }),
+        }))
+    }
+
+    async fn create_environment(
+        &self,
+        request: Request<pb::CreateEnvironmentRequest>,
+    ) -> std::result::Result<Response<pb::Environment>, Status> {
+        let p = self.principal(&request).await?;
+        require_admin(&p)?;
+        let r = request.into_inner();
+        environment_key(&r.key)?;
+        let name = if r.name.trim().is_empty() { r.key.clone() } else { r.name.trim().to_owned() };
+        let env = self.sync.store.create_environment(&p, &r.key, &name).await?;
+        Ok(Response::new(environment_message(&env)))
+    }
+
+    async fn list_environments(
+        &self,
+        request: Request<pb::ListEnvironmentsRequest>,
+    ) -> std::result::Result<Response<pb::ListEnvironmentsResponse>, Status> {
+        let p = self.principal(&request).await?;
+        let envs = match p.environment_id {
+            Some(_) => vec![self.environment(&p, "").await?],
+            None => self.sync.store.list_environments(p.organization_id).await?,
+        };
+        Ok(Response::new(pb::ListEnvironmentsResponse {
+            environments: envs.iter().map(environment_message).collect(),
+        }))
+    }
+
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> std::result::Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let p = self.principal(&request).await?;
+        require_admin(&p)?;
+        let r = request.into_inner();
+        let name = r.name.trim();
+        if name.is_empty() || name.len() > 128 {
+            return Err(ServiceError::invalid("name", "must be 1 to 128 characters").into());
+        }
+        let (kind, env) = match pb::KeyKind::try_from(r.kind) {
+            Ok(pb::KeyKind::Admin) => {
+                if !r.environment.is_empty() {
+                    return Err(ServiceError::invalid(
+                        "environment",
+                        "admin keys belong to the organization; leave it empty",
+                    )
+                    .into());
+                }
+                (KeyKind::Admin, None)
+            }
+            Ok(pb::KeyKind::Sdk) => {
+                required(&r.environment, "environment")?;
+                (KeyKind::Sdk, Some(self.environment(&p, &r.environment).await?))
+            }
+            _ => return Err(ServiceError::invalid("kind", "must be admin or sdk").into()),
+        };
+        let (key, secret) = self.sync.store.create_api_key(&p, kind, name, env.as_ref()).await?;
+        Ok(Response::new(pb::CreateApiKeyResponse { key: Some(key_message(key)), secret }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> std::result::Result<Response<pb::ListApiKeysResponse>, Status> {
+        let p = self.principal(&request).await?;
+        require_admin(&p)?;
+        let keys =
+            self.sync.store.list_api_keys(p.organization_id, request.get_ref().include_revoked).await?;
+        Ok(Response::new(pb::ListApiKeysResponse { keys: keys.into_iter().map(key_message).collect() }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> std::result::Result<Response<pb::ApiKey>, Status> {
+        let p = self.principal(&request).await?;
+        require_admin(&p)?;
+        let id = Uuid::parse_str(&request.get_ref().id)
+            .map_err(|_| ServiceError::invalid("id", "is not a key id (UUID)"))?;
+        let key = self.sync.store.revoke_api_key(&p, id).await?;
+        Ok(Response::new(key_message(key)))
+    }
+
+    async fn create_entity(
+        &self,
+        request: Request<pb::CreateEntityRequest>,
+    ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
+        let p = self.principal(&request).await?;
+        let r = request.into_inner();
+        let op = Op::Create { kind: kind(r.kind, "kind")?, definition: definition(&r.definition_json)? };
+        Ok(Response::new(self.write("create", &p, &r.environment, op, None).await?))
+    }
+
+    async fn get_entity(
+        &self,
+        request: Request<pb::GetEntityRequest>,
+    ) -> std::result::Result<Response<pb::Entity>, Status> {
+        let p = self.principal(&request).await?;
+        let r = request.into_inner();
+        let kind = kind(r.kind, "kind")?;
+        let env = self.environment(&p, &r.environment).await?;
+        let entity =
+            self.sync.store.get_entity(env.id, kind, &r.key).await?.ok_or_else(|| {
+                ServiceError::NotFound(format!("{} {:?} does not exist", kind.as_str(), r.key))
+            })?;
+        Ok(Response::new(entity_message(entity)))
+    }
+
+    async fn list_entities(
+        &self,
+        request: Request<pb::ListEntitiesRequest>,
+    ) -> std::result::Result<Response<pb::ListEntitiesResponse>, Status> {
+        let p = self.principal(&request).await?;
+        let r = request.into_inner();
+        let env = self.environment(&p, &r.environment).await?;
+        let limit = page_size(r.page_size);
+        let after = parse_entity_token(&r.page_token)?;
+        let mut rows =
+            self.sync.store.list_entities(env.id, optional_kind(r.kind)?, limit + 1, after).await?;
+        let next_page_token = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|e| entity_token(e.kind, &e.key)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListEntitiesResponse {
+            entities: rows.into_iter().map(entity_message).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_entity(
+        &self,
+        request: Request<pb::UpdateEntityRequest>,
+    ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
+        let p = self.principal(&request).await?;
+        let r = request.into_inner();
+        let op = Op::Update {
+            kind: kind(r.kind, "kind")?,
+            key: required(&r.key, "key")?.to_owned(),
+            definition: definition(&r.definition_json)?,
+            expected_revision: r.expected_revision,
+        };
+        Ok(Response::new(self.write("update", &p, &r.environment, op, None).await?))
+    }
+
+    async fn delete_entity(
+        &self,
+        request: Request<pb::DeleteEntityRequest>,
+    ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
+        let p = self.principal(&request).await?;
+        let r = request.into_inner();
+        let op = Op::Delete {
+            kind: kind(r.kind, "kind")?,
+            key: required(&r.key, "key")?.to_owned(),
+            expected_revision: r.expected_revision,
+        };
+        Ok(Response::new(self.write("delete", &p, &r.environment, op, None).await?))
+    }
+
+    async fn transition_experiment(
+        &self,
+        request: Request<pb::TransitionExperimentRequest>,
+    ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
+        let p = self.principal(&request).await?;
+        let r = request.into_inner();
+        let action = match pb::ExperimentAction::try_from(r.action) {
+            Ok(pb::ExperimentAction::Start) => Action::Start,
+            Ok(pb::ExperimentAction::Pause) => Action::Pause,
+            Ok(pb::ExperimentAction::Resume) => Action::Resume,
+            Ok(pb::ExperimentAction::Complete) => Action::Complete,
+            _ => {
+                return Err(ServiceError::invalid("action", "must be start, pause, resume or complete").into());
+            }
+        };
+        let op = Op::Transition {
+            key: required(&r.key, "key")?.to_owned(),
+            action,
+            expected_revision: r.expected_revision,
+        };
+        Ok(Response::new(self.write(action.as_str(), &p, &r.environment, op, Some(&r.reason)).await?))
+    }
+
+    async fn get_snapshot(
+        &self,
+        request: Request<pb::GetSnapshotRequest>,
+    ) -> std::result::Result<Response<pb::Snapshot>, Status> {
+        let p = self.principal(&request).await?;
+        let env = self.environment(&p, &request.get_ref().environment).await?;
+        let state = self.sync.hub.current(env.id).await?;
+        Ok(Response::new(state.snapshot_message()))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> std::result::Result<Response<pb::ListAuditResponse>, Status> {
+        let p = self.principal(&request).await?;
+        require_admin(&p)?;
+        let r = request.into_inner();
+        let env = if r.environment.is_empty() {
+            None
+        } else {
+            Some(self.environment(&p, &r.environment).await?.id)
+        };
+        let before =
+            if r.page_token.is_empty() {
+                None
+            } else {
+                Some(r.page_token.parse::<i64>().map_err(|_| {
+                    ServiceError::invalid("page_token", "is not a token from a previous page")
+                })?)
+            };
+        let limit = page_size(r.page_size);
+        let key = (!r.key.is_empty()).then_some(r.key.as_str());
+        let mut rows = self
+            .sync
+            .store
+            .list_audit(p.organization_id, env, optional_kind(r.kind)?, key, limit + 1, before)
+            .await?;
+        let next_page_token = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|a| a.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListAuditResponse {
+            entries: rows.into_iter().map(audit_message).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_propagation(
+        &self,
+        request: Request<pb::GetPropagationRequest>,
+    ) -> std::result::Result<Response<pb::Propagation>, Status> {
+        let p = self.principal(&request).await?;
+        require_admin(&p)?;
+        let r = request.into_inner();
+        let env = self.environment(&p, &r.environment).await?;
+        let version = if r.version == 0 { env.version } else { r.version };
+        Ok(Response::new(self.sync.propagation.get(&self.sync.hub, env.id, version).await?))
+    }
+
+    type SyncStream = SyncStream;
+
+    async fn sync(
+        &self,
+        request: Request<Streaming<pb::SyncRequest>>,
+    ) -> std::result::Result<Response<Self::SyncStream>, Status> {
+        let p = self.principal(&request).await?;
+        let env = match (p.kind, p.environment_id) {
+            (KeyKind::Sdk, Some(env)) => env,
+            _ => {
+                return Err(ServiceError::PermissionDenied(
+                    "Sync takes an SDK key, which names its environment".into(),
+                )
+                .into());
+            }
+        };
+        let (tx, rx) = mpsc::channel(self.stream_queue);
+        tokio::spawn(session(self.sync.clone(), env, request.into_inner(), tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Compares secrets without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,387 @@
+//! Write planning, with no I/O: given an environment's current entities and a requested
+//! change, decide the new definition (or refuse), validating by compiling the environment as
+//! it would be after the change. The store executes the plan in one transaction.
+
+use std::collections::BTreeMap;
+
+use cohort_core::model::{
+    Definitions, ExperimentDef, ExperimentStatus, FlagDef, LayerDef, MetricDef, SegmentDef,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{ServiceError, Violation};
+
+/// The kinds of entity an environment holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Flag,
+    Experiment,
+    Layer,
+    Segment,
+    Metric,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Flag, Kind::Experiment, Kind::Layer, Kind::Segment, Kind::Metric];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Flag => "flag",
+            Kind::Experiment => "experiment",
+            Kind::Layer => "layer",
+            Kind::Segment => "segment",
+            Kind::Metric => "metric",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The list in `Definitions` this kind lives in.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Flag => "flags",
+            Kind::Experiment => "experiments",
+            Kind::Layer => "layers",
+            Kind::Segment => "segments",
+            Kind::Metric => "metrics",
+        }
+    }
+}
+
+/// One stored definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    pub kind: Kind,
+    pub key: String,
+    pub definition: Value,
+    pub revision: i64,
+}
+
+/// A requested change to one entity.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Create { kind: Kind, definition: Value },
+    Update { kind: Kind, key: String, definition: Value, expected_revision: i64 },
+    Delete { kind: Kind, key: String, expected_revision: i64 },
+    Transition { key: String, action: Action, expected_revision: i64 },
+}
+
+/// Experiment lifecycle moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Pause,
+    Resume,
+    Complete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Complete => "complete",
+        }
+    }
+
+    /// The status this action moves to from `from`, if the move is legal.
+    fn target(self, from: ExperimentStatus) -> Option<ExperimentStatus> {
+        use ExperimentStatus::*;
+        match (self, from) {
+            (Action::Start, Draft) => Some(Running),
+            (Action::Pause, Running) => Some(Paused),
+            (Action::Resume, Paused) => Some(Running),
+            (Action::Complete, Running | Paused) => Some(Completed),
+            _ => None,
+        }
+    }
+}
+
+/// What a write will do: the audit row and the new state of one entity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub kind: Kind,
+    pub key: String,
+    /// "create", "update", "delete", or a lifecycle action.
+    pub action: &'static str,
+    pub before: Option<Value>,
+    /// `None` deletes the entity.
+    pub after: Option<Value>,
+    pub revision: i64,
+}
+
+/// Plans `op` against `current` (every entity of the environment).
+pub fn plan(op: Op, current: &[Entity]) -> Result<Plan, ServiceError> {
+    let find = |kind: Kind, key: &str| current.iter().find(|e| e.kind == kind && e.key == key);
+    let missing =
+        |kind: Kind, key: &str| ServiceError::NotFound(format!("{} {key:?} does not exist", kind.as_str()));
+    let check_revision = |e: &Entity, expected: i64| {
+        if e.revision == expected {
+            Ok(())
+        } else {
+            Err(ServiceError::FailedPrecondition {
+                message: format!(
+                    "{} {:?} is at revision {}, not {expected}: it changed since it was read",
+                    e.kind.as_str(),
+                    e.key,
+                    e.revision
+                ),
+                violations: vec![(
+                    "expected_revision".into(),
+                    format!("stale; current revision is {}", e.revision),
+                )],
+            })
+        }
+    };
+
+    let plan = match op {
+        Op::Create { kind, mut definition } => {
+            if kind == Kind::Experiment {
+                prepare_new_experiment(&mut definition)?;
+            }
+            let (key, canonical) = canonical(kind, &definition)?;
+            if find(kind, &key).is_some() {
+                return Err(ServiceError::AlreadyExists(format!("{} {key:?} already exists", kind.as_str())));
+            }
+            Plan { kind, key, action: "create", before: None, after: Some(canonical), revision: 1 }
+        }
+        Op::Update { kind, key, definition, expected_revision } => {
+            let existing = find(kind, &key).ok_or_else(|| missing(kind, &key))?;
+            check_revision(existing, expected_revision)?;
+            let (new_key, canonical) = canonical(kind, &definition)?;
+            if new_key != key {
+                return Err(ServiceError::invalid(
+                    "definition.key",
+                    format!("cannot rename {key:?} to {new_key:?}; create a new {} instead", kind.as_str()),
+                ));
+            }
+            if kind == Kind::Experiment {
+                check_experiment_edit(&existing.definition, &canonical)?;
+            }
+            Plan {
+                kind,
+                key,
+                action: "update",
+                before: Some(existing.definition.clone()),
+                after: Some(canonical),
+                revision: existing.revision + 1,
+            }
+        }
+        Op::Delete { kind, key, expected_revision } => {
+            let existing = find(kind, &key).ok_or_else(|| missing(kind, &key))?;
+            check_revision(existing, expected_revision)?;
+            if kind == Kind::Experiment {
+                let status = experiment_status(&existing.definition)?;
+                if status.is_live() {
+                    return Err(ServiceError::precondition(format!(
+                        "experiment {key:?} is {}; complete it before deleting it",
+                        status.as_str()
+                    )));
+                }
+            }
+            Plan {
+                kind,
+                key,
+                action: "delete",
+                before: Some(existing.definition.clone()),
+                after: None,
+                revision: existing.revision + 1,
+            }
+        }
+        Op::Transition { key, action, expected_revision } => {
+            let existing = find(Kind::Experiment, &key).ok_or_else(|| missing(Kind::Experiment, &key))?;
+            check_revision(existing, expected_revision)?;
+            let from = experiment_status(&existing.definition)?;
+            let to = action.target(from).ok_or_else(|| {
+                ServiceError::precondition(format!(
+                    "cannot {} experiment {key:?}: it is {}",
+                    action.as_str(),
+                    from.as_str()
+                ))
+            })?;
+            let mut after = existing.definition.clone();
+            after["status"] = Value::String(to.as_str().into());
+            Plan {
+                kind: Kind::Experiment,
+                key,
+                action: action.as_str(),
+                before: Some(existing.definition.clone()),
+                after: Some(after),
+                revision: existing.revision + 1,
+            }
+        }
+    };
+    validate(&plan, current)?;
+    Ok(plan)
+}
+
+/// Compiles the environment as it would be after `plan`. Problems in the written entity are
+/// reported under `definition`; problems it causes elsewhere under that entity's key.
+fn validate(plan: &Plan, current: &[Entity]) -> Result<(), ServiceError> {
+    let mut entities: BTreeMap<(Kind, &str), &Value> =
+        current.iter().map(|e| ((e.kind, e.key.as_str()), &e.definition)).collect();
+    let key = (plan.kind, plan.key.as_str());
+    entities.remove(&key);
+    // The written entity goes first in its list, so its errors have a known index.
+    let written = plan.after.as_ref().map(|after| (key, after));
+    let ordered = written.into_iter().chain(entities);
+    let (defs, names) = assemble(0, ordered).map_err(ServiceError::Internal)?;
+    let Err(errors) = cohort_core::compile(&defs) else {
+        return Ok(());
+    };
+    let violations: Vec<Violation> =
+        errors.iter().map(|e| (rewrite_path(&e.path, plan, &names), e.message.clone())).collect();
+    // A lifecycle move or delete that breaks the environment is refused by state, not input.
+    if plan.action == "create" || plan.action == "update" {
+        Err(ServiceError::InvalidArgument(violations))
+    } else {
+        Err(ServiceError::FailedPrecondition {
+            message: format!("cannot {} {} {:?}", plan.action, plan.kind.as_str(), plan.key),
+            violations,
+        })
+    }
+}
+
+/// `flags[3].rules[0]` → `definition.rules[0]` for the written entity, else `flags["key"].rules[0]`.
+fn rewrite_path(path: &str, plan: &Plan, names: &BTreeMap<Kind, Vec<String>>) -> String {
+    for kind in Kind::ALL {
+        let Some(rest) = path.strip_prefix(kind.plural()).and_then(|r| r.strip_prefix('[')) else {
+            continue;
+        };
+        let Some((index, tail)) = rest.split_once(']') else { continue };
+        let Ok(index) = index.parse::<usize>() else { continue };
+        let Some(key) = names.get(&kind).and_then(|n| n.get(index)) else { continue };
+        if kind == plan.kind && *key == plan.key {
+            return format!("definition{tail}");
+        }
+        return format!("{}[{key:?}]{tail}", kind.plural());
+    }
+    path.to_owned()
+}
+
+/// Builds `Definitions` from stored JSON, in the given order, with each list's keys.
+pub fn assemble<'a>(
+    version: u64,
+    entities: impl IntoIterator<Item = ((Kind, &'a str), &'a Value)>,
+) -> Result<(Definitions, BTreeMap<Kind, Vec<String>>), String> {
+    fn parse<T: DeserializeOwned>(kind: Kind, key: &str, v: &Value) -> Result<T, String> {
+        T::deserialize(v).map_err(|e| format!("stored {} {key:?} does not parse: {e}", kind.as_str()))
+    }
+    let mut defs = Definitions { version, ..Definitions::default() };
+    let mut names: BTreeMap<Kind, Vec<String>> = BTreeMap::new();
+    for ((kind, key), value) in entities {
+        names.entry(kind).or_default().push(key.to_owned());
+        match kind {
+            Kind::Flag => defs.flags.push(parse::<FlagDef>(kind, key, value)?),
+            Kind::Experiment => defs.experiments.push(parse::<ExperimentDef>(kind, key, value)?),
+            Kind::Layer => defs.layers.push(parse::<LayerDef>(kind, key, value)?),
+            Kind::Segment => defs.segments.push(parse::<SegmentDef>(kind, key, value)?),
+            Kind::Metric => defs.metrics.push(parse::<MetricDef>(kind, key, value)?),
+        }
+    }
+    Ok((defs, names))
+}
+
+/// Parses a definition of `kind` strictly, naming the bad field, and returns its key and
+/// canonical JSON (the typed model serialized back).
+pub fn canonical(kind: Kind, definition: &Value) -> Result<(String, Value), ServiceError> {
+    fn typed<T: DeserializeOwned + serde::Serialize>(
+        definition: &Value,
+        key: impl Fn(&T) -> &str,
+    ) -> Result<(String, Value), ServiceError> {
+        let parsed: T = serde_path_to_error::deserialize(definition).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "definition".to_owned() } else { format!("definition.{path}") };
+            ServiceError::invalid(field, e.into_inner().to_string())
+        })?;
+        let value = serde_json::to_value(&parsed).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok((key(&parsed).to_owned(), value))
+    }
+    match kind {
+        Kind::Flag => typed::<FlagDef>(definition, |d| &d.key),
+        Kind::Experiment => typed::<ExperimentDef>(definition, |d| &d.key),
+        Kind::Layer => typed::<LayerDef>(definition, |d| &d.key),
+        Kind::Segment => typed::<SegmentDef>(definition, |d| &d.key),
+        Kind::Metric => typed::<MetricDef>(definition, |d| &d.key),
+    }
+}
+
+/// New experiments get an id when they have none, and start as drafts.
+fn prepare_new_experiment(definition: &mut Value) -> Result<(), ServiceError> {
+    let Some(obj) = definition.as_object_mut() else {
+        return Err(ServiceError::invalid("definition", "must be a JSON object"));
+    };
+    obj.entry("id").or_insert_with(|| Value::String(Uuid::new_v4().to_string()));
+    let status = obj.entry("status").or_insert_with(|| Value::String("draft".into()));
+    if status != "draft" {
+        return Err(ServiceError::invalid(
+            "definition.status",
+            "new experiments start as draft; start them with TransitionExperiment",
+        ));
+    }
+    Ok(())
+}
+
+fn experiment_status(definition: &Value) -> Result<ExperimentStatus, ServiceError> {
+    serde_json::from_value(definition["status"].clone())
+        .map_err(|e| ServiceError::Internal(format!("stored experiment has no valid status: {e}")))
+}
+
+/// What may change in an experiment outside lifecycle transitions.
+fn check_experiment_edit(before: &Value, after: &Value) -> Result<(), ServiceError> {
+    let status = experiment_status(before)?;
+    let refuse = |field: &str, why: String| {
+        Err(ServiceError::FailedPrecondition { message: why.clone(), violations: vec![(field.into(), why)] })
+    };
+    if before["status"] != after["status"] {
+        return refuse(
+            "definition.status",
+            "status changes only through TransitionExperiment (start, pause, resume, complete)".into(),
+        );
+    }
+    if before["id"] != after["id"] {
+        return refuse("definition.id", "an experiment's id never changes".into());
+    }
+    match status {
+        ExperimentStatus::Draft => Ok(()),
+        ExperimentStatus::Running | ExperimentStatus::Paused => {
+            // Changing who is assigned what would mix populations mid-experiment.
+            for field in ["variants", "salt"] {
+                if before[field] != after[field] {
+                    return refuse(
+                        &format!("definition.{field}"),
+                        format!(
+                            "cannot change {field} of a {} experiment; complete it and start a new one",
+                            status.as_str()
+                        ),
+                    );
+                }
+            }
+            Ok(())
+        }
+        ExperimentStatus::Completed => {
+            let strip = |v: &Value| {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("description");
+                }
+                v
+            };
+            if strip(before) != strip(after) {
+                return refuse(
+                    "definition",
+                    "a completed experiment can only have its description edited".into(),
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,326 @@
+//! Fan-out of environment states to this replica's streams.
+//!
+//! Each environment with subscribers has one `watch` channel holding its newest state. A
+//! change notification makes the replica load the new version once, turn it into a shared
+//! snapshot and delta, and publish it; every stream of that environment reads it from there.
+//! `watch` keeps only the newest value, so a slow stream skips intermediate versions and
+//! never holds up the others.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cohort_proto::config::v1 as pb;
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use tokio::sync::{OnceCell, watch};
+use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use crate::domain::Kind;
+use crate::error::ServiceError;
+use crate::metrics::Metrics;
+use crate::store::{ChangeRow, NOTIFY_CHANNEL, SnapshotData, Store};
+
+/// One version of an environment, shared by all its streams.
+#[derive(Debug)]
+pub struct EnvState {
+    pub environment_id: Uuid,
+    pub version: u64,
+    pub committed_at_ms: i64,
+    /// cohort-core `Definitions` as JSON, serialized once.
+    pub snapshot: Bytes,
+    /// The changes from the previous published state to this one.
+    pub delta: Option<pb::Delta>,
+    entities: BTreeMap<(Kind, String), Value>,
+}
+
+impl EnvState {
+    fn new(
+        environment_id: Uuid,
+        version: u64,
+        committed_at_ms: i64,
+        entities: BTreeMap<(Kind, String), Value>,
+        delta: Option<pb::Delta>,
+    ) -> Result<Self, ServiceError> {
+        let snapshot = definitions_json(version, &entities)?;
+        Ok(EnvState { environment_id, version, committed_at_ms, snapshot, delta, entities })
+    }
+
+    pub fn snapshot_message(&self) -> pb::Snapshot {
+        pb::Snapshot {
+            environment_id: self.environment_id.to_string(),
+            version: self.version,
+            definitions_json: self.snapshot.clone(),
+            committed_at_ms: self.committed_at_ms,
+        }
+    }
+}
+
+/// `{"version": v, "flags": [...], "experiments": [...], ...}` with lists sorted by key.
+fn definitions_json(version: u64, entities: &BTreeMap<(Kind, String), Value>) -> Result<Bytes, ServiceError> {
+    let mut doc = Map::new();
+    doc.insert("version".into(), version.into());
+    for kind in Kind::ALL {
+        let list: Vec<&Value> = entities
+            .range((kind, String::new())..)
+            .take_while(|((k, _), _)| *k == kind)
+            .map(|(_, v)| v)
+            .collect();
+        doc.insert(
+            kind.plural().into(),
+            serde_json::to_value(list).map_err(|e| ServiceError::Internal(e.to_string()))?,
+        );
+    }
+    serde_json::to_vec(&doc).map(Bytes::from).map_err(|e| ServiceError::Internal(e.to_string()))
+}
+
+pub fn change_message(c: &ChangeRow) -> pb::Change {
+    pb::Change {
+        version: c.version,
+        kind: kind_to_proto(c.kind) as i32,
+        key: c.key.clone(),
+        definition_json: c.after.as_ref().map(Value::to_string).unwrap_or_default(),
+    }
+}
+
+pub fn kind_to_proto(kind: Kind) -> pb::EntityKind {
+    match kind {
+        Kind::Flag => pb::EntityKind::Flag,
+        Kind::Experiment => pb::EntityKind::Experiment,
+        Kind::Layer => pb::EntityKind::Layer,
+        Kind::Segment => pb::EntityKind::Segment,
+        Kind::Metric => pb::EntityKind::Metric,
+    }
+}
+
+#[derive(Debug, Default)]
+struct EnvEntry {
+    sender: OnceCell<watch::Sender<Arc<EnvState>>>,
+    /// Serializes refreshes of one environment.
+    refresh: tokio::sync::Mutex<()>,
+    idle_since: Mutex<Option<Instant>>,
+}
+
+#[derive(Debug)]
+pub struct Hub {
+    store: Store,
+    metrics: Metrics,
+    envs: Mutex<HashMap<Uuid, Arc<EnvEntry>>>,
+}
+
+/// Environments with no subscriber for this long are dropped from memory.
+const IDLE_EVICTION: Duration = Duration::from_secs(60);
+
+impl Hub {
+    pub fn new(store: Store, metrics: Metrics) -> Self {
+        Hub { store, metrics, envs: Mutex::new(HashMap::new()) }
+    }
+
+    fn entry(&self, env: Uuid) -> Arc<EnvEntry> {
+        let mut envs = self.envs.lock().unwrap_or_else(|p| p.into_inner());
+        envs.entry(env).or_default().clone()
+    }
+
+    async fn sender(&self, env: Uuid) -> Result<(Arc<EnvEntry>, watch::Sender<Arc<EnvState>>), ServiceError> {
+        let entry = self.entry(env);
+        let mut loaded_here = false;
+        let sender = entry
+            .sender
+            .get_or_try_init(|| async {
+                loaded_here = true;
+                let state = self.load(env).await?;
+                Ok::<_, ServiceError>(watch::Sender::new(Arc::new(state)))
+            })
+            .await?
+            .clone();
+        if loaded_here {
+            // A notification that arrived while the first load ran was not applied.
+            self.refresh(env).await?;
+        }
+        Ok((entry, sender))
+    }
+
+    /// Subscribes to an environment, loading it on first use.
+    pub async fn subscribe(&self, env: Uuid) -> Result<watch::Receiver<Arc<EnvState>>, ServiceError> {
+        let (entry, sender) = self.sender(env).await?;
+        *entry.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(sender.subscribe())
+    }
+
+    /// The newest state of an environment.
+    pub async fn current(&self, env: Uuid) -> Result<Arc<EnvState>, ServiceError> {
+        let (_, sender) = self.sender(env).await?;
+        let state = sender.borrow().clone();
+        Ok(state)
+    }
+
+    async fn load(&self, env: Uuid) -> Result<EnvState, ServiceError> {
+        let SnapshotData { version, entities, committed_at_ms } = self.store.snapshot(env).await?;
+        self.metrics.env_loads.inc();
+        let entities = entities.into_iter().map(|e| ((e.kind, e.key), e.definition)).collect();
+        EnvState::new(env, version, committed_at_ms, entities, None)
+    }
+
+    /// A change was committed: bring the environment up to date if this replica serves it.
+    pub async fn notify(&self, env: Uuid, version: u64) {
+        self.metrics.notifications.inc();
+        let initialized = {
+            let envs = self.envs.lock().unwrap_or_else(|p| p.into_inner());
+            envs.get(&env).and_then(|e| e.sender.get()).map(|s| s.borrow().version)
+        };
+        if let Some(current) = initialized
+            && version > current
+            && let Err(e) = self.refresh(env).await
+        {
+            warn!(environment = %env, version, error = %e, "could not load a new version");
+        }
+    }
+
+    /// Applies every change committed since the published state, publishing one new state.
+    pub async fn refresh(&self, env: Uuid) -> Result<(), ServiceError> {
+        let entry = self.entry(env);
+        let Some(sender) = entry.sender.get() else { return Ok(()) };
+        let _guard = entry.refresh.lock().await;
+        let current = sender.borrow().clone();
+        let changes = self.store.changes(env, current.version, i64::MAX as u64).await?;
+        let Some(last) = changes.last() else { return Ok(()) };
+        let contiguous = changes.iter().zip(current.version + 1..).all(|(c, v)| c.version == v);
+        let next = if contiguous {
+            let mut entities = current.entities.clone();
+            for c in &changes {
+                match &c.after {
+                    Some(def) => entities.insert((c.kind, c.key.clone()), def.clone()),
+                    None => entities.remove(&(c.kind, c.key.clone())),
+                };
+            }
+            let delta = pb::Delta {
+                from_version: current.version,
+                to_version: last.version,
+                changes: changes.iter().map(change_message).collect(),
+                committed_at_ms: last.at_ms,
+            };
+            EnvState::new(env, last.version, last.at_ms, entities, Some(delta))?
+        } else {
+            warn!(environment = %env, from = current.version, "change log has a gap; reloading the environment");
+            self.load(env).await?
+        };
+        self.metrics.env_loads.inc();
+        debug!(environment = %env, version = next.version, "publishing new version");
+        sender.send_replace(Arc::new(next));
+        Ok(())
+    }
+
+    /// Refreshes every environment this replica serves (after missed notifications).
+    pub async fn refresh_all(&self) {
+        let envs: Vec<Uuid> = {
+            let envs = self.envs.lock().unwrap_or_else(|p| p.into_inner());
+            envs.iter().filter(|(_, e)| e.sender.initialized()).map(|(id, _)| *id).collect()
+        };
+        for env in envs {
+            if let Err(e) = self.refresh(env).await {
+                warn!(environment = %env, error = %e, "could not refresh environment");
+            }
+        }
+    }
+
+    /// Drops environments nobody has watched for a while.
+    fn evict_idle(&self) {
+        let mut envs = self.envs.lock().unwrap_or_else(|p| p.into_inner());
+        envs.retain(|_, e| {
+            let Some(sender) = e.sender.get() else { return true };
+            if sender.receiver_count() > 0 {
+                return true;
+            }
+            let mut idle = e.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+            let since = *idle.get_or_insert_with(Instant::now);
+            since.elapsed() < IDLE_EVICTION
+        });
+    }
+
+    /// Environments served here and their stream counts.
+    pub fn stream_counts(&self) -> Vec<(Uuid, i32)> {
+        let envs = self.envs.lock().unwrap_or_else(|p| p.into_inner());
+        envs.iter().filter_map(|(id, e)| e.sender.get().map(|s| (*id, s.receiver_count() as i32))).collect()
+    }
+}
+
+/// Follows committed changes: LISTENs on PostgreSQL with a dedicated connection, reconnecting
+/// with backoff; after every (re)connect and every `poll` it also refreshes all environments,
+/// so a notification lost while disconnected delays a change by at most that long.
+pub async fn follow_changes(
+    hub: Arc<Hub>,
+    database_url: String,
+    poll: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match tokio_postgres::connect(&database_url, NoTls).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if tx.send(n.payload().to_owned()).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                warn!(error = %e, "change listener connection failed");
+                                break;
+                            }
+                        }
+                    }
+                });
+                if let Err(e) = client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await {
+                    warn!(error = %e, "LISTEN failed");
+                    driver.abort();
+                } else {
+                    info!("following config changes");
+                    backoff = Duration::from_millis(100);
+                    hub.refresh_all().await;
+                    let mut tick = tokio::time::interval(poll);
+                    tick.tick().await;
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {
+                                driver.abort();
+                                return;
+                            }
+                            payload = rx.recv() => {
+                                let Some(payload) = payload else { break };
+                                if let Some((env, version)) = parse_payload(&payload) {
+                                    let hub = hub.clone();
+                                    tokio::spawn(async move { hub.notify(env, version).await });
+                                }
+                            }
+                            _ = tick.tick() => {
+                                hub.evict_idle();
+                                hub.refresh_all().await;
+                            }
+                        }
+                    }
+                    driver.abort();
+                }
+            }
+            Err(e) => warn!(error = %e, retry_in = ?backoff, "cannot connect to follow config changes"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn parse_payload(payload: &str) -> Option<(Uuid, u64)> {
+    let (env, version) = payload.split_once(':')?;
+    Some((Uuid::parse_str(env).ok()?, version.parse().ok()?))
+}

@@ -1,0 +1,61 @@
+//! `cohort-config`: serve the config API, migrate the database, or bootstrap a tenant.
+
+// `bootstrap` prints the new admin key for the operator; that is its output.
+#![allow(clippy::print_stdout)]
+
+use anyhow::Context;
+use clap::Parser;
+use cohort_config::settings::{Cli, Command};
+use cohort_config::{Listeners, run};
+use cohort_runtime::{Shutdown, init_tracing, usage_error, wait_for_signal};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = cli.serve;
+    if let Err(reason) = settings.validate() {
+        usage_error(reason);
+    }
+    init_tracing(settings.common.log_format);
+    let pool = || {
+        cohort_db::connect(&settings.database.database_url, &cohort_db::PoolOptions::default())
+            .context("database url")
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            let applied = cohort_db::migrate(&pool()?).await.context("migrating")?;
+            tracing::info!(applied = ?applied, "database is up to date");
+            Ok(())
+        }
+        Command::Bootstrap { organization, environment } => {
+            let store = cohort_config::store::Store::new(pool()?);
+            let (org, env, key, secret) =
+                store.bootstrap(&organization, &environment).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("organization {organization} ({org})");
+            println!("environment  {} ({})", env.key, env.id);
+            println!("admin key    {} ({})", secret, key.id);
+            Ok(())
+        }
+        Command::Serve => {
+            let bind = |addr| async move {
+                TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))
+            };
+            let listeners = Listeners {
+                grpc: bind(settings.grpc_addr).await?,
+                http: bind(settings.http_addr).await?,
+                admin: match settings.common.admin_addr {
+                    Some(a) => Some(bind(a).await?),
+                    None => None,
+                },
+            };
+            let shutdown = Shutdown::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                trigger.cancel();
+            });
+            run(settings, listeners, shutdown).await
+        }
+    }
+}

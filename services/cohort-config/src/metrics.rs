@@ -1,0 +1,60 @@
+//! The config service's Prometheus metrics, registered once per process and passed down.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushLabels {
+    /// snapshot, delta or heartbeat.
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    pub action: &'static str,
+    /// ok, or the gRPC code of the refusal.
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub streams: Gauge,
+    pub pushes: Family<PushLabels, Counter>,
+    pub acks: Counter,
+    /// Commit to acknowledgment, in seconds, for acknowledgments received by this replica.
+    pub propagation_seconds: Histogram,
+    pub writes: Family<WriteLabels, Counter>,
+    pub notifications: Counter,
+    pub env_loads: Counter,
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Metrics {
+            streams: Gauge::default(),
+            pushes: Family::default(),
+            acks: Counter::default(),
+            propagation_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            writes: Family::default(),
+            notifications: Counter::default(),
+            env_loads: Counter::default(),
+        };
+        let r = registry.sub_registry_with_prefix("cohort_config");
+        r.register("streams", "Connected config streams", m.streams.clone());
+        r.register("pushes", "Messages pushed to config streams", m.pushes.clone());
+        r.register("acks", "Versions acknowledged by SDKs", m.acks.clone());
+        r.register(
+            "propagation_seconds",
+            "Time from commit to SDK acknowledgment",
+            m.propagation_seconds.clone(),
+        );
+        r.register("writes", "Definition writes by action and outcome", m.writes.clone());
+        r.register("notifications", "Change notifications received from PostgreSQL", m.notifications.clone());
+        r.register("environment_loads", "Environment states loaded or refreshed", m.env_loads.clone());
+        m
+    }
+}

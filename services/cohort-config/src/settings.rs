@@ -1,0 +1,96 @@
+//! The config service's settings: flags or `COHORT_*` environment variables, validated before
+//! any port is bound.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use cohort_runtime::{CommonArgs, DatabaseArgs, parse_duration};
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(name = "cohort-config", version, about = "Cohort's config service")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeSettings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create the first organization, environment and admin key, print the key, and exit.
+    Bootstrap {
+        #[arg(long, env = "COHORT_BOOTSTRAP_ORGANIZATION")]
+        organization: String,
+        #[arg(long, env = "COHORT_BOOTSTRAP_ENVIRONMENT", default_value = "production")]
+        environment: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// gRPC listen address.
+    #[arg(long, env = "COHORT_GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// HTTP JSON listen address (`GET /api/v1/config`).
+    #[arg(long, env = "COHORT_HTTP_ADDR", default_value = "0.0.0.0:8081")]
+    pub http_addr: SocketAddr,
+
+    /// Apply database migrations at start-up.
+    #[arg(long, env = "COHORT_MIGRATE")]
+    pub migrate: bool,
+
+    /// Heartbeat interval on config streams.
+    #[arg(long, env = "COHORT_HEARTBEAT_INTERVAL", value_parser = parse_duration, default_value = "5s")]
+    pub heartbeat_interval: Duration,
+
+    /// How often to check for changes whose notification was missed.
+    #[arg(long, env = "COHORT_POLL_INTERVAL", value_parser = parse_duration, default_value = "5s")]
+    pub poll_interval: Duration,
+
+    /// Cache-Control max-age of `GET /api/v1/config`, in seconds.
+    #[arg(long, env = "COHORT_HTTP_MAX_AGE", default_value_t = 5)]
+    pub http_max_age: u64,
+
+    /// Token that allows the Bootstrap RPC. Without one, Bootstrap works only on an empty database.
+    #[arg(long, env = "COHORT_BOOTSTRAP_TOKEN")]
+    pub bootstrap_token: Option<String>,
+
+    /// This replica's id in propagation records (random when unset).
+    #[arg(long, env = "COHORT_REPLICA_ID")]
+    pub replica_id: Option<Uuid>,
+}
+
+impl ServeSettings {
+    /// Checks what clap cannot; the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_interval < Duration::from_millis(100)
+            || self.heartbeat_interval > Duration::from_secs(300)
+        {
+            return Err("--heartbeat-interval must be between 100ms and 5m".into());
+        }
+        if self.poll_interval < Duration::from_millis(100) {
+            return Err("--poll-interval must be at least 100ms".into());
+        }
+        if self.bootstrap_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err("--bootstrap-token must be at least 16 characters".into());
+        }
+        if !self.database.database_url.starts_with("postgres://")
+            && !self.database.database_url.starts_with("postgresql://")
+        {
+            return Err("--database-url must be a postgres:// URL".into());
+        }
+        Ok(())
+    }
+}

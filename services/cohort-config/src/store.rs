@@ -1,0 +1,768 @@
+//! Every SQL statement of the config service. A definition write loads the environment under a
+//! row lock, plans it with [`crate::domain`], then stores the entity, the new version and the
+//! audit row, and notifies the other replicas, in one transaction.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cohort_db::Pool;
+use cohort_db::keys::{self, KeyKind, Principal};
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::domain::{self, Entity, Kind, Op};
+use crate::error::ServiceError;
+
+/// The channel every replica LISTENs on; the payload is `<environment id>:<version>`.
+pub const NOTIFY_CHANNEL: &str = "cohort_config";
+
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvRow {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub key: String,
+    pub name: String,
+    pub version: u64,
+    pub created_at: SystemTime,
+}
+
+impl EnvRow {
+    fn from_row(r: &Row) -> EnvRow {
+        EnvRow {
+            id: r.get("id"),
+            organization_id: r.get("organization_id"),
+            key: r.get("key"),
+            name: r.get("name"),
+            version: r.get::<_, i64>("version") as u64,
+            created_at: r.get("created_at"),
+        }
+    }
+}
+
+const ENV_COLUMNS: &str = "id, organization_id, key, name, version, created_at";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRow {
+    pub id: Uuid,
+    pub kind: KeyKind,
+    pub name: String,
+    pub prefix: String,
+    pub environment_key: Option<String>,
+    pub created_at: SystemTime,
+    pub revoked_at: Option<SystemTime>,
+}
+
+const KEY_COLUMNS: &str =
+    "k.id, k.kind, k.name, k.prefix, e.key AS environment_key, k.created_at, k.revoked_at";
+
+impl ApiKeyRow {
+    fn from_row(r: &Row) -> ApiKeyRow {
+        ApiKeyRow {
+            id: r.get("id"),
+            kind: KeyKind::parse(r.get("kind")).unwrap_or(KeyKind::Sdk),
+            name: r.get("name"),
+            prefix: r.get("prefix"),
+            environment_key: r.get("environment_key"),
+            created_at: r.get("created_at"),
+            revoked_at: r.get("revoked_at"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityRow {
+    pub kind: Kind,
+    pub key: String,
+    pub definition: Value,
+    pub revision: i64,
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+}
+
+const ENTITY_COLUMNS: &str = "kind, key, definition, revision, created_at, updated_at";
+
+impl EntityRow {
+    fn from_row(r: &Row) -> Result<EntityRow, ServiceError> {
+        let kind: &str = r.get("kind");
+        Ok(EntityRow {
+            kind: Kind::parse(kind)
+                .ok_or_else(|| ServiceError::Internal(format!("unknown entity kind {kind}")))?,
+            key: r.get("key"),
+            definition: r.get("definition"),
+            revision: r.get("revision"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+        })
+    }
+}
+
+/// The environment's whole config at one version.
+#[derive(Debug, Clone)]
+pub struct SnapshotData {
+    pub version: u64,
+    pub entities: Vec<EntityRow>,
+    pub committed_at_ms: i64,
+}
+
+/// One committed change, from the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRow {
+    pub version: u64,
+    pub kind: Kind,
+    pub key: String,
+    /// `None` when the entity was deleted.
+    pub after: Option<Value>,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub id: i64,
+    pub environment_key: Option<String>,
+    pub version: Option<i64>,
+    pub actor_key_id: Option<Uuid>,
+    pub actor_name: String,
+    pub action: String,
+    pub kind: Option<String>,
+    pub key: Option<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub reason: Option<String>,
+    pub at: SystemTime,
+}
+
+/// The result of a definition write.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub entity: Option<EntityRow>,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    pub fn new(pool: Pool) -> Self {
+        Store { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub async fn verify_key(&self, secret: &str) -> Result<Option<Principal>, ServiceError> {
+        let client = self.pool.get().await?;
+        Ok(keys::verify(&client, secret).await?)
+    }
+
+    /// An environment of `organization` by key or id.
+    pub async fn environment(
+        &self,
+        organization: Uuid,
+        reference: &str,
+    ) -> Result<Option<EnvRow>, ServiceError> {
+        let client = self.pool.get().await?;
+        let row =
+            match Uuid::parse_str(reference) {
+                Ok(id) => client
+                    .query_opt(
+                        &format!(
+                            "SELECT {ENV_COLUMNS} FROM environments WHERE organization_id = $1 AND id = $2"
+                        ),
+                        &[&organization, &id],
+                    )
+                    .await?,
+                Err(_) => client
+                    .query_opt(
+                        &format!(
+                            "SELECT {ENV_COLUMNS} FROM environments WHERE organization_id = $1 AND key = $2"
+                        ),
+                        &[&organization, &reference],
+                    )
+                    .await?,
+            };
+        Ok(row.as_ref().map(EnvRow::from_row))
+    }
+
+    pub async fn environment_by_id(&self, id: Uuid) -> Result<Option<EnvRow>, ServiceError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(&format!("SELECT {ENV_COLUMNS} FROM environments WHERE id = $1"), &[&id])
+            .await?;
+        Ok(row.as_ref().map(EnvRow::from_row))
+    }
+
+    pub async fn list_environments(&self, organization: Uuid) -> Result<Vec<EnvRow>, ServiceError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {ENV_COLUMNS} FROM environments WHERE organization_id = $1 ORDER BY key"),
+                &[&organization],
+            )
+            .await?;
+        Ok(rows.iter().map(EnvRow::from_row).collect())
+    }
+
+    pub async fn organization_count(&self) -> Result<i64, ServiceError> {
+        let client = self.pool.get().await?;
+        Ok(client.query_one("SELECT count(*) FROM organizations", &[]).await?.get(0))
+    }
+
+    /// Creates an organization, its first environment and an admin key.
+    pub async fn bootstrap(
+        &self,
+        organization: &str,
+        environment: &str,
+    ) -> Result<(Uuid, EnvRow, ApiKeyRow, String), ServiceError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let org = Uuid::new_v4();
+        let inserted = tx
+            .execute(
+                "INSERT INTO organizations (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&org, &organization],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(ServiceError::AlreadyExists(format!("organization {organization:?} already exists")));
+        }
+        let env = insert_environment(&tx, org, environment, &title(environment)).await?;
+        let (key, secret) = insert_key(&tx, org, None, KeyKind::Admin, "bootstrap admin", None).await?;
+        audit(
+            &tx,
+            org,
+            None,
+            None,
+            None,
+            "bootstrap",
+            "bootstrap",
+            None,
+            None,
+            None,
+            Some(serde_json::json!({
+                "organization": organization, "environment": environment, "admin_key_id": key.id,
+            })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((org, env, key, secret))
+    }
+
+    pub async fn create_environment(
+        &self,
+        actor: &Principal,
+        key: &str,
+        name: &str,
+    ) -> Result<EnvRow, ServiceError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM environments WHERE organization_id = $1 AND key = $2",
+                &[&actor.organization_id, &key],
+            )
+            .await?;
+        if exists.is_some() {
+            return Err(ServiceError::AlreadyExists(format!("environment {key:?} already exists")));
+        }
+        let env = insert_environment(&tx, actor.organization_id, key, name).await?;
+        audit(
+            &tx,
+            actor.organization_id,
+            Some(env.id),
+            None,
+            Some(actor),
+            "",
+            "create_environment",
+            None,
+            None,
+            None,
+            Some(serde_json::json!({"key": key, "name": name})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(env)
+    }
+
+    pub async fn create_api_key(
+        &self,
+        actor: &Principal,
+        kind: KeyKind,
+        name: &str,
+        env: Option<&EnvRow>,
+    ) -> Result<(ApiKeyRow, String), ServiceError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let (row, secret) =
+            insert_key(&tx, actor.organization_id, env, kind, name, Some(actor.key_id)).await?;
+        audit(
+            &tx,
+            actor.organization_id,
+            env.map(|e| e.id),
+            None,
+            Some(actor),
+            "",
+            "create_api_key",
+            None,
+            None,
+            None,
+            Some(
+                serde_json::json!({"id": row.id, "kind": kind.as_str(), "name": name, "prefix": row.prefix}),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((row, secret))
+    }
+
+    pub async fn list_api_keys(
+        &self,
+        organization: Uuid,
+        include_revoked: bool,
+    ) -> Result<Vec<ApiKeyRow>, ServiceError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys k LEFT JOIN environments e ON e.id = k.environment_id
+                     WHERE k.organization_id = $1 AND ($2 OR k.revoked_at IS NULL) ORDER BY k.created_at, k.id"
+                ),
+                &[&organization, &include_revoked],
+            )
+            .await?;
+        Ok(rows.iter().map(ApiKeyRow::from_row).collect())
+    }
+
+    pub async fn revoke_api_key(&self, actor: &Principal, id: Uuid) -> Result<ApiKeyRow, ServiceError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let updated = tx
+            .execute(
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND organization_id = $2",
+                &[&id, &actor.organization_id],
+            )
+            .await?;
+        if updated == 0 {
+            return Err(ServiceError::NotFound(format!("api key {id} does not exist")));
+        }
+        let row = tx
+            .query_one(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys k LEFT JOIN environments e ON e.id = k.environment_id WHERE k.id = $1"),
+                &[&id],
+            )
+            .await?;
+        let key = ApiKeyRow::from_row(&row);
+        audit(
+            &tx,
+            actor.organization_id,
+            None,
+            None,
+            Some(actor),
+            "",
+            "revoke_api_key",
+            None,
+            None,
+            None,
+            Some(serde_json::json!({"id": id, "name": key.name, "prefix": key.prefix})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// Validates and commits one definition change; returns the entity and the new version.
+    pub async fn write(
+        &self,
+        actor: &Principal,
+        env: &EnvRow,
+        op: Op,
+        reason: Option<&str>,
+    ) -> Result<Written, ServiceError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // The row lock serializes writers of one environment: versions have no gaps, and each
+        // write is validated against exactly the state it commits on top of.
+        let version: i64 = tx
+            .query_one("SELECT version FROM environments WHERE id = $1 FOR UPDATE", &[&env.id])
+            .await?
+            .get(0);
+        let rows = tx
+            .query(
+                "SELECT kind, key, definition, revision FROM entities WHERE environment_id = $1",
+                &[&env.id],
+            )
+            .await?;
+        let current = rows
+            .iter()
+            .map(|r| {
+                let kind: &str = r.get(0);
+                Ok(Entity {
+                    kind: Kind::parse(kind)
+                        .ok_or_else(|| ServiceError::Internal(format!("unknown kind {kind}")))?,
+                    key: r.get(1),
+                    definition: r.get(2),
+                    revision: r.get(3),
+                })
+            })
+            .collect::<Result<Vec<_>, ServiceError>>()?;
+        let plan = domain::plan(op, &current)?;
+        let new_version = version + 1;
+        let kind = plan.kind.as_str();
+        let entity = match &plan.after {
+            Some(after) => {
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "INSERT INTO entities (environment_id, kind, key, definition, revision, created_at, updated_at)
+                             VALUES ($1, $2, $3, $4, $5, now(), now())
+                             ON CONFLICT (environment_id, kind, key)
+                             DO UPDATE SET definition = EXCLUDED.definition, revision = EXCLUDED.revision, updated_at = now()
+                             RETURNING {ENTITY_COLUMNS}"
+                        ),
+                        &[&env.id, &kind, &plan.key, after, &plan.revision],
+                    )
+                    .await?;
+                Some(EntityRow::from_row(&row)?)
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM entities WHERE environment_id = $1 AND kind = $2 AND key = $3",
+                    &[&env.id, &kind, &plan.key],
+                )
+                .await?;
+                None
+            }
+        };
+        tx.execute("UPDATE environments SET version = $2 WHERE id = $1", &[&env.id, &new_version]).await?;
+        audit(
+            &tx,
+            env.organization_id,
+            Some(env.id),
+            Some(new_version),
+            Some(actor),
+            "",
+            plan.action,
+            Some(kind),
+            Some(&plan.key),
+            plan.before.as_ref(),
+            plan.after.clone(),
+        )
+        .await?;
+        if let Some(reason) = reason.filter(|r| !r.is_empty()) {
+            tx.execute(
+                "UPDATE audit_log SET reason = $3 WHERE environment_id = $1 AND version = $2",
+                &[&env.id, &new_version, &reason],
+            )
+            .await?;
+        }
+        tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &format!("{}:{new_version}", env.id)])
+            .await?;
+        tx.commit().await?;
+        Ok(Written { entity, version: new_version as u64 })
+    }
+
+    pub async fn get_entity(
+        &self,
+        env: Uuid,
+        kind: Kind,
+        key: &str,
+    ) -> Result<Option<EntityRow>, ServiceError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE environment_id = $1 AND kind = $2 AND key = $3"),
+                &[&env, &kind.as_str(), &key],
+            )
+            .await?;
+        row.as_ref().map(EntityRow::from_row).transpose()
+    }
+
+    /// A page of entities ordered by (kind, key), after `after` when given.
+    pub async fn list_entities(
+        &self,
+        env: Uuid,
+        kind: Option<Kind>,
+        limit: i64,
+        after: Option<(Kind, String)>,
+    ) -> Result<Vec<EntityRow>, ServiceError> {
+        let client = self.pool.get().await?;
+        let kind = kind.map(Kind::as_str);
+        let (after_kind, after_key) = match &after {
+            Some((k, key)) => (Some(k.as_str()), Some(key.as_str())),
+            None => (None, None),
+        };
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {ENTITY_COLUMNS} FROM entities
+                     WHERE environment_id = $1 AND ($2::text IS NULL OR kind = $2)
+                       AND ($3::text IS NULL OR (kind, key) > ($3, $4))
+                     ORDER BY kind, key LIMIT $5"
+                ),
+                &[&env, &kind, &after_kind, &after_key, &limit],
+            )
+            .await?;
+        rows.iter().map(EntityRow::from_row).collect()
+    }
+
+    /// The environment's entities at one consistent version.
+    pub async fn snapshot(&self, env: Uuid) -> Result<SnapshotData, ServiceError> {
+        let mut client = self.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let version: i64 = tx
+            .query_opt("SELECT version FROM environments WHERE id = $1", &[&env])
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("environment does not exist".into()))?
+            .get(0);
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {ENTITY_COLUMNS} FROM entities WHERE environment_id = $1 ORDER BY kind, key"
+                ),
+                &[&env],
+            )
+            .await?;
+        let at: Option<SystemTime> = tx
+            .query_opt(
+                "SELECT at FROM audit_log WHERE environment_id = $1 AND version = $2",
+                &[&env, &version],
+            )
+            .await?
+            .map(|r| r.get(0));
+        tx.commit().await?;
+        Ok(SnapshotData {
+            version: version as u64,
+            entities: rows.iter().map(EntityRow::from_row).collect::<Result<_, _>>()?,
+            committed_at_ms: at.map_or(0, unix_ms),
+        })
+    }
+
+    /// Committed changes with `after < version <= upto`, in order.
+    pub async fn changes(&self, env: Uuid, after: u64, upto: u64) -> Result<Vec<ChangeRow>, ServiceError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT version, kind, key, after, at FROM audit_log
+                 WHERE environment_id = $1 AND version > $2 AND version <= $3 ORDER BY version",
+                &[&env, &(after as i64), &(upto as i64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: Option<&str> = r.get(1);
+                Ok(ChangeRow {
+                    version: r.get::<_, i64>(0) as u64,
+                    kind: kind
+                        .and_then(Kind::parse)
+                        .ok_or_else(|| ServiceError::Internal("versioned audit row without a kind".into()))?,
+                    key: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                    after: r.get(3),
+                    at_ms: unix_ms(r.get(4)),
+                })
+            })
+            .collect()
+    }
+
+    /// Audit entries newest first, before `before_id` when given.
+    pub async fn list_audit(
+        &self,
+        organization: Uuid,
+        env: Option<Uuid>,
+        kind: Option<Kind>,
+        key: Option<&str>,
+        limit: i64,
+        before_id: Option<i64>,
+    ) -> Result<Vec<AuditRow>, ServiceError> {
+        let client = self.pool.get().await?;
+        let kind = kind.map(Kind::as_str);
+        let rows = client
+            .query(
+                "SELECT a.id, e.key, a.version, a.actor_key_id, a.actor_name, a.action, a.kind, a.key,
+                        a.before, a.after, a.reason, a.at
+                 FROM audit_log a LEFT JOIN environments e ON e.id = a.environment_id
+                 WHERE a.organization_id = $1
+                   AND ($2::uuid IS NULL OR a.environment_id = $2)
+                   AND ($3::text IS NULL OR a.kind = $3)
+                   AND ($4::text IS NULL OR a.key = $4)
+                   AND ($5::bigint IS NULL OR a.id < $5)
+                 ORDER BY a.id DESC LIMIT $6",
+                &[&organization, &env, &kind, &key, &before_id, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditRow {
+                id: r.get(0),
+                environment_key: r.get(1),
+                version: r.get(2),
+                actor_key_id: r.get(3),
+                actor_name: r.get(4),
+                action: r.get(5),
+                kind: r.get(6),
+                key: r.get(7),
+                before: r.get(8),
+                after: r.get(9),
+                reason: r.get(10),
+                at: r.get(11),
+            })
+            .collect())
+    }
+
+    /// Replaces this replica's recorded latencies for one version.
+    pub async fn record_propagation(
+        &self,
+        replica: Uuid,
+        env: Uuid,
+        version: u64,
+        latencies_ms: &[f32],
+    ) -> Result<(), ServiceError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO propagation (environment_id, version, replica_id, latencies_ms, updated_at)
+                 VALUES ($1, $2, $3, $4, now())
+                 ON CONFLICT (environment_id, version, replica_id)
+                 DO UPDATE SET latencies_ms = EXCLUDED.latencies_ms, updated_at = now()",
+                &[&env, &(version as i64), &replica, &latencies_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn record_connected(&self, replica: Uuid, counts: &[(Uuid, i32)]) -> Result<(), ServiceError> {
+        let client = self.pool.get().await?;
+        for (env, n) in counts {
+            client
+                .execute(
+                    "INSERT INTO replica_streams (replica_id, environment_id, connected, updated_at)
+                     VALUES ($1, $2, $3, now())
+                     ON CONFLICT (replica_id, environment_id) DO UPDATE SET connected = EXCLUDED.connected, updated_at = now()",
+                    &[&replica, env, n],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every replica's latencies for one version, and the streams connected now.
+    pub async fn propagation(&self, env: Uuid, version: u64) -> Result<(Vec<f32>, i64), ServiceError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT latencies_ms FROM propagation WHERE environment_id = $1 AND version = $2",
+                &[&env, &(version as i64)],
+            )
+            .await?;
+        let latencies = rows.iter().flat_map(|r| r.get::<_, Vec<f32>>(0)).collect();
+        // A replica that stopped reporting is gone; its streams moved elsewhere.
+        let connected: i64 = client
+            .query_one(
+                "SELECT coalesce(sum(connected), 0)::bigint FROM replica_streams
+                 WHERE environment_id = $1 AND updated_at > now() - interval '30 seconds'",
+                &[&env],
+            )
+            .await?
+            .get(0);
+        Ok((latencies, connected))
+    }
+
+    /// Deletes propagation rows older than a day.
+    pub async fn prune_propagation(&self) -> Result<(), ServiceError> {
+        let client = self.pool.get().await?;
+        client.execute("DELETE FROM propagation WHERE updated_at < now() - interval '1 day'", &[]).await?;
+        client
+            .execute("DELETE FROM replica_streams WHERE updated_at < now() - interval '1 day'", &[])
+            .await?;
+        Ok(())
+    }
+}
+
+fn title(key: &str) -> String {
+    let mut c = key.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+async fn insert_environment(
+    tx: &tokio_postgres::Transaction<'_>,
+    org: Uuid,
+    key: &str,
+    name: &str,
+) -> Result<EnvRow, ServiceError> {
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO environments (id, organization_id, key, name) VALUES ($1, $2, $3, $4) RETURNING {ENV_COLUMNS}"
+            ),
+            &[&Uuid::new_v4(), &org, &key, &name],
+        )
+        .await?;
+    Ok(EnvRow::from_row(&row))
+}
+
+async fn insert_key(
+    tx: &tokio_postgres::Transaction<'_>,
+    org: Uuid,
+    env: Option<&EnvRow>,
+    kind: KeyKind,
+    name: &str,
+    created_by: Option<Uuid>,
+) -> Result<(ApiKeyRow, String), ServiceError> {
+    let new = keys::generate(kind);
+    let id = Uuid::new_v4();
+    let created_at: SystemTime = tx
+        .query_one(
+            "INSERT INTO api_keys (id, organization_id, environment_id, kind, name, prefix, key_hash, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at",
+            &[&id, &org, &env.map(|e| e.id), &kind.as_str(), &name, &new.prefix, &new.hash, &created_by],
+        )
+        .await?
+        .get(0);
+    let row = ApiKeyRow {
+        id,
+        kind,
+        name: name.to_owned(),
+        prefix: new.prefix,
+        environment_key: env.map(|e| e.key.clone()),
+        created_at,
+        revoked_at: None,
+    };
+    Ok((row, new.secret))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    tx: &tokio_postgres::Transaction<'_>,
+    org: Uuid,
+    env: Option<Uuid>,
+    version: Option<i64>,
+    actor: Option<&Principal>,
+    system_actor: &str,
+    action: &str,
+    kind: Option<&str>,
+    key: Option<&str>,
+    before: Option<&Value>,
+    after: Option<Value>,
+) -> Result<(), ServiceError> {
+    let (actor_id, actor_name) = match actor {
+        Some(p) => (Some(p.key_id), p.key_name.as_str()),
+        None => (None, if system_actor.is_empty() { "system" } else { system_actor }),
+    };
+    tx.execute(
+        "INSERT INTO audit_log (organization_id, environment_id, version, actor_key_id, actor_name, action, kind, key, before, after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[&org, &env, &version, &actor_id, &actor_name, &action, &kind, &key, &before, &after],
+    )
+    .await?;
+    Ok(())
+}
