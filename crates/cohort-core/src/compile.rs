@@ -438,6 +438,22 @@ impl<'d> Compiler<'d> {
                 }
             }
         }
+        if let Some(mde) = e.minimum_detectable_effect
+            && !(mde > 0.0 && mde <= 10.0)
+        {
+            self.err(
+                format!("{path}.minimum_detectable_effect"),
+                format!("{mde} must be a relative effect above 0 and at most 10 (1000 %)"),
+            );
+        }
+        if let Some(n) = e.planned_units_per_variant
+            && n < 100
+        {
+            self.err(
+                format!("{path}.planned_units_per_variant"),
+                format!("{n} is too few; plan at least 100"),
+            );
+        }
         let bpath = format!("{path}.breakdown_attributes");
         self.limit(&bpath, e.breakdown_attributes.len(), MAX_BREAKDOWN_ATTRIBUTES, "breakdown attributes");
         let mut seen = HashSet::new();

@@ -157,6 +157,14 @@ pub struct ExperimentDef {
     /// Context attributes results are broken down by (at most 5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breakdown_attributes: Vec<String>,
+    /// The smallest relative effect on the first primary metric worth detecting (0.05 = 5 %);
+    /// with the baseline it sets the planned sample size, and so each look's information
+    /// fraction. The analysis service's default applies when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_detectable_effect: Option<f64>,
+    /// The planned units per variant, overriding the size derived from the effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_units_per_variant: Option<u64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
 }

@@ -418,7 +418,9 @@ impl ConfigService for Api {
             Ok(pb::ExperimentAction::Resume) => Action::Resume,
             Ok(pb::ExperimentAction::Complete) => Action::Complete,
             _ => {
-                return Err(ServiceError::invalid("action", "must be start, pause, resume or complete").into());
+                return Err(
+                    ServiceError::invalid("action", "must be start, pause, resume or complete").into()
+                );
             }
         };
         let op = Op::Transition {

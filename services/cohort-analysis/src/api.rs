@@ -1,0 +1,210 @@
+//! The gRPC `AnalysisService` and the HTTP JSON results endpoint: authenticate with an admin
+//! key, find the experiment in the caller's organization, return stored results.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use cohort_db::keys::{KeyKind, Principal};
+use cohort_proto::analysis::v1 as pb;
+use pb::analysis_service_server::AnalysisService;
+use tonic::{Request, Status};
+use uuid::Uuid;
+
+use crate::analyze::ExperimentResult;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        match e {
+            ApiError::Unauthenticated(m) => Status::unauthenticated(m),
+            ApiError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::InvalidArgument(m) => Status::invalid_argument(m),
+            ApiError::Store(e) if e.is_unavailable() => {
+                Status::unavailable("the database is unavailable; retry later")
+            }
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "results query failed");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub store: Store,
+}
+
+impl Api {
+    async fn principal(&self, authorization: Option<&str>) -> Result<Principal, ApiError> {
+        let secret = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::Unauthenticated("missing `authorization: Bearer <admin key>`".into()))?;
+        let client = self.store.pool().get().await.map_err(StoreError::from)?;
+        let p = cohort_db::keys::verify(&client, secret.trim())
+            .await
+            .map_err(|e| match e {
+                cohort_db::DbError::Query { source, .. } => ApiError::Store(StoreError::Query(source)),
+                other => ApiError::Unauthenticated(other.to_string()),
+            })?
+            .ok_or_else(|| ApiError::Unauthenticated("unknown or revoked api key".into()))?;
+        if p.kind != KeyKind::Admin {
+            return Err(ApiError::PermissionDenied("results need an admin key".into()));
+        }
+        Ok(p)
+    }
+
+    /// The experiment's (environment, id), if it is in the caller's organization.
+    async fn experiment(
+        &self,
+        p: &Principal,
+        environment: &str,
+        experiment: &str,
+    ) -> Result<(Uuid, Uuid), ApiError> {
+        if experiment.is_empty() {
+            return Err(ApiError::InvalidArgument("experiment: name an experiment by key or id".into()));
+        }
+        self.store
+            .find_experiment(p.organization_id, environment, experiment)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("experiment {experiment:?} does not exist")))
+    }
+}
+
+pub fn result_message(r: &ExperimentResult) -> pb::ExperimentResult {
+    pb::ExperimentResult {
+        experiment_id: r.experiment_id.clone(),
+        experiment_key: r.experiment_key.clone(),
+        look: r.look,
+        information_fraction: r.information_fraction,
+        computed_at_ms: r.computed_at_ms,
+        exposures: r.units.iter().map(|(v, n)| pb::VariantUnits { variant: v.clone(), units: *n }).collect(),
+        excluded_units: r.excluded_units,
+        srm_detected: r.srm.detected,
+        srm_p_value: r.srm.p_value.unwrap_or(1.0),
+        boundary_crossed: r.boundary_crossed,
+        paused_by_guardrail: r.paused_by_guardrail.clone().unwrap_or_default(),
+        result_json: serde_json::to_string(r).unwrap_or_default(),
+    }
+}
+
+fn authorization<T>(r: &Request<T>) -> Option<String> {
+    r.metadata().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+#[tonic::async_trait]
+impl AnalysisService for Api {
+    async fn get_results(
+        &self,
+        request: Request<pb::GetResultsRequest>,
+    ) -> Result<tonic::Response<pb::ExperimentResult>, Status> {
+        let p = self.principal(authorization(&request).as_deref()).await?;
+        let r = request.into_inner();
+        let (_, id) = self.experiment(&p, &r.environment, &r.experiment).await?;
+        let latest = self.store.latest(id).await.map_err(ApiError::from)?.ok_or_else(|| {
+            ApiError::NotFound("no results yet: the experiment has not been analyzed".into())
+        })?;
+        Ok(tonic::Response::new(result_message(&latest)))
+    }
+
+    async fn list_results(
+        &self,
+        request: Request<pb::ListResultsRequest>,
+    ) -> Result<tonic::Response<pb::ListResultsResponse>, Status> {
+        let p = self.principal(authorization(&request).as_deref()).await?;
+        let r = request.into_inner();
+        let (_, id) = self.experiment(&p, &r.environment, &r.experiment).await?;
+        let limit = i64::from(if r.page_size == 0 { 50 } else { r.page_size.min(500) });
+        let before = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(
+                r.page_token
+                    .parse::<i32>()
+                    .map_err(|_| ApiError::InvalidArgument("page_token: not from a previous page".into()))?,
+            )
+        };
+        let mut rows = self.store.looks(id, limit + 1, before).await.map_err(ApiError::from)?;
+        let next_page_token = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|l| l.look.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(tonic::Response::new(pb::ListResultsResponse {
+            results: rows.iter().map(|l| result_message(&l.result)).collect(),
+            next_page_token,
+        }))
+    }
+}
+
+/// `GET /api/v1/experiments/{id}/results` (id or key; `?environment=` when it is a key).
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new().route("/api/v1/experiments/{experiment}/results", get(http_results)).with_state(api)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Query {
+    #[serde(default)]
+    environment: String,
+}
+
+async fn http_results(
+    State(api): State<Arc<Api>>,
+    Path(experiment): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<Query>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let result = async {
+        let p = api.principal(auth).await?;
+        let (_, id) = match Uuid::parse_str(&experiment) {
+            Ok(id) if q.environment.is_empty() => api
+                .store
+                .find_any_environment(p.organization_id, id)
+                .await?
+                .map(|env| (env, id))
+                .ok_or_else(|| ApiError::NotFound(format!("experiment {experiment:?} does not exist")))?,
+            _ => api.experiment(&p, &q.environment, &experiment).await?,
+        };
+        api.store.latest(id).await?.ok_or_else(|| ApiError::NotFound("no results yet".into()))
+    }
+    .await;
+    match result {
+        Ok(r) => (StatusCode::OK, axum::Json(r)).into_response(),
+        Err(e) => {
+            let status = match &e {
+                ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+                ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+                ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+                ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+                ApiError::Store(s) if s.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let message = match &e {
+                ApiError::Store(_) => "internal error".to_owned(),
+                other => other.to_string(),
+            };
+            (status, axum::Json(serde_json::json!({"error": message}))).into_response()
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The analysis cycle and its leader: one replica at a time (a PostgreSQL advisory lock) runs
+//! a cycle every interval over every running experiment; another takes over when it dies.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cohort_config::domain::{Action, Op};
+use cohort_core::model::MetricDef;
+use cohort_db::keys::{KeyKind, Principal};
+use futures::StreamExt;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::analyze::{self, Looks, Settings, top_values};
+use crate::metrics::Metrics;
+use crate::store::{Running, Store, StoreError};
+
+/// An arbitrary, fixed advisory-lock key for the analysis leader.
+const LEADER_LOCK: i64 = 0x636f_686f_7274_616e;
+/// Experiments analyzed at once; the database does the heavy lifting.
+const CONCURRENCY: usize = 4;
+
+/// What one cycle did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CycleReport {
+    pub experiments: usize,
+    pub looks: usize,
+    pub paused: usize,
+    pub failed: usize,
+}
+
+#[derive(Debug)]
+pub struct Analyzer {
+    store: Store,
+    config: cohort_config::store::Store,
+    settings: Settings,
+    metrics: Metrics,
+    /// Each experiment's look schedule, rebuilt from the database when missing.
+    looks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Looks>>>>,
+}
+
+impl Analyzer {
+    pub fn new(store: Store, settings: Settings, metrics: Metrics) -> Self {
+        let config = cohort_config::store::Store::new(store.pool().clone());
+        Analyzer { store, config, settings, metrics, looks: Mutex::new(HashMap::new()) }
+    }
+
+    /// Forgets cached schedules (a new leader must trust only the database).
+    pub fn reset(&self) {
+        self.looks.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Analyzes every running experiment once.
+    pub async fn cycle(&self) -> Result<CycleReport, StoreError> {
+        let started = Instant::now();
+        let now = SystemTime::now();
+        let (running, metrics) = self.store.running().await?;
+        let no_metrics = Vec::new();
+        // Futures built first: mapping inside the stream trips higher-ranked lifetime inference.
+        let jobs: Vec<_> = running
+            .iter()
+            .map(|exp| self.analyze_one(exp, metrics.get(&exp.environment_id).unwrap_or(&no_metrics), now))
+            .collect();
+        let outcomes: Vec<Result<(bool, bool), StoreError>> =
+            futures::stream::iter(jobs).buffer_unordered(CONCURRENCY).collect().await;
+        let mut report = CycleReport { experiments: running.len(), ..Default::default() };
+        for o in outcomes {
+            match o {
+                Ok((look, paused)) => {
+                    report.looks += usize::from(look);
+                    report.paused += usize::from(paused);
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    warn!(error = %e, "experiment analysis failed");
+                }
+            }
+        }
+        self.metrics.cycles.inc();
+        self.metrics.cycle_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics.experiments.set(report.experiments as i64);
+        Ok(report)
+    }
+
+    /// Returns (a look was recorded, the experiment was paused).
+    async fn analyze_one(
+        &self,
+        exp: &Running,
+        metrics: &[MetricDef],
+        now: SystemTime,
+    ) -> Result<(bool, bool), StoreError> {
+        let def = &exp.definition;
+        let events: Vec<String> = def
+            .primary_metrics
+            .iter()
+            .chain(&def.guardrail_metrics)
+            .filter_map(|k| metrics.iter().find(|m| m.key == *k).map(|m| m.event.clone()))
+            .collect();
+        let (overall, excluded, breakdowns) =
+            self.store.aggregate(exp.environment_id, def.id, &events, &def.breakdown_attributes, now).await?;
+        let segments: Vec<(String, String, analyze::Aggregates)> = breakdowns
+            .into_iter()
+            .flat_map(|(attribute, values)| {
+                top_values(values, self.settings.max_segment_values)
+                    .into_iter()
+                    .map(move |(value, agg)| (attribute.clone(), value, agg))
+            })
+            .collect();
+
+        let plan = match self.store.plan(def.id).await? {
+            Some(p) => Some(p),
+            None => match analyze::make_plan(def, metrics, &overall, &self.settings) {
+                Some(p) => Some(self.store.save_plan(exp.environment_id, def.id, &p).await?),
+                None => None,
+            },
+        };
+        let schedule = self.schedule(def.id).await?;
+        let mut looks = schedule.lock().await;
+        let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let outcome = analyze::analyze(
+            def,
+            metrics,
+            &overall,
+            excluded,
+            &segments,
+            plan.as_ref(),
+            &mut looks,
+            &self.settings,
+            now_ms,
+        );
+        let mut recorded = false;
+        match outcome.new_look {
+            Some((look, fraction, boundary)) => {
+                let stored = self
+                    .store
+                    .record_look(exp.environment_id, look, fraction, boundary, &outcome.result)
+                    .await;
+                if !matches!(stored, Ok(true)) {
+                    // Not stored (another leader recorded this look, or the write failed): the
+                    // in-memory schedule is ahead of the database, so rebuild it from there.
+                    drop(looks);
+                    self.looks.lock().unwrap_or_else(|p| p.into_inner()).remove(&def.id);
+                    return stored.map(|_| (false, false));
+                }
+                recorded = true;
+                self.metrics.looks.inc();
+            }
+            None => self.store.record_latest(exp.environment_id, &outcome.result).await?,
+        }
+        let mut paused = false;
+        if let Some(reason) = &outcome.breach {
+            paused = self.pause(exp, reason).await;
+        }
+        Ok((recorded, paused))
+    }
+
+    async fn schedule(&self, experiment: Uuid) -> Result<Arc<tokio::sync::Mutex<Looks>>, StoreError> {
+        if let Some(s) = self.looks.lock().unwrap_or_else(|p| p.into_inner()).get(&experiment) {
+            return Ok(s.clone());
+        }
+        let fractions = self.store.look_fractions(experiment).await?;
+        let looks = Arc::new(tokio::sync::Mutex::new(Looks::from_fractions(&fractions, self.settings.alpha)));
+        let mut cache = self.looks.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(cache.entry(experiment).or_insert(looks).clone())
+    }
+
+    /// Pauses an experiment through the config service's own write path, so the pause has
+    /// its version, audit entry (with the reason) and notification like any other change.
+    async fn pause(&self, exp: &Running, reason: &str) -> bool {
+        let env = match self.config.environment_by_id(exp.environment_id).await {
+            Ok(Some(env)) => env,
+            Ok(None) => return false,
+            Err(e) => {
+                warn!(error = %e, "cannot load the environment to pause an experiment");
+                return false;
+            }
+        };
+        let actor = Principal {
+            key_id: Uuid::nil(),
+            key_name: "cohort-analysis guardrail".into(),
+            kind: KeyKind::Admin,
+            organization_id: env.organization_id,
+            environment_id: None,
+        };
+        let op = Op::Transition {
+            key: exp.definition.key.clone(),
+            action: Action::Pause,
+            expected_revision: exp.revision,
+        };
+        match self.config.write(&actor, &env, op, Some(reason)).await {
+            Ok(w) => {
+                info!(experiment = %exp.definition.key, version = w.version, reason, "guardrail paused the experiment");
+                self.metrics.guardrail_pauses.inc();
+                true
+            }
+            Err(e) => {
+                // Edited meanwhile, or already paused: the next cycle sees the new state.
+                warn!(experiment = %exp.definition.key, error = %e, "could not pause on a guardrail breach");
+                false
+            }
+        }
+    }
+}
+
+/// Holds the leader lock while the process lives: runs cycles when leading, otherwise waits
+/// for the lock. The lock lives on a dedicated connection, so a dead leader frees it.
+pub async fn lead(
+    analyzer: Arc<Analyzer>,
+    database_url: String,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let retry = interval.min(Duration::from_secs(5));
+    loop {
+        let (client, connection) = match tokio_postgres::connect(&database_url, NoTls).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot connect for the leader lock");
+                if sleep_or_stop(retry, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let driver = tokio::spawn(connection);
+        loop {
+            let locked = match client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK]).await {
+                Ok(row) => row.get::<_, bool>(0),
+                Err(e) => {
+                    warn!(error = %e, "leader lock connection lost");
+                    break;
+                }
+            };
+            if locked {
+                info!("leading analysis");
+                analyzer.reset();
+                analyzer.metrics.leader.set(1);
+                let mut tick = tokio::time::interval(interval);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {
+                            analyzer.metrics.leader.set(0);
+                            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&LEADER_LOCK]).await;
+                            driver.abort();
+                            return;
+                        }
+                        _ = tick.tick() => {}
+                    }
+                    // Still holding the lock? A broken connection means another may lead now.
+                    if client.query_one("SELECT 1", &[]).await.is_err() {
+                        warn!("lost the leader lock connection");
+                        break;
+                    }
+                    match analyzer.cycle().await {
+                        Ok(r) => info!(
+                            experiments = r.experiments,
+                            looks = r.looks,
+                            paused = r.paused,
+                            failed = r.failed,
+                            "analysis cycle"
+                        ),
+                        Err(e) => warn!(error = %e, "analysis cycle failed"),
+                    }
+                }
+                analyzer.metrics.leader.set(0);
+                break;
+            }
+            if sleep_or_stop(retry, &shutdown).await {
+                driver.abort();
+                return;
+            }
+        }
+        driver.abort();
+        if sleep_or_stop(retry, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps; true when shutdown came first.
+async fn sleep_or_stop(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}

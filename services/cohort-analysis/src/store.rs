@@ -1,0 +1,368 @@
+//! Every SQL statement of the analysis service: running experiments and their metrics, the
+//! per-experiment aggregation, plans, looks and results.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cohort_core::model::{ExperimentDef, MetricDef};
+use cohort_db::Pool;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::analyze::{Aggregates, EventSums, ExperimentResult, Plan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("stored data does not parse: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// Whether the database was unreachable (rather than the request being wrong).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Query(e) => e.is_closed() || e.as_db_error().is_none(),
+            StoreError::Decode(_) => false,
+        }
+    }
+}
+
+/// A running experiment as the config service stores it.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub environment_id: Uuid,
+    pub revision: i64,
+    pub definition: ExperimentDef,
+}
+
+/// A look recorded earlier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookRow {
+    pub look: i32,
+    pub information_fraction: f64,
+    pub result: ExperimentResult,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+fn secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Store {
+    pub fn new(pool: Pool) -> Self {
+        Store { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Every running experiment, with each environment's metrics.
+    pub async fn running(&self) -> Result<(Vec<Running>, HashMap<Uuid, Vec<MetricDef>>), StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT environment_id, revision, definition FROM entities
+                 WHERE kind = 'experiment' AND definition->>'status' = 'running'",
+                &[],
+            )
+            .await?;
+        let mut running = Vec::with_capacity(rows.len());
+        for r in &rows {
+            running.push(Running {
+                environment_id: r.get(0),
+                revision: r.get(1),
+                definition: serde_json::from_value(r.get(2))?,
+            });
+        }
+        let envs: Vec<Uuid> = running.iter().map(|r| r.environment_id).collect();
+        let rows = client
+            .query("SELECT environment_id, definition FROM entities WHERE kind = 'metric' AND environment_id = ANY($1)", &[&envs])
+            .await?;
+        let mut metrics: HashMap<Uuid, Vec<MetricDef>> = HashMap::new();
+        for r in &rows {
+            metrics.entry(r.get(0)).or_default().push(serde_json::from_value(r.get(1))?);
+        }
+        Ok((running, metrics))
+    }
+
+    /// Reduces an experiment's exposures and metric events up to `until` to per-variant sums:
+    /// each unit's first exposure (units that saw two variants are excluded and counted), then
+    /// per unit its events after that exposure, then per variant. Also per value of each
+    /// breakdown attribute (from the first exposure's attributes).
+    pub async fn aggregate(
+        &self,
+        environment: Uuid,
+        experiment: Uuid,
+        events: &[String],
+        breakdowns: &[String],
+        until: SystemTime,
+    ) -> Result<(Aggregates, u64, Vec<(String, Vec<(String, Aggregates)>)>), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Typed values (UUIDs, a number) are formatted in: CREATE TABLE AS takes no parameters.
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE first_exposure ON COMMIT DROP AS
+               SELECT unit, min(ts) AS first_ts, min(variant) AS variant, count(DISTINCT variant) AS variants,
+                      (array_agg(attributes ORDER BY ts))[1] AS attrs
+               FROM exposures
+               WHERE environment_id = '{environment}' AND experiment_id = '{experiment}'
+                 AND ts <= to_timestamp({until})
+               GROUP BY unit;
+             ANALYZE first_exposure;",
+            until = secs(until)
+        ))
+        .await?;
+        let excluded: i64 =
+            tx.query_one("SELECT count(*) FROM first_exposure WHERE variants > 1", &[]).await?.get(0);
+        let until_ts = until;
+        let per_unit = "SELECT f.unit, f.variant, f.attrs, m.event,
+                               count(*)::float8 AS cnt, coalesce(sum(m.value), 0) AS total, avg(m.value) AS mean
+                        FROM first_exposure f
+                        JOIN metric_events m ON m.environment_id = $1 AND m.unit = f.unit
+                             AND m.event = ANY($2) AND m.ts >= f.first_ts AND m.ts <= $3
+                        WHERE f.variants = 1
+                        GROUP BY f.unit, f.variant, f.attrs, m.event";
+        let sums =
+            "count(*) FILTER (WHERE cnt > 0), sum(cnt), sum(cnt * cnt), sum(total), sum(total * total),
+                    count(mean), coalesce(sum(mean), 0), coalesce(sum(mean * mean), 0)";
+
+        let mut overall = Aggregates::default();
+        for r in tx
+            .query("SELECT variant, count(*) FROM first_exposure WHERE variants = 1 GROUP BY variant", &[])
+            .await?
+        {
+            overall.units.insert(r.get(0), r.get::<_, i64>(1) as u64);
+        }
+        let rows = tx
+            .query(
+                &format!("SELECT variant, event, {sums} FROM ({per_unit}) u GROUP BY variant, event"),
+                &[&environment, &events, &until_ts],
+            )
+            .await?;
+        for r in &rows {
+            overall.events.insert((r.get(0), r.get(1)), event_sums(r, 2));
+        }
+
+        let mut segments = Vec::new();
+        for attribute in breakdowns {
+            let mut by_value: HashMap<String, Aggregates> = HashMap::new();
+            let rows = tx
+                .query(
+                    "SELECT coalesce(attrs->>$1, '(none)'), variant, count(*) FROM first_exposure
+                     WHERE variants = 1 GROUP BY 1, 2",
+                    &[attribute],
+                )
+                .await?;
+            for r in &rows {
+                by_value.entry(r.get(0)).or_default().units.insert(r.get(1), r.get::<_, i64>(2) as u64);
+            }
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT coalesce(attrs->>$4, '(none)'), variant, event, {sums} FROM ({per_unit}) u GROUP BY 1, 2, 3"
+                    ),
+                    &[&environment, &events, &until_ts, attribute],
+                )
+                .await?;
+            for r in &rows {
+                by_value.entry(r.get(0)).or_default().events.insert((r.get(1), r.get(2)), event_sums(r, 3));
+            }
+            segments.push((attribute.clone(), by_value.into_iter().collect()));
+        }
+        tx.commit().await?;
+        Ok((overall, excluded as u64, segments))
+    }
+
+    pub async fn plan(&self, experiment: Uuid) -> Result<Option<Plan>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT planned_units_per_variant, basis FROM analysis_plans WHERE experiment_id = $1",
+                &[&experiment],
+            )
+            .await?;
+        Ok(row.map(|r| Plan { planned_units_per_variant: r.get::<_, i64>(0) as u64, basis: r.get(1) }))
+    }
+
+    /// Stores a plan unless one exists; returns the stored one (a plan never changes).
+    pub async fn save_plan(
+        &self,
+        environment: Uuid,
+        experiment: Uuid,
+        plan: &Plan,
+    ) -> Result<Plan, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO analysis_plans (experiment_id, environment_id, planned_units_per_variant, basis)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (experiment_id) DO NOTHING",
+                &[&experiment, &environment, &(plan.planned_units_per_variant as i64), &plan.basis],
+            )
+            .await?;
+        drop(client);
+        Ok(self.plan(experiment).await?.unwrap_or_else(|| plan.clone()))
+    }
+
+    /// The information fractions of the recorded looks, in order.
+    pub async fn look_fractions(&self, experiment: Uuid) -> Result<Vec<f64>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT information_fraction FROM analysis_looks WHERE experiment_id = $1 ORDER BY look",
+                &[&experiment],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Records a formal look and the latest result together. `Ok(false)` when that look was
+    /// recorded already (by another leader): nothing is written.
+    pub async fn record_look(
+        &self,
+        environment: Uuid,
+        look: u32,
+        fraction: f64,
+        boundary: f64,
+        result: &ExperimentResult,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let experiment = Uuid::parse_str(&result.experiment_id).unwrap_or_default();
+        let json = serde_json::to_value(result)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO analysis_looks (experiment_id, look, information_fraction, boundary, result)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&experiment, &(look as i32), &fraction, &boundary, &json],
+            )
+            .await?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        upsert_latest(&tx, environment, experiment, look, &json).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn record_latest(
+        &self,
+        environment: Uuid,
+        result: &ExperimentResult,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let experiment = Uuid::parse_str(&result.experiment_id).unwrap_or_default();
+        upsert_latest(&client, environment, experiment, result.look, &serde_json::to_value(result)?).await
+    }
+
+    /// An experiment of an organization by environment (key or id) and experiment (key or id).
+    pub async fn find_experiment(
+        &self,
+        organization: Uuid,
+        environment: &str,
+        experiment: &str,
+    ) -> Result<Option<(Uuid, Uuid)>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT e.id, (x.definition->>'id')::uuid FROM environments e
+                 JOIN entities x ON x.environment_id = e.id AND x.kind = 'experiment'
+                 WHERE e.organization_id = $1 AND (e.key = $2 OR e.id::text = $2)
+                   AND (x.key = $3 OR x.definition->>'id' = $3)",
+                &[&organization, &environment, &experiment],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// The environment of an experiment id within an organization.
+    pub async fn find_any_environment(
+        &self,
+        organization: Uuid,
+        experiment: Uuid,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT e.id FROM environments e JOIN entities x ON x.environment_id = e.id AND x.kind = 'experiment'
+                 WHERE e.organization_id = $1 AND x.definition->>'id' = $2",
+                &[&organization, &experiment.to_string()],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    pub async fn latest(&self, experiment: Uuid) -> Result<Option<ExperimentResult>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt("SELECT result FROM analysis_latest WHERE experiment_id = $1", &[&experiment])
+            .await?;
+        row.map(|r| serde_json::from_value(r.get(0)).map_err(StoreError::from)).transpose()
+    }
+
+    /// Looks newest first, below `before` when given.
+    pub async fn looks(
+        &self,
+        experiment: Uuid,
+        limit: i64,
+        before: Option<i32>,
+    ) -> Result<Vec<LookRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT look, information_fraction, result FROM analysis_looks
+                 WHERE experiment_id = $1 AND ($2::int IS NULL OR look < $2) ORDER BY look DESC LIMIT $3",
+                &[&experiment, &before, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LookRow {
+                    look: r.get(0),
+                    information_fraction: r.get(1),
+                    result: serde_json::from_value(r.get(2))?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn event_sums(r: &Row, from: usize) -> EventSums {
+    EventSums {
+        units_with_events: r.get::<_, i64>(from) as u64,
+        count_sum: r.get(from + 1),
+        count_sum_sq: r.get(from + 2),
+        value_sum: r.get(from + 3),
+        value_sum_sq: r.get(from + 4),
+        mean_units: r.get::<_, i64>(from + 5) as u64,
+        mean_sum: r.get(from + 6),
+        mean_sum_sq: r.get(from + 7),
+    }
+}
+
+async fn upsert_latest(
+    client: &impl deadpool_postgres::GenericClient,
+    environment: Uuid,
+    experiment: Uuid,
+    look: u32,
+    result: &serde_json::Value,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO analysis_latest (experiment_id, environment_id, look, result, computed_at)
+             VALUES ($1, $2, $3, $4, now())
+             ON CONFLICT (experiment_id) DO UPDATE SET look = EXCLUDED.look, result = EXCLUDED.result, computed_at = now()",
+            &[&experiment, &environment, &(look as i32), result],
+        )
+        .await?;
+    Ok(())
+}
