@@ -1,11 +1,17 @@
 # The doors into Cohort. Logic lives in Rust and scripts/, not here.
-.PHONY: test fmt lint bench
+.PHONY: test dev fmt lint bench deploy-check
 
-# Formatting, lints as errors, then every test in the workspace.
+# Formatting, lints as errors, then every test in the workspace (PostgreSQL must be running:
+# .ci/run starts it).
 test:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo test --workspace --locked
+
+# Everything locally: PostgreSQL (found or started), the services, a demo experiment with
+# simulated traffic, and the live results table. Ctrl-C stops it all.
+dev:
+	cargo run --locked -p cohort-dev
 
 fmt:
 	cargo fmt --all
@@ -16,3 +22,8 @@ lint:
 # Criterion benchmarks; results are recorded in BENCHMARKS.md.
 bench:
 	cargo bench --workspace
+
+# Helm chart and kustomize manifests: lint, values schema, Kubernetes schemas (installs helm,
+# kubectl and kubernetes-validate into target/tools on first use).
+deploy-check:
+	bash scripts/validate-deploy.sh

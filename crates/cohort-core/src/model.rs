@@ -2,6 +2,10 @@
 //!
 //! Nothing here is trusted: [`crate::compile`] validates every field and builds the
 //! [`crate::CompiledConfig`] that evaluation reads.
+//!
+//! Readers ignore fields they do not know, so an SDK keeps accepting documents from a newer
+//! config service that added optional fields; the config service refuses unknown fields when
+//! they are written, so a typo never reaches storage.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -9,7 +13,6 @@ use uuid::Uuid;
 
 /// Everything one environment serves at one version.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Definitions {
     /// The environment's config version this set was read at (0 when unknown).
     #[serde(default)]
@@ -49,7 +52,6 @@ impl FlagType {
 
 /// A feature flag: ordered rules pick a variation, or a weighted split of variations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FlagDef {
     pub key: String,
     #[serde(rename = "type")]
@@ -76,14 +78,12 @@ fn default_true() -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Variation {
     pub key: String,
     pub value: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FlagRule {
     /// A stable id for reporting which rule matched; defaults to the rule's index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,14 +94,13 @@ pub struct FlagRule {
 
 /// What a rule serves: one variation, or a weighted split by the flag's salt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case")]
 pub enum Serve {
     Variation(String),
     Split(Vec<WeightedVariation>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WeightedVariation {
     pub variation: String,
     pub weight_bp: u32,
@@ -134,7 +133,6 @@ impl ExperimentStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ExperimentDef {
     pub id: Uuid,
     pub key: String,
@@ -170,7 +168,6 @@ pub struct ExperimentDef {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct VariantDef {
     pub key: String,
     pub weight_bp: u32,
@@ -183,7 +180,6 @@ pub struct VariantDef {
 
 /// A mutual-exclusion group: each experiment owns a range of the layer's buckets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LayerDef {
     pub key: String,
     pub salt: String,
@@ -192,7 +188,6 @@ pub struct LayerDef {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LayerRange {
     /// The experiment's key.
     pub experiment: String,
@@ -202,7 +197,6 @@ pub struct LayerRange {
 
 /// A reusable audience: explicit exclusions win, then explicit inclusions, then the condition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SegmentDef {
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,7 +230,6 @@ pub enum Direction {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MetricDef {
     pub key: String,
     /// The event name that feeds it.
@@ -258,7 +251,7 @@ fn default_direction() -> Direction {
 
 /// A targeting condition over context attributes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum Condition {
     All {
         conditions: Vec<Condition>,

@@ -11,14 +11,16 @@
 -- every unique index of a partitioned table, hence ts in the key.
 --
 -- No foreign keys: the environment comes from a verified API key, and a per-row check would
--- slow the bulk load for nothing.
+-- slow the bulk load for nothing. Units, variants and event names are identifiers, compared
+-- byte-wise (COLLATE "C"): analysis groups by them and never needs a linguistic order, and
+-- byte-wise index maintenance is much cheaper than a locale's.
 
 CREATE TABLE exposures (
     environment_id  uuid NOT NULL,
     event_id        uuid NOT NULL,
     experiment_id   uuid NOT NULL,
-    unit            text NOT NULL,
-    variant         text NOT NULL,
+    unit            text COLLATE "C" NOT NULL,
+    variant         text COLLATE "C" NOT NULL,
     config_version  bigint NOT NULL,
     -- Context attributes named by the experiment, string to string.
     attributes      jsonb NOT NULL DEFAULT '{}',
@@ -33,8 +35,8 @@ CREATE INDEX exposures_analysis ON exposures (environment_id, experiment_id, uni
 CREATE TABLE metric_events (
     environment_id  uuid NOT NULL,
     event_id        uuid NOT NULL,
-    unit            text NOT NULL,
-    event           text NOT NULL,
+    unit            text COLLATE "C" NOT NULL,
+    event           text COLLATE "C" NOT NULL,
     -- Null for conversion events without a value.
     value           double precision,
     properties      jsonb NOT NULL DEFAULT '{}',

@@ -3,6 +3,7 @@
 //! validate and name the bad field.
 //!
 //! # Layout
+//! - [`analysis::v1`]: experiment results, per look (generated).
 //! - [`common::v1`]: evaluation contexts, decisions, field violations (generated).
 //! - [`config::v1`]: the config service: entities, keys, snapshots, audit, the Sync stream.
 //! - [`convert`]: `TryFrom` wire → core (validating) and `From` core → wire.
@@ -26,9 +27,25 @@ pub mod events {
 
 /// Generated code; lints that the generator does not satisfy are silenced here only.
 #[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
+pub mod analysis {
+    pub mod v1 {
+        tonic::include_proto!("cohort.analysis.v1");
+    }
+}
+
+/// Generated code; lints that the generator does not satisfy are silenced here only.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
 pub mod config {
     pub mod v1 {
         tonic::include_proto!("cohort.config.v1");
+    }
+}
+
+/// Generated code; lints that the generator does not satisfy are silenced here only.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
+pub mod evaluation {
+    pub mod v1 {
+        tonic::include_proto!("cohort.evaluation.v1");
     }
 }
 

@@ -186,7 +186,11 @@ pub struct ExperimentResult {
     /// Segment comparisons made: read any one significant segment with that many in mind.
     pub segment_comparisons: usize,
     pub warnings: Vec<String>,
+    /// A primary metric crossed its boundary at a look (this one or an earlier one).
     pub boundary_crossed: bool,
+    /// The look at which it first did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at_look: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_by_guardrail: Option<String>,
 }
@@ -369,14 +373,17 @@ fn guardrail(metric: &MetricDef, comparisons: &[ComparisonResult], boundary: Opt
 #[derive(Debug)]
 pub struct Looks {
     pub plan: Option<SequentialPlan>,
+    /// The first look at which a primary metric crossed its boundary: the decision stands
+    /// from then on, whatever later data show.
+    pub decided_at: Option<u32>,
 }
 
 impl Looks {
-    /// Rebuilds a schedule from recorded look fractions.
-    pub fn from_fractions(fractions: &[f64], alpha: f64) -> Looks {
+    /// Rebuilds a schedule from recorded look fractions and the look that decided, if any.
+    pub fn from_fractions(fractions: &[f64], alpha: f64, decided_at: Option<u32>) -> Looks {
         let plan =
             if fractions.is_empty() { None } else { SequentialPlan::obrien_fleming(fractions, alpha).ok() };
-        Looks { plan }
+        Looks { plan, decided_at }
     }
 
     pub fn count(&self) -> usize {
@@ -471,10 +478,14 @@ pub fn analyze(
             }
         }
     }
-    let boundary_crossed = metrics_out
+    let crossed_now = metrics_out
         .iter()
         .filter(|m| m.role == Role::Primary)
         .any(|m| m.comparisons.iter().any(|c| c.boundary_crossed));
+    if crossed_now && looks.decided_at.is_none() {
+        looks.decided_at = Some(look);
+    }
+    let boundary_crossed = looks.decided_at.is_some();
     let breach = metrics_out.iter().find(|m| m.guardrail.as_ref().is_some_and(|g| g.breached)).map(|m| {
         let g = m.guardrail.as_ref().expect("breached guardrail");
         let worst = m.comparisons.iter().filter_map(|c| c.rel_diff.map(|r| (c.variant.as_str(), r))).min_by(
@@ -525,6 +536,7 @@ pub fn analyze(
             segment_comparisons,
             warnings,
             boundary_crossed,
+            decided_at_look: looks.decided_at,
             paused_by_guardrail: breach.clone(),
         },
         new_look,

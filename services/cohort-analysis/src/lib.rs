@@ -68,6 +68,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         .register_encoded_file_descriptor_set(cohort_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let servers_down = Shutdown::new();
+    let grpc_addr = listeners.grpc.local_addr()?;
     let grpc = {
         let stop = servers_down.clone();
         tonic::transport::Server::builder()
@@ -95,9 +96,17 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let http = tokio::spawn(async move { http.await });
     readiness.set(true).await;
     info!("analysis service ready");
+    let registration = settings.consul.spawn_registration(
+        "cohort-analysis",
+        grpc_addr,
+        "cohort.analysis.v1.AnalysisService",
+    );
 
     shutdown.cancelled().await;
     readiness.set(false).await;
+    if let Some(r) = registration {
+        r.finish().await;
+    }
     let drain = async {
         // Stop cycling first: a cycle in flight finishes its experiment writes or rolls back.
         tasks.cancel();

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser};
+use cohort_discovery::ConsulArgs;
 use cohort_runtime::{CommonArgs, DatabaseArgs, parse_duration};
 
 use crate::analyze;
@@ -21,6 +22,8 @@ pub struct Settings {
     pub common: CommonArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub consul: ConsulArgs,
 
     /// gRPC listen address.
     #[arg(long, env = "COHORT_GRPC_ADDR", default_value = "0.0.0.0:50054")]
@@ -61,6 +64,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn validate(&self) -> Result<(), String> {
+        self.consul.validate()?;
         if !(self.alpha > 0.0 && self.alpha < 0.5) {
             return Err("--alpha must be between 0 and 0.5".into());
         }

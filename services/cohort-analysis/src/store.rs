@@ -214,15 +214,21 @@ impl Store {
     }
 
     /// The information fractions of the recorded looks, in order.
-    pub async fn look_fractions(&self, experiment: Uuid) -> Result<Vec<f64>, StoreError> {
+    /// And the first look at which the boundary was crossed.
+    pub async fn look_fractions(&self, experiment: Uuid) -> Result<(Vec<f64>, Option<u32>), StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT information_fraction FROM analysis_looks WHERE experiment_id = $1 ORDER BY look",
+                "SELECT information_fraction, look, (result->>'boundary_crossed')::boolean FROM analysis_looks
+                 WHERE experiment_id = $1 ORDER BY look",
                 &[&experiment],
             )
             .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        let decided = rows
+            .iter()
+            .find(|r| r.get::<_, Option<bool>>(2) == Some(true))
+            .map(|r| r.get::<_, i32>(1) as u32);
+        Ok((rows.iter().map(|r| r.get(0)).collect(), decided))
     }
 
     /// Records a formal look and the latest result together. `Ok(false)` when that look was

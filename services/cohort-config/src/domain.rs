@@ -294,11 +294,20 @@ pub fn canonical(kind: Kind, definition: &Value) -> Result<(String, Value), Serv
         definition: &Value,
         key: impl Fn(&T) -> &str,
     ) -> Result<(String, Value), ServiceError> {
-        let parsed: T = serde_path_to_error::deserialize(definition).map_err(|e| {
+        let mut unknown = Vec::new();
+        let mut record = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path.to_string()));
+        let tracked = serde_ignored::Deserializer::new(definition, &mut record);
+        let parsed: T = serde_path_to_error::deserialize(tracked).map_err(|e| {
             let path = e.path().to_string();
             let field = if path == "." { "definition".to_owned() } else { format!("definition.{path}") };
             ServiceError::invalid(field, e.into_inner().to_string())
         })?;
+        // Readers ignore unknown fields for compatibility; a writer's unknown field is a mistake.
+        if !unknown.is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                unknown.into_iter().map(|f| (f, "unknown field".to_owned())).collect(),
+            ));
+        }
         let value = serde_json::to_value(&parsed).map_err(|e| ServiceError::Internal(e.to_string()))?;
         Ok((key(&parsed).to_owned(), value))
     }
@@ -309,6 +318,20 @@ pub fn canonical(kind: Kind, definition: &Value) -> Result<(String, Value), Serv
         Kind::Segment => typed::<SegmentDef>(definition, |d| &d.key),
         Kind::Metric => typed::<MetricDef>(definition, |d| &d.key),
     }
+}
+
+/// `variants.1.foo` (serde_ignored's form) → `definition.variants[1].foo`.
+fn field_path(dotted: &str) -> String {
+    let mut out = String::from("definition");
+    for part in dotted.split('.').filter(|p| !p.is_empty() && *p != "?") {
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            out.push('.');
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 /// New experiments get an id when they have none, and start as drafts.

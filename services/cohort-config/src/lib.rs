@@ -139,10 +139,15 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
     let http = tokio::spawn(async move { http.await });
     readiness.set(true).await;
     info!(%grpc_addr, %http_addr, %replica, "config service ready");
+    let registration =
+        settings.consul.spawn_registration("cohort-config", grpc_addr, "cohort.config.v1.ConfigService");
 
     shutdown.cancelled().await;
     info!("shutting down");
     readiness.set(false).await;
+    if let Some(r) = registration {
+        r.finish().await;
+    }
     streams.cancel();
     let drain = async {
         // Streams end after their GoAway; then the servers can finish.

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use cohort_discovery::ConsulArgs;
 use cohort_runtime::{CommonArgs, DatabaseArgs, parse_duration};
 use uuid::Uuid;
 
@@ -38,6 +39,8 @@ pub struct ServeSettings {
     pub common: CommonArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub consul: ConsulArgs,
 
     /// gRPC listen address.
     #[arg(long, env = "COHORT_GRPC_ADDR", default_value = "0.0.0.0:50051")]
@@ -86,6 +89,7 @@ impl ServeSettings {
         if self.bootstrap_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err("--bootstrap-token must be at least 16 characters".into());
         }
+        self.consul.validate()?;
         if !self.database.database_url.starts_with("postgres://")
             && !self.database.database_url.starts_with("postgresql://")
         {

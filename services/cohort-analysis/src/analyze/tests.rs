@@ -67,7 +67,7 @@ fn run(exp: &ExperimentDef, agg: &Aggregates, looks: &mut Looks) -> Outcome {
 #[test]
 fn a_planted_effect_is_detected_with_the_right_sign() {
     let exp = experiment(false);
-    let mut looks = Looks::from_fractions(&[], 0.05);
+    let mut looks = Looks::from_fractions(&[], 0.05, None);
     let out = run(&exp, &aggregates([8000, 8000], [800, 960]), &mut looks);
     assert_eq!(out.new_look.map(|l| l.0), Some(1));
     let c = &out.result.metrics[0].comparisons[0];
@@ -81,7 +81,7 @@ fn a_planted_effect_is_detected_with_the_right_sign() {
 #[test]
 fn no_difference_crosses_nothing() {
     let exp = experiment(false);
-    let mut looks = Looks::from_fractions(&[], 0.05);
+    let mut looks = Looks::from_fractions(&[], 0.05, None);
     let out = run(&exp, &aggregates([8000, 8000], [800, 810]), &mut looks);
     assert!(!out.result.boundary_crossed);
 }
@@ -89,7 +89,7 @@ fn no_difference_crosses_nothing() {
 #[test]
 fn looks_need_enough_new_information() {
     let exp = experiment(false);
-    let mut looks = Looks::from_fractions(&[], 0.05);
+    let mut looks = Looks::from_fractions(&[], 0.05, None);
     assert!(
         run(&exp, &aggregates([50, 50], [5, 5]), &mut looks).new_look.is_none(),
         "below the minimum units"
@@ -107,7 +107,7 @@ fn looks_need_enough_new_information() {
 #[test]
 fn a_skewed_split_raises_srm() {
     let exp = experiment(false);
-    let mut looks = Looks::from_fractions(&[], 0.05);
+    let mut looks = Looks::from_fractions(&[], 0.05, None);
     let out = run(&exp, &aggregates([5000, 4500], [500, 450]), &mut looks);
     assert!(out.result.srm.detected);
     assert!(out.result.warnings.iter().any(|w| w.starts_with("sample ratio mismatch")));
@@ -131,7 +131,7 @@ fn a_harmful_guardrail_is_breached_at_a_look() {
             },
         );
     }
-    let mut looks = Looks::from_fractions(&[], 0.05);
+    let mut looks = Looks::from_fractions(&[], 0.05, None);
     let out = run(&exp, &agg, &mut looks);
     let g = out.result.metrics.iter().find(|m| m.metric == "latency").unwrap().guardrail.clone().unwrap();
     assert!(g.breached, "{g:?}");
@@ -158,4 +158,20 @@ fn small_segments_fold_into_other() {
     let names: Vec<&str> = top.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["v4", "v3", "other"]);
     assert_eq!(top[2].1.units["control"], 100 + 200 + 300);
+}
+
+#[test]
+fn a_decision_stands_after_the_look_that_made_it() {
+    let mut exp = experiment(false);
+    exp.planned_units_per_variant = Some(20_000);
+    let mut looks = Looks::from_fractions(&[], 0.05, None);
+    let first = run(&exp, &aggregates([8000, 8000], [800, 1000]), &mut looks);
+    assert!(first.result.boundary_crossed);
+    assert_eq!(first.result.decided_at_look, Some(1));
+    // Between looks nothing is re-decided, but the decision is still reported.
+    let between = run(&exp, &aggregates([8100, 8100], [810, 1010]), &mut looks);
+    assert_eq!(
+        (between.new_look, between.result.boundary_crossed, between.result.decided_at_look),
+        (None, true, Some(1))
+    );
 }

@@ -140,6 +140,6 @@ async fn a_killed_leader_is_replaced_and_no_look_is_lost_or_duplicated() {
     stop.cancel();
     let _ = standby.await;
     assert_eq!(looks().await, [1, 2, 3], "contiguous looks, each once");
-    let fractions = Store::new(w.db.pool.clone()).look_fractions(id).await.unwrap();
+    let (fractions, _) = Store::new(w.db.pool.clone()).look_fractions(id).await.unwrap();
     assert!(fractions.windows(2).all(|f| f[0] < f[1]), "{fractions:?}");
 }

@@ -178,3 +178,14 @@ fn deleting_a_referenced_segment_is_refused() {
         .unwrap_err();
     assert_eq!(violations(err), ["flags[\"f\"].rules[0].condition.segment: unknown segment \"beta\""]);
 }
+
+#[test]
+fn unknown_fields_are_refused_on_write() {
+    let mut f = flag("f");
+    f["variations"][0]["colour"] = json!("red");
+    f["enabeld"] = json!(false);
+    let err = plan(Op::Create { kind: Kind::Flag, definition: f }, &[]).unwrap_err();
+    let mut v = violations(err);
+    v.sort();
+    assert_eq!(v, ["definition.enabeld: unknown field", "definition.variations[0].colour: unknown field"]);
+}

@@ -525,3 +525,27 @@ async fn a_restart_loses_no_committed_change() {
     assert!(String::from_utf8_lossy(&snapshot.definitions_json).contains("\"durable\""));
     again.stop().await;
 }
+
+#[tokio::test]
+async fn registers_with_consul_while_serving_and_deregisters_on_shutdown() {
+    let db = TestDb::new().await;
+    let consul = cohort_discovery::testing::FakeConsul::start().await;
+    let server = Server::start_with(&db.url, &["--consul-http-addr", &consul.url()]).await;
+    let mut registered = Vec::new();
+    for _ in 0..50 {
+        registered = consul.services();
+        if !registered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(registered.len(), 1, "registered once ready");
+    let r = &registered[0];
+    assert_eq!((r.name.as_str(), r.port), ("cohort-config", server.grpc.port()));
+    assert_eq!(
+        r.check.as_ref().unwrap().grpc,
+        format!("127.0.0.1:{}/cohort.config.v1.ConfigService", server.grpc.port())
+    );
+    server.stop().await;
+    assert!(consul.services().is_empty(), "deregistered on shutdown");
+}

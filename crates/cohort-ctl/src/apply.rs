@@ -1,0 +1,608 @@
+//! `apply`: make an environment hold what the files say, declaratively and idempotently.
+//!
+//! Read every file (all parse or nothing is written) → read the environment → plan each
+//! entity (create, update at the read revision, or leave alone; experiments' lifecycle moves)
+//! → compile the environment as it would be after the plan, locally, so a bad file writes
+//! nothing → write in dependency order: metrics, segments, flags, experiments, then
+//! completions that free layer ranges, layers, and the remaining lifecycle moves.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use cohort_core::model::{Condition, Definitions, ExperimentStatus};
+use cohort_proto::config::v1 as pb;
+use serde::Serialize;
+use serde_json::Value;
+use tonic::Status;
+
+use crate::client::Client;
+use crate::console::Console;
+use crate::definition::{Def, Kind, changed_fields};
+use crate::diagnostic::{Diagnostic, violations};
+use crate::document::{self, Origin, Spec};
+use crate::error::CtlError;
+use crate::lifecycle::{self, Action};
+use crate::source::{Segment, format_path, parse_path};
+
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Files and directories; `-` is stdin.
+    pub paths: Vec<PathBuf>,
+    /// Plan and validate, write nothing.
+    pub dry_run: bool,
+    /// Skip compiling the planned environment locally and leave validation to the server
+    /// (for a cohortctl older than the server). A bad file may then be written in part.
+    pub server_validation_only: bool,
+}
+
+/// What happened to one entity (or one lifecycle move of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub kind: Kind,
+    pub key: String,
+    /// created, updated, unchanged, started, paused, resumed, completed or failed.
+    pub result: &'static str,
+    /// For updates: the top-level fields that changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// The environment version the write created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    pub dry_run: bool,
+    pub results: Vec<Outcome>,
+    pub errors: Vec<Diagnostic>,
+    /// How many of `errors` are on stderr already.
+    #[serde(skip)]
+    shown: usize,
+}
+
+impl ApplyReport {
+    fn show_errors(&mut self, con: &mut Console<'_>) -> Result<(), CtlError> {
+        for d in &self.errors[self.shown..] {
+            con.note(d.to_string())?;
+        }
+        self.shown = self.errors.len();
+        Ok(())
+    }
+
+    pub fn failed(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    pub fn count(&self, result: &str) -> usize {
+        self.results.iter().filter(|o| o.result == result).count()
+    }
+
+    /// `2 created, 1 updated, 5 unchanged, 1 started`.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for result in
+            ["created", "updated", "unchanged", "started", "paused", "resumed", "completed", "failed"]
+        {
+            let n = self.count(result);
+            if n > 0 {
+                parts.push(format!("{n} {result}"));
+            }
+        }
+        if parts.is_empty() {
+            parts.push("nothing to apply".into());
+        }
+        let text = parts.join(", ");
+        if self.dry_run { format!("{text} (dry run: nothing was written)") } else { text }
+    }
+}
+
+/// A stored entity as read before planning.
+#[derive(Debug, Clone)]
+struct Current {
+    def: Def,
+    canonical: Value,
+    revision: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Write {
+    None,
+    Create(Value),
+    Update { definition: Value, fields: Vec<String> },
+}
+
+/// The plan for one spec.
+#[derive(Debug)]
+struct Item {
+    spec: Spec,
+    write: Write,
+    moves: Vec<Action>,
+    /// The definition as it will be once everything is done (status and id settled).
+    end: Def,
+    /// Revision after the last successful write; what the next write expects.
+    revision: i64,
+    failed: bool,
+}
+
+/// Applies the files at `opts.paths` to `env`. Every problem is in the report (and on
+/// stderr as it happens); `Err` is for what stops the whole run (connection, permissions).
+pub async fn apply(
+    client: &mut Client,
+    env: &str,
+    opts: &ApplyOptions,
+    con: &mut Console<'_>,
+) -> Result<ApplyReport, CtlError> {
+    let mut report = ApplyReport { dry_run: opts.dry_run, ..ApplyReport::default() };
+    let (specs, problems) = document::load(&opts.paths, con.input);
+    report.errors.extend(problems);
+    report.errors.extend(duplicates(&specs));
+    if report.failed() {
+        return finish(report, con);
+    }
+    if specs.is_empty() {
+        return finish(report, con);
+    }
+
+    client.require_key()?;
+    let mut current = HashMap::new();
+    for e in client.list_entities(env, None).await? {
+        let Some(kind) = Kind::from_proto(e.kind) else { continue };
+        let value: Value = serde_json::from_str(&e.definition_json)
+            .map_err(|err| CtlError::Protocol(format!("{kind} {:?} as invalid JSON: {err}", e.key)))?;
+        let def = Def::parse(kind, &value).map_err(|err| {
+            CtlError::Protocol(format!(
+                "{kind} {:?} that this cohortctl cannot read ({}: {}); is it older than the server?",
+                e.key, err.path, err.message
+            ))
+        })?;
+        current.insert((kind, e.key), Current { canonical: def.canonical(), def, revision: e.revision });
+    }
+
+    let mut items = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match plan(spec, &current) {
+            Ok(item) => items.push(item),
+            Err(d) => report.errors.push(d),
+        }
+    }
+    if report.failed() {
+        return finish(report, con);
+    }
+    if !opts.server_validation_only {
+        report.errors.extend(preflight(&items, &current));
+        if report.failed() {
+            return finish(report, con);
+        }
+    }
+    order(&mut items);
+
+    if opts.dry_run {
+        for item in &items {
+            for outcome in planned(item) {
+                show(con, &outcome)?;
+                report.results.push(outcome);
+            }
+        }
+        return finish(report, con);
+    }
+
+    let reason = format!(
+        "cohortctl apply {}",
+        opts.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
+    );
+    let mut exec = Exec { client, env, con, report, reason };
+    // Definitions, in dependency order (layers wait for their experiments).
+    for i in 0..items.len() {
+        if items[i].spec.kind() != Kind::Layer {
+            exec.write(&mut items, i).await?;
+        }
+    }
+    // Completions free layer ranges that a layer below may hand to another experiment.
+    for item in &mut items {
+        if item.moves == [Action::Complete] {
+            exec.moves(item).await?;
+        }
+    }
+    for i in 0..items.len() {
+        if items[i].spec.kind() == Kind::Layer {
+            exec.write(&mut items, i).await?;
+        }
+    }
+    // Starts and resumes come once the experiment's layer holds its range.
+    for item in &mut items {
+        if item.moves != [Action::Complete] {
+            exec.moves(item).await?;
+        }
+    }
+    for item in &items {
+        if !item.failed && matches!(item.write, Write::None) && item.moves.is_empty() {
+            let outcome = outcome(&item.spec, "unchanged", Vec::new(), None);
+            show(exec.con, &outcome)?;
+            exec.report.results.push(outcome);
+        }
+    }
+    let Exec { report, con, .. } = exec;
+    finish(report, con)
+}
+
+fn finish(mut report: ApplyReport, con: &mut Console<'_>) -> Result<ApplyReport, CtlError> {
+    report.show_errors(con)?;
+    if con.is_json() {
+        con.json(&report)?;
+    } else {
+        if report.failed() && report.results.is_empty() {
+            con.note("nothing was written")?;
+        }
+        if !report.results.is_empty() || !report.failed() {
+            con.line(report.summary())?;
+        }
+    }
+    Ok(report)
+}
+
+fn show(con: &mut Console<'_>, o: &Outcome) -> Result<(), CtlError> {
+    if con.is_json() {
+        return Ok(());
+    }
+    let mut line = format!("{}/{} {}", o.kind, o.key, o.result);
+    if !o.fields.is_empty() {
+        line.push_str(&format!(" ({})", o.fields.join(", ")));
+    }
+    if let Some(v) = o.version {
+        line.push_str(&format!(" [version {v}]"));
+    }
+    con.line(line)?;
+    Ok(())
+}
+
+fn outcome(spec: &Spec, result: &'static str, fields: Vec<String>, version: Option<u64>) -> Outcome {
+    Outcome { kind: spec.kind(), key: spec.key().to_owned(), result, fields, version }
+}
+
+/// What the dry run reports for an item.
+fn planned(item: &Item) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    match &item.write {
+        Write::Create(_) => out.push(outcome(&item.spec, "created", Vec::new(), None)),
+        Write::Update { fields, .. } => out.push(outcome(&item.spec, "updated", fields.clone(), None)),
+        Write::None if item.moves.is_empty() => out.push(outcome(&item.spec, "unchanged", Vec::new(), None)),
+        Write::None => {}
+    }
+    out.extend(item.moves.iter().map(|a| outcome(&item.spec, a.past(), Vec::new(), None)));
+    out
+}
+
+/// The same entity twice in the files is ambiguous: refuse.
+fn duplicates(specs: &[Spec]) -> Vec<Diagnostic> {
+    let mut seen: HashMap<(Kind, &str), &Origin> = HashMap::new();
+    let mut out = Vec::new();
+    for spec in specs {
+        if let Some(first) = seen.get(&(spec.kind(), spec.key())) {
+            out.push(spec.origin.diagnostic(
+                spec.kind(),
+                spec.key(),
+                ".",
+                format!("defined twice; first at {}:{}", first.file, first.line()),
+            ));
+        } else {
+            seen.insert((spec.kind(), spec.key()), &spec.origin);
+        }
+    }
+    out
+}
+
+/// Decides what to write for one spec against what is stored.
+fn plan(spec: Spec, current: &HashMap<(Kind, String), Current>) -> Result<Item, Diagnostic> {
+    let stored = current.get(&(spec.kind(), spec.key().to_owned())).cloned();
+    let mut desired = spec.def.clone();
+    let mut moves = Vec::new();
+    let mut end = spec.def.clone();
+    if let Def::Experiment(want) = &mut desired {
+        // The definition write keeps the stored status (statuses move only by transitions)
+        // and the stored id when the file has none.
+        let (from, id) = match &stored {
+            Some(Current { def: Def::Experiment(have), .. }) => (have.status, Some(have.id)),
+            _ => (ExperimentStatus::Draft, None),
+        };
+        let to = spec.status.unwrap_or(from);
+        moves = lifecycle::path(from, to).map_err(|why| {
+            spec.origin.diagnostic(
+                Kind::Experiment,
+                &want.key,
+                "status",
+                format!("{why} (it is {})", from.as_str()),
+            )
+        })?;
+        want.status = from;
+        if !spec.id_given {
+            want.id = id.unwrap_or_else(uuid::Uuid::new_v4);
+        }
+        if let Def::Experiment(e) = &mut end {
+            e.status = to;
+            e.id = want.id;
+        }
+    }
+    let canonical = desired.canonical();
+    let (write, revision) = match &stored {
+        None => {
+            let mut body = canonical;
+            if let (Def::Experiment(_), Some(obj)) = (&desired, body.as_object_mut()) {
+                if !spec.id_given {
+                    obj.remove("id");
+                }
+                obj.remove("status");
+            }
+            (Write::Create(body), 0)
+        }
+        Some(have) if have.canonical == canonical => (Write::None, have.revision),
+        Some(have) => {
+            let fields = changed_fields(&have.canonical, &canonical);
+            (Write::Update { definition: canonical, fields }, have.revision)
+        }
+    };
+    Ok(Item { spec, write, moves, end, revision, failed: false })
+}
+
+/// An entry of a `Definitions` list: its kind, key, and file position when it is from a file.
+type Subject<'a> = (Kind, &'a str, Option<&'a Origin>);
+
+/// Compiles the environment as the plan leaves it; problems point into the files.
+fn preflight(items: &[Item], current: &HashMap<(Kind, String), Current>) -> Vec<Diagnostic> {
+    let mut from_files: HashMap<(Kind, &str), &Item> = HashMap::new();
+    for item in items {
+        from_files.insert((item.spec.kind(), item.spec.key()), item);
+    }
+    let mut entries: Vec<(&Def, Option<&Origin>)> = Vec::new();
+    let mut stored: Vec<(&(Kind, String), &Current)> = current.iter().collect();
+    stored.sort_by(|a, b| a.0.cmp(b.0));
+    for (id, c) in stored {
+        if !from_files.contains_key(&(id.0, id.1.as_str())) {
+            entries.push((&c.def, None));
+        }
+    }
+    entries.extend(items.iter().map(|i| (&i.end, Some(&i.spec.origin))));
+
+    let mut defs = Definitions::default();
+    let mut index: HashMap<Kind, Vec<Subject<'_>>> = HashMap::new();
+    for (def, origin) in entries {
+        index.entry(def.kind()).or_default().push((def.kind(), def.key(), origin));
+        match def.clone() {
+            Def::Flag(d) => defs.flags.push(d),
+            Def::Experiment(d) => defs.experiments.push(d),
+            Def::Layer(d) => defs.layers.push(d),
+            Def::Segment(d) => defs.segments.push(d),
+            Def::Metric(d) => defs.metrics.push(d),
+        }
+    }
+    let Err(errors) = cohort_core::compile(&defs) else { return Vec::new() };
+    errors
+        .iter()
+        .map(|e| {
+            let path = parse_path(&e.path);
+            let subject = match path.as_slice() {
+                [Segment::Field(list), Segment::Index(i), ..] => Kind::ALL
+                    .into_iter()
+                    .find(|k| k.plural() == list)
+                    .and_then(|k| index.get(&k))
+                    .and_then(|entries| entries.get(*i)),
+                _ => None,
+            };
+            match subject {
+                Some((kind, key, Some(origin))) => {
+                    origin.diagnostic(*kind, key, &format_path(&path[2..]), e.message.clone())
+                }
+                Some((kind, key, None)) => {
+                    Diagnostic::new(format!("{} (stored, not in these files)", e.message))
+                        .about(*kind, *key)
+                        .field(format_path(&path[2..]))
+                }
+                None => Diagnostic::new(e.message.clone()).field(e.path.clone()),
+            }
+        })
+        .collect()
+}
+
+/// Dependency order: metrics, segments (a segment after those it names), flags, experiments,
+/// layers. Within a kind, files order.
+fn order(items: &mut [Item]) {
+    let rank = |k: Kind| match k {
+        Kind::Metric => 0,
+        Kind::Segment => 1,
+        Kind::Flag => 2,
+        Kind::Experiment => 3,
+        Kind::Layer => 4,
+    };
+    let depth = segment_depths(items);
+    items.sort_by_key(|i| (rank(i.spec.kind()), depth.get(i.spec.key()).copied().unwrap_or(0)));
+}
+
+/// For segments in the files: how many file segments deep their `in_segment` references go.
+fn segment_depths(items: &[Item]) -> HashMap<String, usize> {
+    let refs: HashMap<&str, Vec<String>> = items
+        .iter()
+        .filter_map(|i| match &i.spec.def {
+            Def::Segment(s) => {
+                let mut names = Vec::new();
+                if let Some(c) = &s.condition {
+                    segment_refs(c, &mut names);
+                }
+                Some((s.key.as_str(), names))
+            }
+            _ => None,
+        })
+        .collect();
+    fn depth(key: &str, refs: &HashMap<&str, Vec<String>>, seen: &mut BTreeSet<String>) -> usize {
+        if !seen.insert(key.to_owned()) {
+            return 0; // A cycle: the server will say so.
+        }
+        let d = refs.get(key).map_or(0, |names| {
+            names
+                .iter()
+                .filter(|n| refs.contains_key(n.as_str()))
+                .map(|n| 1 + depth(n, refs, seen))
+                .max()
+                .unwrap_or(0)
+        });
+        seen.remove(key);
+        d
+    }
+    refs.keys().map(|k| (k.to_string(), depth(k, &refs, &mut BTreeSet::new()))).collect()
+}
+
+fn segment_refs(c: &Condition, out: &mut Vec<String>) {
+    match c {
+        Condition::All { conditions } | Condition::Any { conditions } => {
+            conditions.iter().for_each(|c| segment_refs(c, out))
+        }
+        Condition::Not { condition } => segment_refs(condition, out),
+        Condition::InSegment { segment } => out.push(segment.clone()),
+        _ => {}
+    }
+}
+
+/// Reads a refused write into diagnostics that point into the files: the written entity's
+/// fields (`definition.x`) at its lines, other entities' (`layers["main"].experiments[0]`)
+/// at theirs when they are in the files too.
+pub fn status_diagnostics(
+    status: &Status,
+    kind: Kind,
+    key: &str,
+    origin: &Origin,
+    others: &dyn Fn(Kind, &str) -> Option<Origin>,
+) -> Vec<Diagnostic> {
+    violations(status)
+        .into_iter()
+        .map(|(field, description)| {
+            let path = parse_path(&field);
+            if let [Segment::Field(list), Segment::Key(other), rest @ ..] = path.as_slice()
+                && let Some(other_kind) = Kind::ALL.into_iter().find(|k| k.plural() == list)
+            {
+                let message = format!("{description} (after the write of {kind} {key})");
+                return match others(other_kind, other) {
+                    Some(o) => o.diagnostic(other_kind, other, &format_path(rest), message),
+                    None => Diagnostic::new(message)
+                        .at(origin.file.as_ref(), Some(origin.line()))
+                        .about(other_kind, other.clone())
+                        .field(format_path(rest)),
+                };
+            }
+            origin.diagnostic(kind, key, if field.is_empty() { "." } else { &field }, description)
+        })
+        .collect()
+}
+
+struct Exec<'a, 'c> {
+    client: &'a mut Client,
+    env: &'a str,
+    con: &'a mut Console<'c>,
+    report: ApplyReport,
+    reason: String,
+}
+
+impl Exec<'_, '_> {
+    async fn write(&mut self, items: &mut [Item], i: usize) -> Result<(), CtlError> {
+        let item = &items[i];
+        let (kind, key) = (item.spec.kind(), item.spec.key().to_owned());
+        let result = match &item.write {
+            Write::None => return Ok(()),
+            Write::Create(body) => self
+                .client
+                .rpc
+                .create_entity(pb::CreateEntityRequest {
+                    environment: self.env.into(),
+                    kind: kind.to_proto() as i32,
+                    definition_json: body.to_string(),
+                })
+                .await
+                .map(|r| ("created", Vec::new(), r.into_inner())),
+            Write::Update { definition, fields } => self
+                .client
+                .rpc
+                .update_entity(pb::UpdateEntityRequest {
+                    environment: self.env.into(),
+                    kind: kind.to_proto() as i32,
+                    key: key.clone(),
+                    definition_json: definition.to_string(),
+                    expected_revision: item.revision,
+                })
+                .await
+                .map(|r| ("updated", fields.clone(), r.into_inner())),
+        };
+        match result {
+            Ok((what, fields, written)) => {
+                let item = &mut items[i];
+                item.revision = written.entity.as_ref().map_or(item.revision, |e| e.revision);
+                let o = outcome(&item.spec, what, fields, Some(written.version));
+                show(self.con, &o)?;
+                self.report.results.push(o);
+                Ok(())
+            }
+            Err(status) => {
+                let others = |k: Kind, name: &str| {
+                    items
+                        .iter()
+                        .find(|it| it.spec.kind() == k && it.spec.key() == name)
+                        .map(|it| it.spec.origin.clone())
+                };
+                let found = status_diagnostics(&status, kind, &key, &items[i].spec.origin, &others);
+                items[i].failed = true;
+                self.failed(&items[i].spec, found, status)
+            }
+        }
+    }
+
+    async fn moves(&mut self, item: &mut Item) -> Result<(), CtlError> {
+        if item.failed {
+            return Ok(());
+        }
+        for action in item.moves.clone() {
+            let request = pb::TransitionExperimentRequest {
+                environment: self.env.into(),
+                key: item.spec.key().into(),
+                action: action.to_proto() as i32,
+                expected_revision: item.revision,
+                reason: self.reason.clone(),
+            };
+            match self.client.rpc.transition_experiment(request).await {
+                Ok(r) => {
+                    let written = r.into_inner();
+                    item.revision = written.entity.as_ref().map_or(item.revision, |e| e.revision);
+                    let o = outcome(&item.spec, action.past(), Vec::new(), Some(written.version));
+                    show(self.con, &o)?;
+                    self.report.results.push(o);
+                }
+                Err(status) => {
+                    let origin = &item.spec.origin;
+                    let mut found =
+                        status_diagnostics(&status, Kind::Experiment, item.spec.key(), origin, &|_, _| None);
+                    for d in &mut found {
+                        if d.field.is_none() {
+                            d.line = Some(origin.line_of(&[Segment::Field("status".into())]));
+                            d.message = format!("cannot {}: {}", action.as_str(), d.message);
+                        }
+                    }
+                    item.failed = true;
+                    return self.failed(&item.spec, found, status);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a refused write. Authentication and reachability problems stop the run: every
+    /// other write would fail the same way.
+    fn failed(&mut self, spec: &Spec, found: Vec<Diagnostic>, status: Status) -> Result<(), CtlError> {
+        use tonic::Code::{DeadlineExceeded, PermissionDenied, Unauthenticated, Unavailable};
+        if matches!(status.code(), Unauthenticated | PermissionDenied | Unavailable | DeadlineExceeded) {
+            return Err(CtlError::rpc(format!("write {} {}", spec.kind(), spec.key()), status));
+        }
+        let o = outcome(spec, "failed", Vec::new(), None);
+        show(self.con, &o)?;
+        self.report.results.push(o);
+        self.report.errors.extend(found);
+        self.report.show_errors(self.con)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! The command line: global options (flags or `COHORT_*` environment variables) and every
+//! command's arguments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::console::Format;
+use crate::definition::Kind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cohortctl",
+    version,
+    about = "Operate Cohort: environments, API keys, flags and experiments",
+    after_help = "Exit status: 0 on success, 1 when anything failed, 2 for a bad command line."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes, before or after its name.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The config service's gRPC endpoint.
+    #[arg(long, env = "COHORT_ENDPOINT", default_value = "http://127.0.0.1:50051", global = true)]
+    pub endpoint: String,
+
+    /// An admin API key (an SDK key can only read).
+    #[arg(long, env = "COHORT_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+
+    /// The environment to work in (key or id).
+    #[arg(short = 'e', long, env = "COHORT_ENVIRONMENT", default_value = "production", global = true)]
+    pub environment: String,
+
+    /// `table` for people, `json` for scripts.
+    #[arg(short = 'o', long, env = "COHORT_OUTPUT", value_enum, default_value_t = Format::Table, global = true)]
+    pub output: Format,
+
+    /// Deadline for connecting and for each call, e.g. `500ms`, `30s`, `2m`.
+    #[arg(long, env = "COHORT_TIMEOUT", value_parser = parse_duration, default_value = "30s", global = true)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the first organization, its environment (-e) and an admin key; prints the key once.
+    Bootstrap(BootstrapArgs),
+    /// Environments of the organization.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// API keys of the organization.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Make the environment hold the definitions in files (YAML or JSON), idempotently.
+    Apply(ApplyArgs),
+    /// Print one definition (YAML, or JSON with -o json), ready to edit and apply.
+    Get { kind: Kind, key: String },
+    /// List definitions, of one kind or all.
+    List { kind: Option<Kind> },
+    /// Delete a definition (live experiments must be completed first).
+    Delete { kind: Kind, key: String },
+    /// Start a draft experiment.
+    Start(TransitionArgs),
+    /// Pause a running experiment (it keeps its layer range).
+    Pause(TransitionArgs),
+    /// Resume a paused experiment.
+    Resume(TransitionArgs),
+    /// Complete a running or paused experiment, for good.
+    Complete(TransitionArgs),
+    /// The audit log, newest first.
+    Audit(AuditArgs),
+    /// Print the environment's whole config (cohort-core `Definitions` JSON).
+    Snapshot,
+    /// How far a config version (default: the current one) has reached connected SDKs.
+    Propagation { version: Option<u64> },
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// The organization's name.
+    #[arg(long, env = "COHORT_BOOTSTRAP_ORGANIZATION")]
+    pub organization: String,
+    /// The server's bootstrap token, when it has one.
+    #[arg(long, env = "COHORT_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Create an environment.
+    Create {
+        /// 1 to 64 characters of a-z 0-9 - _
+        key: String,
+        /// A display name (defaults to the key).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List environments with their config versions.
+    List,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyKind {
+    /// Reaches every environment and may write.
+    Admin,
+    /// Reads one environment (-e).
+    Sdk,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        #[arg(long, value_enum)]
+        kind: KeyKind,
+        #[arg(long)]
+        name: String,
+    },
+    /// List active keys (with --all, revoked ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A file or directory of .yaml/.yml/.json files; `-` reads stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Show what would change, and validate it, without writing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Skip the local validation of the result and let the server judge each write
+    /// (for a cohortctl older than the server). A bad file may then be applied in part.
+    #[arg(long)]
+    pub server_validation_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TransitionArgs {
+    /// The experiment's key.
+    pub key: String,
+    /// Why, for the audit log.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[arg(long, value_enum)]
+    pub kind: Option<Kind>,
+    #[arg(long)]
+    pub key: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Every environment and the organization's own entries (keys, environments), not only -e.
+    #[arg(long)]
+    pub all_environments: bool,
+}
+
+/// `250ms`, `30s`, `2m`, `1h`, or whole seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 500ms, 30s or 2m"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
+    };
+    if d.is_zero() { Err("the timeout must be more than zero".into()) } else { Ok(d) }
+}

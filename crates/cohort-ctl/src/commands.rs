@@ -1,0 +1,561 @@
+//! Every command but `apply`: one function each, taking a connected client and a console,
+//! printing a table (or JSON) and returning what it did.
+
+use cohort_core::model::{Aggregation, Definitions};
+use cohort_proto::config::v1 as pb;
+use serde_json::{Value, json};
+
+use crate::cli::KeyKind;
+use crate::client::Client;
+use crate::console::{Console, table, timestamp, yaml};
+use crate::definition::{Def, Kind};
+use crate::error::CtlError;
+use crate::lifecycle::Action;
+
+const SECRET_WARNING: &str =
+    "Store this key now (e.g. in your secret manager): it is shown once and cannot be retrieved again.";
+
+fn rpc(doing: &str) -> impl FnOnce(tonic::Status) -> CtlError + '_ {
+    move |status| CtlError::rpc(doing, status)
+}
+
+/// `bootstrap`: the first organization, environment and admin key.
+pub async fn bootstrap(
+    client: &mut Client,
+    organization: &str,
+    environment: &str,
+    token: Option<&str>,
+    con: &mut Console<'_>,
+) -> Result<pb::BootstrapResponse, CtlError> {
+    let r = client
+        .rpc
+        .bootstrap(pb::BootstrapRequest {
+            organization: organization.into(),
+            environment: environment.into(),
+            token: token.unwrap_or_default().into(),
+        })
+        .await
+        .map_err(rpc("bootstrap"))?
+        .into_inner();
+    let env = r.environment.clone().unwrap_or_default();
+    let created = r.admin_key.clone().unwrap_or_default();
+    let key = created.key.clone().unwrap_or_default();
+    if con.is_json() {
+        con.json(&json!({
+            "organization_id": r.organization_id,
+            "environment": environment_json(&env),
+            "admin_key": { "id": key.id, "name": key.name, "prefix": key.prefix, "secret": created.secret },
+        }))?;
+    } else {
+        con.line(format!("organization {organization} created (id {})", r.organization_id))?;
+        con.line(format!("environment {} created (id {})", env.key, env.id))?;
+        con.line(format!("admin key {} created (id {})", key.name, key.id))?;
+        con.line(&created.secret)?;
+    }
+    con.note(SECRET_WARNING)?;
+    Ok(r)
+}
+
+fn environment_json(e: &pb::Environment) -> Value {
+    json!({ "id": e.id, "key": e.key, "name": e.name, "version": e.version, "created_at_ms": e.created_at_ms })
+}
+
+/// `env create`.
+pub async fn env_create(
+    client: &mut Client,
+    key: &str,
+    name: Option<&str>,
+    con: &mut Console<'_>,
+) -> Result<pb::Environment, CtlError> {
+    client.require_key()?;
+    let env = client
+        .rpc
+        .create_environment(pb::CreateEnvironmentRequest {
+            key: key.into(),
+            name: name.unwrap_or_default().into(),
+        })
+        .await
+        .map_err(rpc("create environment"))?
+        .into_inner();
+    if con.is_json() {
+        con.json(&environment_json(&env))?;
+    } else {
+        con.line(format!("environment {} created (name {:?}, id {})", env.key, env.name, env.id))?;
+    }
+    Ok(env)
+}
+
+/// `env list`.
+pub async fn env_list(client: &mut Client, con: &mut Console<'_>) -> Result<Vec<pb::Environment>, CtlError> {
+    client.require_key()?;
+    let envs = client
+        .rpc
+        .list_environments(pb::ListEnvironmentsRequest {})
+        .await
+        .map_err(rpc("list environments"))?
+        .into_inner()
+        .environments;
+    if con.is_json() {
+        con.json(&envs.iter().map(environment_json).collect::<Vec<_>>())?;
+    } else {
+        let rows: Vec<Vec<String>> = envs
+            .iter()
+            .map(|e| {
+                vec![
+                    e.key.clone(),
+                    e.name.clone(),
+                    e.version.to_string(),
+                    timestamp(e.created_at_ms),
+                    e.id.clone(),
+                ]
+            })
+            .collect();
+        write_table(con, &["KEY", "NAME", "VERSION", "CREATED", "ID"], &rows)?;
+    }
+    Ok(envs)
+}
+
+fn key_kind(k: i32) -> &'static str {
+    match pb::KeyKind::try_from(k) {
+        Ok(pb::KeyKind::Admin) => "admin",
+        Ok(pb::KeyKind::Sdk) => "sdk",
+        _ => "?",
+    }
+}
+
+fn key_json(k: &pb::ApiKey) -> Value {
+    json!({
+        "id": k.id, "kind": key_kind(k.kind), "name": k.name, "prefix": k.prefix,
+        "environment": (!k.environment.is_empty()).then_some(&k.environment),
+        "created_at_ms": k.created_at_ms,
+        "revoked_at_ms": (k.revoked_at_ms != 0).then_some(k.revoked_at_ms),
+    })
+}
+
+/// `keys create`: SDK keys belong to `environment`; admin keys to the organization.
+pub async fn keys_create(
+    client: &mut Client,
+    kind: KeyKind,
+    name: &str,
+    environment: &str,
+    con: &mut Console<'_>,
+) -> Result<pb::CreateApiKeyResponse, CtlError> {
+    client.require_key()?;
+    let (kind, environment) = match kind {
+        KeyKind::Admin => (pb::KeyKind::Admin, String::new()),
+        KeyKind::Sdk => (pb::KeyKind::Sdk, environment.to_owned()),
+    };
+    let r = client
+        .rpc
+        .create_api_key(pb::CreateApiKeyRequest { kind: kind as i32, name: name.into(), environment })
+        .await
+        .map_err(rpc("create API key"))?
+        .into_inner();
+    let key = r.key.clone().unwrap_or_default();
+    if con.is_json() {
+        let mut v = key_json(&key);
+        v["secret"] = Value::String(r.secret.clone());
+        con.json(&v)?;
+    } else {
+        let scope = if key.environment.is_empty() {
+            "the organization".to_owned()
+        } else {
+            format!("environment {}", key.environment)
+        };
+        con.line(format!("{} key {:?} created for {scope} (id {})", key_kind(key.kind), key.name, key.id))?;
+        con.line(&r.secret)?;
+    }
+    con.note(SECRET_WARNING)?;
+    Ok(r)
+}
+
+/// `keys list`.
+pub async fn keys_list(
+    client: &mut Client,
+    all: bool,
+    con: &mut Console<'_>,
+) -> Result<Vec<pb::ApiKey>, CtlError> {
+    client.require_key()?;
+    let keys = client
+        .rpc
+        .list_api_keys(pb::ListApiKeysRequest { include_revoked: all })
+        .await
+        .map_err(rpc("list API keys"))?
+        .into_inner()
+        .keys;
+    if con.is_json() {
+        con.json(&keys.iter().map(key_json).collect::<Vec<_>>())?;
+    } else {
+        let rows: Vec<Vec<String>> = keys
+            .iter()
+            .map(|k| {
+                vec![
+                    k.id.clone(),
+                    key_kind(k.kind).into(),
+                    k.name.clone(),
+                    format!("{}…", k.prefix),
+                    if k.environment.is_empty() { "-".into() } else { k.environment.clone() },
+                    timestamp(k.created_at_ms),
+                    timestamp(k.revoked_at_ms),
+                ]
+            })
+            .collect();
+        write_table(con, &["ID", "KIND", "NAME", "PREFIX", "ENVIRONMENT", "CREATED", "REVOKED"], &rows)?;
+    }
+    Ok(keys)
+}
+
+/// `keys revoke`.
+pub async fn keys_revoke(
+    client: &mut Client,
+    id: &str,
+    con: &mut Console<'_>,
+) -> Result<pb::ApiKey, CtlError> {
+    client.require_key()?;
+    let key = client
+        .rpc
+        .revoke_api_key(pb::RevokeApiKeyRequest { id: id.into() })
+        .await
+        .map_err(rpc("revoke API key"))?
+        .into_inner();
+    if con.is_json() {
+        con.json(&key_json(&key))?;
+    } else {
+        con.line(format!(
+            "{} key {:?} revoked at {} (id {})",
+            key_kind(key.kind),
+            key.name,
+            timestamp(key.revoked_at_ms),
+            key.id
+        ))?;
+    }
+    Ok(key)
+}
+
+/// Parses a stored entity into the model.
+fn stored(e: &pb::Entity) -> Result<Def, CtlError> {
+    let kind = Kind::from_proto(e.kind)
+        .ok_or_else(|| CtlError::Protocol(format!("an entity of unknown kind {}", e.kind)))?;
+    let value: Value = serde_json::from_str(&e.definition_json)
+        .map_err(|err| CtlError::Protocol(format!("{kind} {:?} as invalid JSON: {err}", e.key)))?;
+    Def::parse(kind, &value).map_err(|err| {
+        CtlError::Protocol(format!(
+            "{kind} {:?} that this cohortctl cannot read ({}: {}); is it older than the server?",
+            e.key, err.path, err.message
+        ))
+    })
+}
+
+/// `get KIND KEY`: YAML (or JSON) with `kind:` first, so the output can be edited and applied.
+pub async fn get(
+    client: &mut Client,
+    env: &str,
+    kind: Kind,
+    key: &str,
+    con: &mut Console<'_>,
+) -> Result<pb::Entity, CtlError> {
+    client.require_key()?;
+    let entity = client.entity(env, kind, key).await?;
+    let def = stored(&entity)?;
+    if con.is_json() {
+        con.json(&def.tagged())?;
+    } else {
+        let yaml = yaml(&def.tagged())
+            .map_err(|e| CtlError::Protocol(format!("a definition YAML cannot hold: {e}")))?;
+        con.line(format!(
+            "# {kind} {key} in {env}: revision {}, updated {}",
+            entity.revision,
+            timestamp(entity.updated_at_ms)
+        ))?;
+        write!(con.out, "{yaml}")?;
+    }
+    Ok(entity)
+}
+
+/// A one-line description of a definition for `list`.
+fn summary(def: &Def) -> String {
+    match def {
+        Def::Flag(f) => format!(
+            "{}, {}, {} rule{}",
+            f.flag_type.as_str(),
+            if f.enabled { "enabled" } else { "disabled" },
+            f.rules.len(),
+            if f.rules.len() == 1 { "" } else { "s" }
+        ),
+        Def::Experiment(e) => format!("{}, {} variants", e.status.as_str(), e.variants.len()),
+        Def::Layer(l) => {
+            format!("{} experiment{}", l.experiments.len(), if l.experiments.len() == 1 { "" } else { "s" })
+        }
+        Def::Segment(s) => {
+            let mut parts = Vec::new();
+            if s.condition.is_some() {
+                parts.push("condition".to_owned());
+            }
+            if !s.include.is_empty() {
+                parts.push(format!("{} included", s.include.len()));
+            }
+            if !s.exclude.is_empty() {
+                parts.push(format!("{} excluded", s.exclude.len()));
+            }
+            parts.join(", ")
+        }
+        Def::Metric(m) => {
+            let aggregation = match m.aggregation {
+                Aggregation::Conversion => "conversion",
+                Aggregation::Count => "count",
+                Aggregation::Sum => "sum",
+                Aggregation::Mean => "mean",
+            };
+            format!("{aggregation} of {} events", m.event)
+        }
+    }
+}
+
+/// `list [KIND]`: every page.
+pub async fn list(
+    client: &mut Client,
+    env: &str,
+    kind: Option<Kind>,
+    con: &mut Console<'_>,
+) -> Result<Vec<pb::Entity>, CtlError> {
+    client.require_key()?;
+    let entities = client.list_entities(env, kind).await?;
+    if con.is_json() {
+        let mut out = Vec::with_capacity(entities.len());
+        for e in &entities {
+            let def = stored(e)?;
+            out.push(json!({
+                "kind": def.kind().as_str(), "key": e.key, "revision": e.revision,
+                "created_at_ms": e.created_at_ms, "updated_at_ms": e.updated_at_ms,
+                "definition": def.canonical(),
+            }));
+        }
+        con.json(&out)?;
+    } else {
+        let mut rows = Vec::with_capacity(entities.len());
+        for e in &entities {
+            let def = stored(e)?;
+            rows.push(vec![
+                def.kind().as_str().into(),
+                e.key.clone(),
+                e.revision.to_string(),
+                timestamp(e.updated_at_ms),
+                summary(&def),
+            ]);
+        }
+        write_table(con, &["KIND", "KEY", "REVISION", "UPDATED", "SUMMARY"], &rows)?;
+    }
+    Ok(entities)
+}
+
+/// `delete KIND KEY`, at the revision just read.
+pub async fn delete(
+    client: &mut Client,
+    env: &str,
+    kind: Kind,
+    key: &str,
+    con: &mut Console<'_>,
+) -> Result<pb::WriteResponse, CtlError> {
+    client.require_key()?;
+    let entity = client.entity(env, kind, key).await?;
+    let doing = format!("delete {kind} {key}");
+    let w = client
+        .rpc
+        .delete_entity(pb::DeleteEntityRequest {
+            environment: env.into(),
+            kind: kind.to_proto() as i32,
+            key: key.into(),
+            expected_revision: entity.revision,
+        })
+        .await
+        .map_err(rpc(&doing))?
+        .into_inner();
+    written(con, kind, key, "deleted", &w)?;
+    Ok(w)
+}
+
+fn written(
+    con: &mut Console<'_>,
+    kind: Kind,
+    key: &str,
+    result: &str,
+    w: &pb::WriteResponse,
+) -> Result<(), CtlError> {
+    if con.is_json() {
+        con.json(&json!({ "kind": kind.as_str(), "key": key, "result": result, "version": w.version }))?;
+    } else {
+        con.line(format!("{kind}/{key} {result} [version {}]", w.version))?;
+    }
+    Ok(())
+}
+
+/// `start`, `pause`, `resume`, `complete`.
+pub async fn transition(
+    client: &mut Client,
+    env: &str,
+    key: &str,
+    action: Action,
+    reason: Option<&str>,
+    con: &mut Console<'_>,
+) -> Result<pb::WriteResponse, CtlError> {
+    client.require_key()?;
+    let entity = client.entity(env, Kind::Experiment, key).await?;
+    let doing = format!("{} experiment {key}", action.as_str());
+    let w = client
+        .rpc
+        .transition_experiment(pb::TransitionExperimentRequest {
+            environment: env.into(),
+            key: key.into(),
+            action: action.to_proto() as i32,
+            expected_revision: entity.revision,
+            reason: reason.unwrap_or_default().into(),
+        })
+        .await
+        .map_err(rpc(&doing))?
+        .into_inner();
+    written(con, Kind::Experiment, key, action.past(), &w)?;
+    Ok(w)
+}
+
+/// `audit`: newest first, following pages up to `limit` entries.
+pub async fn audit(
+    client: &mut Client,
+    env: Option<&str>,
+    kind: Option<Kind>,
+    key: Option<&str>,
+    limit: u32,
+    con: &mut Console<'_>,
+) -> Result<Vec<pb::AuditEntry>, CtlError> {
+    client.require_key()?;
+    let mut entries = Vec::new();
+    let mut page_token = String::new();
+    while (entries.len() as u32) < limit {
+        let r = client
+            .rpc
+            .list_audit(pb::ListAuditRequest {
+                environment: env.unwrap_or_default().into(),
+                kind: kind.map_or(pb::EntityKind::Unspecified, Kind::to_proto) as i32,
+                key: key.unwrap_or_default().into(),
+                page_size: (limit - entries.len() as u32).min(1000),
+                page_token,
+            })
+            .await
+            .map_err(rpc("list audit"))?
+            .into_inner();
+        entries.extend(r.entries);
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        page_token = r.next_page_token;
+    }
+    entries.truncate(limit as usize);
+    if con.is_json() {
+        let parse = |s: &str| {
+            if s.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(s).unwrap_or(Value::String(s.into()))
+            }
+        };
+        let out: Vec<Value> = entries
+            .iter()
+            .map(|a| {
+                json!({
+                    "id": a.id, "at_ms": a.at_ms, "environment": a.environment, "version": a.version,
+                    "actor_key_id": a.actor_key_id, "actor_name": a.actor_name, "action": a.action,
+                    "kind": Kind::from_proto(a.kind).map(Kind::as_str), "key": a.key,
+                    "reason": a.reason, "before": parse(&a.before_json), "after": parse(&a.after_json),
+                })
+            })
+            .collect();
+        con.json(&out)?;
+    } else {
+        let dash = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
+        let rows: Vec<Vec<String>> = entries
+            .iter()
+            .map(|a| {
+                let subject = match Kind::from_proto(a.kind) {
+                    Some(k) => format!("{k}/{}", a.key),
+                    None => dash(&a.key),
+                };
+                vec![
+                    timestamp(a.at_ms),
+                    dash(&a.environment),
+                    if a.version == 0 { "-".into() } else { a.version.to_string() },
+                    dash(&a.actor_name),
+                    a.action.clone(),
+                    subject,
+                    dash(&a.reason),
+                ]
+            })
+            .collect();
+        write_table(con, &["TIME", "ENVIRONMENT", "VERSION", "ACTOR", "ACTION", "SUBJECT", "REASON"], &rows)?;
+    }
+    Ok(entries)
+}
+
+/// `snapshot`: the environment's `Definitions` as JSON (in the model's field order).
+pub async fn snapshot(
+    client: &mut Client,
+    env: &str,
+    con: &mut Console<'_>,
+) -> Result<pb::Snapshot, CtlError> {
+    client.require_key()?;
+    let s = client
+        .rpc
+        .get_snapshot(pb::GetSnapshotRequest { environment: env.into() })
+        .await
+        .map_err(rpc("get snapshot"))?
+        .into_inner();
+    match serde_json::from_slice::<Definitions>(&s.definitions_json) {
+        Ok(defs) => con.json(&defs)?,
+        Err(_) => {
+            let raw: Value = serde_json::from_slice(&s.definitions_json)
+                .map_err(|e| CtlError::Protocol(format!("a snapshot that is not JSON: {e}")))?;
+            con.json(&raw)?;
+        }
+    }
+    Ok(s)
+}
+
+/// `propagation [VERSION]`.
+pub async fn propagation(
+    client: &mut Client,
+    env: &str,
+    version: Option<u64>,
+    con: &mut Console<'_>,
+) -> Result<pb::Propagation, CtlError> {
+    client.require_key()?;
+    let p = client
+        .rpc
+        .get_propagation(pb::GetPropagationRequest { environment: env.into(), version: version.unwrap_or(0) })
+        .await
+        .map_err(rpc("get propagation"))?
+        .into_inner();
+    if con.is_json() {
+        con.json(&json!({
+            "environment": env, "version": p.version, "connected": p.connected, "acknowledged": p.acknowledged,
+            "p50_ms": p.p50_ms, "p99_ms": p.p99_ms, "max_ms": p.max_ms,
+        }))?;
+    } else {
+        let latency = |ms: f64| if p.acknowledged == 0 { "-".to_owned() } else { format!("{ms:.1} ms") };
+        let rows = vec![
+            vec!["environment".into(), env.to_owned()],
+            vec!["version".into(), p.version.to_string()],
+            vec!["connected".into(), format!("{} SDK streams", p.connected)],
+            vec!["acknowledged".into(), p.acknowledged.to_string()],
+            vec!["p50".into(), latency(p.p50_ms)],
+            vec!["p99".into(), latency(p.p99_ms)],
+            vec!["max".into(), latency(p.max_ms)],
+        ];
+        let text = table(&["", ""], &rows);
+        // The header row of two empty cells is blank: drop it.
+        write!(con.out, "{}", text.trim_start_matches('\n'))?;
+    }
+    Ok(p)
+}
+
+fn write_table(con: &mut Console<'_>, headers: &[&str], rows: &[Vec<String>]) -> Result<(), CtlError> {
+    write!(con.out, "{}", table(headers, rows))?;
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Where a command's output goes (stdout, stderr, stdin, or buffers in tests) and the two
+//! shapes it takes: aligned human tables, or JSON for machines.
+
+use std::io::{Read, Write};
+
+use serde::Serialize;
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns and sentences for people.
+    Table,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// A command's streams. Results go to `out`; progress that is not the result, warnings and
+/// errors go to `err`, so `out` stays parseable.
+pub struct Console<'a> {
+    pub out: &'a mut (dyn Write + Send),
+    pub err: &'a mut (dyn Write + Send),
+    pub input: &'a mut (dyn Read + Send),
+    pub format: Format,
+}
+
+impl std::fmt::Debug for Console<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").field("format", &self.format).finish_non_exhaustive()
+    }
+}
+
+impl Console<'_> {
+    pub fn is_json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// A line of human output on stdout.
+    pub fn line(&mut self, text: impl AsRef<str>) -> std::io::Result<()> {
+        writeln!(self.out, "{}", text.as_ref())
+    }
+
+    /// A line on stderr.
+    pub fn note(&mut self, text: impl AsRef<str>) -> std::io::Result<()> {
+        writeln!(self.err, "{}", text.as_ref())
+    }
+
+    /// A value as pretty JSON on stdout.
+    pub fn json(&mut self, value: &impl Serialize) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *self.out, value)?;
+        writeln!(self.out)
+    }
+}
+
+/// A value as YAML, keeping the field order it serializes in (the model's order, `kind`
+/// first), with externally tagged enums as plain mappings (`default: {variation: off}`), so
+/// the text reads back through `apply`.
+pub fn yaml(value: &impl Serialize) -> Result<String, String> {
+    // JSON text keeps the serialization order, and YAML is a superset of JSON: the YAML
+    // loader's ordered mappings carry the order on to the emitter.
+    let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    let docs = yaml_rust2::YamlLoader::load_from_str(&json).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    let mut emitter = yaml_rust2::YamlEmitter::new(&mut out);
+    emitter.multiline_strings(true);
+    if let Some(doc) = docs.first() {
+        emitter.dump(doc).map_err(|e| format!("{e:?}"))?;
+    }
+    let body = out.strip_prefix("---\n").or_else(|| out.strip_prefix("---")).unwrap_or(&out);
+    Ok(format!("{}\n", body.trim_start_matches('\n').trim_end()))
+}
+
+/// Rows aligned under their headers, two spaces apart; the last column is not padded.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.chars().count());
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch as `2026-03-01T12:00:00Z`; `-` for 0 (never).
+pub fn timestamp(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".into();
+    }
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! The five kinds of entity and their typed definitions (cohort-core's model): strict parsing
+//! that names the bad field, and the canonical JSON that decides whether a file and the
+//! server agree.
+
+use std::fmt;
+
+use cohort_core::model::{ExperimentDef, FlagDef, LayerDef, MetricDef, SegmentDef};
+use cohort_proto::config::v1 as pb;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The kinds of entity an environment holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Kind {
+    #[value(alias = "flags")]
+    Flag,
+    #[value(alias = "experiments")]
+    Experiment,
+    #[value(alias = "layers")]
+    Layer,
+    #[value(alias = "segments")]
+    Segment,
+    #[value(alias = "metrics")]
+    Metric,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Flag, Kind::Experiment, Kind::Layer, Kind::Segment, Kind::Metric];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Flag => "flag",
+            Kind::Experiment => "experiment",
+            Kind::Layer => "layer",
+            Kind::Segment => "segment",
+            Kind::Metric => "metric",
+        }
+    }
+
+    /// The list of `Definitions` this kind lives in.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Flag => "flags",
+            Kind::Experiment => "experiments",
+            Kind::Layer => "layers",
+            Kind::Segment => "segments",
+            Kind::Metric => "metrics",
+        }
+    }
+
+    /// `flag`, `Flag` or `flags`.
+    pub fn parse(text: &str) -> Option<Kind> {
+        let text = text.trim().to_ascii_lowercase();
+        Kind::ALL.into_iter().find(|k| k.as_str() == text || k.plural() == text)
+    }
+
+    pub fn to_proto(self) -> pb::EntityKind {
+        match self {
+            Kind::Flag => pb::EntityKind::Flag,
+            Kind::Experiment => pb::EntityKind::Experiment,
+            Kind::Layer => pb::EntityKind::Layer,
+            Kind::Segment => pb::EntityKind::Segment,
+            Kind::Metric => pb::EntityKind::Metric,
+        }
+    }
+
+    pub fn from_proto(value: i32) -> Option<Kind> {
+        match pb::EntityKind::try_from(value).ok()? {
+            pb::EntityKind::Flag => Some(Kind::Flag),
+            pb::EntityKind::Experiment => Some(Kind::Experiment),
+            pb::EntityKind::Layer => Some(Kind::Layer),
+            pb::EntityKind::Segment => Some(Kind::Segment),
+            pb::EntityKind::Metric => Some(Kind::Metric),
+            pb::EntityKind::Unspecified => None,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A definition that does not fit the model: the field (relative to the definition, `.` for
+/// the whole) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+/// One typed definition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Def {
+    Flag(FlagDef),
+    Experiment(ExperimentDef),
+    Layer(LayerDef),
+    Segment(SegmentDef),
+    Metric(MetricDef),
+}
+
+impl Def {
+    /// Parses strictly (unknown fields are errors), naming the field at fault.
+    pub fn parse(kind: Kind, value: &Value) -> Result<Def, FieldError> {
+        fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
+            serde_path_to_error::deserialize(value)
+                .map_err(|e| FieldError { path: e.path().to_string(), message: e.into_inner().to_string() })
+        }
+        Ok(match kind {
+            Kind::Flag => Def::Flag(typed(value)?),
+            Kind::Experiment => Def::Experiment(typed(value)?),
+            Kind::Layer => Def::Layer(typed(value)?),
+            Kind::Segment => Def::Segment(typed(value)?),
+            Kind::Metric => Def::Metric(typed(value)?),
+        })
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Def::Flag(_) => Kind::Flag,
+            Def::Experiment(_) => Kind::Experiment,
+            Def::Layer(_) => Kind::Layer,
+            Def::Segment(_) => Kind::Segment,
+            Def::Metric(_) => Kind::Metric,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            Def::Flag(d) => &d.key,
+            Def::Experiment(d) => &d.key,
+            Def::Layer(d) => &d.key,
+            Def::Segment(d) => &d.key,
+            Def::Metric(d) => &d.key,
+        }
+    }
+
+    /// The typed model serialized back: defaults filled in, field order fixed. Two
+    /// definitions mean the same thing exactly when their canonical values are equal.
+    pub fn canonical(&self) -> Value {
+        let value = match self {
+            Def::Flag(d) => serde_json::to_value(d),
+            Def::Experiment(d) => serde_json::to_value(d),
+            Def::Layer(d) => serde_json::to_value(d),
+            Def::Segment(d) => serde_json::to_value(d),
+            Def::Metric(d) => serde_json::to_value(d),
+        };
+        // The model's types serialize to JSON without fail (string keys, finite numbers).
+        value.unwrap_or(Value::Null)
+    }
+
+    /// The definition with `kind:` first, in the model's field order: what `apply` reads.
+    pub fn tagged(&self) -> Tagged<'_> {
+        Tagged { kind: self.kind().as_str(), def: self }
+    }
+}
+
+/// A definition with its `kind`, serialized in the model's field order.
+#[derive(Debug)]
+pub struct Tagged<'a> {
+    kind: &'static str,
+    def: &'a Def,
+}
+
+impl Serialize for Tagged<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct With<'a, T: Serialize> {
+            kind: &'static str,
+            #[serde(flatten)]
+            def: &'a T,
+        }
+        match self.def {
+            Def::Flag(d) => With { kind: self.kind, def: d }.serialize(serializer),
+            Def::Experiment(d) => With { kind: self.kind, def: d }.serialize(serializer),
+            Def::Layer(d) => With { kind: self.kind, def: d }.serialize(serializer),
+            Def::Segment(d) => With { kind: self.kind, def: d }.serialize(serializer),
+            Def::Metric(d) => With { kind: self.kind, def: d }.serialize(serializer),
+        }
+    }
+}
+
+/// The top-level fields whose values differ between two canonical definitions.
+pub fn changed_fields(before: &Value, after: &Value) -> Vec<String> {
+    let (Some(b), Some(a)) = (before.as_object(), after.as_object()) else {
+        return vec![".".into()];
+    };
+    let mut fields: Vec<String> =
+        b.keys().chain(a.keys()).filter(|k| b.get(*k) != a.get(*k)).cloned().collect();
+    fields.sort();
+    fields.dedup();
+    fields
+}

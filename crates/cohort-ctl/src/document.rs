@@ -1,0 +1,306 @@
+//! Definition files: YAML or JSON holding one entity per document (`kind: flag` plus the
+//! definition), several in a `---` stream, or a whole environment (`flags:`,
+//! `experiments:`, ...), read into typed specs that remember where in which file they came
+//! from.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cohort_core::model::ExperimentStatus;
+use serde_json::Value;
+
+use crate::definition::{Def, Kind};
+use crate::diagnostic::Diagnostic;
+use crate::source::{Node, Segment, parse_path, parse_yaml};
+
+/// The name stdin goes by in messages.
+pub const STDIN: &str = "<stdin>";
+
+/// Where a spec was written: the file, its document, and the path from the document's root
+/// to the entity (empty for a `kind:` document, `flags[2]` in an environment document).
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub file: Arc<str>,
+    /// The document's marked tree; `None` when positions are unknown.
+    pub root: Option<Arc<Node>>,
+    pub prefix: Vec<Segment>,
+}
+
+impl Origin {
+    /// The line the entity starts on.
+    pub fn line(&self) -> usize {
+        self.line_of(&[])
+    }
+
+    /// The line of a field of the entity (its nearest written ancestor when absent).
+    pub fn line_of(&self, field: &[Segment]) -> usize {
+        let Some(root) = &self.root else { return 1 };
+        let path: Vec<Segment> = self.prefix.iter().chain(field).cloned().collect();
+        root.line_of(&path)
+    }
+
+    /// A diagnostic located at a field path of this entity, as the server or the model names
+    /// it (`definition.variants[1].weight_bp`, `variants[1].weight_bp`, `.`).
+    pub fn diagnostic(&self, kind: Kind, key: &str, field: &str, message: impl Into<String>) -> Diagnostic {
+        let mut path = parse_path(field);
+        if path.first() == Some(&Segment::Field("definition".into())) {
+            path.remove(0);
+        }
+        let shown = crate::source::format_path(&path);
+        Diagnostic::new(message)
+            .at(self.file.as_ref(), Some(self.line_of(&path)))
+            .about(kind, key)
+            .field(shown)
+    }
+}
+
+/// One entity read from a file.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// For experiments without an `id` in the file, the id is nil until the plan fills it.
+    pub def: Def,
+    pub origin: Origin,
+    /// Experiments: whether the file gave an `id`.
+    pub id_given: bool,
+    /// Experiments: the status the file asks for, if it names one.
+    pub status: Option<ExperimentStatus>,
+}
+
+impl Spec {
+    pub fn kind(&self) -> Kind {
+        self.def.kind()
+    }
+
+    pub fn key(&self) -> &str {
+        self.def.key()
+    }
+}
+
+/// Reads every path (`-` is stdin; a directory means its `.yaml`, `.yml` and `.json` files,
+/// in name order). Returns what parsed and every problem found.
+pub fn load(paths: &[PathBuf], stdin: &mut dyn Read) -> (Vec<Spec>, Vec<Diagnostic>) {
+    let mut specs = Vec::new();
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            files.push(None);
+        } else if path.is_dir() {
+            match definition_files(path) {
+                Ok(found) if found.is_empty() => problems.push(
+                    Diagnostic::new("no .yaml, .yml or .json files in this directory")
+                        .at(path.display().to_string(), None),
+                ),
+                Ok(found) => files.extend(found.into_iter().map(Some)),
+                Err(e) => problems.push(Diagnostic::new(e.to_string()).at(path.display().to_string(), None)),
+            }
+        } else {
+            files.push(Some(path.clone()));
+        }
+    }
+    let mut stdin_read = false;
+    for file in files {
+        let (name, text, json) = match file {
+            None if stdin_read => continue,
+            None => {
+                stdin_read = true;
+                let mut text = String::new();
+                if let Err(e) = stdin.read_to_string(&mut text) {
+                    problems.push(Diagnostic::new(e.to_string()).at(STDIN, None));
+                    continue;
+                }
+                (STDIN.to_owned(), text, false)
+            }
+            Some(path) => {
+                let name = path.display().to_string();
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        let json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+                        (name, text, json)
+                    }
+                    Err(e) => {
+                        problems.push(Diagnostic::new(e.to_string()).at(name, None));
+                        continue;
+                    }
+                }
+            }
+        };
+        let (s, p) = parse_text(&name, &text, json);
+        specs.extend(s);
+        problems.extend(p);
+    }
+    (specs, problems)
+}
+
+fn definition_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        if path.is_file() && matches!(ext.as_deref(), Some("yaml" | "yml" | "json")) {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Parses one file's text. JSON is parsed by serde_json (which decides the values) and by the
+/// YAML parser for positions; YAML by the YAML parser alone.
+pub fn parse_text(name: &str, text: &str, json: bool) -> (Vec<Spec>, Vec<Diagnostic>) {
+    let file: Arc<str> = Arc::from(name);
+    let documents: Vec<(Value, Option<Arc<Node>>)> = if json {
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) => {
+                let tree = parse_yaml(text).ok().and_then(|mut docs| docs.pop()).map(Arc::new);
+                vec![(value, tree)]
+            }
+            Err(e) => {
+                let d = Diagnostic::new(format!("invalid JSON: {e}")).at(name, Some(e.line().max(1)));
+                return (Vec::new(), vec![d]);
+            }
+        }
+    } else {
+        match parse_yaml(text) {
+            Ok(docs) => docs.into_iter().map(|d| (d.to_json(), Some(Arc::new(d)))).collect(),
+            Err(e) => {
+                let d = Diagnostic::new(format!("invalid YAML: {}", e.message)).at(name, Some(e.line));
+                return (Vec::new(), vec![d]);
+            }
+        }
+    };
+    if documents.is_empty() {
+        return (Vec::new(), vec![Diagnostic::new("contains no definitions").at(name, None)]);
+    }
+    let mut reader = Reader { specs: Vec::new(), problems: Vec::new() };
+    for (value, root) in documents {
+        let origin = Origin { file: file.clone(), root, prefix: Vec::new() };
+        reader.document(value, origin);
+    }
+    (reader.specs, reader.problems)
+}
+
+struct Reader {
+    specs: Vec<Spec>,
+    problems: Vec<Diagnostic>,
+}
+
+/// The fields of a whole-environment document (cohort-core `Definitions`).
+const ENVIRONMENT_FIELDS: [&str; 6] = ["version", "flags", "experiments", "layers", "segments", "metrics"];
+
+impl Reader {
+    fn document(&mut self, value: Value, origin: Origin) {
+        match value {
+            Value::Object(mut map) => {
+                if let Some(kind) = map.remove("kind") {
+                    let kind_line = origin.line_of(&[Segment::Field("kind".into())]);
+                    match kind.as_str().and_then(Kind::parse) {
+                        Some(kind) => self.entity(kind, Value::Object(map), origin),
+                        None => self.problems.push(
+                            Diagnostic::new(format!(
+                                "unknown kind {kind}: expected flag, experiment, layer, segment or metric"
+                            ))
+                            .at(origin.file.as_ref(), Some(kind_line))
+                            .field("kind"),
+                        ),
+                    }
+                } else if map.keys().any(|k| ENVIRONMENT_FIELDS.contains(&k.as_str())) {
+                    self.environment(map, origin);
+                } else {
+                    self.problems.push(
+                        Diagnostic::new(
+                            "a document needs `kind:` (flag, experiment, layer, segment or metric), \
+                             or the lists of an environment (flags:, experiments:, layers:, segments:, metrics:)",
+                        )
+                        .at(origin.file.as_ref(), Some(origin.line())),
+                    );
+                }
+            }
+            // A list of `kind:` documents.
+            Value::Array(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let mut at = origin.clone();
+                    at.prefix.push(Segment::Index(i));
+                    self.document(item, at);
+                }
+            }
+            other => self.problems.push(
+                Diagnostic::new(format!("expected a mapping, found {}", json_type(&other)))
+                    .at(origin.file.as_ref(), Some(origin.line())),
+            ),
+        }
+    }
+
+    fn environment(&mut self, map: serde_json::Map<String, Value>, origin: Origin) {
+        for (field, value) in map {
+            let at = |prefix: &[Segment]| {
+                let mut o = origin.clone();
+                o.prefix.extend_from_slice(prefix);
+                o
+            };
+            let kind = Kind::ALL.into_iter().find(|k| k.plural() == field);
+            match (kind, value) {
+                // The version a snapshot was taken at; apply goes by what is there now.
+                (None, _) if field == "version" => {}
+                (None, _) => self.problems.push(
+                    Diagnostic::new(
+                        "unknown field in an environment document (expected flags, experiments, layers, segments, metrics)",
+                    )
+                    .at(origin.file.as_ref(), Some(origin.line_of(&[Segment::Field(field.clone())])))
+                    .field(field),
+                ),
+                (Some(kind), Value::Array(items)) => {
+                    for (i, item) in items.into_iter().enumerate() {
+                        self.entity(kind, item, at(&[Segment::Field(field.clone()), Segment::Index(i)]));
+                    }
+                }
+                (Some(_), Value::Null) => {}
+                (Some(_), other) => self.problems.push(
+                    Diagnostic::new(format!("expected a list, found {}", json_type(&other)))
+                        .at(origin.file.as_ref(), Some(origin.line_of(&[Segment::Field(field.clone())])))
+                        .field(field),
+                ),
+            }
+        }
+    }
+
+    fn entity(&mut self, kind: Kind, mut value: Value, origin: Origin) {
+        let key = value.get("key").and_then(Value::as_str).unwrap_or("?").to_owned();
+        let (mut id_given, mut status) = (true, None);
+        if kind == Kind::Experiment
+            && let Some(obj) = value.as_object_mut()
+        {
+            // The server assigns the id and starts experiments as drafts; the model needs
+            // both, so stand-ins go in now and the plan settles them.
+            if !obj.contains_key("id") {
+                id_given = false;
+                obj.insert("id".into(), Value::String(uuid::Uuid::nil().to_string()));
+            }
+            match obj.get("status") {
+                None => {
+                    obj.insert("status".into(), Value::String("draft".into()));
+                }
+                Some(s) => status = serde_json::from_value::<ExperimentStatus>(s.clone()).ok(),
+            }
+        }
+        match Def::parse(kind, &value) {
+            Ok(def) => self.specs.push(Spec { def, origin, id_given, status }),
+            Err(e) => self.problems.push(origin.diagnostic(kind, &key, &e.path, e.message)),
+        }
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests;

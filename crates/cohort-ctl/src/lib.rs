@@ -1,0 +1,123 @@
+//! cohortctl: the operator's command line over the config service's gRPC API. Environments,
+//! API keys, definitions (`apply` from YAML or JSON files, declaratively), experiment
+//! lifecycles, the audit log, snapshots and propagation.
+//!
+//! The library is the whole tool, so tests drive it without spawning the binary: parse a
+//! [`cli::Cli`] and call [`run`], or call a command function with a [`client::Client`] and a
+//! [`console::Console`] that writes into buffers.
+//!
+//! # Layout
+//! - [`cli`]: global options and commands (clap, `COHORT_*` variables).
+//! - [`client`]: the connection, the API key, paginated and read-then-write helpers.
+//! - [`apply`]: plan, validate locally, and write in dependency order.
+//! - [`commands`]: every other command.
+//! - [`document`]: definition files in their three shapes, read into typed specs.
+//! - [`source`]: YAML parsed into trees that know each node's line; field paths → lines.
+//! - [`definition`]: the five kinds and their typed, canonical definitions.
+//! - [`lifecycle`]: experiment moves and the legal path between statuses.
+//! - [`diagnostic`]: `FILE:LINE: kind key: field: description`, and gRPC statuses read into it.
+//! - [`console`]: stdout/stderr/stdin, tables, timestamps. [`error`]: [`CtlError`].
+
+// A command-line tool's output is its product. Commands write through `Console` (so tests can
+// capture it); printing to stdout is what this crate is for, so the lint does not apply.
+#![allow(clippy::print_stdout)]
+
+pub mod apply;
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod console;
+pub mod definition;
+pub mod diagnostic;
+pub mod document;
+pub mod error;
+pub mod lifecycle;
+pub mod source;
+
+pub use error::CtlError;
+
+use cli::{Cli, Command, EnvCommand, KeysCommand};
+use client::Client;
+use console::Console;
+use lifecycle::Action;
+
+/// How a command ended, for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything asked for was done.
+    Done,
+    /// The command ran, but something it tried failed (and was reported).
+    Failed,
+}
+
+/// Runs one command line to the end. `Err` is a failure that stopped the command; it has not
+/// been printed yet.
+pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
+    let g = &cli.global;
+    let mut client = Client::connect(&g.endpoint, g.api_key.as_deref(), g.timeout).await?;
+    let env = g.environment.as_str();
+    match cli.command {
+        Command::Bootstrap(a) => {
+            commands::bootstrap(&mut client, &a.organization, env, a.token.as_deref(), con).await?;
+        }
+        Command::Env(EnvCommand::Create { key, name }) => {
+            commands::env_create(&mut client, &key, name.as_deref(), con).await?;
+        }
+        Command::Env(EnvCommand::List) => {
+            commands::env_list(&mut client, con).await?;
+        }
+        Command::Keys(KeysCommand::Create { kind, name }) => {
+            commands::keys_create(&mut client, kind, &name, env, con).await?;
+        }
+        Command::Keys(KeysCommand::List { all }) => {
+            commands::keys_list(&mut client, all, con).await?;
+        }
+        Command::Keys(KeysCommand::Revoke { id }) => {
+            commands::keys_revoke(&mut client, &id, con).await?;
+        }
+        Command::Apply(a) => {
+            let opts = apply::ApplyOptions {
+                paths: a.files,
+                dry_run: a.dry_run,
+                server_validation_only: a.server_validation_only,
+            };
+            let report = apply::apply(&mut client, env, &opts, con).await?;
+            if report.failed() {
+                return Ok(Outcome::Failed);
+            }
+        }
+        Command::Get { kind, key } => {
+            commands::get(&mut client, env, kind, &key, con).await?;
+        }
+        Command::List { kind } => {
+            commands::list(&mut client, env, kind, con).await?;
+        }
+        Command::Delete { kind, key } => {
+            commands::delete(&mut client, env, kind, &key, con).await?;
+        }
+        Command::Start(a) => {
+            commands::transition(&mut client, env, &a.key, Action::Start, a.reason.as_deref(), con).await?;
+        }
+        Command::Pause(a) => {
+            commands::transition(&mut client, env, &a.key, Action::Pause, a.reason.as_deref(), con).await?;
+        }
+        Command::Resume(a) => {
+            commands::transition(&mut client, env, &a.key, Action::Resume, a.reason.as_deref(), con).await?;
+        }
+        Command::Complete(a) => {
+            commands::transition(&mut client, env, &a.key, Action::Complete, a.reason.as_deref(), con)
+                .await?;
+        }
+        Command::Audit(a) => {
+            let scope = (!a.all_environments).then_some(env);
+            commands::audit(&mut client, scope, a.kind, a.key.as_deref(), a.limit, con).await?;
+        }
+        Command::Snapshot => {
+            commands::snapshot(&mut client, env, con).await?;
+        }
+        Command::Propagation { version } => {
+            commands::propagation(&mut client, env, version, con).await?;
+        }
+    }
+    Ok(Outcome::Done)
+}

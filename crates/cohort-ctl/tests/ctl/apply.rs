@@ -1,0 +1,311 @@
+//! `apply`: creating a realistic environment, idempotence, single-field updates, dry runs,
+//! and errors that point at the file and line.
+
+use cohort_ctl::Outcome;
+use cohort_db::testing::TestDb;
+
+use crate::{Server, ctl, line_of, version, write};
+
+const METRICS: &str = "\
+kind: metric
+key: checkout-conversion
+event: purchase
+aggregation: conversion
+description: Bought something after exposure
+";
+
+const CHECKOUT: &str = "\
+# The checkout team's flags and experiments.
+kind: segment
+key: staff
+condition:
+  op: ends_with
+  attribute: email
+  value: '@example.com'
+include: [qa-1, qa-2]
+---
+kind: flag
+key: new-checkout
+type: boolean
+salt: new-checkout-1
+description: The rewritten checkout
+variations:
+  - key: on
+    value: true
+  - key: off
+    value: false
+off_variation: off
+rules:
+  - id: staff-first
+    condition: {op: in_segment, segment: staff}
+    serve: {variation: on}
+  - condition: {op: in, attribute: country, values: [NZ, AU]}
+    serve:
+      split:
+        - {variation: on, weight_bp: 5000}
+        - {variation: off, weight_bp: 5000}
+default:
+  variation: off
+---
+kind: experiment
+key: checkout-button
+status: running
+primary_metrics: [checkout-conversion]
+variants:
+  - key: control
+    weight_bp: 5000
+    control: true
+    payload: {color: grey}
+  - key: green
+    weight_bp: 5000
+    payload: {color: green}
+---
+kind: experiment
+key: checkout-copy
+description: Not started yet
+variants:
+  - {key: control, weight_bp: 5000, control: true}
+  - {key: short, weight_bp: 5000}
+---
+kind: layer
+key: checkout
+salt: checkout-layer-1
+experiments:
+  - {experiment: checkout-button, range: [0, 5000]}
+  - {experiment: checkout-copy, range: [5000, 10000]}
+";
+
+fn status_of(definition: &serde_json::Value) -> &str {
+    definition["definition"]["status"].as_str().unwrap_or("?")
+}
+
+#[tokio::test]
+async fn apply_creates_everything_is_idempotent_and_updates_only_what_changed() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let server = Server::start(&db.url).await;
+    let key = Some(tenant.admin_key.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "metrics.yaml", METRICS);
+    let checkout = write(dir.path(), "checkout.yaml", CHECKOUT);
+    let dir_arg = dir.path().display().to_string();
+
+    // A dry run plans everything and writes nothing.
+    let dry = ctl(&server, key, &["apply", "-f", &dir_arg, "--dry-run"]).await;
+    assert!(dry.ok().contains("experiment/checkout-button started"), "{}", dry.out);
+    assert!(dry.out.contains("dry run: nothing was written"), "{}", dry.out);
+    assert_eq!(version(&server, &tenant.admin_key).await, 0);
+
+    let first = ctl(&server, key, &["apply", "-f", &dir_arg]).await;
+    let out = first.ok();
+    for line in [
+        "metric/checkout-conversion created",
+        "segment/staff created",
+        "flag/new-checkout created",
+        "experiment/checkout-button created",
+        "experiment/checkout-copy created",
+        "layer/checkout created",
+        "experiment/checkout-button started",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    // Dependency order: the metric before the experiment that names it, the layer before the
+    // start of the experiment it holds.
+    let at = |s: &str| out.find(s).unwrap();
+    assert!(at("metric/checkout-conversion") < at("experiment/checkout-button created"));
+    assert!(at("segment/staff") < at("flag/new-checkout"));
+    assert!(at("layer/checkout created") < at("experiment/checkout-button started"));
+    assert!(out.contains("6 created, 1 started"), "{out}");
+    let after_first = version(&server, &tenant.admin_key).await;
+    assert_eq!(after_first, 7, "six creates and one start");
+
+    let listed = ctl(&server, key, &["list", "experiment", "-o", "json"]).await.json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    let by_key = |k: &str| listed.iter().find(|e| e["key"] == k).unwrap();
+    assert_eq!(status_of(by_key("checkout-button")), "running");
+    assert_eq!(status_of(by_key("checkout-copy")), "draft");
+
+    // The same files again: nothing to do, and nothing written.
+    let again = ctl(&server, key, &["apply", "-f", &dir_arg]).await;
+    assert_eq!(
+        again.ok().lines().filter(|l| l.contains('/') && l.ends_with(" unchanged")).count(),
+        6,
+        "{}",
+        again.out
+    );
+    assert!(again.out.contains("6 unchanged"), "{}", again.out);
+    assert!(!again.out.contains("created") && !again.out.contains("updated"), "{}", again.out);
+    assert_eq!(version(&server, &tenant.admin_key).await, after_first, "an unchanged apply writes nothing");
+
+    // One field edited: exactly that entity is updated, at one new version.
+    let edited = CHECKOUT.replace("description: The rewritten checkout", "description: The new checkout");
+    std::fs::write(&checkout, edited).unwrap();
+    let third = ctl(&server, key, &["apply", "-f", &dir_arg, "-o", "json"]).await.json();
+    let results = third["results"].as_array().unwrap();
+    let changed: Vec<_> = results.iter().filter(|r| r["result"] != "unchanged").collect();
+    assert_eq!(changed.len(), 1, "{third:#}");
+    assert_eq!(changed[0]["kind"], "flag");
+    assert_eq!(changed[0]["key"], "new-checkout");
+    assert_eq!(changed[0]["result"], "updated");
+    assert_eq!(changed[0]["fields"], serde_json::json!(["description"]));
+    assert_eq!(version(&server, &tenant.admin_key).await, after_first + 1);
+
+    // The desired status moves a running experiment along the legal path, alone.
+    let paused = CHECKOUT.replace("status: running", "status: paused");
+    std::fs::write(
+        &checkout,
+        paused.replace("description: The rewritten checkout", "description: The new checkout"),
+    )
+    .unwrap();
+    let fourth = ctl(&server, key, &["apply", "-f", &checkout]).await;
+    assert!(fourth.ok().contains("experiment/checkout-button paused"), "{}", fourth.out);
+    assert!(!fourth.out.contains("updated"), "{}", fourth.out);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_weight_sum_names_the_file_line_and_field_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let server = Server::start(&db.url).await;
+    let key = Some(tenant.admin_key.as_str());
+    let dir = tempfile::tempdir().unwrap();
+
+    let bad = format!(
+        "{METRICS}---\nkind: experiment\nkey: checkout-button\nvariants:\n  - key: control\n    weight_bp: 5000\n  - key: green\n    weight_bp: 4000 # the bad one\n"
+    );
+    let file = write(dir.path(), "bad.yaml", &bad);
+    let line = line_of(&bad, "the bad one");
+    let ran = ctl(&server, key, &["apply", "-f", &file]).await;
+    assert!(matches!(ran.result, Ok(Outcome::Failed)), "{:?}", ran.result);
+    let expected = format!(
+        "{file}:{line}: experiment checkout-button: variants[1].weight_bp: weights sum to 9000, expected 10000"
+    );
+    assert!(ran.err.contains(&expected), "expected {expected:?} in:\n{}", ran.err);
+    assert!(ran.err.contains("nothing was written"), "{}", ran.err);
+    assert_eq!(version(&server, &tenant.admin_key).await, 0, "the metric was not written either");
+
+    // The server says the same, at the same line, when local validation is skipped.
+    let alone = bad.split("---\n").nth(1).unwrap().to_owned();
+    let file = write(dir.path(), "alone.yaml", &alone);
+    let line = line_of(&alone, "the bad one");
+    let ran = ctl(&server, key, &["apply", "-f", &file, "--server-validation-only"]).await;
+    assert!(matches!(ran.result, Ok(Outcome::Failed)), "{:?}", ran.result);
+    let expected = format!(
+        "{file}:{line}: experiment checkout-button: variants[1].weight_bp: weights sum to 9000, expected 10000"
+    );
+    assert!(ran.err.contains(&expected), "expected {expected:?} in:\n{}", ran.err);
+    assert!(ran.out.contains("experiment/checkout-button failed"), "{}", ran.out);
+    assert_eq!(version(&server, &tenant.admin_key).await, 0);
+
+    // YAML that does not parse: file and line, nothing sent.
+    let broken = "kind: flag\nkey: broken\nvariations:\n  - key: on\n    value: [true\n  - key: off\n";
+    let file = write(dir.path(), "broken.yaml", broken);
+    let ran = ctl(&server, key, &["apply", "-f", &file]).await;
+    assert!(matches!(ran.result, Ok(Outcome::Failed)));
+    let reported =
+        ran.err.lines().find(|l| l.starts_with(&format!("{file}:"))).unwrap_or_else(|| panic!("{}", ran.err));
+    assert!(reported.contains("invalid YAML"), "{reported}");
+    let line: usize = reported[file.len() + 1..].split(':').next().unwrap().parse().unwrap();
+    assert!((5..=6).contains(&line), "the error is at the unclosed list: {reported}");
+
+    // A field the model does not know, in a JSON file.
+    let json = "{\n  \"kind\": \"segment\",\n  \"key\": \"staff\",\n  \"members\": [\"a\"]\n}\n";
+    let file = write(dir.path(), "segment.json", json);
+    let ran = ctl(&server, key, &["apply", "-f", &file]).await;
+    assert!(
+        ran.err.contains(&format!("{file}:4: segment staff: members: unknown field `members`")),
+        "{}",
+        ran.err
+    );
+    assert_eq!(version(&server, &tenant.admin_key).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn impossible_lifecycle_moves_and_conflicts_are_refused_clearly() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let server = Server::start(&db.url).await;
+    let key = Some(tenant.admin_key.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    let exp = "kind: experiment\nkey: e1\nstatus: completed\nvariants:\n  - {key: a, weight_bp: 5000}\n  - {key: b, weight_bp: 5000}\n";
+    let file = write(dir.path(), "e1.yaml", exp);
+    let ran = ctl(&server, key, &["apply", "-f", &file]).await;
+    let out = ran.ok();
+    assert!(
+        out.contains("experiment/e1 created") && out.contains("started") && out.contains("completed"),
+        "{out}"
+    );
+
+    std::fs::write(&file, exp.replace("completed", "running")).unwrap();
+    let ran = ctl(&server, key, &["apply", "-f", &file]).await;
+    assert!(matches!(ran.result, Ok(Outcome::Failed)));
+    assert!(
+        ran.err.contains(&format!("{file}:3: experiment e1: status: cannot move from completed to running")),
+        "{}",
+        ran.err
+    );
+
+    // Two files defining the same entity are ambiguous.
+    let other = write(dir.path(), "copy.yaml", exp);
+    let ran = ctl(&server, key, &["apply", "-f", &file, "-f", &other]).await;
+    assert!(
+        ran.err.contains(&format!("{other}:1: experiment e1: defined twice; first at {file}:1")),
+        "{}",
+        ran.err
+    );
+
+    // Overlapping live ranges in a layer: the layer's line and field.
+    let layered = "\
+kind: experiment
+key: x
+status: running
+variants: [{key: a, weight_bp: 5000}, {key: b, weight_bp: 5000}]
+---
+kind: experiment
+key: y
+status: running
+variants: [{key: a, weight_bp: 5000}, {key: b, weight_bp: 5000}]
+---
+kind: layer
+key: main
+salt: main-1
+experiments:
+  - {experiment: x, range: [0, 6000]}
+  - {experiment: y, range: [5000, 10000]}
+";
+    let file = write(dir.path(), "layer.yaml", layered);
+    let ran = ctl(&server, key, &["apply", "-f", &file]).await;
+    assert!(matches!(ran.result, Ok(Outcome::Failed)));
+    let line = line_of(layered, "range: [5000");
+    assert!(ran.err.contains(&format!("{file}:{line}: layer main: experiments[1]")), "{}", ran.err);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn whole_environment_documents_round_trip_through_snapshot() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let server = Server::start(&db.url).await;
+    let key = Some(tenant.admin_key.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "metrics.yaml", METRICS);
+    write(dir.path(), "checkout.yaml", CHECKOUT);
+    ctl(&server, key, &["apply", "-f", &dir.path().display().to_string()]).await.ok();
+
+    // The snapshot is a whole-environment document: applying it changes nothing.
+    let snapshot = ctl(&server, key, &["snapshot"]).await;
+    let file = write(dir.path(), "snapshot.json", snapshot.ok());
+    let before = version(&server, &tenant.admin_key).await;
+    let ran = ctl(&server, key, &["apply", "-f", &file]).await;
+    assert!(ran.ok().contains("6 unchanged"), "{}", ran.out);
+    assert_eq!(version(&server, &tenant.admin_key).await, before);
+
+    // From stdin, as YAML: a new flag in a whole-environment document.
+    let doc = "flags:\n  - key: dark-mode\n    type: boolean\n    salt: dm\n    variations: [{key: on, value: true}, {key: off, value: false}]\n    off_variation: off\n    default: {variation: off}\n";
+    let ran = crate::ctl_with_input(&server, key, &["apply", "-f", "-"], doc).await;
+    assert!(ran.ok().contains("flag/dark-mode created"), "{}", ran.out);
+    server.stop().await;
+}

@@ -1,0 +1,85 @@
+//! The built `cohortctl` binary end to end: exit statuses, stdout and stderr of `apply`.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use cohort_db::testing::TestDb;
+
+use crate::{Server, line_of, write};
+
+/// Runs the binary with a clean `COHORT_*` environment, off the async runtime's threads.
+async fn cohortctl(server: &Server, key: &str, args: &[&str], stdin: &str) -> Output {
+    let endpoint = server.endpoint();
+    let (key, args, stdin) =
+        (key.to_owned(), args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), stdin.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cohortctl"))
+            .args(&args)
+            .env_clear()
+            .env("COHORT_ENDPOINT", endpoint)
+            .env("COHORT_API_KEY", key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cohortctl runs");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn the_binary_applies_files_and_exits_with_the_right_status() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let server = Server::start(&db.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = "kind: metric\nkey: revenue\nevent: purchase\naggregation: sum\n---\nkind: experiment\nkey: price\nstatus: running\ntraffic_bp: 2000\nprimary_metrics: [revenue]\nvariants:\n  - {key: control, weight_bp: 5000}\n  - {key: cheaper, weight_bp: 5000}\n";
+    let file = write(dir.path(), "good.yaml", good);
+
+    let out = cohortctl(&server, &tenant.admin_key, &["apply", "-f", &file], "").await;
+    assert!(out.status.success(), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout,
+        "metric/revenue created [version 1]\n\
+         experiment/price created [version 2]\n\
+         experiment/price started [version 3]\n\
+         2 created, 1 started\n"
+    );
+
+    let out = cohortctl(&server, &tenant.admin_key, &["apply", "-f", "-", "--output", "json"], good).await;
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["results"].as_array().unwrap().len(), 2);
+    assert!(report["results"].as_array().unwrap().iter().all(|r| r["result"] == "unchanged"), "{report}");
+
+    let bad = good.replace("weight_bp: 5000}\n", "weight_bp: 6000}\n");
+    let file = write(dir.path(), "bad.yaml", &bad);
+    let out = cohortctl(&server, &tenant.admin_key, &["apply", "-f", &file], "").await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = text(&out.stderr);
+    let line = line_of(&bad, "cheaper");
+    assert!(
+        stderr.contains(&format!(
+            "{file}:{line}: experiment price: variants[1].weight_bp: weights sum to 12000"
+        )),
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).is_empty(), "nothing applied, nothing reported as done");
+
+    let out = cohortctl(&server, &tenant.admin_key, &["apply"], "").await;
+    assert_eq!(out.status.code(), Some(2), "a bad command line is a usage error");
+
+    let out =
+        cohortctl(&server, "cohort_admin_wrong", &["apply", "-f", &file.replace("bad", "good")], "").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("error: "), "{out:?}");
+    server.stop().await;
+}

@@ -1,0 +1,142 @@
+//! cohortctl against a real config service: started in-process on pre-bound 127.0.0.1:0
+//! listeners over a fresh PostgreSQL database per test. Commands run through the library
+//! (`Cli::try_parse_from` + `run`, output captured); one test runs the built binary.
+
+mod apply;
+mod binary;
+mod commands;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use clap::Parser;
+use cohort_config::settings::Cli as ServerCli;
+use cohort_config::{Listeners, run as serve};
+use cohort_ctl::cli::Cli;
+use cohort_ctl::console::Console;
+use cohort_ctl::{CtlError, Outcome};
+use cohort_runtime::Shutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// One running config service.
+#[derive(Debug)]
+pub struct Server {
+    pub grpc: SocketAddr,
+    shutdown: Shutdown,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    pub async fn start(database_url: &str) -> Server {
+        let args = [
+            "cohort-config",
+            "--database-url",
+            database_url,
+            "--poll-interval",
+            "1s",
+            "--shutdown-grace",
+            "5s",
+        ];
+        let settings = ServerCli::try_parse_from(args).expect("settings parse").serve;
+        settings.validate().expect("settings are valid");
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = grpc.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(serve(settings, Listeners { grpc, http, admin: None }, shutdown.clone()));
+        Server { grpc: addr, shutdown, task }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("server task").expect("server ran cleanly");
+    }
+}
+
+/// What one cohortctl command did.
+#[derive(Debug)]
+pub struct Ran {
+    pub result: Result<Outcome, CtlError>,
+    pub out: String,
+    pub err: String,
+}
+
+impl Ran {
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert!(
+            matches!(self.result, Ok(Outcome::Done)),
+            "command failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.result,
+            self.out,
+            self.err
+        );
+        &self.out
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.out))
+    }
+
+    /// The error that stopped the command, as it would be printed.
+    #[track_caller]
+    pub fn error(&self) -> String {
+        match &self.result {
+            Err(e) => e.to_string(),
+            other => panic!("expected an error, got {other:?}\nstdout:\n{}\nstderr:\n{}", self.out, self.err),
+        }
+    }
+}
+
+/// Runs `cohortctl --endpoint … [--api-key KEY] ARGS…` through the library.
+pub async fn ctl(server: &Server, key: Option<&str>, args: &[&str]) -> Ran {
+    ctl_with_input(server, key, args, "").await
+}
+
+pub async fn ctl_with_input(server: &Server, key: Option<&str>, args: &[&str], stdin: &str) -> Ran {
+    let endpoint = server.endpoint();
+    let mut argv = vec!["cohortctl", "--endpoint", endpoint.as_str()];
+    if let Some(key) = key {
+        argv.extend(["--api-key", key]);
+    }
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).expect("command line parses");
+    let (mut out, mut err, mut input) =
+        (Vec::new(), Vec::new(), std::io::Cursor::new(stdin.as_bytes().to_vec()));
+    let format = cli.global.output;
+    let result = {
+        let mut con = Console { out: &mut out, err: &mut err, input: &mut input, format };
+        cohort_ctl::run(cli, &mut con).await
+    };
+    Ran { result, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }
+}
+
+/// Writes `text` to `dir/name` and returns the path as text.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// The 1-based line of the first line of `text` that contains `needle`.
+pub fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle:?} not in the text")) + 1
+}
+
+/// The environment's current config version.
+pub async fn version(server: &Server, key: &str) -> u64 {
+    let mut client = cohort_ctl::client::Client::connect(
+        &server.endpoint(),
+        Some(key),
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    client.environment("production").await.unwrap().version
+}

@@ -1,0 +1,79 @@
+//! `cohort-dev`: everything locally, in one process, until Ctrl-C.
+
+// This binary's job is to print where things are and a live results table.
+#![allow(clippy::print_stdout)]
+
+mod database;
+mod demo;
+mod stack;
+mod table;
+mod traffic;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use cohort_runtime::{parse_duration, wait_for_signal};
+
+/// Runs PostgreSQL (found or started), the config, events and analysis services, a demo
+/// experiment with simulated traffic through the SDK, and prints live results.
+#[derive(Debug, Parser)]
+#[command(name = "cohort-dev", version)]
+struct Args {
+    /// PostgreSQL to use (its database is used as is). Default: the local server on
+    /// 127.0.0.1:5432 (database `cohort_dev`, recreated), else a throwaway cluster.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+
+    /// Simulated users per second.
+    #[arg(long, env = "COHORT_DEV_USERS_PER_SECOND", default_value_t = 400)]
+    users_per_second: u32,
+
+    /// The planted relative effect of the green button on purchases.
+    #[arg(long, env = "COHORT_DEV_EFFECT", default_value_t = 0.2)]
+    effect: f64,
+
+    /// How often the results table refreshes.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    refresh: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !(args.effect > -0.9 && args.effect < 5.0) {
+        cohort_runtime::usage_error("--effect must be between -0.9 and 5");
+    }
+    // Quiet by default: the table is the output. RUST_LOG=info shows the services' logs.
+    cohort_runtime::telemetry::init_tracing_with_default(cohort_runtime::settings::LogFormat::Text, "warn");
+
+    let db =
+        database::Database::prepare(args.database_url.as_deref()).await.context("preparing PostgreSQL")?;
+    println!("PostgreSQL   {}", db.url);
+    let stack = stack::Stack::start(&db.url).await.context("starting the services")?;
+    stack.print();
+    let demo = demo::apply(&stack).await.context("applying the demo")?;
+    println!("\nadmin key    {}", demo.admin_key);
+    println!("sdk key      {}", demo.sdk_key);
+    println!(
+        "\ntry:  COHORT_ENDPOINT=http://{} COHORT_API_KEY={} cargo run -q -p cohort-ctl -- list\n",
+        stack.config_grpc, demo.admin_key
+    );
+
+    let traffic = traffic::Traffic::start(&stack, &demo, args.users_per_second, args.effect).await?;
+    let mut ticker = tokio::time::interval(args.refresh);
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = ticker.tick() => table::print(&stack, &demo, &traffic).await,
+        }
+    }
+    println!("\nstopping: flushing events, draining services…");
+    traffic.stop().await;
+    stack.stop().await;
+    db.stop().await;
+    println!("stopped.");
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The live results table, read from the analysis service like any client would.
+
+use cohort_analysis::analyze::{ExperimentResult, Role};
+use cohort_proto::analysis::v1 as pb;
+use cohort_proto::analysis::v1::analysis_service_client::AnalysisServiceClient;
+use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
+
+use crate::demo::{Demo, EXPERIMENT};
+use crate::stack::Stack;
+use crate::traffic::Traffic;
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("—".into(), |v| format!("{:+.1}%", v * 100.0))
+}
+
+pub(crate) async fn print(stack: &Stack, demo: &Demo, traffic: &Traffic) {
+    let users = traffic.users.load(Ordering::Relaxed);
+    let stats = traffic.client.stats();
+    let header = format!(
+        "simulated users {users}   sdk: config v{} {:?}   events queued {} dropped {}",
+        traffic.client.version(),
+        traffic.client.state(),
+        stats.events_queued,
+        traffic.client.dropped_events()
+    );
+    let result = async {
+        let mut c = AnalysisServiceClient::connect(format!("http://{}", stack.analysis_grpc)).await.ok()?;
+        let mut request = tonic::Request::new(pb::GetResultsRequest {
+            environment: "production".into(),
+            experiment: EXPERIMENT.into(),
+        });
+        request.metadata_mut().insert("authorization", format!("Bearer {}", demo.admin_key).parse().ok()?);
+        let r = c.get_results(request).await.ok()?.into_inner();
+        serde_json::from_str::<ExperimentResult>(&r.result_json).ok()
+    }
+    .await;
+    if std::io::stdout().is_terminal() {
+        print!("\x1b[2J\x1b[H");
+    }
+    println!("{header}");
+    let Some(r) = result else {
+        println!(
+            "\n{EXPERIMENT}: waiting for the first analysis (exposures reach PostgreSQL, then a cycle runs every 2 s)…"
+        );
+        return;
+    };
+    let boundary = r.boundary.map_or("—".into(), |b| format!("±{b:.2}"));
+    let srm = match r.srm.p_value {
+        Some(p) if r.srm.detected => format!("MISMATCH (p={p:.2e})"),
+        Some(p) => format!("ok (p={p:.2})"),
+        None => "—".into(),
+    };
+    println!(
+        "\n{EXPERIMENT}   look {}   information {:.0}%   boundary z {boundary}   SRM {srm}",
+        r.look,
+        r.information_fraction * 100.0
+    );
+    for m in &r.metrics {
+        let label = match m.role {
+            Role::Primary => "primary",
+            Role::Guardrail => "guardrail",
+        };
+        println!("\n  {} ({label}, {:?})", m.metric, m.aggregation);
+        println!(
+            "  {:<8} {:>8} {:>12} {:>9} {:>22} {:>9} {:>8}",
+            "variant", "n", "mean", "lift", "95% CI (relative)", "p", "crossed"
+        );
+        for v in &m.variants {
+            let cmp = m.comparisons.iter().find(|c| c.variant == v.variant);
+            let mean = v.mean.map_or("—".into(), |x| {
+                if x < 1.0 { format!("{:.2}%", x * 100.0) } else { format!("{x:.1}") }
+            });
+            let ci = cmp
+                .and_then(|c| c.rel_ci)
+                .map_or(String::new(), |[lo, hi]| format!("[{}, {}]", pct(Some(lo)), pct(Some(hi))));
+            let p = cmp.and_then(|c| c.p_value).map_or(String::new(), |p| format!("{p:.4}"));
+            let crossed =
+                cmp.map_or(String::new(), |c| if c.boundary_crossed { "YES".into() } else { "no".into() });
+            let lift = cmp.map_or(String::new(), |c| pct(c.rel_diff));
+            println!(
+                "  {:<8} {:>8} {:>12} {:>9} {:>22} {:>9} {:>8}",
+                v.variant, v.n, mean, lift, ci, p, crossed
+            );
+        }
+        if let Some(g) = &m.guardrail {
+            let harm = g.harm_statistic.map_or("—".into(), |h| format!("{h:.2}"));
+            println!(
+                "  guardrail threshold {:.0}%, harm z {harm}: {}",
+                g.threshold * 100.0,
+                if g.breached { "BREACHED" } else { "ok" }
+            );
+        }
+    }
+    if r.boundary_crossed {
+        let at = r.decided_at_look.map_or(String::new(), |l| format!(" at look {l}"));
+        println!("\n  the primary metric crossed its sequential boundary{at}: the result is significant.");
+    }
+    if let Some(reason) = &r.paused_by_guardrail {
+        println!("\n  paused: {reason}");
+    }
+    for w in &r.warnings {
+        println!("  note: {w}");
+    }
+}

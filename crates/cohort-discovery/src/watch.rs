@@ -1,0 +1,120 @@
+//! Balanced tonic channels whose endpoints follow Consul's healthy instances of a service
+//! (blocking queries), or a fixed list of endpoints.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::transport::channel::Change;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info, warn};
+
+use crate::DiscoveryError;
+use crate::consul::{ConsulClient, Instance};
+
+/// Where a service's instances are found.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// Fixed endpoints (`http://host:port`), e.g. a Kubernetes Service name.
+    Static(Vec<String>),
+    /// The passing instances of a Consul service.
+    Consul { client: Box<ConsulClient>, service: String },
+}
+
+/// How long one blocking query may wait (Consul adds a little jitter itself).
+const WAIT: Duration = Duration::from_secs(30);
+
+fn endpoint(uri: &str, connect_timeout: Duration) -> Result<Endpoint, DiscoveryError> {
+    Endpoint::from_shared(uri.to_owned())
+        .map(|e| {
+            e.connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_while_idle(true)
+        })
+        .map_err(|e| DiscoveryError::Endpoint(uri.into(), e.to_string()))
+}
+
+/// A channel that balances over the upstream's instances and follows changes until
+/// `shutdown`. Requests wait (up to their own deadline) while no instance is known.
+pub fn balanced_channel(
+    upstream: Upstream,
+    connect_timeout: Duration,
+    shutdown: CancellationToken,
+) -> Result<Channel, DiscoveryError> {
+    match upstream {
+        Upstream::Static(uris) => {
+            let endpoints =
+                uris.iter().map(|u| endpoint(u, connect_timeout)).collect::<Result<Vec<_>, _>>()?;
+            Ok(Channel::balance_list(endpoints.into_iter()))
+        }
+        Upstream::Consul { client, service } => {
+            let (channel, tx) = Channel::balance_channel(64);
+            tokio::spawn(follow(*client, service, connect_timeout, tx, shutdown));
+            Ok(channel)
+        }
+    }
+}
+
+async fn follow(
+    client: ConsulClient,
+    service: String,
+    connect_timeout: Duration,
+    tx: tokio::sync::mpsc::Sender<Change<String, Endpoint>>,
+    shutdown: CancellationToken,
+) {
+    let mut index = 0u64;
+    let mut current: BTreeMap<String, Instance> = BTreeMap::new();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let query = client.healthy(&service, index, WAIT);
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = query => r,
+        };
+        match result {
+            Ok((instances, new_index)) => {
+                backoff = Duration::from_millis(100);
+                // Consul's rules for blocking queries: an index that goes backwards resets
+                // the wait; an index of 0 is never used to block.
+                index = if new_index < index { 0 } else { new_index.max(1) };
+                let next: BTreeMap<String, Instance> =
+                    instances.into_iter().map(|i| (i.id.clone(), i)).collect();
+                for (id, old) in &current {
+                    if next.get(id) != Some(old) && tx.send(Change::Remove(id.clone())).await.is_err() {
+                        return;
+                    }
+                }
+                for (id, instance) in &next {
+                    if current.get(id) == Some(instance) {
+                        continue;
+                    }
+                    let uri = format!("http://{}:{}", instance.address, instance.port);
+                    match endpoint(&uri, connect_timeout) {
+                        Ok(e) => {
+                            if tx.send(Change::Insert(id.clone(), e)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => warn!(service, error = %e, "ignoring an instance with a bad address"),
+                    }
+                }
+                if next != current {
+                    info!(service, instances = next.len(), "service membership changed");
+                }
+                current = next;
+                // Blocking queries can return early without a change; do not spin.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                debug!(service, error = %e, retry_in = ?backoff, "consul query failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                index = 0;
+            }
+        }
+    }
+}

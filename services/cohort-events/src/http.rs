@@ -1,0 +1,139 @@
+//! The HTTP JSON front end: `POST /api/v1/events/batch`, the same semantics as gRPC
+//! `SendBatch` for clients that cannot speak gRPC.
+//!
+//! Body: `{"events": [{"event_id", "timestamp_ms", "exposure": {...}} | {..., "metric": {...}}]}`
+//! with the field names of `events.proto`. Answer: `{"accepted": n, "rejected": [...]}`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use cohort_proto::events::v1 as pb;
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+
+use crate::error::IngestError;
+use crate::ingest::Ingest;
+
+/// The routes, with the ingestion domain as state.
+pub(crate) fn router(ingest: Arc<Ingest>) -> Router {
+    Router::new().route("/api/v1/events/batch", post(send_batch)).with_state(ingest)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonBatch {
+    events: Vec<JsonEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonEvent {
+    #[serde(default)]
+    event_id: String,
+    #[serde(default)]
+    timestamp_ms: i64,
+    exposure: Option<JsonExposure>,
+    metric: Option<JsonMetric>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonExposure {
+    #[serde(default)]
+    unit: String,
+    #[serde(default)]
+    experiment_id: String,
+    #[serde(default)]
+    variant: String,
+    #[serde(default)]
+    config_version: i64,
+    #[serde(default)]
+    attributes: HashMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonMetric {
+    #[serde(default)]
+    unit: String,
+    #[serde(default)]
+    name: String,
+    value: Option<f64>,
+    #[serde(default)]
+    properties: HashMap<String, String>,
+}
+
+impl From<JsonEvent> for pb::Event {
+    fn from(e: JsonEvent) -> pb::Event {
+        let kind = match (e.exposure, e.metric) {
+            (Some(x), None) => Some(pb::event::Kind::Exposure(pb::Exposure {
+                unit: x.unit,
+                experiment_id: x.experiment_id,
+                variant: x.variant,
+                config_version: x.config_version,
+                attributes: x.attributes,
+            })),
+            (None, Some(m)) => Some(pb::event::Kind::Metric(pb::Metric {
+                unit: m.unit,
+                name: m.name,
+                value: m.value,
+                properties: m.properties,
+            })),
+            // Neither or both: rejected by validation as having no single kind.
+            _ => None,
+        };
+        pb::Event { event_id: e.event_id, timestamp_ms: e.timestamp_ms, kind }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct JsonRejected {
+    index: u32,
+    event_id: String,
+    field: String,
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonOutcome {
+    accepted: u32,
+    rejected: Vec<JsonRejected>,
+}
+
+#[instrument(skip_all, fields(bytes = body.len()))]
+async fn send_batch(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let environment = match ingest.authenticate(authorization).await {
+        Ok(env) => env,
+        Err(e) => return e.into_response(),
+    };
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let batch: JsonBatch = match serde_path_to_error::deserialize(&mut de) {
+        Ok(b) => b,
+        Err(e) => return IngestError::BadBody(e.to_string()).into_response(),
+    };
+    let events = batch.events.into_iter().map(pb::Event::from).collect();
+    match ingest.send_batch(environment, events).await {
+        Ok(outcome) => axum::Json(JsonOutcome {
+            accepted: outcome.accepted,
+            rejected: outcome
+                .rejected
+                .iter()
+                .map(|r| JsonRejected {
+                    index: r.index,
+                    event_id: r.event_id.clone(),
+                    field: r.field.clone(),
+                    reason: r.reason(),
+                })
+                .collect(),
+        })
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}

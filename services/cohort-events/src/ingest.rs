@@ -1,0 +1,109 @@
+//! The ingestion domain, shared by the gRPC and HTTP front ends: authenticate, rate-limit,
+//! validate, spool durably, count. No tonic or axum types here.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use cohort_proto::events::v1 as pb;
+use uuid::Uuid;
+
+use crate::auth::KeyCache;
+use crate::error::IngestError;
+use crate::metrics::{Metrics, ReasonLabels};
+use crate::ratelimit::RateLimiter;
+use crate::settings::MAX_BATCH_EVENTS;
+use crate::spool::{Spool, SpoolRecord, frame};
+use crate::validate::{Rejection, validate};
+
+/// What happened to one batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BatchOutcome {
+    /// Events now durable in the spool.
+    pub(crate) accepted: u32,
+    pub(crate) rejected: Vec<Rejection>,
+}
+
+/// Everything a request needs; one per process, shared by both front ends.
+#[derive(Debug)]
+pub(crate) struct Ingest {
+    keys: KeyCache,
+    limiter: RateLimiter,
+    spool: Spool,
+    metrics: Arc<Metrics>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Ingest {
+    pub(crate) fn new(keys: KeyCache, limiter: RateLimiter, spool: Spool, metrics: Arc<Metrics>) -> Self {
+        Ingest { keys, limiter, spool, metrics }
+    }
+
+    /// The environment of the SDK key in an `authorization` header value.
+    pub(crate) async fn authenticate(&self, authorization: Option<&str>) -> Result<Uuid, IngestError> {
+        let result = async {
+            let key = crate::auth::bearer(authorization)?;
+            Ok(self.keys.environment(key).await?)
+        }
+        .await;
+        result.inspect_err(|e: &IngestError| self.metrics.refuse(code_label(e)))
+    }
+
+    /// Validates `events` for `environment` and makes the valid ones durable.
+    pub(crate) async fn send_batch(
+        &self,
+        environment: Uuid,
+        events: Vec<pb::Event>,
+    ) -> Result<BatchOutcome, IngestError> {
+        self.accept(environment, events).await.inspect_err(|e| self.metrics.refuse(code_label(e)))
+    }
+
+    async fn accept(&self, environment: Uuid, events: Vec<pb::Event>) -> Result<BatchOutcome, IngestError> {
+        if events.is_empty() {
+            return Err(IngestError::EmptyBatch);
+        }
+        if events.len() > MAX_BATCH_EVENTS {
+            return Err(IngestError::TooManyEvents { got: events.len(), max: MAX_BATCH_EVENTS });
+        }
+        self.limiter
+            .try_acquire(environment, events.len(), Instant::now())
+            .map_err(|retry_after| IngestError::RateLimited { retry_after })?;
+        let now = now_ms();
+        let mut rejected = Vec::new();
+        let mut accepted = Vec::with_capacity(events.len());
+        for (i, event) in events.into_iter().enumerate() {
+            match validate(i, &event, now) {
+                Ok(()) => accepted.push(event),
+                Err(r) => {
+                    self.metrics.rejected.get_or_create(&ReasonLabels { reason: r.rule }).inc();
+                    rejected.push(r);
+                }
+            }
+        }
+        let count = accepted.len() as u32;
+        if count > 0 {
+            let record = SpoolRecord {
+                environment_id: environment.as_bytes().to_vec(),
+                received_at_ms: now,
+                events: accepted,
+            };
+            self.spool.append(frame(&record)).await?;
+            self.metrics.accepted.inc_by(u64::from(count));
+        }
+        Ok(BatchOutcome { accepted: count, rejected })
+    }
+}
+
+fn code_label(e: &IngestError) -> &'static str {
+    match e.code() {
+        tonic::Code::Unauthenticated => "unauthenticated",
+        tonic::Code::PermissionDenied => "permission_denied",
+        tonic::Code::InvalidArgument => "invalid_argument",
+        tonic::Code::ResourceExhausted => "resource_exhausted",
+        tonic::Code::Unavailable => "unavailable",
+        _ => "internal",
+    }
+}

@@ -1,0 +1,47 @@
+//! Settings parsing and validation.
+
+use clap::Parser;
+
+use super::{Settings, parse_bytes};
+
+fn parse(args: &[&str]) -> Settings {
+    let mut all = vec!["cohort-events"];
+    all.extend_from_slice(args);
+    Settings::try_parse_from(all).expect("settings parse")
+}
+
+#[test]
+fn sizes_parse_with_binary_and_decimal_units() {
+    assert_eq!(parse_bytes("4096"), Ok(4096));
+    assert_eq!(parse_bytes("64KiB"), Ok(64 * 1024));
+    assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+    assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+    assert_eq!(parse_bytes("5MB"), Ok(5_000_000));
+    assert!(parse_bytes("lots").is_err());
+    assert!(parse_bytes("5 parsecs").is_err());
+    assert!(parse_bytes("99999999999TiB").is_err());
+}
+
+#[test]
+fn defaults_are_valid() {
+    let s = parse(&[]);
+    assert_eq!(s.grpc_addr.port(), 50053);
+    assert_eq!(s.http_addr.port(), 8083);
+    s.validate().unwrap();
+}
+
+#[test]
+fn inconsistent_settings_are_refused_with_the_flag_named() {
+    let s = parse(&["--spool-max-bytes", "64MiB", "--spool-segment-bytes", "64MiB"]);
+    assert!(s.validate().unwrap_err().starts_with("--spool-max-bytes"));
+    let s = parse(&["--spool-segment-bytes", "1KiB"]);
+    assert!(s.validate().unwrap_err().starts_with("--spool-segment-bytes"));
+    let s = parse(&["--rate-limit-burst", "10"]);
+    assert!(s.validate().unwrap_err().starts_with("--rate-limit-burst"));
+    let s = parse(&["--rate-limit-burst", "10", "--rate-limit-per-environment", "0"]);
+    s.validate().unwrap();
+    let s = parse(&["--fsync-window", "1s"]);
+    assert!(s.validate().unwrap_err().starts_with("--fsync-window"));
+    let s = parse(&["--drain-batch-size", "0"]);
+    assert!(s.validate().unwrap_err().starts_with("--drain-batch-size"));
+}

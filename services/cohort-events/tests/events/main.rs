@@ -1,0 +1,16 @@
+//! The event service end to end against a real PostgreSQL: the API's semantics, and the
+//! durability guarantees under a crash, a database outage and a load spike.
+//!
+//! # Layout
+//! - `support`: in-process servers on pre-bound listeners, the real binary, a severable TCP
+//!   proxy in front of PostgreSQL, a load generator, event builders, database checks.
+//! - `api`: dedupe of retries, per-event errors, auth and tenant isolation, HTTP, limits.
+//! - `crash`: SIGKILL in the middle of a load loses nothing acknowledged.
+//! - `outage`: PostgreSQL cut off during a load; the spool absorbs it and drains after.
+//! - `spike`: a 10x spike is absorbed with bounded latency and drained.
+
+mod api;
+mod crash;
+mod outage;
+mod spike;
+mod support;
