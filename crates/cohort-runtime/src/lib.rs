@@ -8,13 +8,16 @@
 //! - [`telemetry`]: tracing setup (text or JSON, `RUST_LOG`).
 //! - [`shutdown`]: SIGTERM/SIGINT into a cancellation token.
 //! - [`admin`]: the admin server and the readiness flag shared with gRPC health.
+//! - `listen`: [`Listeners`] bound in `main`, and [`shutdown_on_signal`].
 
 pub mod admin;
+mod listen;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
 pub use admin::{Readiness, serve_admin};
+pub use listen::{Listeners, shutdown_on_signal};
 pub use settings::{CommonArgs, DatabaseArgs, EX_USAGE, parse_duration, usage_error};
 pub use shutdown::{Shutdown, wait_for_signal};
 pub use telemetry::init_tracing;

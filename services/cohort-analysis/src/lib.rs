@@ -20,21 +20,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cohort_proto::analysis::v1::analysis_service_server::AnalysisServiceServer;
+pub use cohort_runtime::Listeners;
 use cohort_runtime::{Readiness, Shutdown};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 pub use settings::Settings;
-
-/// The sockets the service serves on, bound by the caller.
-#[derive(Debug)]
-pub struct Listeners {
-    pub grpc: TcpListener,
-    pub http: TcpListener,
-    pub admin: Option<TcpListener>,
-}
 
 /// Runs the analysis service until `shutdown` fires.
 pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {

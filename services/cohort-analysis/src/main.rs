@@ -1,11 +1,9 @@
 //! `cohort-analysis`: the analysis service.
 
-use anyhow::Context;
 use clap::Parser;
 use cohort_analysis::settings::Cli;
 use cohort_analysis::{Listeners, run};
-use cohort_runtime::{Shutdown, init_tracing, usage_error, wait_for_signal};
-use tokio::net::TcpListener;
+use cohort_runtime::{init_tracing, shutdown_on_signal, usage_error};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -14,20 +12,7 @@ async fn main() -> anyhow::Result<()> {
         usage_error(reason);
     }
     init_tracing(settings.common.log_format);
-    let bind = |addr| async move { TcpListener::bind(addr).await.with_context(|| format!("binding {addr}")) };
-    let listeners = Listeners {
-        grpc: bind(settings.grpc_addr).await?,
-        http: bind(settings.http_addr).await?,
-        admin: match settings.common.admin_addr {
-            Some(a) => Some(bind(a).await?),
-            None => None,
-        },
-    };
-    let shutdown = Shutdown::new();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        trigger.cancel();
-    });
-    run(settings, listeners, shutdown).await
+    let listeners =
+        Listeners::bind(settings.grpc_addr, settings.http_addr, settings.common.admin_addr).await?;
+    run(settings, listeners, shutdown_on_signal()).await
 }

@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cohort_proto::config::v1::config_service_server::ConfigServiceServer;
+pub use cohort_runtime::Listeners;
 use cohort_runtime::{Readiness, Shutdown};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
@@ -40,14 +40,6 @@ use crate::metrics::Metrics;
 use crate::propagation::Propagation;
 use crate::store::Store;
 use crate::sync::SyncContext;
-
-/// The sockets the service serves on, bound by the caller (so tests can use port 0).
-#[derive(Debug)]
-pub struct Listeners {
-    pub grpc: TcpListener,
-    pub http: TcpListener,
-    pub admin: Option<TcpListener>,
-}
 
 /// Runs the config service until `shutdown` fires, then stops in order: readiness off,
 /// streams told to go away, servers drained, background tasks finished, all within the

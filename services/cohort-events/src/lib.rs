@@ -34,6 +34,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use cohort_proto::events::v1::event_service_server::EventServiceServer;
+pub use cohort_runtime::Listeners;
 use cohort_runtime::{Readiness, Shutdown, serve_admin};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -56,15 +57,6 @@ use crate::spool::SpoolConfig;
 
 /// The fully qualified gRPC service name, for health.
 pub const SERVICE_NAME: &str = "cohort.events.v1.EventService";
-
-/// The sockets the service serves on, bound by the caller.
-#[derive(Debug)]
-pub struct Listeners {
-    pub grpc: TcpListener,
-    pub http: TcpListener,
-    /// `/metrics`, `/healthz`, `/readyz`; none when no admin address is set.
-    pub admin: Option<TcpListener>,
-}
 
 /// Runs the service until `shutdown` fires, then stops in order within the grace period:
 /// readiness NOT_SERVING → stop accepting and finish in-flight requests → last group fsync

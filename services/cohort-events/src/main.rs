@@ -4,8 +4,7 @@
 use anyhow::Context;
 use clap::Parser;
 use cohort_events::{Listeners, Settings, run};
-use cohort_runtime::{Shutdown, init_tracing, usage_error, wait_for_signal};
-use tokio::net::TcpListener;
+use cohort_runtime::{init_tracing, shutdown_on_signal, usage_error};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -14,23 +13,7 @@ async fn main() -> anyhow::Result<()> {
         usage_error(reason);
     }
     init_tracing(settings.common.log_format);
-
-    let grpc = TcpListener::bind(settings.grpc_addr)
-        .await
-        .with_context(|| format!("bind {}", settings.grpc_addr))?;
-    let http = TcpListener::bind(settings.http_addr)
-        .await
-        .with_context(|| format!("bind {}", settings.http_addr))?;
-    let admin = match settings.common.admin_addr {
-        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?),
-        None => None,
-    };
-
-    let shutdown = Shutdown::new();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        trigger.cancel();
-    });
-    run(settings, Listeners { grpc, http, admin }, shutdown).await.context("cohort-events")
+    let listeners =
+        Listeners::bind(settings.grpc_addr, settings.http_addr, settings.common.admin_addr).await?;
+    run(settings, listeners, shutdown_on_signal()).await.context("cohort-events")
 }

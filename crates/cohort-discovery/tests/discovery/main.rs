@@ -105,8 +105,10 @@ async fn a_balanced_channel_follows_membership() {
     let first = args(&consul, "127.0.0.1").register("svc", serving, "svc").await.unwrap().unwrap();
 
     let stop = CancellationToken::new();
-    let upstream =
-        Upstream::Consul { client: Box::new(ConsulClient::new(&consul.url(), None).unwrap()), service: "svc".into() };
+    let upstream = Upstream::Consul {
+        client: Box::new(ConsulClient::new(&consul.url(), None).unwrap()),
+        service: "svc".into(),
+    };
     let channel = balanced_channel(upstream, Duration::from_secs(1), stop.clone()).unwrap();
     assert_eq!(status_via(channel.clone()).await, Some(ServingStatus::Serving));
 
