@@ -108,11 +108,37 @@ pub enum Def {
 }
 
 impl Def {
-    /// Parses strictly (unknown fields are errors), naming the field at fault.
+    /// Parses strictly (unknown fields are errors, though the model itself reads leniently),
+    /// naming the field at fault.
     pub fn parse(kind: Kind, value: &Value) -> Result<Def, FieldError> {
         fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
-            serde_path_to_error::deserialize(value)
-                .map_err(|e| FieldError { path: e.path().to_string(), message: e.into_inner().to_string() })
+            // The model reads leniently (for compatibility); files are held to the exact schema.
+            let mut unknown = Vec::new();
+            let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+            let parsed =
+                serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut record))
+                    .map_err(|e| FieldError {
+                        path: e.path().to_string(),
+                        message: e.into_inner().to_string(),
+                    })?;
+            match unknown.first() {
+                None => Ok(parsed),
+                Some(dotted) => {
+                    let mut path = String::new();
+                    for part in dotted.split('.').filter(|p| !p.is_empty() && *p != "?") {
+                        if part.bytes().all(|b| b.is_ascii_digit()) {
+                            path.push_str(&format!("[{part}]"));
+                        } else {
+                            if !path.is_empty() {
+                                path.push('.');
+                            }
+                            path.push_str(part);
+                        }
+                    }
+                    let name = dotted.rsplit('.').next().unwrap_or(dotted).to_owned();
+                    Err(FieldError { path, message: format!("unknown field `{name}`") })
+                }
+            }
         }
         Ok(match kind {
             Kind::Flag => Def::Flag(typed(value)?),

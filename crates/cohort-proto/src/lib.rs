@@ -6,6 +6,8 @@
 //! - [`analysis::v1`]: experiment results, per look (generated).
 //! - [`common::v1`]: evaluation contexts, decisions, field violations (generated).
 //! - [`config::v1`]: the config service: entities, keys, snapshots, audit, the Sync stream.
+//! - [`evaluation::v1`]: remote evaluation (generated).
+//! - [`events::v1`]: exposure and metric event ingestion (generated).
 //! - [`convert`]: `TryFrom` wire → core (validating) and `From` core → wire.
 //! - [`FILE_DESCRIPTOR_SET`]: every proto, for gRPC reflection.
 

@@ -135,3 +135,41 @@ pub async fn http_get(
         .collect();
     (status, headers, body.to_owned())
 }
+
+/// A TCP proxy in front of a server; cutting it drops every connection at once, which is what
+/// a client sees when the server's process dies.
+#[derive(Debug)]
+pub struct Proxy {
+    pub addr: SocketAddr,
+    cut: tokio_util::sync::CancellationToken,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = tokio_util::sync::CancellationToken::new();
+        let stop = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => return },
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, cut }
+    }
+
+    pub fn cut(&self) {
+        self.cut.cancel();
+    }
+}

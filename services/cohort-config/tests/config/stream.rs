@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Streaming};
 
-use crate::{Server, authed, create, flag_json};
+use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
+
+use crate::{Proxy, Server, authed, create, flag_json};
 
 struct Stream {
     tx: mpsc::Sender<pb::SyncRequest>,
@@ -20,10 +22,15 @@ struct Stream {
 }
 
 async fn open(server: &Server, key: &str, known_version: u64) -> Result<Stream, tonic::Status> {
+    open_at(server.grpc, key, known_version).await
+}
+
+async fn open_at(addr: std::net::SocketAddr, key: &str, known_version: u64) -> Result<Stream, tonic::Status> {
     let (tx, rx) = mpsc::channel(16);
     let hello = pb::sync_request::Message::Hello(pb::Hello { known_version, client: "test".into() });
     tx.send(pb::SyncRequest { message: Some(hello) }).await.unwrap();
-    let rx = server.client().await.sync(authed(key, ReceiverStream::new(rx))).await?.into_inner();
+    let mut client = ConfigServiceClient::connect(format!("http://{addr}")).await.expect("connect");
+    let rx = client.sync(authed(key, ReceiverStream::new(rx))).await?.into_inner();
     Ok(Stream { tx, rx })
 }
 
@@ -259,4 +266,45 @@ async fn sync_needs_an_sdk_key_and_a_hello() {
     let err = stream.message().await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn clients_of_a_killed_replica_reconnect_elsewhere_and_miss_nothing() {
+    let db = TestDb::new().await;
+    let t = db.seed_tenant("acme").await;
+    let (a, b) = (Server::start(&db.url).await, Server::start(&db.url).await);
+    let to_a = Proxy::start(a.grpc).await;
+    let mut held = Held::default();
+    let mut s = open_at(to_a.addr, &t.sdk_key, 0).await.unwrap();
+    held.apply(&s.next().await.unwrap());
+    let mut cb = b.client().await;
+    create(&mut cb, &t.admin_key, "production", Flag, flag_json("before", true)).await;
+    held.apply(&s.next().await.unwrap());
+
+    // Replica A's process dies: every connection to it drops, with no goodbye.
+    to_a.cut();
+    // The stream ends with an error or simply stops; no GoAway from a killed process.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.rx.message().await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream of a killed replica ends");
+    create(&mut cb, &t.admin_key, "production", Flag, flag_json("during", true)).await;
+
+    let mut s = open(&b, &t.sdk_key, held.version).await.unwrap();
+    let msg = s.next().await.unwrap();
+    assert!(matches!(&msg, Out::Delta(d) if d.from_version == 1 && d.to_version == 2), "{msg:?}");
+    held.apply(&msg);
+    create(&mut cb, &t.admin_key, "production", Flag, flag_json("after", true)).await;
+    held.apply(&s.next().await.unwrap());
+    let mut fresh = Held::default();
+    fresh.apply(&open(&b, &t.sdk_key, 0).await.unwrap().next().await.unwrap());
+    assert_eq!(held, fresh);
+    a.stop().await;
+    b.stop().await;
 }

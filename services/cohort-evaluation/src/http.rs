@@ -1,0 +1,266 @@
+//! HTTP JSON for browsers and edge workers: `POST /api/v1/evaluate` with an SDK key, a context
+//! in cohort-core's JSON shape and optional keys; decisions keyed by flag or experiment key.
+//!
+//! - CORS is written here (a handful of headers), including the `OPTIONS` preflight.
+//! - Responses are `no-store` unless the caller asks for caching with `?cache=N` (seconds,
+//!   capped): then `private, max-age=N` with an ETag of the config version and a hash of the
+//!   request, and `If-None-Match` answers 304 without evaluating.
+//! - Values are written from the JSON serialized when the config was compiled.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use cohort_sdk::{Context, Decision};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::ServiceError;
+use crate::evaluate::{Evaluator, check_context, for_each_decision};
+use crate::metrics::{MethodLabels, RequestLabels};
+
+pub const PATH: &str = "/api/v1/evaluate";
+const METHOD: &str = "http_evaluate";
+
+/// Which browser origins may call.
+#[derive(Debug, Clone)]
+pub struct Cors {
+    any: bool,
+    origins: Vec<HeaderValue>,
+}
+
+impl Cors {
+    /// From `--cors-origins` (`*` allows any origin). Invalid values were rejected by
+    /// settings validation; any that slip through are ignored.
+    pub fn new(origins: &[String]) -> Self {
+        Cors {
+            any: origins.iter().any(|o| o == "*"),
+            origins: origins.iter().filter_map(|o| HeaderValue::from_str(o.trim()).ok()).collect(),
+        }
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, if allowed.
+    pub fn allow(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+        if self.any {
+            return Some(HeaderValue::from_static("*"));
+        }
+        let origin = origin?;
+        self.origins.iter().any(|o| o == origin).then(|| origin.clone())
+    }
+
+    fn apply(&self, request: &HeaderMap, response: &mut HeaderMap) {
+        if let Some(allowed) = self.allow(request.get(header::ORIGIN)) {
+            response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+            response.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("etag, cache-control, retry-after"),
+            );
+        }
+        if !self.any {
+            response.append(header::VARY, HeaderValue::from_static("origin"));
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    pub evaluator: Evaluator,
+    pub cors: Arc<Cors>,
+    /// Largest `max-age` a caller may ask for, in seconds.
+    pub max_cache: u64,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new().route(PATH, post(evaluate).options(preflight)).with_state(state)
+}
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    #[serde(default)]
+    context: Context,
+    #[serde(default)]
+    keys: Vec<String>,
+}
+
+async fn preflight(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    if let Some(allowed) = state.cors.allow(headers.get(header::ORIGIN)) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type, if-none-match"),
+        );
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    }
+    if !state.cors.any {
+        h.append(header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
+}
+
+async fn evaluate(
+    State(state): State<HttpState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let mut response = match serve(&state, query.as_deref(), &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    state.cors.apply(&headers, response.headers_mut());
+    let m = &state.evaluator.metrics;
+    let code = status_label(response.status());
+    m.requests.get_or_create(&RequestLabels { method: METHOD, code }).inc();
+    m.latency.get_or_create(&MethodLabels { method: METHOD }).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn serve(
+    state: &HttpState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ServiceError> {
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    crate::environments::bearer(auth)?;
+    let cache = cache_seconds(query)?.map(|n| n.min(state.max_cache)).filter(|n| *n > 0);
+    let request: Body = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "body".to_owned() } else { path };
+            ServiceError::invalid(field, e.inner().to_string())
+        })?;
+    check_context(&request.context).map_err(|e| e.at("context"))?;
+    state.evaluator.check_keys(&request.keys)?;
+    let client = state.evaluator.client(auth).await?;
+    let cfg = client.config();
+    let version = cfg.version();
+
+    let mut h = HeaderMap::new();
+    match cache {
+        Some(max_age) => {
+            let etag = etag(version, auth.unwrap_or_default(), body);
+            let matched = headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            let etag =
+                HeaderValue::from_str(&etag).map_err(|_| ServiceError::invalid("body", "unhashable"))?;
+            h.insert(header::ETAG, etag);
+            let control = HeaderValue::from_str(&format!("private, max-age={max_age}"))
+                .unwrap_or(HeaderValue::from_static("no-store"));
+            h.insert(header::CACHE_CONTROL, control);
+            // The answer depends on the key; a shared cache must not mix callers.
+            h.insert(header::VARY, HeaderValue::from_static("authorization"));
+            if matched {
+                return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+            }
+        }
+        None => {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+    let mut out = Vec::with_capacity(64 + 128 * request.keys.len().max(8));
+    write!(out, "{{\"config_version\":{version},\"decisions\":{{").expect("writing to a Vec cannot fail");
+    let mut first = true;
+    let mut count = 0u64;
+    // A key asked for twice is one JSON member.
+    let mut seen = foldhash::HashSet::default();
+    let keys: Vec<&str> = request.keys.iter().map(String::as_str).filter(|k| seen.insert(*k)).collect();
+    for_each_decision(&cfg, &request.context, &keys, |d| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        count += 1;
+        write_decision(&mut out, d);
+    });
+    out.extend_from_slice(b"}}");
+    state.evaluator.metrics.decisions.inc_by(count);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok((StatusCode::OK, h, out).into_response())
+}
+
+/// `?cache=N`: the max-age the caller wants, in seconds.
+pub fn cache_seconds(query: Option<&str>) -> Result<Option<u64>, ServiceError> {
+    let Some(query) = query else { return Ok(None) };
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "cache" {
+            return value
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| ServiceError::invalid("cache", "must be a number of seconds"));
+        }
+    }
+    Ok(None)
+}
+
+/// A strong ETag of the config version and the request (key and body).
+pub fn etag(version: u64, authorization: &str, body: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(authorization.as_bytes());
+    hash.update([0]);
+    hash.update(body);
+    let digest = hash.finalize();
+    format!("\"{version}-{}\"", hex::encode(&digest[..8]))
+}
+
+/// `"key":{"variant":..,"value":..,"reason":..,"error_code":..,"enrolled":..}`.
+pub fn write_decision(out: &mut Vec<u8>, d: &Decision<'_>) {
+    let string = |out: &mut Vec<u8>, s: &str| {
+        serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    };
+    string(out, d.key);
+    out.extend_from_slice(b":{\"variant\":");
+    match d.variant {
+        Some(v) => string(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"value\":");
+    match (d.value_json, d.value) {
+        (Some(json), _) => out.extend_from_slice(json.as_bytes()),
+        (None, Some(v)) => serde_json::to_writer(&mut *out, v).expect("writing to a Vec cannot fail"),
+        (None, None) => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"reason\":\"");
+    out.extend_from_slice(d.reason.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"error_code\":");
+    match d.error {
+        Some(code) => {
+            out.push(b'"');
+            out.extend_from_slice(code.as_str().as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(if d.enrolled { b",\"enrolled\":true}" } else { b",\"enrolled\":false}" });
+}
+
+fn status_label(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        429 => "429",
+        503 => "503",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests;

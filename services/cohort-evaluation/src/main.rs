@@ -1,0 +1,17 @@
+//! `cohort-evaluation`: serve remote evaluation over gRPC and HTTP JSON.
+
+use clap::Parser;
+use cohort_evaluation::{Listeners, Settings, run};
+use cohort_runtime::{init_tracing, shutdown_on_signal, usage_error};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    if let Err(reason) = settings.validate() {
+        usage_error(reason);
+    }
+    init_tracing(settings.common.log_format);
+    let listeners =
+        Listeners::bind(settings.grpc_addr, settings.http_addr, settings.common.admin_addr).await?;
+    run(settings, listeners, shutdown_on_signal()).await
+}

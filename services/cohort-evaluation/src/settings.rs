@@ -1,0 +1,129 @@
+//! The evaluation service's settings: flags or `COHORT_*` environment variables, validated
+//! before any port is bound.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use cohort_discovery::ConsulArgs;
+use cohort_runtime::{CommonArgs, parse_duration};
+
+/// Longest environment warm-up a request may wait for; longer would hold requests hostage.
+const MAX_INIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cohort-evaluation", version, about = "Cohort's evaluation service")]
+pub struct Settings {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub consul: ConsulArgs,
+
+    /// gRPC listen address (`cohort.evaluation.v1.EvaluationService`).
+    #[arg(long, env = "COHORT_GRPC_ADDR", default_value = "0.0.0.0:50052")]
+    pub grpc_addr: SocketAddr,
+
+    /// HTTP JSON listen address (`POST /api/v1/evaluate`).
+    #[arg(long, env = "COHORT_HTTP_ADDR", default_value = "0.0.0.0:8082")]
+    pub http_addr: SocketAddr,
+
+    /// Config service endpoints, comma-separated (used when Consul is not configured).
+    #[arg(
+        long,
+        env = "COHORT_CONFIG_ENDPOINT",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub config_endpoint: Vec<String>,
+
+    /// Event service endpoints for exposures, comma-separated (used when Consul is not
+    /// configured).
+    #[arg(
+        long,
+        env = "COHORT_EVENTS_ENDPOINT",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub events_endpoint: Vec<String>,
+
+    /// Close an environment's SDK client after no request used its key for this long.
+    #[arg(long, env = "COHORT_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "10m")]
+    pub idle_timeout: Duration,
+
+    /// Most environments (SDK clients) held at once; beyond it the least recently used closes.
+    #[arg(long, env = "COHORT_MAX_ENVIRONMENTS", default_value_t = 1000)]
+    pub max_environments: usize,
+
+    /// How long a request waits for its environment's first config before UNAVAILABLE.
+    #[arg(long, env = "COHORT_INIT_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
+    pub init_timeout: Duration,
+
+    /// Deadline of one request inside the service (environment warm-up included).
+    #[arg(long, env = "COHORT_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub request_timeout: Duration,
+
+    /// Requests in progress at once, over all connections; beyond it requests are shed.
+    #[arg(long, env = "COHORT_MAX_CONCURRENT_REQUESTS", default_value_t = 10_000)]
+    pub max_concurrent_requests: usize,
+
+    /// Most keys one request may name.
+    #[arg(long, env = "COHORT_MAX_KEYS", default_value_t = 1000)]
+    pub max_keys: usize,
+
+    /// Most contexts one EvaluateBatch may carry.
+    #[arg(long, env = "COHORT_MAX_BATCH_CONTEXTS", default_value_t = 100)]
+    pub max_batch_contexts: usize,
+
+    /// Origins allowed to call the HTTP API from a browser, comma-separated; `*` for any.
+    #[arg(long, env = "COHORT_CORS_ORIGINS", value_delimiter = ',', default_value = "*")]
+    pub cors_origins: Vec<String>,
+
+    /// Largest `max-age` (seconds) a caller may ask for with `?cache=N`.
+    #[arg(long, env = "COHORT_HTTP_MAX_CACHE", default_value_t = 300)]
+    pub http_max_cache: u64,
+}
+
+impl Settings {
+    /// Checks what clap cannot; the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.consul.validate()?;
+        let uris = |name: &str, list: &[String]| -> Result<(), String> {
+            if list.is_empty() {
+                return Err(format!("{name} needs at least one endpoint"));
+            }
+            for uri in list {
+                let parsed: http::Uri = uri.parse().map_err(|e| format!("{name} {uri:?}: {e}"))?;
+                if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
+                    return Err(format!("{name} {uri:?} must look like http://host:port"));
+                }
+            }
+            Ok(())
+        };
+        uris("--config-endpoint", &self.config_endpoint)?;
+        uris("--events-endpoint", &self.events_endpoint)?;
+        if self.idle_timeout < Duration::from_millis(100) {
+            return Err("--idle-timeout must be at least 100ms".into());
+        }
+        if self.max_environments == 0 {
+            return Err("--max-environments must be at least 1".into());
+        }
+        if self.init_timeout.is_zero() || self.init_timeout > MAX_INIT_TIMEOUT {
+            return Err("--init-timeout must be between 1ms and 30s".into());
+        }
+        if self.request_timeout <= self.init_timeout {
+            return Err("--request-timeout must be longer than --init-timeout".into());
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err("--max-concurrent-requests must be at least 1".into());
+        }
+        if self.max_keys == 0 || self.max_batch_contexts == 0 {
+            return Err("--max-keys and --max-batch-contexts must be at least 1".into());
+        }
+        for origin in &self.cors_origins {
+            if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
+                return Err(format!("--cors-origins {origin:?} is not a valid origin"));
+            }
+        }
+        Ok(())
+    }
+}
