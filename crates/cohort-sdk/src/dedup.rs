@@ -11,7 +11,7 @@
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use foldhash::fast::RandomState;
+use foldhash::fast::{FixedState, RandomState};
 use uuid::Uuid;
 
 /// Recently recorded exposures.
@@ -19,17 +19,23 @@ use uuid::Uuid;
 pub(crate) struct DedupWindow {
     slots: Box<[AtomicU64]>,
     mask: usize,
-    hasher: RandomState,
+    hasher: FixedState,
 }
 
 impl DedupWindow {
     /// A window of `capacity` slots, rounded up to a power of two (at least 1).
     pub(crate) fn new(capacity: usize) -> Self {
+        // A per-process seed, so an attacker cannot aim units at one slot.
+        Self::with_seed(capacity, RandomState::default().hash_one(0u64))
+    }
+
+    /// A window with a fixed hash seed (tests use one, so collisions are reproducible).
+    pub(crate) fn with_seed(capacity: usize, seed: u64) -> Self {
         let size = capacity.max(1).next_power_of_two();
         DedupWindow {
             slots: (0..size).map(|_| AtomicU64::new(0)).collect(),
             mask: size - 1,
-            hasher: RandomState::default(),
+            hasher: FixedState::with_seed(seed),
         }
     }
 

@@ -9,7 +9,7 @@ const E2: Uuid = Uuid::from_u128(2);
 
 #[test]
 fn a_repeat_is_suppressed() {
-    let w = DedupWindow::new(1024);
+    let w = DedupWindow::with_seed(1024, 7);
     assert!(w.first_sighting("u1", E1, "a"));
     assert!(!w.first_sighting("u1", E1, "a"));
     assert!(!w.first_sighting("u1", E1, "a"));
@@ -17,7 +17,7 @@ fn a_repeat_is_suppressed() {
 
 #[test]
 fn other_unit_experiment_or_variant_is_new() {
-    let w = DedupWindow::new(1024);
+    let w = DedupWindow::with_seed(1024, 7);
     assert!(w.first_sighting("u1", E1, "a"));
     assert!(w.first_sighting("u2", E1, "a"));
     assert!(w.first_sighting("u1", E2, "a"));
@@ -26,14 +26,14 @@ fn other_unit_experiment_or_variant_is_new() {
 
 #[test]
 fn capacity_rounds_up_to_a_power_of_two() {
-    assert_eq!(DedupWindow::new(0).capacity(), 1);
-    assert_eq!(DedupWindow::new(1000).capacity(), 1024);
-    assert_eq!(DedupWindow::new(65536).capacity(), 65536);
+    assert_eq!(DedupWindow::with_seed(0, 7).capacity(), 1);
+    assert_eq!(DedupWindow::with_seed(1000, 7).capacity(), 1024);
+    assert_eq!(DedupWindow::with_seed(65536, 7).capacity(), 65536);
 }
 
 #[test]
 fn the_window_is_bounded_and_older_entries_are_evicted() {
-    let w = DedupWindow::new(64);
+    let w = DedupWindow::with_seed(64, 7);
     let units: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
     for u in &units {
         w.first_sighting(u, E1, "a");
@@ -45,7 +45,7 @@ fn the_window_is_bounded_and_older_entries_are_evicted() {
 
 #[test]
 fn recent_units_within_capacity_are_mostly_remembered() {
-    let w = DedupWindow::new(1 << 16);
+    let w = DedupWindow::with_seed(1 << 16, 7);
     let units: Vec<String> = (0..1000).map(|i| format!("user-{i}")).collect();
     let first = units.iter().filter(|u| w.first_sighting(u, E1, "a")).count();
     assert_eq!(first, 1000);
@@ -56,7 +56,7 @@ fn recent_units_within_capacity_are_mostly_remembered() {
 
 #[test]
 fn shared_across_threads() {
-    let w = std::sync::Arc::new(DedupWindow::new(4096));
+    let w = std::sync::Arc::new(DedupWindow::with_seed(4096, 7));
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let w = w.clone();
