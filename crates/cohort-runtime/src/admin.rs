@@ -41,7 +41,9 @@ impl Readiness {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Marks the process (and every named gRPC service) serving or not.
+    /// Marks every named gRPC service serving or not (readiness). The empty service name
+    /// ("", what liveness probes ask) turns SERVING with the first `set(true)` and stays so:
+    /// a process that is alive but not ready must not be restarted for it.
     pub async fn set(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
         let status = if ready {
@@ -49,7 +51,9 @@ impl Readiness {
         } else {
             tonic_health::ServingStatus::NotServing
         };
-        self.reporter.set_service_status("", status).await;
+        if ready {
+            self.reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+        }
         for s in self.services.iter() {
             self.reporter.set_service_status(*s, status).await;
         }
@@ -95,5 +99,45 @@ async fn ready(State(state): State<AdminState>) -> impl IntoResponse {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::wrappers::TcpListenerStream;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    use super::Readiness;
+
+    #[tokio::test]
+    async fn liveness_does_not_follow_readiness() {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        let mut status = async |name: &str| {
+            let request = tonic::Request::new(HealthCheckRequest { service: name.into() });
+            client.check(request).await.map(|r| r.into_inner().status).unwrap_or(-1)
+        };
+        let readiness = Readiness::new(reporter, &["cohort.test.v1.Test"]);
+        readiness.set(true).await;
+        assert_eq!(status("").await, ServingStatus::Serving as i32);
+        assert_eq!(status("cohort.test.v1.Test").await, ServingStatus::Serving as i32);
+        readiness.set(false).await;
+        assert!(!readiness.is_ready());
+        assert_eq!(status("").await, ServingStatus::Serving as i32, "alive, just not ready");
+        assert_eq!(status("cohort.test.v1.Test").await, ServingStatus::NotServing as i32);
     }
 }
