@@ -18,7 +18,7 @@ use cohort_proto::evaluation::v1::evaluation_service_client::EvaluationServiceCl
 use cohort_runtime::parse_duration;
 use hdrhistogram::Histogram;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::report;
 
@@ -64,18 +64,8 @@ pub(crate) struct EvaluateArgs {
 /// An evaluate benchmark failure.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum EvaluateBenchError {
-    #[error("invalid endpoint {endpoint}: {source}")]
-    Endpoint {
-        endpoint: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
-    #[error("connect to {endpoint}: {source}")]
-    Connect {
-        endpoint: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
     #[error("invalid settings: {0}")]
     Settings(String),
     #[error("listing the environment's keys: {0}")]
@@ -126,17 +116,7 @@ pub(crate) async fn run(args: EvaluateArgs) -> Result<(), EvaluateBenchError> {
     let auth: MetadataValue<Ascii> = format!("Bearer {}", args.sdk_key)
         .parse()
         .map_err(|_| EvaluateBenchError::Settings("--sdk-key is not a valid header value".to_owned()))?;
-    let endpoint = Endpoint::from_shared(args.endpoint.clone())
-        .map_err(|source| EvaluateBenchError::Endpoint { endpoint: args.endpoint.clone(), source })?
-        .tcp_nodelay(true);
-    let mut channels = Vec::new();
-    for _ in 0..args.connections {
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|source| EvaluateBenchError::Connect { endpoint: args.endpoint.clone(), source })?;
-        channels.push(channel);
-    }
+    let channels = crate::connect::connections(&args.endpoint, args.connections).await?;
 
     // The environment's keys, from one all-keys request (which also warms the environment).
     let mut probe = tonic::Request::new(pb::EvaluateRequest {

@@ -13,7 +13,7 @@ use cohort_proto::events::v1::event_service_client::EventServiceClient;
 use cohort_runtime::parse_duration;
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::report;
@@ -57,18 +57,8 @@ pub(crate) struct EventsArgs {
 /// A benchmark failure.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BenchError {
-    #[error("invalid endpoint {endpoint}: {source}")]
-    Endpoint {
-        endpoint: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
-    #[error("connect to {endpoint}: {source}")]
-    Connect {
-        endpoint: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
     #[error("invalid settings: {0}")]
     Settings(String),
     #[error("admin server {url}: {source}")]
@@ -128,17 +118,7 @@ pub(crate) async fn run(args: EventsArgs) -> Result<(), BenchError> {
             "--connections and --concurrency must be at least 1, --batch-size 1 to 1000".to_owned(),
         ));
     }
-    let endpoint = Endpoint::from_shared(args.endpoint.clone())
-        .map_err(|source| BenchError::Endpoint { endpoint: args.endpoint.clone(), source })?
-        .tcp_nodelay(true);
-    let mut channels = Vec::new();
-    for _ in 0..args.connections {
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|source| BenchError::Connect { endpoint: args.endpoint.clone(), source })?;
-        channels.push(channel);
-    }
+    let channels = crate::connect::connections(&args.endpoint, args.connections).await?;
     let drained_before = match &args.admin_url {
         Some(url) => Some(drained_rows(url).await?),
         None => None,

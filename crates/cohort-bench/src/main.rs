@@ -1,10 +1,12 @@
 //! `cohort-bench`: load generators for Cohort's services, one subcommand per service.
 //!
 //! # Layout
+//! - `connect`: the load generators' connections.
 //! - [`evaluate`]: `cohort-bench evaluate`, Evaluate load against the evaluation service.
 //! - [`events`]: `cohort-bench events`, SendBatch load against the event service.
 //! - [`report`]: HDR-histogram reporting shared by every subcommand.
 
+mod connect;
 mod evaluate;
 mod events;
 mod report;
