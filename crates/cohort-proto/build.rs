@@ -15,13 +15,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("cohort_descriptor.bin"), fds.encode_to_vec())?;
+    // The config service gets its own codec (src/codec.rs) and its hand-written SyncResponse;
+    // everything else the defaults.
+    let mut config = fds.clone();
+    config.file.retain(|f| f.package() == "cohort.config.v1");
+    let mut rest = fds;
+    rest.file.retain(|f| f.package() != "cohort.config.v1");
+    generator()
+        .codec_path("crate::codec::ConfigCodec")
+        // Written by hand (src/config_sync.rs) so a server can send a response encoded once.
+        .extern_path(".cohort.config.v1.SyncResponse", "crate::config_sync::SyncResponse")
+        .compile_fds(config)?;
+    generator().compile_fds(rest)?;
+    Ok(())
+}
+
+fn generator() -> tonic_prost_build::Builder {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         // Snapshots are shared by every stream of an environment: `Bytes` clones are refcounts.
         .bytes(".")
-        .compile_fds(fds)?;
-    Ok(())
 }
 
 /// Every `.proto` below `dir`, relative to `root`.

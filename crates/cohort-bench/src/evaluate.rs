@@ -1,4 +1,4 @@
-//! `cohort-bench evaluate`: drives `EvaluationService.Evaluate` from `--concurrency` callers
+//! `cohort-bench evaluate`: keeps `--concurrency` `EvaluationService.Evaluate` calls in flight
 //! over `--connections` HTTP/2 connections for `--duration` (or `--requests` calls), then
 //! reports requests/s, decisions/s and latency percentiles.
 //!
@@ -6,21 +6,20 @@
 //! all-keys Evaluate first); `0` asks for every key. Units cycle through `--units` distinct
 //! targeting keys, so experiments enroll and exposures flow as in production.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use clap::Args;
 use cohort_proto::common::v1 as common;
 use cohort_proto::evaluation::v1 as pb;
 use cohort_proto::evaluation::v1::evaluation_service_client::EvaluationServiceClient;
 use cohort_runtime::parse_duration;
-use hdrhistogram::Histogram;
+use prost::Message;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::Channel;
 
 use crate::report;
+use crate::unary::{self, Load, Workload};
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct EvaluateArgs {
@@ -66,65 +65,75 @@ pub(crate) struct EvaluateArgs {
 pub(crate) enum EvaluateBenchError {
     #[error(transparent)]
     Connect(#[from] crate::connect::ConnectError),
+    #[error(transparent)]
+    Load(#[from] crate::unary::LoadError),
     #[error("invalid settings: {0}")]
     Settings(String),
     #[error("listing the environment's keys: {0}")]
     Keys(tonic::Status),
 }
 
-/// One caller's counts.
+/// Every request the callers cycle through, encoded once up front so the load generator
+/// spends its time on the calls, not on building them.
 #[derive(Debug)]
-struct Tally {
-    latency: Histogram<u64>,
-    requests: u64,
+struct Requests {
+    encoded: Vec<Bytes>,
+    /// Decisions in each answer.
     decisions: u64,
-    errors: HashMap<tonic::Code, u64>,
-    first_error: Option<String>,
 }
 
-impl Tally {
-    fn new() -> Self {
-        Tally {
-            latency: report::latency_histogram(),
-            requests: 0,
-            decisions: 0,
-            errors: HashMap::new(),
-            first_error: None,
-        }
-    }
-}
-
-/// What every caller shares.
+/// One connection's calls: the next unit's request, and a spot check of the answers.
 #[derive(Debug)]
-struct Plan {
-    auth: MetadataValue<Ascii>,
-    keys: Vec<String>,
-    units: Vec<String>,
-    measure_from: Instant,
-    deadline: Instant,
-    /// Measured requests left when `--requests` is set.
-    budget: Option<AtomicU64>,
+struct EvaluateWorkload {
+    requests: Arc<Requests>,
+    next: usize,
+    answers: u64,
+}
+
+/// Every this many answers are decoded whole and their decision count checked.
+const CHECK_EVERY: u64 = 64;
+
+impl Workload for EvaluateWorkload {
+    fn next_request(&mut self, buf: &mut BytesMut) {
+        self.next = (self.next + 1) % self.requests.encoded.len();
+        buf.put_slice(&self.requests.encoded[self.next]);
+    }
+
+    fn count(&mut self, response: &[u8]) -> Result<u64, String> {
+        self.answers += 1;
+        if self.answers % CHECK_EVERY == 1 {
+            let answer =
+                pb::EvaluateResponse::decode(response).map_err(|e| format!("undecodable answer: {e}"))?;
+            if answer.decisions.len() as u64 != self.requests.decisions {
+                return Err(format!(
+                    "{} decisions in an answer, expected {}",
+                    answer.decisions.len(),
+                    self.requests.decisions
+                ));
+            }
+        }
+        Ok(self.requests.decisions)
+    }
 }
 
 /// Runs the benchmark and prints its report.
 pub(crate) async fn run(args: EvaluateArgs) -> Result<(), EvaluateBenchError> {
-    if args.connections == 0 || args.concurrency == 0 || args.units == 0 {
-        return Err(EvaluateBenchError::Settings(
-            "--connections, --concurrency and --units must be at least 1".to_owned(),
-        ));
+    if args.units == 0 {
+        return Err(EvaluateBenchError::Settings("--units must be at least 1".to_owned()));
     }
-    let auth: MetadataValue<Ascii> = format!("Bearer {}", args.sdk_key)
+    let authorization = format!("Bearer {}", args.sdk_key);
+    let auth: MetadataValue<Ascii> = authorization
         .parse()
         .map_err(|_| EvaluateBenchError::Settings("--sdk-key is not a valid header value".to_owned()))?;
-    let channels = crate::connect::connections(&args.endpoint, args.connections).await?;
+    let probe_channel = crate::connect::connections(&args.endpoint, 1).await?.remove(0);
 
     // The environment's keys, from one all-keys request (which also warms the environment).
     let mut probe = tonic::Request::new(pb::EvaluateRequest {
         context: Some(common::EvaluationContext { targeting_key: "bench".into(), ..Default::default() }),
         keys: Vec::new(),
     });
-    probe.metadata_mut().insert("authorization", auth.clone());
-    let all = EvaluationServiceClient::new(channels[0].clone())
+    probe.metadata_mut().insert("authorization", auth);
+    let all = EvaluationServiceClient::new(probe_channel)
         .evaluate(probe)
         .await
         .map_err(EvaluateBenchError::Keys)?
@@ -137,110 +146,57 @@ pub(crate) async fn run(args: EvaluateArgs) -> Result<(), EvaluateBenchError> {
         )));
     }
     let keys: Vec<String> = all.decisions.iter().take(args.keys).map(|d| d.key.clone()).collect();
-    let units = (0..args.units.min(1 << 20)).map(|i| format!("user-{i}")).collect();
+    let decisions = if args.keys == 0 { all.decisions.len() } else { args.keys } as u64;
+    let encoded = (0..args.units.min(1 << 20))
+        .map(|i| {
+            let request = pb::EvaluateRequest {
+                context: Some(common::EvaluationContext {
+                    targeting_key: format!("user-{i}"),
+                    attributes: Default::default(),
+                }),
+                keys: keys.clone(),
+            };
+            Bytes::from(request.encode_to_vec())
+        })
+        .collect();
+    let requests = Arc::new(Requests { encoded, decisions });
 
-    let started = Instant::now();
-    let plan = Arc::new(Plan {
-        auth,
-        keys,
-        units,
-        measure_from: started + args.warmup,
-        deadline: started + args.warmup + args.duration,
-        budget: args.requests.map(AtomicU64::new),
-    });
-    let mut tasks = Vec::new();
-    for i in 0..args.concurrency {
-        let channel = channels[i % channels.len()].clone();
-        tasks.push(tokio::spawn(caller(channel, plan.clone(), i)));
-    }
-    let mut total = Tally::new();
-    let mut last_done = plan.measure_from;
-    for task in tasks {
-        let Ok((t, done)) = task.await else { continue };
-        let _ = total.latency.add(&t.latency);
-        total.requests += t.requests;
-        total.decisions += t.decisions;
-        for (code, n) in t.errors {
-            *total.errors.entry(code).or_default() += n;
-        }
-        total.first_error = total.first_error.or(t.first_error);
-        last_done = last_done.max(done);
-    }
-    let measured = last_done.saturating_duration_since(plan.measure_from).max(Duration::from_millis(1));
+    let load = Load {
+        endpoint: args.endpoint.clone(),
+        path: "/cohort.evaluation.v1.EvaluationService/Evaluate",
+        authorization,
+        connections: args.connections,
+        concurrency: args.concurrency,
+        warmup: args.warmup,
+        duration: args.duration,
+        requests: args.requests,
+    };
+    let outcome = unary::run(&load, |i| EvaluateWorkload {
+        requests: requests.clone(),
+        // Connections start at different units, as separate clients would.
+        next: i.wrapping_mul(7919) % requests.encoded.len(),
+        answers: 0,
+    })
+    .await?;
     report::line(format!(
         "evaluate: {} connections, {} concurrent, {} keys per request, {} units, {:.1}s measured after {:?} warm-up",
         args.connections,
         args.concurrency,
-        if args.keys == 0 { all.decisions.len() } else { args.keys },
-        plan.units.len(),
-        measured.as_secs_f64(),
+        decisions,
+        requests.encoded.len(),
+        outcome.measured.as_secs_f64(),
         args.warmup
     ));
     report::line(format!(
         "throughput: {} requests = {:.0} requests/s, {} decisions = {:.0} decisions/s",
-        total.requests,
-        report::rate(total.requests, measured),
-        total.decisions,
-        report::rate(total.decisions, measured)
+        outcome.requests,
+        report::rate(outcome.requests, outcome.measured),
+        outcome.counted,
+        report::rate(outcome.counted, outcome.measured)
     ));
-    report::line(format!("latency: {}", report::percentiles(&total.latency)));
-    if !total.errors.is_empty() {
-        report::line(format!(
-            "errors: {:?} (first: {})",
-            total.errors,
-            total.first_error.unwrap_or_default()
-        ));
+    report::line(format!("latency: {}", report::percentiles(&outcome.latency)));
+    if let Some(errors) = outcome.errors_line() {
+        report::line(errors);
     }
     Ok(())
-}
-
-/// One caller: Evaluate back to back until the deadline (or the request budget is spent);
-/// returns its tally and when it stopped.
-async fn caller(channel: Channel, plan: Arc<Plan>, index: usize) -> (Tally, Instant) {
-    let mut client = EvaluationServiceClient::new(channel);
-    let mut tally = Tally::new();
-    let mut unit = index.wrapping_mul(7919);
-    loop {
-        let now = Instant::now();
-        if now >= plan.deadline {
-            return (tally, now);
-        }
-        if now >= plan.measure_from
-            && let Some(budget) = &plan.budget
-            && budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_err()
-        {
-            return (tally, now);
-        }
-        unit = (unit + 1) % plan.units.len();
-        let mut request = tonic::Request::new(pb::EvaluateRequest {
-            context: Some(common::EvaluationContext {
-                targeting_key: plan.units[unit].clone(),
-                attributes: Default::default(),
-            }),
-            keys: plan.keys.clone(),
-        });
-        request.metadata_mut().insert("authorization", plan.auth.clone());
-        let sent = Instant::now();
-        let result = client.evaluate(request).await;
-        let done = Instant::now();
-        if sent < plan.measure_from || done > plan.deadline {
-            continue;
-        }
-        tally.requests += 1;
-        match result {
-            Ok(response) => {
-                report::record(&mut tally.latency, done - sent);
-                tally.decisions += response.into_inner().decisions.len() as u64;
-            }
-            Err(status) => {
-                *tally.errors.entry(status.code()).or_default() += 1;
-                if tally.first_error.is_none() {
-                    tally.first_error = Some(format!("{:?}: {}", status.code(), status.message()));
-                }
-                if matches!(status.code(), tonic::Code::ResourceExhausted | tonic::Code::Unavailable) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-    }
 }

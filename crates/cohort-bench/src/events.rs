@@ -1,22 +1,22 @@
-//! `cohort-bench events`: drives `EventService.SendBatch` from `--concurrency` senders over
+//! `cohort-bench events`: keeps `--concurrency` `EventService.SendBatch` calls in flight over
 //! `--connections` HTTP/2 connections for `--duration`, then reports acknowledged events/s and
 //! acknowledgement latency percentiles. With `--admin-url` it also reads the service's
 //! `cohort_events_drained_rows_total` and reports the drain rate, waiting for the backlog.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
 use clap::Args;
 use cohort_proto::events::v1 as pb;
-use cohort_proto::events::v1::event_service_client::EventServiceClient;
 use cohort_runtime::parse_duration;
-use hdrhistogram::Histogram;
+use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::report;
+use crate::unary::{self, Load, Workload};
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct EventsArgs {
@@ -58,7 +58,7 @@ pub(crate) struct EventsArgs {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BenchError {
     #[error(transparent)]
-    Connect(#[from] crate::connect::ConnectError),
+    Load(#[from] unary::LoadError),
     #[error("invalid settings: {0}")]
     Settings(String),
     #[error("admin server {url}: {source}")]
@@ -67,15 +67,6 @@ pub(crate) enum BenchError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// What one sender saw while measuring.
-struct Tally {
-    latency: Histogram<u64>,
-    acked_events: u64,
-    requests: u64,
-    errors: HashMap<tonic::Code, u64>,
-    first_error: Option<String>,
 }
 
 fn now_ms() -> i64 {
@@ -118,58 +109,43 @@ pub(crate) async fn run(args: EventsArgs) -> Result<(), BenchError> {
             "--connections and --concurrency must be at least 1, --batch-size 1 to 1000".to_owned(),
         ));
     }
-    let channels = crate::connect::connections(&args.endpoint, args.connections).await?;
     let drained_before = match &args.admin_url {
         Some(url) => Some(drained_rows(url).await?),
         None => None,
     };
 
     let started = Instant::now();
-    let measure_from = started + args.warmup;
-    let deadline = measure_from + args.duration;
-    let key: Arc<str> = format!("Bearer {}", args.sdk_key).into();
-    let mut tasks = Vec::new();
-    for i in 0..args.concurrency {
-        let channel = channels[i % channels.len()].clone();
-        let (key, batch_size) = (key.clone(), args.batch_size);
-        tasks.push(tokio::spawn(sender(channel, key, batch_size, measure_from, deadline)));
-    }
-    let mut total = Tally {
-        latency: report::latency_histogram(),
-        acked_events: 0,
-        requests: 0,
-        errors: HashMap::new(),
-        first_error: None,
+    let load = Load {
+        endpoint: args.endpoint.clone(),
+        path: "/cohort.events.v1.EventService/SendBatch",
+        authorization: format!("Bearer {}", args.sdk_key),
+        connections: args.connections,
+        concurrency: args.concurrency,
+        warmup: args.warmup,
+        duration: args.duration,
+        requests: None,
     };
-    for task in tasks {
-        let Ok(t) = task.await else { continue };
-        let _ = total.latency.add(&t.latency);
-        total.acked_events += t.acked_events;
-        total.requests += t.requests;
-        for (code, n) in t.errors {
-            *total.errors.entry(code).or_default() += n;
-        }
-        total.first_error = total.first_error.or(t.first_error);
-    }
-    let measured = args.duration;
+    let batch_size = args.batch_size;
+    let outcome = unary::run(&load, |_| Batches::new(batch_size)).await?;
+    let measured = outcome.measured;
     report::line(format!(
-        "events: {} connections, {} concurrent, batches of {}, {:?} measured after {:?} warm-up",
-        args.connections, args.concurrency, args.batch_size, measured, args.warmup
+        "events: {} connections, {} concurrent, batches of {}, {:.1}s measured after {:?} warm-up",
+        args.connections,
+        args.concurrency,
+        args.batch_size,
+        measured.as_secs_f64(),
+        args.warmup
     ));
     report::line(format!(
         "acknowledged: {} events in {} requests = {:.0} events/s ({:.0} requests/s)",
-        total.acked_events,
-        total.requests,
-        report::rate(total.acked_events, measured),
-        report::rate(total.requests, measured)
+        outcome.counted,
+        outcome.requests,
+        report::rate(outcome.counted, measured),
+        report::rate(outcome.requests, measured)
     ));
-    report::line(format!("ack latency: {}", report::percentiles(&total.latency)));
-    if !total.errors.is_empty() {
-        report::line(format!(
-            "errors: {:?} (first: {})",
-            total.errors,
-            total.first_error.unwrap_or_default()
-        ));
+    report::line(format!("ack latency: {}", report::percentiles(&outcome.latency)));
+    if let Some(errors) = outcome.errors_line() {
+        report::line(errors);
     }
 
     if let (Some(url), Some(before)) = (&args.admin_url, drained_before) {
@@ -200,69 +176,44 @@ pub(crate) async fn run(args: EventsArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// One sender: SendBatch back to back until `deadline`, counting from `measure_from`.
-async fn sender(
-    channel: Channel,
-    key: Arc<str>,
-    batch_size: usize,
-    measure_from: Instant,
-    deadline: Instant,
-) -> Tally {
-    let mut client = EventServiceClient::new(channel).max_decoding_message_size(16 << 20);
-    let template = template(batch_size);
-    // Ids: a random prefix per sender and a counter, so they are unique without a random
-    // draw per event.
-    let prefix: u64 = rand::random();
-    let mut counter: u64 = 0;
-    let mut tally = Tally {
-        latency: report::latency_histogram(),
-        acked_events: 0,
-        requests: 0,
-        errors: HashMap::new(),
-        first_error: None,
-    };
-    let auth: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = match key.parse() {
-        Ok(v) => v,
-        Err(_) => return tally,
-    };
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        let ts = now_ms();
-        let mut events = template.clone();
-        for e in &mut events {
-            counter += 1;
-            e.event_id = Uuid::from_u64_pair(prefix, counter).to_string();
-            e.timestamp_ms = ts;
-        }
-        let mut request = tonic::Request::new(pb::SendBatchRequest { events });
-        request.metadata_mut().insert("authorization", auth.clone());
-        let sent = Instant::now();
-        let result = client.send_batch(request).await;
-        let done = Instant::now();
-        if sent < measure_from || done > deadline {
-            continue;
-        }
-        tally.requests += 1;
-        match result {
-            Ok(response) => {
-                report::record(&mut tally.latency, done - sent);
-                tally.acked_events += u64::from(response.into_inner().accepted);
-            }
-            Err(status) => {
-                *tally.errors.entry(status.code()).or_default() += 1;
-                if tally.first_error.is_none() {
-                    tally.first_error = Some(format!("{:?}: {}", status.code(), status.message()));
-                }
-                if status.code() == tonic::Code::ResourceExhausted {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+/// One connection's batches: the template with fresh event ids and the current time.
+#[derive(Debug)]
+struct Batches {
+    batch: pb::SendBatchRequest,
+    /// Ids: a random prefix per connection and a counter, so they are unique without a
+    /// random draw per event.
+    prefix: u64,
+    counter: u64,
+}
+
+impl Batches {
+    fn new(batch_size: usize) -> Self {
+        Batches {
+            batch: pb::SendBatchRequest { events: template(batch_size) },
+            prefix: rand::random(),
+            counter: 0,
         }
     }
-    tally
+}
+
+impl Workload for Batches {
+    fn next_request(&mut self, buf: &mut BytesMut) {
+        let ts = now_ms();
+        for e in &mut self.batch.events {
+            self.counter += 1;
+            e.event_id.clear();
+            let _ = write!(e.event_id, "{}", Uuid::from_u64_pair(self.prefix, self.counter));
+            e.timestamp_ms = ts;
+        }
+        // Encoding into a BytesMut cannot run out of room.
+        let _ = self.batch.encode(buf);
+    }
+
+    fn count(&mut self, response: &[u8]) -> Result<u64, String> {
+        let answer =
+            pb::SendBatchResponse::decode(response).map_err(|e| format!("undecodable answer: {e}"))?;
+        Ok(u64::from(answer.accepted))
+    }
 }
 
 /// `cohort_events_drained_rows_total`, summed over tables, from the admin server.

@@ -5,11 +5,13 @@
 //! - [`evaluate`]: `cohort-bench evaluate`, Evaluate load against the evaluation service.
 //! - [`events`]: `cohort-bench events`, SendBatch load against the event service.
 //! - [`report`]: HDR-histogram reporting shared by every subcommand.
+//! - [`unary`]: the lean HTTP/2 driver the subcommands' calls go through.
 
 mod connect;
 mod evaluate;
 mod events;
 mod report;
+mod unary;
 
 use clap::{Parser, Subcommand};
 

@@ -132,6 +132,106 @@ impl ExperimentStatus {
     }
 }
 
+/// The moves of an experiment's lifecycle: draft → running (start), running → paused
+/// (pause), paused → running (resume), running or paused → completed (complete). The one
+/// table the config service enforces and cohortctl plans with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentAction {
+    Start,
+    Pause,
+    Resume,
+    Complete,
+}
+
+impl ExperimentAction {
+    pub const ALL: [ExperimentAction; 4] = [
+        ExperimentAction::Start,
+        ExperimentAction::Pause,
+        ExperimentAction::Resume,
+        ExperimentAction::Complete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExperimentAction::Start => "start",
+            ExperimentAction::Pause => "pause",
+            ExperimentAction::Resume => "resume",
+            ExperimentAction::Complete => "complete",
+        }
+    }
+
+    /// The status this action moves to from `from`, if the move is legal.
+    pub fn target(self, from: ExperimentStatus) -> Option<ExperimentStatus> {
+        use ExperimentStatus::*;
+        match (self, from) {
+            (ExperimentAction::Start, Draft) => Some(Running),
+            (ExperimentAction::Pause, Running) => Some(Paused),
+            (ExperimentAction::Resume, Paused) => Some(Running),
+            (ExperimentAction::Complete, Running | Paused) => Some(Completed),
+            _ => None,
+        }
+    }
+}
+
+/// The kinds of entity an environment holds, each a list of [`Definitions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EntityKind {
+    Flag,
+    Experiment,
+    Layer,
+    Segment,
+    Metric,
+}
+
+impl EntityKind {
+    pub const ALL: [EntityKind; 5] = [
+        EntityKind::Flag,
+        EntityKind::Experiment,
+        EntityKind::Layer,
+        EntityKind::Segment,
+        EntityKind::Metric,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Flag => "flag",
+            EntityKind::Experiment => "experiment",
+            EntityKind::Layer => "layer",
+            EntityKind::Segment => "segment",
+            EntityKind::Metric => "metric",
+        }
+    }
+
+    /// The list in [`Definitions`] this kind lives in.
+    pub fn plural(self) -> &'static str {
+        match self {
+            EntityKind::Flag => "flags",
+            EntityKind::Experiment => "experiments",
+            EntityKind::Layer => "layers",
+            EntityKind::Segment => "segments",
+            EntityKind::Metric => "metrics",
+        }
+    }
+
+    /// The kind named exactly by its singular (`flag`) or plural (`flags`).
+    pub fn parse(name: &str) -> Option<EntityKind> {
+        EntityKind::ALL.into_iter().find(|k| k.as_str() == name || k.plural() == name)
+    }
+}
+
+impl std::fmt::Display for EntityKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EntityKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentDef {
     pub id: Uuid,

@@ -146,7 +146,7 @@ pub async fn apply(
     client.require_key()?;
     let mut current = HashMap::new();
     for e in client.list_entities(env, None).await? {
-        let Some(kind) = Kind::from_proto(e.kind) else { continue };
+        let Some(kind) = cohort_proto::convert::entity_kind(e.kind) else { continue };
         let value: Value = serde_json::from_str(&e.definition_json)
             .map_err(|err| CtlError::Protocol(format!("{kind} {:?} as invalid JSON: {err}", e.key)))?;
         let def = Def::parse(kind, &value).map_err(|err| {
@@ -268,7 +268,7 @@ fn planned(item: &Item) -> Vec<Outcome> {
         Write::None if item.moves.is_empty() => out.push(outcome(&item.spec, "unchanged", Vec::new(), None)),
         Write::None => {}
     }
-    out.extend(item.moves.iter().map(|a| outcome(&item.spec, a.past(), Vec::new(), None)));
+    out.extend(item.moves.iter().map(|a| outcome(&item.spec, crate::lifecycle::past(*a), Vec::new(), None)));
     out
 }
 
@@ -510,7 +510,7 @@ impl Exec<'_, '_> {
                 .rpc
                 .create_entity(pb::CreateEntityRequest {
                     environment: self.env.into(),
-                    kind: kind.to_proto() as i32,
+                    kind: pb::EntityKind::from(kind) as i32,
                     definition_json: body.to_string(),
                 })
                 .await
@@ -520,7 +520,7 @@ impl Exec<'_, '_> {
                 .rpc
                 .update_entity(pb::UpdateEntityRequest {
                     environment: self.env.into(),
-                    kind: kind.to_proto() as i32,
+                    kind: pb::EntityKind::from(kind) as i32,
                     key: key.clone(),
                     definition_json: definition.to_string(),
                     expected_revision: item.revision,
@@ -559,7 +559,7 @@ impl Exec<'_, '_> {
             let request = pb::TransitionExperimentRequest {
                 environment: self.env.into(),
                 key: item.spec.key().into(),
-                action: action.to_proto() as i32,
+                action: pb::ExperimentAction::from(action) as i32,
                 expected_revision: item.revision,
                 reason: self.reason.clone(),
             };
@@ -567,7 +567,12 @@ impl Exec<'_, '_> {
                 Ok(r) => {
                     let written = r.into_inner();
                     item.revision = written.entity.as_ref().map_or(item.revision, |e| e.revision);
-                    let o = outcome(&item.spec, action.past(), Vec::new(), Some(written.version));
+                    let o = outcome(
+                        &item.spec,
+                        crate::lifecycle::past(action),
+                        Vec::new(),
+                        Some(written.version),
+                    );
                     show(self.con, &o)?;
                     self.report.results.push(o);
                 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::console::Format;
-use crate::definition::Kind;
+use crate::definition::{Kind, kind_arg};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,11 +60,22 @@ pub enum Command {
     /// Make the environment hold the definitions in files (YAML or JSON), idempotently.
     Apply(ApplyArgs),
     /// Print one definition (YAML, or JSON with -o json), ready to edit and apply.
-    Get { kind: Kind, key: String },
+    Get {
+        #[arg(value_parser = kind_arg)]
+        kind: Kind,
+        key: String,
+    },
     /// List definitions, of one kind or all.
-    List { kind: Option<Kind> },
+    List {
+        #[arg(value_parser = kind_arg)]
+        kind: Option<Kind>,
+    },
     /// Delete a definition (live experiments must be completed first).
-    Delete { kind: Kind, key: String },
+    Delete {
+        #[arg(value_parser = kind_arg)]
+        kind: Kind,
+        key: String,
+    },
     /// Start a draft experiment.
     Start(TransitionArgs),
     /// Pause a running experiment (it keeps its layer range).
@@ -156,7 +167,7 @@ pub struct TransitionArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = kind_arg)]
     pub kind: Option<Kind>,
     #[arg(long)]
     pub key: Option<String>,

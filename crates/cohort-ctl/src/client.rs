@@ -83,8 +83,11 @@ impl Client {
         kind: Kind,
         key: &str,
     ) -> Result<Option<pb::Entity>, CtlError> {
-        let request =
-            pb::GetEntityRequest { environment: env.into(), kind: kind.to_proto() as i32, key: key.into() };
+        let request = pb::GetEntityRequest {
+            environment: env.into(),
+            kind: pb::EntityKind::from(kind) as i32,
+            key: key.into(),
+        };
         match self.rpc.get_entity(request).await {
             Ok(r) => Ok(Some(r.into_inner())),
             Err(s) if s.code() == Code::NotFound && s.message().starts_with(kind.as_str()) => Ok(None),
@@ -110,7 +113,7 @@ impl Client {
         loop {
             let request = pb::ListEntitiesRequest {
                 environment: env.into(),
-                kind: kind.map_or(pb::EntityKind::Unspecified, Kind::to_proto) as i32,
+                kind: kind.map_or(pb::EntityKind::Unspecified, pb::EntityKind::from) as i32,
                 page_size: PAGE,
                 page_token,
             };

@@ -234,7 +234,7 @@ pub async fn keys_revoke(
 
 /// Parses a stored entity into the model.
 fn stored(e: &pb::Entity) -> Result<Def, CtlError> {
-    let kind = Kind::from_proto(e.kind)
+    let kind = cohort_proto::convert::entity_kind(e.kind)
         .ok_or_else(|| CtlError::Protocol(format!("an entity of unknown kind {}", e.kind)))?;
     let value: Value = serde_json::from_str(&e.definition_json)
         .map_err(|err| CtlError::Protocol(format!("{kind} {:?} as invalid JSON: {err}", e.key)))?;
@@ -363,7 +363,7 @@ pub async fn delete(
         .rpc
         .delete_entity(pb::DeleteEntityRequest {
             environment: env.into(),
-            kind: kind.to_proto() as i32,
+            kind: pb::EntityKind::from(kind) as i32,
             key: key.into(),
             expected_revision: entity.revision,
         })
@@ -406,14 +406,14 @@ pub async fn transition(
         .transition_experiment(pb::TransitionExperimentRequest {
             environment: env.into(),
             key: key.into(),
-            action: action.to_proto() as i32,
+            action: pb::ExperimentAction::from(action) as i32,
             expected_revision: entity.revision,
             reason: reason.unwrap_or_default().into(),
         })
         .await
         .map_err(rpc(&doing))?
         .into_inner();
-    written(con, Kind::Experiment, key, action.past(), &w)?;
+    written(con, Kind::Experiment, key, crate::lifecycle::past(action), &w)?;
     Ok(w)
 }
 
@@ -434,7 +434,7 @@ pub async fn audit(
             .rpc
             .list_audit(pb::ListAuditRequest {
                 environment: env.unwrap_or_default().into(),
-                kind: kind.map_or(pb::EntityKind::Unspecified, Kind::to_proto) as i32,
+                kind: kind.map_or(pb::EntityKind::Unspecified, pb::EntityKind::from) as i32,
                 key: key.unwrap_or_default().into(),
                 page_size: (limit - entries.len() as u32).min(1000),
                 page_token,
@@ -463,7 +463,7 @@ pub async fn audit(
                 json!({
                     "id": a.id, "at_ms": a.at_ms, "environment": a.environment, "version": a.version,
                     "actor_key_id": a.actor_key_id, "actor_name": a.actor_name, "action": a.action,
-                    "kind": Kind::from_proto(a.kind).map(Kind::as_str), "key": a.key,
+                    "kind": cohort_proto::convert::entity_kind(a.kind).map(Kind::as_str), "key": a.key,
                     "reason": a.reason, "before": parse(&a.before_json), "after": parse(&a.after_json),
                 })
             })
@@ -474,7 +474,7 @@ pub async fn audit(
         let rows: Vec<Vec<String>> = entries
             .iter()
             .map(|a| {
-                let subject = match Kind::from_proto(a.kind) {
+                let subject = match cohort_proto::convert::entity_kind(a.kind) {
                     Some(k) => format!("{k}/{}", a.key),
                     None => dash(&a.key),
                 };

@@ -2,91 +2,24 @@
 //! that names the bad field, and the canonical JSON that decides whether a file and the
 //! server agree.
 
-use std::fmt;
-
 use cohort_core::model::{ExperimentDef, FlagDef, LayerDef, MetricDef, SegmentDef};
-use cohort_proto::config::v1 as pb;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// The kinds of entity an environment holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Kind {
-    #[value(alias = "flags")]
-    Flag,
-    #[value(alias = "experiments")]
-    Experiment,
-    #[value(alias = "layers")]
-    Layer,
-    #[value(alias = "segments")]
-    Segment,
-    #[value(alias = "metrics")]
-    Metric,
+pub use cohort_core::model::EntityKind as Kind;
+
+/// `flag`, `Flag`, ` flags`: what people type on the command line and in files.
+pub fn parse_kind(text: &str) -> Option<Kind> {
+    Kind::parse(&text.trim().to_ascii_lowercase())
 }
 
-impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Flag, Kind::Experiment, Kind::Layer, Kind::Segment, Kind::Metric];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Flag => "flag",
-            Kind::Experiment => "experiment",
-            Kind::Layer => "layer",
-            Kind::Segment => "segment",
-            Kind::Metric => "metric",
-        }
-    }
-
-    /// The list of `Definitions` this kind lives in.
-    pub fn plural(self) -> &'static str {
-        match self {
-            Kind::Flag => "flags",
-            Kind::Experiment => "experiments",
-            Kind::Layer => "layers",
-            Kind::Segment => "segments",
-            Kind::Metric => "metrics",
-        }
-    }
-
-    /// `flag`, `Flag` or `flags`.
-    pub fn parse(text: &str) -> Option<Kind> {
-        let text = text.trim().to_ascii_lowercase();
-        Kind::ALL.into_iter().find(|k| k.as_str() == text || k.plural() == text)
-    }
-
-    pub fn to_proto(self) -> pb::EntityKind {
-        match self {
-            Kind::Flag => pb::EntityKind::Flag,
-            Kind::Experiment => pb::EntityKind::Experiment,
-            Kind::Layer => pb::EntityKind::Layer,
-            Kind::Segment => pb::EntityKind::Segment,
-            Kind::Metric => pb::EntityKind::Metric,
-        }
-    }
-
-    pub fn from_proto(value: i32) -> Option<Kind> {
-        match pb::EntityKind::try_from(value).ok()? {
-            pb::EntityKind::Flag => Some(Kind::Flag),
-            pb::EntityKind::Experiment => Some(Kind::Experiment),
-            pb::EntityKind::Layer => Some(Kind::Layer),
-            pb::EntityKind::Segment => Some(Kind::Segment),
-            pb::EntityKind::Metric => Some(Kind::Metric),
-            pb::EntityKind::Unspecified => None,
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Kind {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
+/// [`parse_kind`] for clap, listing the kinds when the text names none.
+pub fn kind_arg(text: &str) -> Result<Kind, String> {
+    parse_kind(text).ok_or_else(|| {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("{text:?} is not a kind; expected one of {}", names.join(", "))
+    })
 }
 
 /// A definition that does not fit the model: the field (relative to the definition, `.` for

@@ -195,7 +195,7 @@ impl Reader {
             Value::Object(mut map) => {
                 if let Some(kind) = map.remove("kind") {
                     let kind_line = origin.line_of(&[Segment::Field("kind".into())]);
-                    match kind.as_str().and_then(Kind::parse) {
+                    match kind.as_str().and_then(crate::definition::parse_kind) {
                         Some(kind) => self.entity(kind, Value::Object(map), origin),
                         None => self.problems.push(
                             Diagnostic::new(format!(

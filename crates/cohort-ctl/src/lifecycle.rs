@@ -3,45 +3,16 @@
 //! completed (complete).
 
 use cohort_core::model::ExperimentStatus;
-use cohort_proto::config::v1 as pb;
-use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Start,
-    Pause,
-    Resume,
-    Complete,
-}
+pub use cohort_core::model::ExperimentAction as Action;
 
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Pause => "pause",
-            Action::Resume => "resume",
-            Action::Complete => "complete",
-        }
-    }
-
-    /// What the output says once it is done.
-    pub fn past(self) -> &'static str {
-        match self {
-            Action::Start => "started",
-            Action::Pause => "paused",
-            Action::Resume => "resumed",
-            Action::Complete => "completed",
-        }
-    }
-
-    pub fn to_proto(self) -> pb::ExperimentAction {
-        match self {
-            Action::Start => pb::ExperimentAction::Start,
-            Action::Pause => pb::ExperimentAction::Pause,
-            Action::Resume => pb::ExperimentAction::Resume,
-            Action::Complete => pb::ExperimentAction::Complete,
-        }
+/// What the output says once `action` is done.
+pub fn past(action: Action) -> &'static str {
+    match action {
+        Action::Start => "started",
+        Action::Pause => "paused",
+        Action::Resume => "resumed",
+        Action::Complete => "completed",
     }
 }
 
@@ -51,29 +22,34 @@ impl Action {
 /// it is what reproducing another environment's state needs.
 pub fn path(from: ExperimentStatus, to: ExperimentStatus) -> Result<Vec<Action>, String> {
     use ExperimentStatus::*;
-    Ok(match (from, to) {
-        _ if from == to => Vec::new(),
-        (Draft, Running) => vec![Action::Start],
-        (Draft, Paused) => vec![Action::Start, Action::Pause],
-        (Draft, Completed) => vec![Action::Start, Action::Complete],
-        (Running, Paused) => vec![Action::Pause],
-        (Paused, Running) => vec![Action::Resume],
-        (Running | Paused, Completed) => vec![Action::Complete],
+    match (from, to) {
         (Running | Paused, Draft) => {
             return Err(format!(
                 "cannot move from {} back to draft: an experiment that has run never returns to draft",
                 from.as_str()
             ));
         }
-        (Completed, _) => {
+        (Completed, _) if to != Completed => {
             return Err(format!(
                 "cannot move from completed to {}: a completed experiment never runs again; \
                  create a new experiment (new key) instead",
                 to.as_str()
             ));
         }
-        _ => return Err(format!("cannot move from {} to {}", from.as_str(), to.as_str())),
-    })
+        _ => {}
+    }
+    // The shortest walk over the lifecycle table (at most two moves: it has four statuses
+    // and draft is only ever left).
+    let step = |at: ExperimentStatus| Action::ALL.into_iter().filter_map(move |a| Some((a, a.target(at)?)));
+    if from == to {
+        return Ok(Vec::new());
+    }
+    if let Some((a, _)) = step(from).find(|(_, s)| *s == to) {
+        return Ok(vec![a]);
+    }
+    step(from)
+        .find_map(|(a, mid)| step(mid).find(|(_, s)| *s == to).map(|(b, _)| vec![a, b]))
+        .ok_or_else(|| format!("cannot move from {} to {}", from.as_str(), to.as_str()))
 }
 
 #[cfg(test)]

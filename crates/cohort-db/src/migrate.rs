@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "config", sql: include_str!("../migrations/0001_config.sql") },
     Migration { version: 2, name: "events", sql: include_str!("../migrations/0002_events.sql") },
     Migration { version: 3, name: "analysis", sql: include_str!("../migrations/0003_analysis.sql") },
+    Migration {
+        version: 4,
+        name: "analysis_incremental",
+        sql: include_str!("../migrations/0004_analysis_incremental.sql"),
+    },
 ];
 
 /// An arbitrary, fixed advisory-lock key for migrations.

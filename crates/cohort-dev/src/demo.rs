@@ -7,7 +7,7 @@ use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use crate::stack::Stack;
+use cohort_dev::stack::Stack;
 
 pub(crate) const EXPERIMENT: &str = "checkout-button";
 pub(crate) const FLAG: &str = "new-navigation";

@@ -5,7 +5,6 @@
 
 mod database;
 mod demo;
-mod stack;
 mod table;
 mod traffic;
 
@@ -13,10 +12,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use cohort_dev::stack::{Options, Stack};
 use cohort_runtime::{parse_duration, wait_for_signal};
 
-/// Runs PostgreSQL (found or started), the config, events and analysis services, a demo
-/// experiment with simulated traffic through the SDK, and prints live results.
+/// Runs PostgreSQL (found or started), the config, evaluation, events and analysis services, a
+/// demo experiment with simulated traffic through the SDK, and prints live results.
 #[derive(Debug, Parser)]
 #[command(name = "cohort-dev", version)]
 struct Args {
@@ -50,14 +50,19 @@ async fn main() -> anyhow::Result<()> {
     let db =
         database::Database::prepare(args.database_url.as_deref()).await.context("preparing PostgreSQL")?;
     println!("PostgreSQL   {}", db.url);
-    let stack = stack::Stack::start(&db.url).await.context("starting the services")?;
-    stack.print();
+    let spool = std::env::temp_dir().join(format!("cohort-dev-spool-{}", std::process::id()));
+    let stack = Stack::start(&db.url, &Options::dev(spool.clone())).await.context("starting the services")?;
+    println!("{}", stack.describe());
     let demo = demo::apply(&stack).await.context("applying the demo")?;
     println!("\nadmin key    {}", demo.admin_key);
     println!("sdk key      {}", demo.sdk_key);
     println!(
         "\ntry:  COHORT_ENDPOINT=http://{} COHORT_API_KEY={} cargo run -q -p cohort-ctl -- list\n",
         stack.config_grpc, demo.admin_key
+    );
+    println!(
+        "      curl -s -H 'authorization: Bearer {}' -d '{{\"context\": {{\"targeting_key\": \"user-1\"}}}}' http://{}/api/v1/evaluate\n",
+        demo.sdk_key, stack.evaluation_http
     );
 
     let traffic = traffic::Traffic::start(&stack, &demo, args.users_per_second, args.effect).await?;
@@ -72,7 +77,10 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("\nstopping: flushing events, draining services…");
     traffic.stop().await;
-    stack.stop().await;
+    if let Err(e) = stack.stop().await {
+        println!("{e}");
+    }
+    let _ = std::fs::remove_dir_all(&spool);
     db.stop().await;
     println!("stopped.");
     Ok(())

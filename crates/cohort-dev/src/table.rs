@@ -7,8 +7,8 @@ use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 
 use crate::demo::{Demo, EXPERIMENT};
-use crate::stack::Stack;
 use crate::traffic::Traffic;
+use cohort_dev::stack::Stack;
 
 fn pct(x: Option<f64>) -> String {
     x.map_or("—".into(), |v| format!("{:+.1}%", v * 100.0))

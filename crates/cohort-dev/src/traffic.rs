@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken as Stop;
 
 use crate::demo::{Demo, EXPERIMENT, FLAG};
-use crate::stack::Stack;
+use cohort_dev::stack::Stack;
 
 /// The control's purchase rate.
 const BASE_RATE: f64 = 0.10;

@@ -223,5 +223,47 @@ pub fn decision_value(d: &pb::Decision) -> Result<serde_json::Value, ProtoError>
     })
 }
 
+/// Entity kinds and lifecycle actions between cohort-core and the config API.
+mod config_enums {
+    use cohort_core::model::{EntityKind, ExperimentAction};
+
+    use crate::config::v1 as pb;
+
+    impl From<EntityKind> for pb::EntityKind {
+        fn from(kind: EntityKind) -> Self {
+            match kind {
+                EntityKind::Flag => pb::EntityKind::Flag,
+                EntityKind::Experiment => pb::EntityKind::Experiment,
+                EntityKind::Layer => pb::EntityKind::Layer,
+                EntityKind::Segment => pb::EntityKind::Segment,
+                EntityKind::Metric => pb::EntityKind::Metric,
+            }
+        }
+    }
+
+    impl From<ExperimentAction> for pb::ExperimentAction {
+        fn from(action: ExperimentAction) -> Self {
+            match action {
+                ExperimentAction::Start => pb::ExperimentAction::Start,
+                ExperimentAction::Pause => pb::ExperimentAction::Pause,
+                ExperimentAction::Resume => pb::ExperimentAction::Resume,
+                ExperimentAction::Complete => pb::ExperimentAction::Complete,
+            }
+        }
+    }
+
+    /// The kind a wire value names; `None` for UNSPECIFIED and values this build does not know.
+    pub fn entity_kind(value: i32) -> Option<EntityKind> {
+        EntityKind::ALL.into_iter().find(|k| pb::EntityKind::from(*k) as i32 == value)
+    }
+
+    /// The action a wire value names; `None` for UNSPECIFIED and values this build does not know.
+    pub fn experiment_action(value: i32) -> Option<ExperimentAction> {
+        ExperimentAction::ALL.into_iter().find(|a| pb::ExperimentAction::from(*a) as i32 == value)
+    }
+}
+
+pub use config_enums::{entity_kind, experiment_action};
+
 #[cfg(test)]
 mod tests;

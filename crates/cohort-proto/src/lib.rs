@@ -5,10 +5,12 @@
 //! # Layout
 //! - [`analysis::v1`]: experiment results, per look (generated).
 //! - [`common::v1`]: evaluation contexts, decisions, field violations (generated).
-//! - [`config::v1`]: the config service: entities, keys, snapshots, audit, the Sync stream.
+//! - [`config::v1`]: the config service: entities, keys, snapshots, audit, the Sync stream
+//!   (its `SyncResponse` is written by hand, in `config_sync`, to carry pre-encoded responses).
 //! - [`evaluation::v1`]: remote evaluation (generated).
 //! - [`events::v1`]: exposure and metric event ingestion (generated).
 //! - [`convert`]: `TryFrom` wire → core (validating) and `From` core → wire.
+//! - [`codec`]: the config service's codec (prost with small buffers, for many streams).
 //! - [`FILE_DESCRIPTOR_SET`]: every proto, for gRPC reflection.
 
 /// Generated code; lints that the generator does not satisfy are silenced here only.
@@ -40,6 +42,8 @@ pub mod analysis {
 pub mod config {
     pub mod v1 {
         tonic::include_proto!("cohort.config.v1");
+
+        pub use crate::config_sync::{SyncResponse, sync_response};
     }
 }
 
@@ -51,6 +55,8 @@ pub mod evaluation {
     }
 }
 
+pub mod codec;
+mod config_sync;
 pub mod convert;
 
 pub use convert::ProtoError;

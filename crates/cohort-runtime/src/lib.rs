@@ -17,7 +17,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use admin::{Readiness, serve_admin};
-pub use listen::{Listeners, shutdown_on_signal};
+pub use listen::{Listeners, grpc_incoming, http_incoming, shutdown_on_signal};
 pub use settings::{CommonArgs, DatabaseArgs, EX_USAGE, parse_duration, usage_error};
 pub use shutdown::{Shutdown, wait_for_signal};
 pub use telemetry::init_tracing;

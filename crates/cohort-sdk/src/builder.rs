@@ -156,6 +156,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Workers delivering event batches side by side (default 2, at most 16): more keep up
+    /// with more events per second when each round trip to the event service takes long.
+    pub fn event_senders(mut self, n: usize) -> Self {
+        self.events.senders = n;
+        self
+    }
+
     /// How long `flush()` and `close()` wait for delivery (default 5 s).
     pub fn flush_timeout(mut self, d: Duration) -> Self {
         self.flush_timeout = d;
@@ -197,6 +204,12 @@ impl ClientBuilder {
             return Err(SdkError::InvalidOption {
                 option: "max_queued_events",
                 message: "must be at least 1".into(),
+            });
+        }
+        if !(1..=events::MAX_SENDERS).contains(&self.events.senders) {
+            return Err(SdkError::InvalidOption {
+                option: "event_senders",
+                message: format!("must be 1 to {}", events::MAX_SENDERS),
             });
         }
         Ok(())

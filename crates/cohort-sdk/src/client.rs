@@ -11,14 +11,14 @@ use cohort_core::{
     CompiledConfig, Context, Decision, Definitions, ErrorCode, Reason, compile, evaluate, evaluate_all,
 };
 use serde_json::Value;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::builder::ClientBuilder;
 use crate::decision::{Assignment, Details, Evaluation};
 use crate::error::{SdkError, TrackError};
-use crate::events::{Command, EventHandle, EventQueue, MetricEvent};
+use crate::events::{EventHandle, EventQueue, MetricEvent};
 use crate::store::{Loaded, State, Status, Store};
 
 /// A handle on one environment's config. Cheap to clone; every clone shares the config, the
@@ -289,11 +289,7 @@ impl Client {
         let Some(events) = &self.inner.events else {
             return Err(SdkError::EventsDisabled);
         };
-        let (done_tx, done_rx) = oneshot::channel();
-        let deliver = async {
-            events.commands.send(Command::Flush(done_tx)).await.map_err(|_| SdkError::EventsDisabled)?;
-            done_rx.await.map_err(|_| SdkError::EventsDisabled)
-        };
+        let deliver = async { events.flush().await.map_err(|_| SdkError::EventsDisabled) };
         match tokio::time::timeout(timeout, deliver).await {
             Ok(result) => result,
             Err(_) => Err(SdkError::Timeout(timeout, self.events_queued())),

@@ -7,6 +7,9 @@
 //!   the event is dropped, counted and logged (at most every 10 s).
 //! - Each event gets its UUID v4 id when the worker takes it off the channel, before any send
 //!   attempt, so every retry carries the same id and the service stores it once.
+//! - Events are spread round-robin over `senders` workers, each batching and delivering on
+//!   its own, so a slow round trip to the event service does not cap throughput at one batch
+//!   per round trip.
 //! - Retryable failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ...) back off with
 //!   jitter, honouring `google.rpc.RetryInfo` on RESOURCE_EXHAUSTED; refusals that a retry
 //!   cannot fix (INVALID_ARGUMENT, UNAUTHENTICATED, per-event `rejected`) are counted as rejected.
@@ -42,6 +45,8 @@ const MAX_NAME_BYTES: usize = 128;
 /// Longest attribute or property value; longer breakdown values are truncated.
 const MAX_VALUE_BYTES: usize = 256;
 const MAX_PROPERTIES: usize = 32;
+/// Most workers delivering batches side by side.
+pub const MAX_SENDERS: usize = 16;
 /// How often a full queue is logged, at most.
 const DROP_LOG_INTERVAL_MS: u64 = 10_000;
 
@@ -57,6 +62,8 @@ pub struct EventOptions {
     pub max_queued_events: usize,
     /// Distinct (unit, experiment, variant) exposures remembered for deduplication.
     pub exposure_dedup_capacity: usize,
+    /// Workers delivering batches side by side (at most [`MAX_SENDERS`]).
+    pub senders: usize,
     /// Retry delays between failed deliveries of a batch.
     pub retry_backoff: BackoffPolicy,
 }
@@ -68,6 +75,7 @@ impl Default for EventOptions {
             flush_interval: Duration::from_secs(1),
             max_queued_events: 100_000,
             exposure_dedup_capacity: 1 << 16,
+            senders: 2,
             retry_backoff: BackoffPolicy {
                 initial: Duration::from_millis(100),
                 max: Duration::from_secs(30),
@@ -233,7 +241,9 @@ pub(crate) struct EventCounters {
 /// The evaluation side: records events without waiting.
 #[derive(Debug)]
 pub(crate) struct EventQueue {
-    tx: mpsc::UnboundedSender<Pending>,
+    /// One channel per sender worker, taken in turn.
+    txs: Box<[mpsc::UnboundedSender<Pending>]>,
+    next_tx: AtomicUsize,
     max_queued: usize,
     pub(crate) counters: Arc<EventCounters>,
     dedup: DedupWindow,
@@ -302,7 +312,8 @@ impl EventQueue {
             self.count_drop();
             return Err(TrackError::QueueFull(self.max_queued));
         }
-        if self.tx.send(pending).is_err() {
+        let tx = &self.txs[self.next_tx.fetch_add(1, Ordering::Relaxed) % self.txs.len()];
+        if tx.send(pending).is_err() {
             c.queued.fetch_sub(1, Ordering::Relaxed);
             self.count_drop();
             return Err(TrackError::Disabled);
@@ -336,7 +347,7 @@ pub(crate) trait Sink: Send + 'static {
 }
 
 /// The event service over gRPC, rotating endpoints after transport failures.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct GrpcSink {
     clients: Vec<EventServiceClient<Channel>>,
     next: usize,
@@ -386,37 +397,74 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub(crate) struct EventHandle {
     pub(crate) queue: EventQueue,
-    pub(crate) commands: mpsc::Sender<Command>,
+    /// One per sender worker.
+    pub(crate) commands: Vec<mpsc::Sender<Command>>,
+}
+
+impl EventHandle {
+    /// Asks every worker to deliver what is queued; resolves when all have, or with an
+    /// error when the workers are gone.
+    pub(crate) async fn flush(&self) -> Result<(), ()> {
+        let mut done = Vec::with_capacity(self.commands.len());
+        for commands in &self.commands {
+            let (tx, rx) = oneshot::channel();
+            commands.send(Command::Flush(tx)).await.map_err(|_| ())?;
+            done.push(rx);
+        }
+        for rx in done {
+            rx.await.map_err(|_| ())?;
+        }
+        Ok(())
+    }
 }
 
 /// Builds the queue and the worker that drains it into `sink`; spawn the returned future.
-pub(crate) fn start<S: Sink>(
+/// Builds the queue and the workers that drain it into `sink`; spawn the returned future.
+pub(crate) fn start<S: Sink + Clone>(
     sink: S,
     options: &EventOptions,
     cancel: CancellationToken,
 ) -> (EventHandle, impl Future<Output = ()> + Send + 'static) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let counters = Arc::new(EventCounters::default());
+    let (mut txs, mut commands, mut workers) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..options.senders.clamp(1, MAX_SENDERS) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel(16);
+        txs.push(tx);
+        commands.push(cmd_tx);
+        workers.push(
+            Worker {
+                sink: sink.clone(),
+                rx,
+                commands: cmd_rx,
+                counters: counters.clone(),
+                batch_size: options.batch_size.clamp(1, MAX_BATCH_SIZE),
+                flush_interval: options.flush_interval,
+                backoff: Backoff::new(options.retry_backoff),
+                cancel: cancel.clone(),
+                buffer: Vec::new(),
+            }
+            .run(),
+        );
+    }
     let queue = EventQueue {
-        tx,
+        txs: txs.into(),
+        next_tx: AtomicUsize::new(0),
         max_queued: options.max_queued_events.max(1),
         counters: counters.clone(),
         dedup: DedupWindow::new(options.exposure_dedup_capacity),
         last_drop_log_ms: AtomicU64::new(0),
     };
-    let worker = Worker {
-        sink,
-        rx,
-        commands: cmd_rx,
-        counters,
-        batch_size: options.batch_size.clamp(1, MAX_BATCH_SIZE),
-        flush_interval: options.flush_interval,
-        backoff: Backoff::new(options.retry_backoff),
-        cancel,
-        buffer: Vec::new(),
+    let all = async move {
+        futures::future::join_all(workers).await;
+        // Whatever the workers left behind when they stopped.
+        let abandoned = counters.queued.swap(0, Ordering::Relaxed);
+        if abandoned > 0 {
+            counters.abandoned.fetch_add(abandoned as u64, Ordering::Relaxed);
+            warn!(abandoned, "event delivery stopped with events undelivered");
+        }
     };
-    (EventHandle { queue, commands: cmd_tx }, worker.run())
+    (EventHandle { queue, commands }, all)
 }
 
 /// The delivery loop.
@@ -477,11 +525,6 @@ impl<S: Sink> Worker<S> {
                     deadline = None;
                 }
             }
-        }
-        let abandoned = self.counters.queued.swap(0, Ordering::Relaxed);
-        if abandoned > 0 {
-            self.counters.abandoned.fetch_add(abandoned as u64, Ordering::Relaxed);
-            warn!(abandoned, "event delivery stopped with events undelivered");
         }
     }
 

@@ -62,7 +62,7 @@ pub use builder::ClientBuilder;
 pub use client::{Client, ConfigGuard, Stats};
 pub use decision::{Assignment, Details, Evaluation};
 pub use error::{SdkError, TrackError};
-pub use events::{EventOptions, MAX_BATCH_SIZE, MetricEvent};
+pub use events::{EventOptions, MAX_BATCH_SIZE, MAX_SENDERS as MAX_EVENT_SENDERS, MetricEvent};
 pub use store::{State, Status};
 
 /// The engine types callers need: contexts, decisions, reasons and definitions.

@@ -286,8 +286,9 @@ impl SyncTask {
                 }
                 Some(Response::Pong(_)) => {}
                 Some(Response::GoAway(g)) => return End::GoAway(g.reason),
-                // A message kind from a newer server: ignore it.
-                None => {}
+                // A message kind from a newer server: ignore it. (`Encoded` is a server's way
+                // of sending a response; decoding never yields it.)
+                Some(Response::Encoded(_)) | None => {}
             }
         }
     }

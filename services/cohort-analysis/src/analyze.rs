@@ -78,6 +78,9 @@ pub struct Settings {
     pub min_look_step: f64,
     /// Breakdown values kept per attribute; the rest are grouped as "other".
     pub max_segment_values: usize,
+    /// Experiments whose aggregation state one cycle rebuilds from all their rows (after a
+    /// start, resume, change or crash); the rest wait, so every cycle stays short.
+    pub max_rebuilds_per_cycle: usize,
 }
 
 impl Default for Settings {
@@ -90,6 +93,7 @@ impl Default for Settings {
             min_units_per_variant: 100,
             min_look_step: 0.02,
             max_segment_values: 10,
+            max_rebuilds_per_cycle: 100,
         }
     }
 }

@@ -11,12 +11,12 @@ use cohort_db::keys::{KeyKind, Principal};
 use futures::StreamExt;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::analyze::{self, Looks, Settings, top_values};
+use crate::analyze::{self, Looks, Plan, Settings, top_values};
 use crate::metrics::Metrics;
-use crate::store::{Running, Store, StoreError};
+use crate::store::{Basis, ExperimentSums, Running, Store, StoreError};
 
 /// An arbitrary, fixed advisory-lock key for the analysis leader.
 const LEADER_LOCK: i64 = 0x636f_686f_7274_616e;
@@ -27,6 +27,12 @@ const CONCURRENCY: usize = 4;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CycleReport {
     pub experiments: usize,
+    /// Experiments whose aggregation state was rebuilt from all their rows.
+    pub rebuilt: usize,
+    /// Experiments not analyzed: their rebuild waits for a later cycle.
+    pub pending: usize,
+    /// Time spent advancing and reading the aggregation state.
+    pub aggregation: Duration,
     pub looks: usize,
     pub paused: usize,
     pub failed: usize,
@@ -53,25 +59,56 @@ impl Analyzer {
         self.looks.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    /// Analyzes every running experiment once.
+    /// Analyzes every running experiment once: advances the aggregation state by what was
+    /// stored since the last cycle, then analyzes each experiment from its sums.
     pub async fn cycle(&self) -> Result<CycleReport, StoreError> {
         let started = Instant::now();
         let now = SystemTime::now();
         let (running, metrics) = self.store.running().await?;
         let no_metrics = Vec::new();
+        let bases: Vec<Basis> = running
+            .iter()
+            .map(|exp| basis(exp, metrics.get(&exp.environment_id).unwrap_or(&no_metrics)))
+            .collect();
+        let advanced = self.store.advance(&bases, self.settings.max_rebuilds_per_cycle).await?;
+        // Experiments still waiting for their state are analyzed once it is built.
+        let running: Vec<Running> =
+            running.into_iter().filter(|e| !advanced.pending.contains(&e.definition.id)).collect();
+        let mut sums = self.store.sums(&bases).await?;
+        let aggregation = started.elapsed();
+        debug!(
+            rebuilt = advanced.rebuilt,
+            touched_units = advanced.touched_units,
+            ?aggregation,
+            "aggregation advanced"
+        );
+        let ids: Vec<Uuid> = running.iter().map(|e| e.definition.id).collect();
+        let mut plans = self.store.plans(&ids).await?;
         // Futures built first: mapping inside the stream trips higher-ranked lifetime inference.
         let jobs: Vec<_> = running
             .iter()
-            .map(|exp| self.analyze_one(exp, metrics.get(&exp.environment_id).unwrap_or(&no_metrics), now))
+            .map(|exp| {
+                let s = sums.remove(&exp.definition.id).unwrap_or_default();
+                let plan = plans.remove(&exp.definition.id);
+                self.analyze_one(exp, metrics.get(&exp.environment_id).unwrap_or(&no_metrics), s, plan, now)
+            })
             .collect();
-        let outcomes: Vec<Result<(bool, bool), StoreError>> =
+        let outcomes: Vec<Result<Analyzed, StoreError>> =
             futures::stream::iter(jobs).buffer_unordered(CONCURRENCY).collect().await;
-        let mut report = CycleReport { experiments: running.len(), ..Default::default() };
+        let mut report = CycleReport {
+            experiments: running.len(),
+            rebuilt: advanced.rebuilt,
+            pending: advanced.pending.len(),
+            aggregation,
+            ..Default::default()
+        };
+        let mut latest = Vec::new();
         for o in outcomes {
             match o {
-                Ok((look, paused)) => {
-                    report.looks += usize::from(look);
-                    report.paused += usize::from(paused);
+                Ok(a) => {
+                    report.looks += usize::from(a.look);
+                    report.paused += usize::from(a.paused);
+                    latest.extend(a.latest);
                 }
                 Err(e) => {
                     report.failed += 1;
@@ -79,28 +116,29 @@ impl Analyzer {
                 }
             }
         }
+        // Results between looks in one statement: a thousand round trips cost more than the rows.
+        if let Err(e) = self.store.record_latest_many(&latest).await {
+            report.failed += latest.len();
+            warn!(error = %e, "storing the latest results failed");
+        }
         self.metrics.cycles.inc();
         self.metrics.cycle_seconds.observe(started.elapsed().as_secs_f64());
         self.metrics.experiments.set(report.experiments as i64);
         Ok(report)
     }
 
-    /// Returns (a look was recorded, the experiment was paused).
+    /// Analyzes one experiment; a formal look is recorded (with its latest result) at once,
+    /// a result between looks is returned for the cycle to store with the others.
     async fn analyze_one(
         &self,
         exp: &Running,
         metrics: &[MetricDef],
+        sums: ExperimentSums,
+        plan: Option<Plan>,
         now: SystemTime,
-    ) -> Result<(bool, bool), StoreError> {
+    ) -> Result<Analyzed, StoreError> {
         let def = &exp.definition;
-        let events: Vec<String> = def
-            .primary_metrics
-            .iter()
-            .chain(&def.guardrail_metrics)
-            .filter_map(|k| metrics.iter().find(|m| m.key == *k).map(|m| m.event.clone()))
-            .collect();
-        let (overall, excluded, breakdowns) =
-            self.store.aggregate(exp.environment_id, def.id, &events, &def.breakdown_attributes, now).await?;
+        let ExperimentSums { overall, excluded, segments: breakdowns } = sums;
         let segments: Vec<(String, String, analyze::Aggregates)> = breakdowns
             .into_iter()
             .flat_map(|(attribute, values)| {
@@ -110,7 +148,7 @@ impl Analyzer {
             })
             .collect();
 
-        let plan = match self.store.plan(def.id).await? {
+        let plan = match plan {
             Some(p) => Some(p),
             None => match analyze::make_plan(def, metrics, &overall, &self.settings) {
                 Some(p) => Some(self.store.save_plan(exp.environment_id, def.id, &p).await?),
@@ -132,6 +170,7 @@ impl Analyzer {
             now_ms,
         );
         let mut recorded = false;
+        let mut latest = None;
         match outcome.new_look {
             Some((look, fraction, boundary)) => {
                 let stored = self
@@ -143,18 +182,18 @@ impl Analyzer {
                     // in-memory schedule is ahead of the database, so rebuild it from there.
                     drop(looks);
                     self.looks.lock().unwrap_or_else(|p| p.into_inner()).remove(&def.id);
-                    return stored.map(|_| (false, false));
+                    return stored.map(|_| Analyzed::default());
                 }
                 recorded = true;
                 self.metrics.looks.inc();
             }
-            None => self.store.record_latest(exp.environment_id, &outcome.result).await?,
+            None => latest = Some((exp.environment_id, outcome.result)),
         }
         let mut paused = false;
         if let Some(reason) = &outcome.breach {
             paused = self.pause(exp, reason).await;
         }
-        Ok((recorded, paused))
+        Ok(Analyzed { look: recorded, paused, latest })
     }
 
     async fn schedule(&self, experiment: Uuid) -> Result<Arc<tokio::sync::Mutex<Looks>>, StoreError> {
@@ -206,6 +245,31 @@ impl Analyzer {
                 false
             }
         }
+    }
+}
+
+/// One experiment's analysis in a cycle.
+#[derive(Debug, Default)]
+struct Analyzed {
+    look: bool,
+    paused: bool,
+    /// A result between looks, still to be stored (environment, result).
+    latest: Option<(Uuid, analyze::ExperimentResult)>,
+}
+
+/// What an experiment's aggregation needs: its metrics' event names and its breakdowns.
+fn basis(exp: &Running, metrics: &[MetricDef]) -> Basis {
+    let def = &exp.definition;
+    Basis {
+        experiment_id: def.id,
+        environment_id: exp.environment_id,
+        events: def
+            .primary_metrics
+            .iter()
+            .chain(&def.guardrail_metrics)
+            .filter_map(|k| metrics.iter().find(|m| m.key == *k).map(|m| m.event.clone()))
+            .collect(),
+        breakdowns: def.breakdown_attributes.clone(),
     }
 }
 

@@ -23,7 +23,6 @@ use cohort_proto::analysis::v1::analysis_service_server::AnalysisServiceServer;
 pub use cohort_runtime::Listeners;
 use cohort_runtime::{Readiness, Shutdown};
 use prometheus_client::registry::Registry;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 pub use settings::Settings;
@@ -67,13 +66,13 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
             .add_service(health_service)
             .add_service(reflection)
             .add_service(AnalysisServiceServer::from_arc(api.clone()))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async move {
+            .serve_with_incoming_shutdown(cohort_runtime::grpc_incoming(listeners.grpc), async move {
                 stop.cancelled().await
             })
     };
     let http = {
         let stop = servers_down.clone();
-        axum::serve(listeners.http, api::router(api))
+        axum::serve(cohort_runtime::http_incoming(listeners.http), api::router(api))
             .with_graceful_shutdown(async move { stop.cancelled().await })
     };
     let admin = listeners.admin.map(|l| {

@@ -1,5 +1,6 @@
 //! Every SQL statement of the analysis service: running experiments and their metrics, the
-//! per-experiment aggregation, plans, looks and results.
+//! aggregation (incremental in `incremental`, from scratch here as its reference), plans,
+//! looks and results.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,6 +11,9 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::analyze::{Aggregates, EventSums, ExperimentResult, Plan};
+
+mod incremental;
+pub use incremental::{Advanced, Basis, ExperimentSums};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,10 +99,12 @@ impl Store {
         Ok((running, metrics))
     }
 
-    /// Reduces an experiment's exposures and metric events up to `until` to per-variant sums:
-    /// each unit's first exposure (units that saw two variants are excluded and counted), then
-    /// per unit its events after that exposure, then per variant. Also per value of each
-    /// breakdown attribute (from the first exposure's attributes).
+    /// Reduces an experiment's exposures and metric events up to `until` to per-variant sums
+    /// from scratch: each unit's first exposure (units that saw two variants are excluded and
+    /// counted), then per unit its events after that exposure, then per variant. Also per
+    /// value of each breakdown attribute (from the first exposure's attributes). Cycles read
+    /// the incremental state instead ([`Store::advance`], [`Store::sums`]); this is the
+    /// definition that state is tested against.
     pub async fn aggregate(
         &self,
         environment: Uuid,
@@ -194,6 +200,24 @@ impl Store {
         Ok(row.map(|r| Plan { planned_units_per_variant: r.get::<_, i64>(0) as u64, basis: r.get(1) }))
     }
 
+    /// The plans of `experiments` that have one.
+    pub async fn plans(&self, experiments: &[Uuid]) -> Result<HashMap<Uuid, Plan>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT experiment_id, planned_units_per_variant, basis FROM analysis_plans
+                 WHERE experiment_id = ANY($1)",
+                &[&experiments],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (r.get(0), Plan { planned_units_per_variant: r.get::<_, i64>(1) as u64, basis: r.get(2) })
+            })
+            .collect())
+    }
+
     /// Stores a plan unless one exists; returns the stored one (a plan never changes).
     pub async fn save_plan(
         &self,
@@ -268,6 +292,34 @@ impl Store {
         let client = self.pool.get().await?;
         let experiment = Uuid::parse_str(&result.experiment_id).unwrap_or_default();
         upsert_latest(&client, environment, experiment, result.look, &serde_json::to_value(result)?).await
+    }
+
+    /// Stores the latest results (environment, result) of many experiments in one statement.
+    pub async fn record_latest_many(&self, results: &[(Uuid, ExperimentResult)]) -> Result<(), StoreError> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let client = self.pool.get().await?;
+        let mut environments = Vec::with_capacity(results.len());
+        let (mut experiments, mut looks, mut json) = (vec![], vec![], vec![]);
+        for (environment, result) in results {
+            environments.push(*environment);
+            experiments.push(Uuid::parse_str(&result.experiment_id).unwrap_or_default());
+            looks.push(result.look as i32);
+            // Text, parsed once by the server: building `serde_json::Value` trees first costs
+            // more than the statement itself.
+            json.push(serde_json::to_string(result)?);
+        }
+        client
+            .execute(
+                "INSERT INTO analysis_latest (experiment_id, environment_id, look, result, computed_at)
+                 SELECT x, e, l, r::jsonb, now() FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[]) AS t(x, e, l, r)
+                 ON CONFLICT (experiment_id) DO UPDATE
+                 SET look = EXCLUDED.look, result = EXCLUDED.result, computed_at = now()",
+                &[&experiments, &environments, &looks, &json],
+            )
+            .await?;
+        Ok(())
     }
 
     /// An experiment of an organization by environment (key or id) and experiment (key or id).

@@ -14,9 +14,8 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::auth::{Authenticator, require_admin};
-use crate::domain::{Action, Kind, Op};
+use crate::domain::{Kind, Op};
 use crate::error::ServiceError;
-use crate::hub::kind_to_proto;
 use crate::metrics::WriteLabels;
 use crate::store::{ApiKeyRow, AuditRow, EntityRow, EnvRow, Written, unix_ms};
 use crate::sync::{SyncContext, session};
@@ -105,14 +104,8 @@ fn code_name(e: &ServiceError) -> &'static str {
 }
 
 fn kind(value: i32, field: &str) -> Result<Kind> {
-    match pb::EntityKind::try_from(value) {
-        Ok(pb::EntityKind::Flag) => Ok(Kind::Flag),
-        Ok(pb::EntityKind::Experiment) => Ok(Kind::Experiment),
-        Ok(pb::EntityKind::Layer) => Ok(Kind::Layer),
-        Ok(pb::EntityKind::Segment) => Ok(Kind::Segment),
-        Ok(pb::EntityKind::Metric) => Ok(Kind::Metric),
-        _ => Err(ServiceError::invalid(field, "must be flag, experiment, layer, segment or metric")),
-    }
+    cohort_proto::convert::entity_kind(value)
+        .ok_or_else(|| ServiceError::invalid(field, "must be flag, experiment, layer, segment or metric"))
 }
 
 fn optional_kind(value: i32) -> Result<Option<Kind>> {
@@ -137,7 +130,7 @@ fn page_size(requested: u32) -> i64 {
 
 fn entity_message(e: EntityRow) -> pb::Entity {
     pb::Entity {
-        kind: kind_to_proto(e.kind) as i32,
+        kind: pb::EntityKind::from(e.kind) as i32,
         key: e.key,
         definition_json: e.definition.to_string(),
         revision: e.revision,
@@ -180,8 +173,11 @@ fn audit_message(a: AuditRow) -> pb::AuditEntry {
         actor_key_id: a.actor_key_id.map(|id| id.to_string()).unwrap_or_default(),
         actor_name: a.actor_name,
         action: a.action,
-        kind: a.kind.as_deref().and_then(Kind::parse).map_or(pb::EntityKind::Unspecified, kind_to_proto)
-            as i32,
+        kind: a
+            .kind
+            .as_deref()
+            .and_then(Kind::parse)
+            .map_or(pb::EntityKind::Unspecified, pb::EntityKind::from) as i32,
         key: a.key.unwrap_or_default(),
         before_json: json(a.before),
         after_json: json(a.after),
@@ -412,16 +408,8 @@ impl ConfigService for Api {
     ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
-        let action = match pb::ExperimentAction::try_from(r.action) {
-            Ok(pb::ExperimentAction::Start) => Action::Start,
-            Ok(pb::ExperimentAction::Pause) => Action::Pause,
-            Ok(pb::ExperimentAction::Resume) => Action::Resume,
-            Ok(pb::ExperimentAction::Complete) => Action::Complete,
-            _ => {
-                return Err(
-                    ServiceError::invalid("action", "must be start, pause, resume or complete").into()
-                );
-            }
+        let Some(action) = cohort_proto::convert::experiment_action(r.action) else {
+            return Err(ServiceError::invalid("action", "must be start, pause, resume or complete").into());
         };
         let op = Op::Transition {
             key: required(&r.key, "key")?.to_owned(),

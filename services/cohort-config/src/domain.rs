@@ -13,44 +13,9 @@ use uuid::Uuid;
 
 use crate::error::{ServiceError, Violation};
 
-/// The kinds of entity an environment holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    Flag,
-    Experiment,
-    Layer,
-    Segment,
-    Metric,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Flag, Kind::Experiment, Kind::Layer, Kind::Segment, Kind::Metric];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Flag => "flag",
-            Kind::Experiment => "experiment",
-            Kind::Layer => "layer",
-            Kind::Segment => "segment",
-            Kind::Metric => "metric",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// The list in `Definitions` this kind lives in.
-    pub fn plural(self) -> &'static str {
-        match self {
-            Kind::Flag => "flags",
-            Kind::Experiment => "experiments",
-            Kind::Layer => "layers",
-            Kind::Segment => "segments",
-            Kind::Metric => "metrics",
-        }
-    }
-}
+/// The kinds of entity, and the lifecycle moves, live in cohort-core's model so cohortctl
+/// plans with the same table this service enforces.
+pub use cohort_core::model::{EntityKind as Kind, ExperimentAction as Action};
 
 /// One stored definition.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,38 +33,6 @@ pub enum Op {
     Update { kind: Kind, key: String, definition: Value, expected_revision: i64 },
     Delete { kind: Kind, key: String, expected_revision: i64 },
     Transition { key: String, action: Action, expected_revision: i64 },
-}
-
-/// Experiment lifecycle moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Start,
-    Pause,
-    Resume,
-    Complete,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Pause => "pause",
-            Action::Resume => "resume",
-            Action::Complete => "complete",
-        }
-    }
-
-    /// The status this action moves to from `from`, if the move is legal.
-    fn target(self, from: ExperimentStatus) -> Option<ExperimentStatus> {
-        use ExperimentStatus::*;
-        match (self, from) {
-            (Action::Start, Draft) => Some(Running),
-            (Action::Pause, Running) => Some(Paused),
-            (Action::Resume, Paused) => Some(Running),
-            (Action::Complete, Running | Paused) => Some(Completed),
-            _ => None,
-        }
-    }
 }
 
 /// What a write will do: the audit row and the new state of one entity.

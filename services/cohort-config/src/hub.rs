@@ -2,17 +2,20 @@
 //!
 //! Each environment with subscribers has one `watch` channel holding its newest state. A
 //! change notification makes the replica load the new version once, turn it into a shared
-//! snapshot and delta, and publish it; every stream of that environment reads it from there.
-//! `watch` keeps only the newest value, so a slow stream skips intermediate versions and
-//! never holds up the others.
+//! snapshot and a delta encoded once as a Sync response, publish it, and offer it to every
+//! stream of that environment in one pass: a stream whose queue has room gets the shared bytes
+//! at once, without its session task waking. A stream whose queue is full is left to its
+//! session, which sends the newest state when the client reads again, so a slow stream skips
+//! intermediate versions and never holds up the others.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cohort_proto::config::v1 as pb;
 use futures::StreamExt;
+use pb::sync_response::{Encoded, Message as Out};
 use serde_json::{Map, Value};
 use tokio::sync::{OnceCell, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -22,8 +25,9 @@ use uuid::Uuid;
 
 use crate::domain::Kind;
 use crate::error::ServiceError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Push};
 use crate::store::{ChangeRow, NOTIFY_CHANNEL, SnapshotData, Store};
+use crate::sync::Stream;
 
 /// One version of an environment, shared by all its streams.
 #[derive(Debug)]
@@ -33,13 +37,16 @@ pub struct EnvState {
     pub committed_at_ms: i64,
     /// cohort-core `Definitions` as JSON, serialized once.
     pub snapshot: Bytes,
-    /// The changes from the previous published state to this one.
-    pub delta: Option<pb::Delta>,
+    /// The Sync response bringing a client from the previous published state to this one,
+    /// encoded once, with the version it starts from.
+    delta: Option<(u64, Encoded)>,
+    /// The snapshot as a Sync response, encoded when a stream first needs it.
+    snapshot_response: OnceLock<Encoded>,
     entities: BTreeMap<(Kind, String), Value>,
 }
 
 impl EnvState {
-    fn new(
+    pub(crate) fn new(
         environment_id: Uuid,
         version: u64,
         committed_at_ms: i64,
@@ -47,7 +54,16 @@ impl EnvState {
         delta: Option<pb::Delta>,
     ) -> Result<Self, ServiceError> {
         let snapshot = definitions_json(version, &entities)?;
-        Ok(EnvState { environment_id, version, committed_at_ms, snapshot, delta, entities })
+        let delta = delta.map(|d| (d.from_version, Encoded::new(Out::Delta(d))));
+        Ok(EnvState {
+            environment_id,
+            version,
+            committed_at_ms,
+            snapshot,
+            delta,
+            snapshot_response: OnceLock::new(),
+            entities,
+        })
     }
 
     pub fn snapshot_message(&self) -> pb::Snapshot {
@@ -56,6 +72,20 @@ impl EnvState {
             version: self.version,
             definitions_json: self.snapshot.clone(),
             committed_at_ms: self.committed_at_ms,
+        }
+    }
+
+    /// The snapshot as a Sync response, shared by every stream that gets it.
+    pub fn snapshot_response(&self) -> Encoded {
+        self.snapshot_response.get_or_init(|| Encoded::new(Out::Snapshot(self.snapshot_message()))).clone()
+    }
+
+    /// What brings a client holding version `held` to this state: the shared delta when it is
+    /// right behind, else the snapshot (intermediate versions are skipped).
+    pub fn response_after(&self, held: u64) -> (Encoded, Push) {
+        match &self.delta {
+            Some((from, delta)) if *from == held => (delta.clone(), Push::Delta),
+            _ => (self.snapshot_response(), Push::Snapshot),
         }
     }
 }
@@ -100,9 +130,41 @@ pub fn kind_to_proto(kind: Kind) -> pb::EntityKind {
 #[derive(Debug, Default)]
 struct EnvEntry {
     sender: OnceCell<watch::Sender<Arc<EnvState>>>,
-    /// Serializes refreshes of one environment.
+    /// Serializes refreshes of one environment, and so its fan-outs.
     refresh: tokio::sync::Mutex<()>,
     idle_since: Mutex<Option<Instant>>,
+    /// The streams each new state is offered to, by subscription id.
+    streams: Mutex<HashMap<u64, Arc<Stream>>>,
+}
+
+impl EnvEntry {
+    /// Offers a newly published state to every stream of the environment.
+    fn fan_out(&self, state: &EnvState, metrics: &Metrics) {
+        let streams: Vec<Arc<Stream>> = lock(&self.streams).values().cloned().collect();
+        for stream in streams {
+            stream.offer(state, metrics);
+        }
+    }
+}
+
+/// A stream's registration with its environment; dropping it ends the offers.
+#[derive(Debug)]
+pub struct Subscription {
+    entry: Arc<EnvEntry>,
+    id: u64,
+    /// The environment's newest state (the hub offers each new one to the stream itself, so
+    /// this is only read, never waited on).
+    pub updates: watch::Receiver<Arc<EnvState>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        lock(&self.entry.streams).remove(&self.id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Debug)]
@@ -110,6 +172,7 @@ pub struct Hub {
     store: Store,
     metrics: Metrics,
     envs: Mutex<HashMap<Uuid, Arc<EnvEntry>>>,
+    next_subscription: std::sync::atomic::AtomicU64,
 }
 
 /// Environments with no subscriber for this long are dropped from memory.
@@ -117,7 +180,7 @@ const IDLE_EVICTION: Duration = Duration::from_secs(60);
 
 impl Hub {
     pub fn new(store: Store, metrics: Metrics) -> Self {
-        Hub { store, metrics, envs: Mutex::new(HashMap::new()) }
+        Hub { store, metrics, envs: Mutex::new(HashMap::new()), next_subscription: Default::default() }
     }
 
     fn entry(&self, env: Uuid) -> Arc<EnvEntry> {
@@ -144,11 +207,14 @@ impl Hub {
         Ok((entry, sender))
     }
 
-    /// Subscribes to an environment, loading it on first use.
-    pub async fn subscribe(&self, env: Uuid) -> Result<watch::Receiver<Arc<EnvState>>, ServiceError> {
+    /// Subscribes a stream to an environment, loading it on first use: from now on every new
+    /// state is offered to the stream.
+    pub async fn subscribe(&self, env: Uuid, stream: Arc<Stream>) -> Result<Subscription, ServiceError> {
         let (entry, sender) = self.sender(env).await?;
         *entry.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        Ok(sender.subscribe())
+        let id = self.next_subscription.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&entry.streams).insert(id, stream);
+        Ok(Subscription { entry, id, updates: sender.subscribe() })
     }
 
     /// The newest state of an environment.
@@ -210,7 +276,9 @@ impl Hub {
         };
         self.metrics.env_loads.inc();
         debug!(environment = %env, version = next.version, "publishing new version");
-        sender.send_replace(Arc::new(next));
+        let next = Arc::new(next);
+        sender.send_replace(next.clone());
+        entry.fan_out(&next, &self.metrics);
         Ok(())
     }
 

@@ -28,7 +28,6 @@ use cohort_proto::config::v1::config_service_server::ConfigServiceServer;
 pub use cohort_runtime::Listeners;
 use cohort_runtime::{Readiness, Shutdown};
 use prometheus_client::registry::Registry;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 pub use settings::ServeSettings;
@@ -110,14 +109,15 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
             .add_service(health_service)
             .add_service(reflection)
             .add_service(ConfigServiceServer::new(api))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async move {
+            .serve_with_incoming_shutdown(cohort_runtime::grpc_incoming(listeners.grpc), async move {
                 stop.cancelled().await
             })
     };
     let http = {
         let stop = servers_down.clone();
         let router = http::router(http::HttpState { auth, hub: hub.clone(), max_age: settings.http_max_age });
-        axum::serve(listeners.http, router).with_graceful_shutdown(async move { stop.cancelled().await })
+        axum::serve(cohort_runtime::http_incoming(listeners.http), router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
     };
     let admin = listeners.admin.map(|l| {
         tokio::spawn(cohort_runtime::serve_admin(

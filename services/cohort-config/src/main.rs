@@ -9,6 +9,11 @@ use cohort_config::settings::{Cli, Command};
 use cohort_config::{Listeners, run};
 use cohort_runtime::{init_tracing, shutdown_on_signal, usage_error};
 
+// mimalloc: the services allocate per request (messages, strings); it is markedly cheaper
+// than the system allocator under load (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -9,8 +9,32 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PushLabels {
-    /// snapshot, delta or heartbeat.
+    /// snapshot, delta, heartbeat, pong or go_away.
     pub kind: &'static str,
+}
+
+/// What a config stream was sent, for the `pushes` counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    Snapshot,
+    Delta,
+    Heartbeat,
+    Pong,
+    GoAway,
+}
+
+impl Push {
+    const ALL: [Push; 5] = [Push::Snapshot, Push::Delta, Push::Heartbeat, Push::Pong, Push::GoAway];
+
+    fn label(self) -> &'static str {
+        match self {
+            Push::Snapshot => "snapshot",
+            Push::Delta => "delta",
+            Push::Heartbeat => "heartbeat",
+            Push::Pong => "pong",
+            Push::GoAway => "go_away",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,6 +48,8 @@ pub struct WriteLabels {
 pub struct Metrics {
     pub streams: Gauge,
     pub pushes: Family<PushLabels, Counter>,
+    /// The `pushes` counters by kind, looked up once: the fan-out counts one push per stream.
+    push_counters: [Counter; 5],
     pub acks: Counter,
     /// Commit to acknowledgment, in seconds, for acknowledgments received by this replica.
     pub propagation_seconds: Histogram,
@@ -34,9 +60,13 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(registry: &mut Registry) -> Self {
+        let pushes = Family::<PushLabels, Counter>::default();
+        let push_counters =
+            Push::ALL.map(|kind| pushes.get_or_create(&PushLabels { kind: kind.label() }).clone());
         let m = Metrics {
             streams: Gauge::default(),
-            pushes: Family::default(),
+            pushes,
+            push_counters,
             acks: Counter::default(),
             propagation_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             writes: Family::default(),
@@ -56,5 +86,9 @@ impl Metrics {
         r.register("notifications", "Change notifications received from PostgreSQL", m.notifications.clone());
         r.register("environment_loads", "Environment states loaded or refreshed", m.env_loads.clone());
         m
+    }
+
+    pub fn pushed(&self, kind: Push) {
+        self.push_counters[kind as usize].inc();
     }
 }

@@ -31,11 +31,20 @@ pub struct Propagation {
     replica: Uuid,
     store: Store,
     acks: Mutex<Acks>,
+    /// One flush at a time: each writes a version's whole list of latencies, and a list taken
+    /// earlier must not land after a longer one taken later (the periodic flush and
+    /// `GetPropagation`'s would otherwise race, and a version could stay short of its acks).
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl Propagation {
     pub fn new(replica: Uuid, store: Store) -> Self {
-        Propagation { replica, store, acks: Mutex::new(Acks::default()) }
+        Propagation {
+            replica,
+            store,
+            acks: Mutex::new(Acks::default()),
+            flushing: tokio::sync::Mutex::new(()),
+        }
     }
 
     pub fn record(&self, env: Uuid, version: u64, latency_ms: f32) {
@@ -50,6 +59,7 @@ impl Propagation {
 
     /// Writes what changed since the last flush, and this replica's stream counts.
     pub async fn flush(&self, hub: &Hub) -> Result<(), ServiceError> {
+        let _one = self.flushing.lock().await;
         let batch: Vec<(Uuid, u64, Vec<f32>)> = {
             let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
             let dirty = std::mem::take(&mut acks.dirty);

@@ -1,20 +1,26 @@
 //! One `Sync` stream: catch the client up from the version it has, push each new version,
 //! record its acknowledgments, keep it alive with heartbeats, and say goodbye on shutdown.
+//!
+//! New versions normally reach the stream through the hub's fan-out ([`Stream::offer`]), which
+//! writes the shared, encoded response into the stream's queue without waking the session.
+//! The session takes over delivery while it catches the client up, and when the queue was
+//! full: then it waits for room and sends the newest state, skipping the ones in between.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use cohort_proto::config::v1 as pb;
 use pb::sync_request::Message as In;
 use pb::sync_response::Message as Out;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
 use crate::hub::{EnvState, Hub, change_message};
-use crate::metrics::{Metrics, PushLabels};
+use crate::metrics::{Metrics, Push};
 use crate::propagation::Propagation;
 use crate::store::{Store, unix_ms};
 
@@ -24,6 +30,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_DELTA_CHANGES: u64 = 500;
 
 pub type Outbound = mpsc::Sender<Result<pb::SyncResponse, Status>>;
+type Permit<'a> = mpsc::Permit<'a, Result<pb::SyncResponse, Status>>;
 
 /// Everything a stream session needs, shared by all sessions.
 #[derive(Debug, Clone)]
@@ -34,6 +41,87 @@ pub struct SyncContext {
     pub metrics: Metrics,
     pub heartbeat: Duration,
     pub shutdown: CancellationToken,
+}
+
+/// A stream as the hub's fan-out and its session share it.
+#[derive(Debug)]
+pub struct Stream {
+    out: Outbound,
+    sent: Mutex<Sent>,
+    /// Wakes the session when an offer found the queue full.
+    stalled: Notify,
+}
+
+/// The newest config sent on a stream; messages are queued under this lock, so they are in
+/// version order whoever sends them.
+#[derive(Debug)]
+struct Sent {
+    /// The newest version sent to the client (or the one it said it had).
+    version: u64,
+    committed_at_ms: i64,
+    /// The session delivers versions itself (it is catching the client up, or the queue was
+    /// full); offers leave the stream alone.
+    by_session: bool,
+}
+
+impl Stream {
+    fn new(out: Outbound, known_version: u64) -> Self {
+        let sent = Sent { version: known_version, committed_at_ms: 0, by_session: true };
+        Stream { out, sent: Mutex::new(sent), stalled: Notify::new() }
+    }
+
+    fn sent(&self) -> MutexGuard<'_, Sent> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new state was published: queue what brings the client to it, unless the session has
+    /// the stream or the queue is full (then the session is woken to catch up). Never waits.
+    pub fn offer(&self, state: &EnvState, metrics: &Metrics) {
+        let mut sent = self.sent();
+        if sent.by_session || state.version <= sent.version {
+            return;
+        }
+        match self.out.try_reserve() {
+            Ok(permit) => deliver(&mut sent, permit, state, metrics),
+            Err(TrySendError::Full(())) => {
+                sent.by_session = true;
+                self.stalled.notify_one();
+            }
+            // The session ends when it next reads or sends.
+            Err(TrySendError::Closed(())) => {}
+        }
+    }
+
+    /// Hands delivery back to the offers after sending `newest` if the client lacks it.
+    fn release(&self, permit: Permit<'_>, newest: &EnvState, metrics: &Metrics) {
+        let mut sent = self.sent();
+        if newest.version > sent.version {
+            deliver(&mut sent, permit, newest, metrics);
+        }
+        sent.by_session = false;
+    }
+
+    /// Queues a message that is not config, dropping it when the queue is full: a client that
+    /// does not read needs no heartbeat, and asks again for a pong.
+    fn try_send(&self, message: Out, kind: Push, metrics: &Metrics) -> Result<(), Gone> {
+        match self.out.try_send(Ok(pb::SyncResponse { message: Some(message) })) {
+            Ok(()) => {
+                metrics.pushed(kind);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Ok(()),
+            Err(TrySendError::Closed(_)) => Err(Gone),
+        }
+    }
+}
+
+/// Queues the shared response that brings the client from what it was sent to `state`.
+fn deliver(sent: &mut Sent, permit: Permit<'_>, state: &EnvState, metrics: &Metrics) {
+    let (response, kind) = state.response_after(sent.version);
+    permit.send(Ok(pb::SyncResponse { message: Some(Out::Encoded(response)) }));
+    metrics.pushed(kind);
+    sent.version = state.version;
+    sent.committed_at_ms = state.committed_at_ms;
 }
 
 /// Decrements the stream gauge however the session ends.
@@ -61,8 +149,9 @@ pub async fn session(ctx: SyncContext, env: Uuid, mut inbound: Streaming<pb::Syn
             return;
         }
     };
-    let mut updates = match ctx.hub.subscribe(env).await {
-        Ok(rx) => rx,
+    let stream = Arc::new(Stream::new(out.clone(), hello.known_version));
+    let subscription = match ctx.hub.subscribe(env, stream.clone()).await {
+        Ok(s) => s,
         Err(e) => {
             let _ = out.send(Err(e.into())).await;
             return;
@@ -72,29 +161,26 @@ pub async fn session(ctx: SyncContext, env: Uuid, mut inbound: Streaming<pb::Syn
     let _connected = Connected(ctx.metrics.clone());
     debug!(environment = %env, client = %hello.client, known_version = hello.known_version, "stream opened");
 
-    let mut session =
-        Session { ctx: &ctx, env, out: &out, sent: hello.known_version, sent_committed_at_ms: 0 };
-    let state = updates.borrow_and_update().clone();
-    if session.catch_up(&state).await.is_err() {
+    let session = Session { ctx: &ctx, env, stream: &stream, updates: &subscription.updates };
+    if session.catch_up().await.is_err() {
         return;
     }
     let mut heartbeat = tokio::time::interval(ctx.heartbeat);
     heartbeat.tick().await;
+    // Made once: every stream of the replica waits on this token.
+    let shutdown = ctx.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let mut stalled = false;
     loop {
+        // In this order, so an acknowledgment is handled without polling the rest.
         tokio::select! {
-            _ = ctx.shutdown.cancelled() => {
+            biased;
+            _ = &mut shutdown => {
                 let bye = Out::GoAway(pb::GoAway { reason: "server shutting down; reconnect".into() });
-                let _ = session.send(bye, "go_away").await;
+                if out.send(Ok(pb::SyncResponse { message: Some(bye) })).await.is_ok() {
+                    ctx.metrics.pushed(Push::GoAway);
+                }
                 return;
-            }
-            changed = updates.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let state = updates.borrow_and_update().clone();
-                if session.push(&state).await.is_err() {
-                    return;
-                }
             }
             message = inbound.message() => match message {
                 Ok(Some(pb::SyncRequest { message: Some(m) })) => {
@@ -109,12 +195,19 @@ pub async fn session(ctx: SyncContext, env: Uuid, mut inbound: Streaming<pb::Syn
                     return;
                 }
             },
+            _ = stream.stalled.notified(), if !stalled => stalled = true,
+            permit = out.reserve(), if stalled => {
+                let Ok(permit) = permit else { return };
+                stream.release(permit, &session.newest(), &ctx.metrics);
+                stalled = false;
+            }
             _ = heartbeat.tick() => {
+                let sent = stream.sent();
                 let beat = Out::Heartbeat(pb::Heartbeat {
-                    version: session.sent,
+                    version: sent.version,
                     interval_ms: ctx.heartbeat.as_millis() as u32,
                 });
-                if session.send(beat, "heartbeat").await.is_err() {
+                if stream.try_send(beat, Push::Heartbeat, &ctx.metrics).is_err() {
                     return;
                 }
             }
@@ -125,95 +218,107 @@ pub async fn session(ctx: SyncContext, env: Uuid, mut inbound: Streaming<pb::Syn
 struct Session<'a> {
     ctx: &'a SyncContext,
     env: Uuid,
-    out: &'a Outbound,
-    /// The newest version sent to the client (or the one it said it had).
-    sent: u64,
-    sent_committed_at_ms: i64,
+    stream: &'a Stream,
+    updates: &'a watch::Receiver<Arc<EnvState>>,
 }
 
 struct Gone;
 
 impl Session<'_> {
-    async fn send(&self, message: Out, kind: &'static str) -> Result<(), Gone> {
-        self.ctx.metrics.pushes.get_or_create(&PushLabels { kind }).inc();
-        self.out.send(Ok(pb::SyncResponse { message: Some(message) })).await.map_err(|_| Gone)
+    fn newest(&self) -> Arc<EnvState> {
+        self.updates.borrow().clone()
     }
 
-    async fn snapshot(&mut self, state: &EnvState) -> Result<(), Gone> {
-        self.send(Out::Snapshot(state.snapshot_message()), "snapshot").await?;
-        self.mark_sent(state);
+    /// Queues `message`, waiting for room, after which the client holds `version` (committed
+    /// at `committed_at_ms`, or 0 when it had it already and its acknowledgment means nothing).
+    async fn send_config(
+        &self,
+        message: Out,
+        kind: Push,
+        version: u64,
+        committed_at_ms: i64,
+    ) -> Result<(), Gone> {
+        let permit = self.stream.out.reserve().await.map_err(|_| Gone)?;
+        let mut sent = self.stream.sent();
+        permit.send(Ok(pb::SyncResponse { message: Some(message) }));
+        self.ctx.metrics.pushed(kind);
+        sent.version = version;
+        sent.committed_at_ms = committed_at_ms;
         Ok(())
     }
 
-    fn mark_sent(&mut self, state: &EnvState) {
-        self.sent = state.version;
-        self.sent_committed_at_ms = state.committed_at_ms;
-    }
-
-    /// The first answer: nothing, the changes the client missed, or a snapshot.
-    async fn catch_up(&mut self, state: &EnvState) -> Result<(), Gone> {
-        let known = self.sent;
+    /// The first answer (nothing, the changes the client missed, or a snapshot), then anything
+    /// published meanwhile; afterwards the hub's offers deliver.
+    async fn catch_up(&self) -> Result<(), Gone> {
+        let state = self.newest();
+        let known = self.stream.sent().version;
+        let (version, at) = (state.version, state.committed_at_ms);
         if known == state.version && known > 0 {
             let beat = pb::Heartbeat { version: known, interval_ms: self.ctx.heartbeat.as_millis() as u32 };
-            return self.send(Out::Heartbeat(beat), "heartbeat").await;
+            self.send_config(Out::Heartbeat(beat), Push::Heartbeat, version, 0).await?;
+        } else if let Some(delta) = self.delta_from_log(known, &state).await {
+            self.send_config(Out::Delta(delta), Push::Delta, version, at).await?;
+        } else {
+            // No version, an unknown (newer) one, or too far behind: the whole config.
+            let snapshot = Out::Encoded(state.snapshot_response());
+            self.send_config(snapshot, Push::Snapshot, version, at).await?;
         }
-        if known > 0 && known < state.version && state.version - known <= MAX_DELTA_CHANGES {
-            match self.ctx.store.changes(self.env, known, state.version).await {
-                Ok(changes) if changes.len() as u64 == state.version - known => {
-                    let delta = pb::Delta {
-                        from_version: known,
-                        to_version: state.version,
-                        changes: changes.iter().map(change_message).collect(),
-                        committed_at_ms: state.committed_at_ms,
-                    };
-                    self.send(Out::Delta(delta), "delta").await?;
-                    self.mark_sent(state);
-                    return Ok(());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(environment = %self.env, error = %e, "cannot read changes; sending a snapshot")
-                }
-            }
-        }
-        // No version, an unknown (newer) one, or too far behind: the whole config.
-        self.snapshot(state).await
+        let permit = self.stream.out.reserve().await.map_err(|_| Gone)?;
+        self.stream.release(permit, &self.newest(), &self.ctx.metrics);
+        Ok(())
     }
 
-    /// A new state was published: the shared delta when the client is right behind it,
-    /// else a snapshot of the newest state (intermediate versions are skipped).
-    async fn push(&mut self, state: &EnvState) -> Result<(), Gone> {
-        if state.version <= self.sent {
-            return Ok(());
+    /// The changes from `known` to `state`, when the client is not too far behind.
+    async fn delta_from_log(&self, known: u64, state: &EnvState) -> Option<pb::Delta> {
+        if known == 0 || known >= state.version || state.version - known > MAX_DELTA_CHANGES {
+            return None;
         }
-        match &state.delta {
-            Some(delta) if delta.from_version == self.sent => {
-                self.send(Out::Delta(delta.clone()), "delta").await?;
-                self.mark_sent(state);
-                Ok(())
+        match self.ctx.store.changes(self.env, known, state.version).await {
+            Ok(changes) if changes.len() as u64 == state.version - known => Some(pb::Delta {
+                from_version: known,
+                to_version: state.version,
+                changes: changes.iter().map(change_message).collect(),
+                committed_at_ms: state.committed_at_ms,
+            }),
+            Ok(_) => None,
+            Err(e) => {
+                warn!(environment = %self.env, error = %e, "cannot read changes; sending a snapshot");
+                None
             }
-            _ => self.snapshot(state).await,
         }
     }
 
-    async fn handle(&mut self, message: In) -> Result<(), Gone> {
+    async fn handle(&self, message: In) -> Result<(), Gone> {
         match message {
             In::Ack(ack) => {
                 self.ctx.metrics.acks.inc();
-                if ack.version == self.sent && self.sent_committed_at_ms > 0 {
-                    let latency_ms = (unix_ms(SystemTime::now()) - self.sent_committed_at_ms).max(0);
+                let committed_at_ms = {
+                    let sent = self.stream.sent();
+                    if ack.version == sent.version { sent.committed_at_ms } else { 0 }
+                };
+                if committed_at_ms > 0 {
+                    let latency_ms = (unix_ms(SystemTime::now()) - committed_at_ms).max(0);
                     self.ctx.metrics.propagation_seconds.observe(latency_ms as f64 / 1000.0);
                     self.ctx.propagation.record(self.env, ack.version, latency_ms as f32);
                 }
                 Ok(())
             }
-            In::Ping(ping) => self.send(Out::Pong(pb::Pong { nonce: ping.nonce }), "pong").await,
+            In::Ping(ping) => {
+                self.stream.try_send(Out::Pong(pb::Pong { nonce: ping.nonce }), Push::Pong, &self.ctx.metrics)
+            }
             // A second hello is a client confused about its state: start it over.
             In::Hello(hello) => {
-                self.sent = hello.known_version;
-                let state = self.ctx.hub.current(self.env).await.map_err(|_| Gone)?;
-                self.catch_up(&state).await
+                {
+                    let mut sent = self.stream.sent();
+                    sent.version = hello.known_version;
+                    sent.committed_at_ms = 0;
+                    sent.by_session = true;
+                }
+                self.catch_up().await
             }
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

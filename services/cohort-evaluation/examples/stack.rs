@@ -14,6 +14,10 @@
 
 use std::net::SocketAddr;
 
+// The allocator the service binary uses, so the numbers are the service's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::Parser;
 use cohort_proto::config::v1 as cpb;

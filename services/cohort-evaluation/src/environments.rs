@@ -77,6 +77,10 @@ pub struct ClientOptions {
     pub init_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_environments: usize,
+    /// Per environment: see the settings of the same names.
+    pub exposure_dedup_capacity: usize,
+    pub max_queued_events: usize,
+    pub event_senders: usize,
 }
 
 /// Environment counters, registered by [`crate::metrics::Metrics`].
@@ -246,7 +250,14 @@ impl Environments {
             events.iter().fold(Client::builder(key).config_endpoints(config.iter().cloned()), |b, uri| {
                 b.event_endpoint(uri.clone())
             });
-        let built = builder.init_timeout(o.init_timeout).fail_on_rejected_key(true).build().await;
+        let built = builder
+            .init_timeout(o.init_timeout)
+            .fail_on_rejected_key(true)
+            .exposure_dedup_capacity(o.exposure_dedup_capacity)
+            .max_queued_events(o.max_queued_events)
+            .event_senders(o.event_senders)
+            .build()
+            .await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match built {
             Ok(client) => {

@@ -25,15 +25,10 @@ pub mod settings;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use cohort_proto::evaluation::v1::evaluation_service_server::EvaluationServiceServer;
 pub use cohort_runtime::Listeners;
 use cohort_runtime::{Readiness, Shutdown};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio::net::TcpStream;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 pub use settings::Settings;
@@ -70,6 +65,9 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
             init_timeout: settings.init_timeout,
             idle_timeout: settings.idle_timeout,
             max_environments: settings.max_environments,
+            exposure_dedup_capacity: settings.exposure_dedup_capacity,
+            max_queued_events: settings.max_queued_events,
+            event_senders: settings.event_senders,
         },
         metrics.environments.clone(),
     );
@@ -104,7 +102,9 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
             .add_service(health_service)
             .add_service(reflection)
             .add_service(EvaluationServiceServer::new(Api { evaluator: evaluator.clone() }))
-            .serve_with_incoming_shutdown(no_delay(listeners.grpc), async move { stop.cancelled().await })
+            .serve_with_incoming_shutdown(cohort_runtime::grpc_incoming(listeners.grpc), async move {
+                stop.cancelled().await
+            })
     };
     let http = {
         let stop = servers_down.clone();
@@ -113,11 +113,8 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
             cors: Arc::new(http::Cors::new(&settings.cors_origins)),
             max_cache: settings.http_max_cache,
         });
-        // Small responses go out at once rather than waiting on Nagle and delayed ACKs.
-        let listener = listeners.http.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await })
+        axum::serve(cohort_runtime::http_incoming(listeners.http), router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
     };
     let admin = listeners.admin.map(|l| {
         tokio::spawn(cohort_runtime::serve_admin(
@@ -161,14 +158,4 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         warn!(grace = ?settings.common.shutdown_grace, "shutdown grace period ran out");
     }
     Ok(())
-}
-
-/// Accepted connections with `TCP_NODELAY`: the server's own setting applies only to sockets
-/// it binds, and a small response held back by Nagle waits for the peer's delayed ACK (40 ms).
-fn no_delay(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<TcpStream>> {
-    TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        })
-    })
 }

@@ -50,6 +50,19 @@ pub struct Settings {
     #[arg(long, env = "COHORT_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "10m")]
     pub idle_timeout: Duration,
 
+    /// Exposures remembered per environment for deduplication (8 bytes each): size it to the
+    /// (unit, experiment) pairs seen in a few minutes, or repeat visits are recorded again.
+    #[arg(long, env = "COHORT_EXPOSURE_DEDUP_CAPACITY", default_value_t = 1 << 18)]
+    pub exposure_dedup_capacity: usize,
+
+    /// Exposures held in memory per environment before new ones are dropped and counted.
+    #[arg(long, env = "COHORT_MAX_QUEUED_EVENTS", default_value_t = 200_000)]
+    pub max_queued_events: usize,
+
+    /// Batches each environment delivers to the event service side by side (1 to 16).
+    #[arg(long, env = "COHORT_EVENT_SENDERS", default_value_t = 4)]
+    pub event_senders: usize,
+
     /// Most environments (SDK clients) held at once; beyond it the least recently used closes.
     #[arg(long, env = "COHORT_MAX_ENVIRONMENTS", default_value_t = 1000)]
     pub max_environments: usize,
@@ -115,6 +128,15 @@ impl Settings {
         }
         if self.max_concurrent_requests == 0 {
             return Err("--max-concurrent-requests must be at least 1".into());
+        }
+        if !(1..=1 << 26).contains(&self.exposure_dedup_capacity) {
+            return Err("--exposure-dedup-capacity must be 1 to 67108864".into());
+        }
+        if self.max_queued_events == 0 {
+            return Err("--max-queued-events must be at least 1".into());
+        }
+        if !(1..=cohort_sdk::MAX_EVENT_SENDERS).contains(&self.event_senders) {
+            return Err(format!("--event-senders must be 1 to {}", cohort_sdk::MAX_EVENT_SENDERS));
         }
         if self.max_keys == 0 || self.max_batch_contexts == 0 {
             return Err("--max-keys and --max-batch-contexts must be at least 1".into());

@@ -39,7 +39,6 @@ use cohort_runtime::{Readiness, Shutdown, serve_admin};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -243,12 +242,11 @@ async fn serve_grpc(
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
         // Bounds a call end to end (the spool fsync included); clients retry with the same ids.
         .timeout(settings.request_timeout)
-        .tcp_nodelay(true)
         .layer(layers)
         .add_service(health)
         .add_service(reflection)
         .add_service(events)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+        .serve_with_incoming_shutdown(cohort_runtime::grpc_incoming(listener), stop.cancelled_owned())
         .await
         .map_err(|e| e.to_string())
 }
@@ -282,7 +280,10 @@ async fn serve_http(
         )
         // Refuses larger bodies with 413 before they are buffered.
         .layer(DefaultBodyLimit::max(settings.max_request_bytes as usize));
-    axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await.map_err(|e| e.to_string())
+    axum::serve(cohort_runtime::http_incoming(listener), app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Keeps the age-of-oldest-undrained-event gauge current.

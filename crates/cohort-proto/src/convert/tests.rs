@@ -86,3 +86,21 @@ fn decisions_encode_values_by_json_type() {
     assert_eq!(missing.error_code(), pb::ErrorCode::FlagNotFound);
     assert_eq!(missing.kind(), pb::DecisionKind::Unspecified);
 }
+
+#[test]
+fn entity_kinds_and_actions_round_trip_through_the_wire() {
+    use cohort_core::model::{EntityKind, ExperimentAction};
+
+    use crate::config::v1 as cpb;
+    use crate::convert::{entity_kind, experiment_action};
+
+    for kind in EntityKind::ALL {
+        assert_eq!(entity_kind(cpb::EntityKind::from(kind) as i32), Some(kind));
+    }
+    for action in ExperimentAction::ALL {
+        assert_eq!(experiment_action(cpb::ExperimentAction::from(action) as i32), Some(action));
+    }
+    assert_eq!(entity_kind(cpb::EntityKind::Unspecified as i32), None);
+    assert_eq!(entity_kind(99), None);
+    assert_eq!(experiment_action(cpb::ExperimentAction::Unspecified as i32), None);
+}

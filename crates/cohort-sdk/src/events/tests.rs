@@ -7,13 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cohort_proto::events::v1 as pb;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::{Command, EventHandle, EventOptions, MetricEvent, Sink, start};
+use super::{EventHandle, EventOptions, MetricEvent, Sink, start};
 use crate::backoff::BackoffPolicy;
 use crate::error::TrackError;
 
@@ -59,6 +58,9 @@ fn options(batch_size: usize, max_queued: usize) -> EventOptions {
         flush_interval: Duration::from_secs(10),
         max_queued_events: max_queued,
         exposure_dedup_capacity: 1024,
+        // One worker keeps the order of attempts predictable; `senders_deliver_side_by_side`
+        // covers several.
+        senders: 1,
         retry_backoff: BackoffPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(5) },
     }
 }
@@ -83,9 +85,7 @@ async fn settle() {
 }
 
 async fn flush(h: &EventHandle) {
-    let (tx, rx) = oneshot::channel();
-    h.commands.send(Command::Flush(tx)).await.unwrap();
-    rx.await.unwrap();
+    h.flush().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -199,6 +199,31 @@ async fn memory_is_bounded_and_drops_are_counted() {
     assert_eq!(full, 7);
     assert_eq!(h.queue.counters.dropped_full.load(Ordering::Relaxed), 7);
     assert_eq!(h.queue.counters.queued.load(Ordering::Relaxed), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn senders_deliver_side_by_side() {
+    let sink = FakeSink::default();
+    // A service that never answers: what is in flight at once is what the sink saw.
+    sink.0.lock().unwrap().hang = true;
+    let (h, _cancel, _task) = spawn(sink.clone(), &EventOptions { senders: 3, ..options(2, 100) });
+    track(&h, 8);
+    settle().await;
+    // Three batches of two in flight together; the last two events wait behind them.
+    assert_eq!(sink.attempts().iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2]);
+    assert_eq!(h.queue.counters.queued.load(Ordering::Relaxed), 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn flush_reaches_every_sender() {
+    let sink = FakeSink::default();
+    let (h, _cancel, _task) = spawn(sink.clone(), &EventOptions { senders: 4, ..options(100, 1000) });
+    track(&h, 10);
+    flush(&h).await;
+    // Round-robin: every worker held a partial batch, and flush sent them all.
+    assert_eq!(sink.attempts().len(), 4);
+    assert_eq!(sink.attempts().iter().map(Vec::len).sum::<usize>(), 10);
+    assert_eq!(h.queue.counters.sent.load(Ordering::Relaxed), 10);
 }
 
 #[tokio::test(start_paused = true)]

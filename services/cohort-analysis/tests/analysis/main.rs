@@ -2,6 +2,7 @@
 //! service's store, synthetic exposures and events inserted directly, cycles run in-process.
 
 mod cycle;
+mod incremental;
 mod results;
 
 use std::time::{Duration, SystemTime};

@@ -1,0 +1,507 @@
+//! The whole path through Cohort, as an operator (with cohortctl's gRPC calls) and an
+//! application (with the SDK) walk it: bootstrap, metrics and an experiment started; the SDK
+//! has it within a second; 20,000 units split by the weights; exposures and conversions with a
+//! planted effect; the analysis service finds the effect; a harmful guardrail pauses a second
+//! experiment and the SDK sees it paused; the config service dies and the SDK keeps serving
+//! its last-known-good config.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cohort_analysis::analyze::ExperimentResult;
+use cohort_core::model::ExperimentStatus;
+use cohort_integration_tests::{Service, TestCluster, authed};
+use cohort_proto::analysis::v1 as apb;
+use cohort_proto::analysis::v1::analysis_service_client::AnalysisServiceClient;
+use cohort_proto::common::v1 as common;
+use cohort_proto::config::v1 as cpb;
+use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
+use cohort_proto::evaluation::v1 as epb;
+use cohort_proto::evaluation::v1::evaluation_service_client::EvaluationServiceClient;
+use cohort_sdk::{Client, Context, MetricEvent, Reason, State};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+const ENV: &str = "production";
+/// The experiment with a planted effect: the green button converts at 15 % instead of 10 %.
+const CHECKOUT: &str = "checkout-button";
+const CHECKOUT_WEIGHTS: [(&str, f64); 2] = [("grey", 0.4), ("green", 0.6)];
+const CONVERSION: [(&str, f64); 2] = [("grey", 0.10), ("green", 0.15)];
+const UNITS: usize = 20_000;
+/// The experiment whose new variant doubles errors, far beyond its guardrail's 5 %.
+const RISKY: &str = "new-search";
+const RISKY_UNITS: usize = 6_000;
+const ERROR_RATE: [(&str, f64); 2] = [("old", 0.02), ("new", 0.08)];
+const COUNTRIES: [&str; 3] = ["NZ", "AU", "US"];
+/// The longest any step may take before the test fails (an analysis result, a pause, ...).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The operator's admin key and the application's SDK key.
+#[derive(Debug)]
+struct Keys {
+    admin: String,
+    sdk: String,
+}
+
+/// What the application did in the checkout experiment: each unit's variant, and per variant
+/// (units, units that converted), for checking answers and results against.
+#[derive(Debug)]
+struct Traffic {
+    assigned: Vec<String>,
+    expected: BTreeMap<String, (u64, u64)>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_experiment_runs_from_bootstrap_to_results_and_survives_a_config_outage() {
+    let mut cluster = TestCluster::start().await;
+    let mut config = cluster.config().await;
+    let keys = bootstrap_and_define(&mut config).await;
+
+    let cache = tempfile::tempdir().expect("a cache directory");
+    let cache_file = cache.path().join("production.json");
+    let sdk = sdk(&cluster, &keys.sdk, &cache_file).await;
+    the_sdk_has_the_start_within_a_second(&mut config, &keys.admin, &sdk).await;
+    let traffic = units_split_by_the_weights_and_convert(&sdk).await;
+    let mut evaluation = cluster.evaluation().await;
+    assert_remote_agrees(&mut evaluation, &keys.sdk, &traffic, sdk.version()).await;
+    the_analysis_finds_the_planted_effect(&cluster, &keys.admin, &traffic).await;
+    a_harmful_guardrail_pauses_the_second_experiment(&cluster, &mut config, &keys.admin, &sdk).await;
+
+    let version = sdk.version();
+    the_sdk_outlives_the_config_service(&mut cluster, &keys.sdk, &sdk, &traffic, &cache_file).await;
+    // The evaluation service, an SDK inside, serves its last config too.
+    assert_remote_agrees(&mut evaluation, &keys.sdk, &traffic, version).await;
+
+    sdk.close().await.expect("the SDK delivers its last events and closes");
+    cluster.stop().await;
+}
+
+/// An operator bootstraps the first organization, makes an SDK key for the application,
+/// defines the metrics and drafts the checkout experiment.
+async fn bootstrap_and_define(config: &mut ConfigServiceClient<Channel>) -> Keys {
+    let boot = config
+        .bootstrap(cpb::BootstrapRequest {
+            organization: "e2e".into(),
+            environment: ENV.into(),
+            token: "".into(),
+        })
+        .await
+        .expect("bootstrap an empty installation")
+        .into_inner();
+    let admin = boot.admin_key.expect("bootstrap returns an admin key").secret;
+    let sdk = config
+        .create_api_key(authed(
+            &admin,
+            cpb::CreateApiKeyRequest {
+                kind: cpb::KeyKind::Sdk as i32,
+                name: "e2e app".into(),
+                environment: ENV.into(),
+            },
+        ))
+        .await
+        .expect("create an SDK key")
+        .into_inner()
+        .secret;
+    let purchase = json!({"key": "purchase", "event": "purchase", "aggregation": "conversion"});
+    create(config, &admin, cpb::EntityKind::Metric, purchase).await;
+    let errors = json!({
+        "key": "errors", "event": "error", "aggregation": "conversion", "direction": "decrease",
+        "guardrail_threshold": 0.05,
+    });
+    create(config, &admin, cpb::EntityKind::Metric, errors).await;
+    let checkout = json!({
+        "key": CHECKOUT, "salt": "checkout-button-e2e",
+        "variants": [
+            {"key": "grey", "weight_bp": 4000, "control": true, "payload": {"color": "#9e9e9e"}},
+            {"key": "green", "weight_bp": 6000, "payload": {"color": "#2e7d32"}},
+        ],
+        "primary_metrics": ["purchase"],
+        "breakdown_attributes": ["country"],
+        "planned_units_per_variant": 8000,
+    });
+    create(config, &admin, cpb::EntityKind::Experiment, checkout).await;
+    Keys { admin, sdk }
+}
+
+/// The SDK, connected while the experiment is a draft, has it started in under a second
+/// after the start call returns.
+async fn the_sdk_has_the_start_within_a_second(
+    config: &mut ConfigServiceClient<Channel>,
+    admin: &str,
+    sdk: &Client,
+) {
+    assert_eq!(sdk.state(), State::Ready, "{:?}", sdk.last_error());
+    let draft = sdk.experiment(CHECKOUT, &checkout_context(0));
+    assert!(!draft.enrolled && draft.reason == Reason::Disabled, "a draft enrolls nobody: {draft:?}");
+
+    let mut status = sdk.subscribe();
+    let started = transition(config, admin, CHECKOUT, cpb::ExperimentAction::Start, 1).await;
+    let returned = Instant::now();
+    tokio::time::timeout(PATIENCE, status.wait_for(|s| s.version >= started))
+        .await
+        .expect("the SDK receives the started experiment")
+        .expect("the SDK is alive");
+    let took = returned.elapsed();
+    assert!(took < Duration::from_secs(1), "the SDK saw the start after {took:?}");
+}
+
+/// 20,000 units: the split follows the weights (within 3 standard deviations), each unit
+/// converts with its variant's rate (seeded, so every run is the same), and every exposure and
+/// conversion reaches the event service.
+async fn units_split_by_the_weights_and_convert(sdk: &Client) -> Traffic {
+    let mut rng = ChaCha8Rng::seed_from_u64(20_000);
+    let mut assigned = Vec::with_capacity(UNITS);
+    let mut expected: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for i in 0..UNITS {
+        let a = sdk.experiment(CHECKOUT, &checkout_context(i));
+        assert!(a.enrolled && a.reason == Reason::Split, "user-{i} is enrolled: {a:?}");
+        let variant = a.variant.expect("an enrolled unit has a variant");
+        let converted = rng.random::<f64>() < rate(&CONVERSION, &variant);
+        if converted {
+            let purchase = MetricEvent::new(format!("user-{i}"), "purchase").with_value(1.0);
+            sdk.track(purchase).expect("purchase queued");
+        }
+        let counts = expected.entry(variant.clone()).or_default();
+        counts.0 += 1;
+        counts.1 += u64::from(converted);
+        assigned.push(variant);
+    }
+    for (variant, weight) in CHECKOUT_WEIGHTS {
+        let n = expected.get(variant).map_or(0, |c| c.0) as f64;
+        let (mean, sd) = (UNITS as f64 * weight, (UNITS as f64 * weight * (1.0 - weight)).sqrt());
+        assert!((n - mean).abs() <= 3.0 * sd, "{variant}: {n} units, expected {mean} ± {:.0}", 3.0 * sd);
+    }
+
+    sdk.flush().await.expect("every exposure and conversion is delivered");
+    let stats = sdk.stats();
+    let conversions: u64 = expected.values().map(|c| c.1).sum();
+    assert_eq!(stats.exposures_recorded, UNITS as u64, "{stats:?}");
+    assert_eq!(stats.events_sent, UNITS as u64 + conversions, "{stats:?}");
+    assert_eq!(sdk.dropped_events(), 0, "{stats:?}");
+    Traffic { assigned, expected }
+}
+
+/// Once every exposure and conversion is analyzed: the planted effect, with the right sign,
+/// significant, its interval covering the truth, and no sample ratio mismatch.
+async fn the_analysis_finds_the_planted_effect(cluster: &TestCluster, admin: &str, traffic: &Traffic) {
+    let mut analysis = cluster.analysis().await;
+    let result = wait_for_result(&mut analysis, admin, CHECKOUT, |r| {
+        traffic.expected.iter().all(|(variant, &(units, converted))| {
+            r.units.get(variant) == Some(&units) && conversions_of(r, "purchase", variant) == Some(converted)
+        })
+    })
+    .await;
+    assert_eq!(result.excluded_units, 0);
+    assert!(!result.srm.detected, "no sample ratio mismatch: {:?}", result.srm);
+    let purchase = result.metrics.iter().find(|m| m.metric == "purchase").expect("the primary metric");
+    let green = purchase.comparisons.iter().find(|c| c.variant == "green").expect("green against grey");
+    let truth = rate(&CONVERSION, "green") - rate(&CONVERSION, "grey");
+    assert!(green.abs_diff.is_some_and(|d| d > 0.0), "green converts better: {green:?}");
+    assert!(green.significant && green.p_value.is_some_and(|p| p < 0.001), "{green:?}");
+    let [lo, hi] = green.abs_ci.expect("a confidence interval");
+    assert!(lo < truth && truth < hi, "the interval [{lo:.4}, {hi:.4}] covers the planted {truth}");
+    assert!(result.boundary_crossed, "the sequential boundary was crossed: {result:?}");
+    assert!(result.paused_by_guardrail.is_none());
+    let countries: Vec<&str> = result.segments.iter().map(|s| s.value.as_str()).collect();
+    assert_eq!(countries.len(), COUNTRIES.len(), "one segment per country: {countries:?}");
+}
+
+/// A second experiment makes things worse: the analysis service pauses it on its guardrail,
+/// with the reason in the audit log, and the SDK stops enrolling units in it.
+async fn a_harmful_guardrail_pauses_the_second_experiment(
+    cluster: &TestCluster,
+    config: &mut ConfigServiceClient<Channel>,
+    admin: &str,
+    sdk: &Client,
+) {
+    let risky = json!({
+        "key": RISKY, "salt": "new-search-e2e",
+        "variants": [{"key": "old", "weight_bp": 5000, "control": true}, {"key": "new", "weight_bp": 5000}],
+        "primary_metrics": ["purchase"], "guardrail_metrics": ["errors"],
+        "planned_units_per_variant": RISKY_UNITS / 2,
+    });
+    create(config, admin, cpb::EntityKind::Experiment, risky).await;
+    let started = transition(config, admin, RISKY, cpb::ExperimentAction::Start, 1).await;
+    tokio::time::timeout(PATIENCE, sdk.subscribe().wait_for(|s| s.version >= started))
+        .await
+        .expect("the SDK receives the second experiment")
+        .expect("the SDK is alive");
+    let mut rng = ChaCha8Rng::seed_from_u64(6_000);
+    for i in 0..RISKY_UNITS {
+        let unit = format!("visitor-{i}");
+        let a = sdk.experiment(RISKY, &Context::new(unit.as_str()));
+        assert!(a.enrolled, "{unit} is enrolled: {a:?}");
+        if rng.random::<f64>() < rate(&ERROR_RATE, a.variant_or("old")) {
+            sdk.track(MetricEvent::new(unit.as_str(), "error")).expect("error queued");
+        }
+    }
+    sdk.flush().await.expect("the second experiment's events are delivered");
+
+    wait_until("the guardrail pauses the experiment", || {
+        let (mut config, admin) = (config.clone(), admin.to_owned());
+        async move { entity_status(&mut config, &admin, RISKY).await == "paused" }
+    })
+    .await;
+    let audit = config
+        .list_audit(authed(
+            admin,
+            cpb::ListAuditRequest {
+                environment: ENV.into(),
+                kind: cpb::EntityKind::Experiment as i32,
+                key: RISKY.into(),
+                page_size: 50,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .expect("list the audit log")
+        .into_inner();
+    let pause = audit.entries.iter().find(|e| e.action == "pause").expect("the pause is in the audit log");
+    assert_eq!(pause.actor_name, "cohort-analysis guardrail");
+    assert!(pause.reason.starts_with("guardrail errors is worse than its threshold"), "{}", pause.reason);
+    let result = get_result(&mut cluster.analysis().await, admin, RISKY).await.expect("a result");
+    assert!(result.paused_by_guardrail.is_some(), "{result:?}");
+
+    wait_until("the SDK sees the pause", || {
+        let status = sdk.with_config(|c| c.compiled().experiment(RISKY).map(|e| e.status()));
+        async move { status == Some(ExperimentStatus::Paused) }
+    })
+    .await;
+    let after = sdk.experiment(RISKY, &Context::new("visitor-0"));
+    assert!(!after.enrolled && after.reason == Reason::Disabled, "paused enrolls nobody: {after:?}");
+    assert!(sdk.experiment(CHECKOUT, &checkout_context(0)).enrolled, "the other experiment runs on");
+}
+
+/// The config service dies like a crashed process. The SDK notices (STALE) and keeps serving
+/// what it had: the same assignments, the pause included. So does a new SDK that starts from
+/// the cache file while the config service is down.
+async fn the_sdk_outlives_the_config_service(
+    cluster: &mut TestCluster,
+    sdk_key: &str,
+    sdk: &Client,
+    traffic: &Traffic,
+    cache_file: &Path,
+) {
+    let version = sdk.version();
+    let mut status = sdk.subscribe();
+    cluster.kill(Service::Config).await;
+    assert!(
+        ConfigServiceClient::connect(cluster.config_url()).await.is_err(),
+        "a killed config service accepts no connections"
+    );
+    tokio::time::timeout(PATIENCE, status.wait_for(|s| s.state == State::Stale))
+        .await
+        .expect("the SDK notices the config service is gone")
+        .expect("the SDK is alive");
+    assert_eq!(sdk.version(), version);
+    for (i, variant) in traffic.assigned.iter().enumerate() {
+        let a = sdk.experiment(CHECKOUT, &checkout_context(i));
+        assert_eq!(a.variant.as_ref(), Some(variant), "user-{i} keeps its variant: {a:?}");
+    }
+    assert!(!sdk.experiment(RISKY, &Context::new("visitor-0")).enrolled, "still paused");
+
+    let restarted = Client::builder(sdk_key)
+        .config_endpoint(cluster.config_url())
+        .cache_file(cache_file)
+        .init_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .expect("an SDK starts without the config service");
+    let (state, served) = (restarted.state(), restarted.version());
+    assert_eq!((state, served), (State::Stale, version), "{:?}", restarted.last_error());
+    for i in sample() {
+        let a = restarted.experiment(CHECKOUT, &checkout_context(i));
+        assert_eq!(a.variant.as_ref(), Some(&traffic.assigned[i]), "user-{i} from the cache file: {a:?}");
+    }
+    restarted.close().await.expect("the cache-started SDK closes");
+}
+
+/// An SDK for the application, with quick retries so the test does not wait on backoff.
+async fn sdk(cluster: &TestCluster, sdk_key: &str, cache_file: &Path) -> Client {
+    Client::builder(sdk_key)
+        .config_endpoint(cluster.config_url())
+        .event_endpoint(cluster.events_url())
+        .cache_file(cache_file)
+        .init_timeout(Duration::from_secs(10))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .event_retry_backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .flush_timeout(PATIENCE)
+        .build()
+        .await
+        .expect("the SDK starts")
+}
+
+fn checkout_context(i: usize) -> Context {
+    Context::new(format!("user-{i}")).with("country", COUNTRIES[i % COUNTRIES.len()])
+}
+
+fn rate(rates: &[(&str, f64)], variant: &str) -> f64 {
+    rates.iter().find(|(v, _)| *v == variant).map_or_else(|| panic!("no rate for {variant}"), |r| r.1)
+}
+
+/// `cohortctl apply` of one definition; panics with the server's answer when refused.
+async fn create(
+    config: &mut ConfigServiceClient<Channel>,
+    admin: &str,
+    kind: cpb::EntityKind,
+    definition: Value,
+) {
+    config
+        .create_entity(authed(
+            admin,
+            cpb::CreateEntityRequest {
+                environment: ENV.into(),
+                kind: kind as i32,
+                definition_json: definition.to_string(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("create {definition}: {e:?}"));
+}
+
+/// Moves an experiment along its lifecycle; returns the environment version of the change.
+async fn transition(
+    config: &mut ConfigServiceClient<Channel>,
+    admin: &str,
+    key: &str,
+    action: cpb::ExperimentAction,
+    revision: i64,
+) -> u64 {
+    config
+        .transition_experiment(authed(
+            admin,
+            cpb::TransitionExperimentRequest {
+                environment: ENV.into(),
+                key: key.into(),
+                action: action as i32,
+                expected_revision: revision,
+                reason: "end-to-end test".into(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{action:?} {key}: {e:?}"))
+        .into_inner()
+        .version
+}
+
+async fn entity_status(config: &mut ConfigServiceClient<Channel>, admin: &str, key: &str) -> String {
+    let entity = config
+        .get_entity(authed(
+            admin,
+            cpb::GetEntityRequest {
+                environment: ENV.into(),
+                kind: cpb::EntityKind::Experiment as i32,
+                key: key.into(),
+            },
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
+        .into_inner();
+    let definition: Value = serde_json::from_str(&entity.definition_json).expect("definitions are JSON");
+    definition["status"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The latest analysis result, or None before the first cycle that saw the experiment.
+async fn get_result(
+    analysis: &mut AnalysisServiceClient<Channel>,
+    admin: &str,
+    key: &str,
+) -> Option<ExperimentResult> {
+    let request = apb::GetResultsRequest { environment: ENV.into(), experiment: key.into() };
+    match analysis.get_results(authed(admin, request)).await {
+        Ok(r) => Some(serde_json::from_str(&r.into_inner().result_json).expect("result_json is a result")),
+        Err(status) if status.code() == tonic::Code::NotFound => None,
+        Err(status) => panic!("results of {key}: {status:?}"),
+    }
+}
+
+/// Polls the analysis service until a result of `key` satisfies `done` (every event drained
+/// and analyzed), or fails after [`PATIENCE`] showing the last result.
+async fn wait_for_result(
+    analysis: &mut AnalysisServiceClient<Channel>,
+    admin: &str,
+    key: &str,
+    done: impl Fn(&ExperimentResult) -> bool,
+) -> ExperimentResult {
+    let deadline = Instant::now() + PATIENCE;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(r) = get_result(analysis, admin, key).await {
+            if done(&r) {
+                return r;
+            }
+            last = Some(r);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no complete result for {key} within {PATIENCE:?}; the last was {last:#?}");
+}
+
+/// Units of `variant` with at least one event of `metric`, from a conversion metric's rate.
+fn conversions_of(r: &ExperimentResult, metric: &str, variant: &str) -> Option<u64> {
+    let m = r.metrics.iter().find(|m| m.metric == metric)?;
+    let v = m.variants.iter().find(|v| v.variant == variant)?;
+    Some((v.mean? * v.n as f64).round() as u64)
+}
+
+/// Polls `check` every 50 ms until it holds; fails after [`PATIENCE`] naming `what`.
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within {PATIENCE:?}");
+}
+
+/// The units checked through the evaluation service: 50 spread over all of them.
+fn sample() -> Vec<usize> {
+    (0..UNITS).step_by(UNITS / 50).collect()
+}
+
+/// Evaluates the [`sample`] through the evaluation service (one batch) and checks each
+/// decision against the SDK's assignment and config version.
+async fn assert_remote_agrees(
+    evaluation: &mut EvaluationServiceClient<Channel>,
+    sdk_key: &str,
+    traffic: &Traffic,
+    version: u64,
+) {
+    let sample = sample();
+    let contexts = sample
+        .iter()
+        .map(|&i| common::EvaluationContext {
+            targeting_key: format!("user-{i}"),
+            attributes: [(
+                "country".to_owned(),
+                common::AttributeValue {
+                    kind: Some(common::attribute_value::Kind::StringValue(
+                        COUNTRIES[i % COUNTRIES.len()].into(),
+                    )),
+                },
+            )]
+            .into(),
+        })
+        .collect();
+    let batch = evaluation
+        .evaluate_batch(authed(sdk_key, epb::EvaluateBatchRequest { contexts, keys: vec![CHECKOUT.into()] }))
+        .await
+        .expect("the evaluation service answers")
+        .into_inner();
+    assert_eq!(batch.results.len(), sample.len());
+    for (&i, result) in sample.iter().zip(&batch.results) {
+        assert_eq!(result.config_version, version, "user-{i}");
+        let d = &result.decisions[0];
+        assert!(d.enrolled && d.reason == common::Reason::Split as i32, "user-{i}: {d:?}");
+        assert_eq!(d.variant, traffic.assigned[i], "user-{i}: the evaluation service agrees with the SDK");
+    }
+}

@@ -1,0 +1,466 @@
+//! The incremental aggregation: persisted per-unit state and per-population sums, advanced
+//! each cycle by the events stored since the previous cycle's snapshot.
+//!
+//! One advance is one REPEATABLE READ transaction, so every read sees one snapshot: the rows
+//! new since the previous snapshot are exactly those committed after it and before this one
+//! (`ingest_xid`, migration 0004). Units touched by new exposures get their first exposure
+//! recomputed from all their exposures (a late, earlier exposure moves it; a second variant
+//! excludes the unit); units whose first exposure moved get their metric events recomputed
+//! from all their events, other touched units add their new events. The sums change by each
+//! touched unit's new contribution minus its old one, so a cycle costs what arrived, not what
+//! is stored. An experiment that is new, was not advanced by the previous cycle (paused), or
+//! whose metric events or breakdowns changed is rebuilt from all its rows.
+
+use std::collections::{BTreeMap, HashMap};
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::IsolationLevel;
+use uuid::Uuid;
+
+use super::{Store, StoreError, event_sums};
+use crate::analyze::Aggregates;
+
+/// What an experiment's state is built for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Basis {
+    pub experiment_id: Uuid,
+    pub environment_id: Uuid,
+    /// The metric event names of its metrics.
+    pub events: Vec<String>,
+    pub breakdowns: Vec<String>,
+}
+
+impl Basis {
+    fn json(&self) -> serde_json::Value {
+        let mut events = self.events.clone();
+        events.sort();
+        events.dedup();
+        serde_json::json!({"events": events, "breakdowns": self.breakdowns})
+    }
+}
+
+/// An experiment's aggregates: all units, units excluded for seeing two variants, and per
+/// breakdown attribute (in the experiment's order) per value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExperimentSums {
+    pub overall: Aggregates,
+    pub excluded: u64,
+    pub segments: Vec<(String, Vec<(String, Aggregates)>)>,
+}
+
+/// An experiment's sums as they are read, segments still keyed by attribute.
+#[derive(Debug, Default)]
+struct Collected {
+    overall: Aggregates,
+    excluded: u64,
+    segments: HashMap<String, BTreeMap<String, Aggregates>>,
+}
+
+/// What one advance did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Advanced {
+    /// Experiments rebuilt from all their rows.
+    pub rebuilt: usize,
+    /// Experiments that need a rebuild beyond this advance's share: they have no state yet
+    /// and must not be analyzed until a later advance builds it.
+    pub pending: Vec<Uuid>,
+    /// Units whose state was recomputed or extended.
+    pub touched_units: u64,
+}
+
+const TEMP_TABLES: &str = r#"
+SET LOCAL work_mem = '256MB';
+SET LOCAL jit = off;
+CREATE TEMP TABLE run_exp (experiment_id uuid PRIMARY KEY, environment_id uuid NOT NULL,
+    rebuild boolean NOT NULL) ON COMMIT DROP;
+CREATE TEMP TABLE run_events (experiment_id uuid, event text COLLATE "C",
+    PRIMARY KEY (experiment_id, event)) ON COMMIT DROP;
+CREATE TEMP TABLE run_dims (experiment_id uuid, attribute text COLLATE "C",
+    PRIMARY KEY (experiment_id, attribute)) ON COMMIT DROP;
+CREATE TEMP TABLE fresh (experiment_id uuid, unit text COLLATE "C", environment_id uuid NOT NULL,
+    first_ts timestamptz NOT NULL, variant text COLLATE "C" NOT NULL, max_variant text COLLATE "C" NOT NULL,
+    attributes jsonb NOT NULL, PRIMARY KEY (experiment_id, unit)) ON COMMIT DROP;
+CREATE TEMP TABLE new_events (environment_id uuid NOT NULL, unit text COLLATE "C" NOT NULL,
+    event text COLLATE "C" NOT NULL, value double precision, ts timestamptz NOT NULL) ON COMMIT DROP;
+CREATE TEMP TABLE touched (experiment_id uuid, unit text COLLATE "C", environment_id uuid NOT NULL,
+    PRIMARY KEY (experiment_id, unit)) ON COMMIT DROP;
+CREATE TEMP TABLE recompute (experiment_id uuid, unit text COLLATE "C", PRIMARY KEY (experiment_id, unit))
+    ON COMMIT DROP;
+CREATE TEMP TABLE contrib (experiment_id uuid, attribute text COLLATE "C", value text COLLATE "C",
+    variant text COLLATE "C", event text COLLATE "C", units bigint, count_sum float8,
+    count_sum_sq float8, value_sum float8, value_sum_sq float8, mean_units bigint, mean_sum float8,
+    mean_sum_sq float8) ON COMMIT DROP;
+"#;
+
+/// Rows committed after snapshot `$1` (text), found through the `ingest_xid` index.
+const NEW_SINCE: &str = "ingest_xid >= pg_snapshot_xmin($1::text::pg_snapshot)
+     AND NOT pg_visible_in_snapshot(ingest_xid, $1::text::pg_snapshot)";
+
+/// Per unit: the first exposure's time, the smallest and largest variant, and the attributes
+/// of the first exposure, over the exposures `e` it is applied to.
+const FIRST_EXPOSURE: &str = "SELECT e.experiment_id, e.unit, e.environment_id, min(e.ts), min(e.variant),
+        max(e.variant), (array_agg(e.attributes ORDER BY e.ts))[1]";
+
+/// Each unit's events of its experiment's metrics from its first exposure on, for the units
+/// `u` of `{from}`.
+fn unit_events_sql(from: &str) -> String {
+    format!(
+        "INSERT INTO analysis_unit_events (experiment_id, unit, event, events, value_sum, valued)
+         SELECT u.experiment_id, u.unit, m.event, count(*), coalesce(sum(m.value), 0), count(m.value)
+         FROM {from} JOIN run_events x ON x.experiment_id = u.experiment_id
+         JOIN metric_events m ON m.environment_id = u.environment_id AND m.event = x.event
+              AND m.unit = u.unit AND m.ts >= u.first_ts
+         GROUP BY 1, 2, 3"
+    )
+}
+
+/// The populations a group `g` of units counts in: all units, then (unless excluded) each
+/// breakdown attribute's value.
+const DIMENSIONS: &str = "CROSS JOIN LATERAL (
+        SELECT ''::text COLLATE \"C\" AS attribute, ''::text COLLATE \"C\" AS value
+        UNION ALL
+        SELECT b.attribute, coalesce(g.attributes->>b.attribute, '(none)') COLLATE \"C\"
+        FROM run_dims b WHERE b.experiment_id = g.experiment_id AND g.variant <> ''
+     ) d";
+
+/// The contribution of the units `u` of `{from}` to the sums, times `$1` (-1 or 1), into
+/// `{into}`: unit counts (excluded units under variant ''), then per-event sums. Units are
+/// summed per distinct attributes first, so the breakdowns multiply few rows.
+fn contribution_sql(into: &str, from: &str) -> [String; 2] {
+    let sums = "$1::bigint * sum(g.units), $1::float8 * sum(g.count_sum), $1::float8 * sum(g.count_sum_sq),
+                $1::float8 * sum(g.value_sum), $1::float8 * sum(g.value_sum_sq), $1::bigint * sum(g.mean_units),
+                $1::float8 * sum(g.mean_sum), $1::float8 * sum(g.mean_sum_sq)";
+    let units = format!(
+        "INSERT INTO {into}
+         SELECT g.experiment_id, d.attribute, d.value, g.variant, '', {sums}
+         FROM (SELECT u.experiment_id, u.attributes, CASE WHEN u.multi THEN '' ELSE u.variant END AS variant,
+                      count(*) AS units, 0::float8 AS count_sum, 0::float8 AS count_sum_sq, 0::float8 AS value_sum,
+                      0::float8 AS value_sum_sq, 0::bigint AS mean_units, 0::float8 AS mean_sum, 0::float8 AS mean_sum_sq
+               FROM {from} GROUP BY 1, 2, 3) g
+         {DIMENSIONS}
+         GROUP BY 1, 2, 3, 4"
+    );
+    let events = format!(
+        "INSERT INTO {into}
+         SELECT g.experiment_id, d.attribute, d.value, g.variant, g.event, {sums}
+         FROM (SELECT u.experiment_id, u.attributes, u.variant, e.event, count(*) AS units,
+                      sum(e.events::float8) AS count_sum, sum(e.events::float8 * e.events) AS count_sum_sq,
+                      sum(e.value_sum) AS value_sum, sum(e.value_sum * e.value_sum) AS value_sum_sq,
+                      count(*) FILTER (WHERE e.valued > 0) AS mean_units,
+                      coalesce(sum(e.value_sum / e.valued) FILTER (WHERE e.valued > 0), 0) AS mean_sum,
+                      coalesce(sum((e.value_sum / e.valued) * (e.value_sum / e.valued))
+                          FILTER (WHERE e.valued > 0), 0) AS mean_sum_sq
+               FROM {from} JOIN analysis_unit_events e ON e.experiment_id = u.experiment_id AND e.unit = u.unit
+               WHERE NOT u.multi
+               GROUP BY 1, 2, 3, 4) g
+         {DIMENSIONS}
+         GROUP BY 1, 2, 3, 4, 5"
+    );
+    [units, events]
+}
+
+/// Above this many new rows, the planner picks its own joins (a backlog); below it, every
+/// join is an index probe in the order written, from the new rows into the state and the
+/// event tables: the planner prices probes as cold random reads and, misjudging how few
+/// rows the small side has, would rather scan millions of rows of state.
+const PROBE_LIMIT: i64 = 500_000;
+
+impl Store {
+    /// Advances the state of the running experiments `bases` to now, rebuilding at most
+    /// `max_rebuilds` of them from all their rows (so a cold start spreads over cycles of
+    /// bounded length); drops the state of experiments no longer running. Fails with a
+    /// serialization error when another replica advanced meanwhile (its cycle counts; this one
+    /// is retried next interval).
+    pub async fn advance(&self, bases: &[Basis], max_rebuilds: usize) -> Result<Advanced, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await?;
+        // First statement: takes the snapshot, then waits for any other advance in flight.
+        tx.execute("SELECT 1 FROM analysis_watermark FOR UPDATE", &[]).await?;
+        let now: String = tx.query_one("SELECT pg_current_snapshot()::text", &[]).await?.get(0);
+        let previous: Option<String> =
+            tx.query_one("SELECT through::text FROM analysis_watermark", &[]).await?.get(0);
+        let stored: HashMap<Uuid, (serde_json::Value, String)> = tx
+            .query("SELECT experiment_id, basis, through::text FROM analysis_state", &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
+
+        let mut report = Advanced::default();
+        let (mut ids, mut envs, mut rebuild, mut bases_json) = (vec![], vec![], vec![], vec![]);
+        let (mut ev_ids, mut ev_names, mut dim_ids, mut dim_names) = (vec![], vec![], vec![], vec![]);
+        for b in bases {
+            let json = b.json();
+            let current = match (stored.get(&b.experiment_id), &previous) {
+                (Some((basis, through)), Some(prev)) => *basis == json && through == prev,
+                _ => false,
+            };
+            if !current && report.rebuilt >= max_rebuilds {
+                report.pending.push(b.experiment_id);
+                continue;
+            }
+            report.rebuilt += usize::from(!current);
+            bases_json.push(json);
+            ids.push(b.experiment_id);
+            envs.push(b.environment_id);
+            rebuild.push(!current);
+            let mut events = b.events.clone();
+            events.sort();
+            events.dedup();
+            for e in events {
+                ev_ids.push(b.experiment_id);
+                ev_names.push(e);
+            }
+            for a in &b.breakdowns {
+                dim_ids.push(b.experiment_id);
+                dim_names.push(a.clone());
+            }
+        }
+        // No longer running, or waiting for a rebuild: their state is of no use now.
+        let gone = stored.keys().filter(|id| !ids.contains(id)).copied();
+        let stale: Vec<Uuid> =
+            ids.iter().zip(&rebuild).filter(|(_, r)| **r).map(|(id, _)| *id).chain(gone).collect();
+        if !stale.is_empty() {
+            for table in ["analysis_units", "analysis_unit_events", "analysis_sums", "analysis_state"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE experiment_id = ANY($1)"), &[&stale]).await?;
+            }
+        }
+
+        tx.batch_execute(TEMP_TABLES).await?;
+        tx.execute(
+            "INSERT INTO run_exp SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bool[])",
+            &[&ids, &envs, &rebuild],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO run_events SELECT * FROM unnest($1::uuid[], $2::text[])",
+            &[&ev_ids, &ev_names],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO run_dims SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING",
+            &[&dim_ids, &dim_names],
+        )
+        .await?;
+        tx.batch_execute("ANALYZE run_exp; ANALYZE run_events; ANALYZE run_dims").await?;
+
+        if let (true, Some(prev)) = (rebuild.iter().any(|r| !r), &previous) {
+            report.touched_units = advance_incremental(&tx, prev).await?;
+            tx.batch_execute("RESET enable_hashjoin; RESET enable_mergejoin; RESET join_collapse_limit")
+                .await?;
+        }
+        if report.rebuilt > 0 {
+            rebuild_all(&tx).await?;
+        }
+
+        tx.execute(
+            "INSERT INTO analysis_state (experiment_id, environment_id, basis, through)
+             SELECT i, e, b, $4::text::pg_snapshot FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[]) AS t(i, e, b)
+             ON CONFLICT (experiment_id) DO UPDATE SET basis = EXCLUDED.basis, through = EXCLUDED.through",
+            &[&ids, &envs, &bases_json, &now],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE analysis_watermark SET through = $1::text::pg_snapshot, advanced = now()",
+            &[&now],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+}
+
+/// Folds the rows stored since snapshot `prev` into the state of the experiments that are
+/// not rebuilt; returns how many units it touched.
+async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64, StoreError> {
+    // The new exposures, folded per unit.
+    tx.execute(
+        &format!(
+            "INSERT INTO fresh {FIRST_EXPOSURE}
+             FROM exposures e JOIN run_exp r ON r.experiment_id = e.experiment_id AND NOT r.rebuild
+             WHERE e.{NEW_SINCE}
+             GROUP BY 1, 2, 3"
+        ),
+        &[prev],
+    )
+    .await?;
+    // The new metric events of these experiments' metrics.
+    tx.execute(
+        &format!(
+            "INSERT INTO new_events SELECT m.environment_id, m.unit, m.event, m.value, m.ts
+             FROM metric_events m
+             WHERE m.{NEW_SINCE} AND EXISTS (
+                SELECT 1 FROM run_events x JOIN run_exp r USING (experiment_id)
+                WHERE NOT r.rebuild AND r.environment_id = m.environment_id AND x.event = m.event)"
+        ),
+        &[prev],
+    )
+    .await?;
+    tx.batch_execute("ANALYZE fresh; ANALYZE new_events").await?;
+    let sizes =
+        tx.query_one("SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM new_events)", &[]).await?;
+    if sizes.get::<_, i64>(0) + sizes.get::<_, i64>(1) < PROBE_LIMIT {
+        tx.batch_execute(
+            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL join_collapse_limit = 1",
+        )
+        .await?;
+    }
+
+    // Touched: units with new exposures, and exposed units with new events.
+    tx.execute("INSERT INTO touched SELECT experiment_id, unit, environment_id FROM fresh", &[]).await?;
+    tx.execute(
+        "INSERT INTO touched SELECT DISTINCT u.experiment_id, u.unit, u.environment_id
+         FROM new_events n JOIN analysis_units u ON u.environment_id = n.environment_id AND u.unit = n.unit
+         JOIN run_exp r ON r.experiment_id = u.experiment_id AND NOT r.rebuild
+         ON CONFLICT DO NOTHING",
+        &[],
+    )
+    .await?;
+    tx.batch_execute("ANALYZE touched").await?;
+    let touched: i64 = tx.query_one("SELECT count(*) FROM touched", &[]).await?.get(0);
+    if touched == 0 {
+        return Ok(0);
+    }
+    let touched_units =
+        "touched t JOIN analysis_units u ON u.experiment_id = t.experiment_id AND u.unit = t.unit";
+    let [units, events] = contribution_sql("contrib", touched_units);
+    tx.execute(&units, &[&-1i64]).await?;
+    tx.execute(&events, &[&-1i64]).await?;
+
+    // Units whose first exposure is new or earlier: their events are read again from there.
+    tx.execute(
+        "INSERT INTO recompute SELECT f.experiment_id, f.unit
+         FROM fresh f LEFT JOIN analysis_units u ON u.experiment_id = f.experiment_id AND u.unit = f.unit
+         WHERE u.unit IS NULL OR f.first_ts < u.first_ts",
+        &[],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO analysis_units AS u (experiment_id, unit, environment_id, first_ts, variant, max_variant, attributes)
+         SELECT experiment_id, unit, environment_id, first_ts, variant, max_variant, attributes FROM fresh
+         ON CONFLICT (experiment_id, unit) DO UPDATE SET
+             first_ts = least(u.first_ts, EXCLUDED.first_ts),
+             variant = least(u.variant, EXCLUDED.variant),
+             max_variant = greatest(u.max_variant, EXCLUDED.max_variant),
+             attributes = CASE WHEN EXCLUDED.first_ts < u.first_ts THEN EXCLUDED.attributes ELSE u.attributes END",
+        &[],
+    )
+    .await?;
+    tx.batch_execute("ANALYZE recompute").await?;
+    tx.execute(
+        "DELETE FROM analysis_unit_events e USING recompute c WHERE e.experiment_id = c.experiment_id AND e.unit = c.unit",
+        &[],
+    )
+    .await?;
+    tx.execute(
+        &unit_events_sql(
+            "recompute c JOIN analysis_units u ON u.experiment_id = c.experiment_id AND u.unit = c.unit",
+        ),
+        &[],
+    )
+    .await?;
+    // The other touched units add their new events.
+    tx.execute(
+        "INSERT INTO analysis_unit_events AS a (experiment_id, unit, event, events, value_sum, valued)
+         SELECT u.experiment_id, u.unit, n.event, count(*), coalesce(sum(n.value), 0), count(n.value)
+         FROM new_events n JOIN analysis_units u ON u.environment_id = n.environment_id AND u.unit = n.unit
+              AND n.ts >= u.first_ts
+         JOIN run_exp r ON r.experiment_id = u.experiment_id AND NOT r.rebuild
+         JOIN run_events x ON x.experiment_id = u.experiment_id AND x.event = n.event
+         WHERE NOT EXISTS (SELECT 1 FROM recompute c WHERE c.experiment_id = u.experiment_id AND c.unit = u.unit)
+         GROUP BY 1, 2, 3
+         ON CONFLICT (experiment_id, unit, event) DO UPDATE SET events = a.events + EXCLUDED.events,
+             value_sum = a.value_sum + EXCLUDED.value_sum, valued = a.valued + EXCLUDED.valued",
+        &[],
+    )
+    .await?;
+    tx.execute(&units, &[&1i64]).await?;
+    tx.execute(&events, &[&1i64]).await?;
+    tx.execute(
+        "INSERT INTO analysis_sums AS s
+         SELECT experiment_id, attribute, value, variant, event, sum(units), sum(count_sum), sum(count_sum_sq),
+                sum(value_sum), sum(value_sum_sq), sum(mean_units), sum(mean_sum), sum(mean_sum_sq)
+         FROM contrib GROUP BY 1, 2, 3, 4, 5
+         -- Most touched units only moved within their populations: nothing to write for those.
+         HAVING sum(units) <> 0 OR sum(count_sum) <> 0 OR sum(count_sum_sq) <> 0 OR sum(value_sum) <> 0
+             OR sum(value_sum_sq) <> 0 OR sum(mean_units) <> 0 OR sum(mean_sum) <> 0 OR sum(mean_sum_sq) <> 0
+         ON CONFLICT (experiment_id, attribute, value, variant, event) DO UPDATE SET
+             units = s.units + EXCLUDED.units, count_sum = s.count_sum + EXCLUDED.count_sum,
+             count_sum_sq = s.count_sum_sq + EXCLUDED.count_sum_sq, value_sum = s.value_sum + EXCLUDED.value_sum,
+             value_sum_sq = s.value_sum_sq + EXCLUDED.value_sum_sq, mean_units = s.mean_units + EXCLUDED.mean_units,
+             mean_sum = s.mean_sum + EXCLUDED.mean_sum, mean_sum_sq = s.mean_sum_sq + EXCLUDED.mean_sum_sq",
+        &[],
+    )
+    .await?;
+    Ok(touched as u64)
+}
+
+/// Builds the state of the experiments marked for rebuild from all their rows, set-based.
+async fn rebuild_all(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        &format!(
+            "INSERT INTO analysis_units (experiment_id, unit, environment_id, first_ts, variant, max_variant, attributes)
+             {FIRST_EXPOSURE}
+             FROM exposures e JOIN run_exp r
+               ON r.experiment_id = e.experiment_id AND r.environment_id = e.environment_id AND r.rebuild
+             GROUP BY 1, 2, 3"
+        ),
+        &[],
+    )
+    .await?;
+    let rebuilt_units = "analysis_units u JOIN run_exp r ON r.experiment_id = u.experiment_id AND r.rebuild";
+    tx.execute(&unit_events_sql(rebuilt_units), &[]).await?;
+    for sql in contribution_sql("analysis_sums", rebuilt_units) {
+        tx.execute(&sql, &[&1i64]).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The sums of the experiments `bases`, as analysis reads them.
+    pub async fn sums(&self, bases: &[Basis]) -> Result<HashMap<Uuid, ExperimentSums>, StoreError> {
+        let client = self.pool.get().await?;
+        let ids: Vec<Uuid> = bases.iter().map(|b| b.experiment_id).collect();
+        let rows = client
+            .query(
+                "SELECT experiment_id, attribute, value, variant, event, units, count_sum, count_sum_sq,
+                        value_sum, value_sum_sq, mean_units, mean_sum, mean_sum_sq
+                 FROM analysis_sums WHERE experiment_id = ANY($1) AND units > 0",
+                &[&ids],
+            )
+            .await?;
+        let mut by_experiment: HashMap<Uuid, Collected> = HashMap::new();
+        for r in &rows {
+            let (attribute, value, variant, event): (String, String, String, String) =
+                (r.get(1), r.get(2), r.get(3), r.get(4));
+            let Collected { overall, excluded, segments } = by_experiment.entry(r.get(0)).or_default();
+            let agg = if attribute.is_empty() {
+                if variant.is_empty() {
+                    *excluded += r.get::<_, i64>(5) as u64;
+                    continue;
+                }
+                overall
+            } else {
+                segments.entry(attribute).or_default().entry(value).or_default()
+            };
+            if event.is_empty() {
+                agg.units.insert(variant, r.get::<_, i64>(5) as u64);
+            } else {
+                agg.events.insert((variant, event), event_sums(r, 5));
+            }
+        }
+        Ok(bases
+            .iter()
+            .map(|b| {
+                let Collected { overall, excluded, mut segments } =
+                    by_experiment.remove(&b.experiment_id).unwrap_or_default();
+                let segments = b
+                    .breakdowns
+                    .iter()
+                    .map(|a| (a.clone(), segments.remove(a).unwrap_or_default().into_iter().collect()))
+                    .collect();
+                (b.experiment_id, ExperimentSums { overall, excluded, segments })
+            })
+            .collect())
+    }
+}
