@@ -69,6 +69,9 @@ struct Args {
     keep_state: bool,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Passed by `cargo bench` to every bench binary; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// Exposures are this share of all events; the rest are metric events.

@@ -3,13 +3,15 @@
 //!
 //! One advance is one REPEATABLE READ transaction, so every read sees one snapshot: the rows
 //! new since the previous snapshot are exactly those committed after it and before this one
-//! (`ingest_xid`, migration 0004). Units touched by new exposures get their first exposure
-//! recomputed from all their exposures (a late, earlier exposure moves it; a second variant
-//! excludes the unit); units whose first exposure moved get their metric events recomputed
-//! from all their events, other touched units add their new events. The sums change by each
-//! touched unit's new contribution minus its old one, so a cycle costs what arrived, not what
-//! is stored. An experiment that is new, was not advanced by the previous cycle (paused), or
-//! whose metric events or breakdowns changed is rebuilt from all its rows.
+//! (`ingest_xid`, migration 0004), late timestamps or not. New exposures fold into each
+//! unit's first exposure (earliest time, the attributes of that exposure, smallest and largest
+//! variant: two variants exclude the unit) without reading old exposures. Units whose first
+//! exposure is new or moved earlier get their metric events read again from there; other
+//! touched units add their new events. The sums change by each touched unit's new
+//! contribution minus its old one, so a cycle costs what arrived, not what is stored. An
+//! experiment that is new, was not advanced by the previous cycle (paused), lost its state
+//! (a crash: the tables are unlogged), or whose metric events or breakdowns changed is rebuilt
+//! from all its rows, a bounded number per cycle.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -124,9 +126,10 @@ const DIMENSIONS: &str = "CROSS JOIN LATERAL (
      ) d";
 
 /// The contribution of the units `u` of `{from}` to the sums, times `$1` (-1 or 1), into
-/// `{into}`: unit counts (excluded units under variant ''), then per-event sums. Units are
+/// `{into}`: unit counts (excluded units under variant ''), then per-event sums (their rows
+/// `e` also meeting `{events_also}`). Units are
 /// summed per distinct attributes first, so the breakdowns multiply few rows.
-fn contribution_sql(into: &str, from: &str) -> [String; 2] {
+fn contribution_sql(into: &str, from: &str, events_also: &str) -> [String; 2] {
     let sums = "$1::bigint * sum(g.units), $1::float8 * sum(g.count_sum), $1::float8 * sum(g.count_sum_sq),
                 $1::float8 * sum(g.value_sum), $1::float8 * sum(g.value_sum_sq), $1::bigint * sum(g.mean_units),
                 $1::float8 * sum(g.mean_sum), $1::float8 * sum(g.mean_sum_sq)";
@@ -151,6 +154,7 @@ fn contribution_sql(into: &str, from: &str) -> [String; 2] {
                       coalesce(sum((e.value_sum / e.valued) * (e.value_sum / e.valued))
                           FILTER (WHERE e.valued > 0), 0) AS mean_sum_sq
                FROM {from} JOIN analysis_unit_events e ON e.experiment_id = u.experiment_id AND e.unit = u.unit
+                    {events_also}
                WHERE NOT u.multi
                GROUP BY 1, 2, 3, 4) g
          {DIMENSIONS}
@@ -250,7 +254,9 @@ impl Store {
                 .await?;
         }
         if report.rebuilt > 0 {
-            rebuild_all(&tx).await?;
+            let rebuilt: Vec<Uuid> =
+                ids.iter().zip(&rebuild).filter(|(_, r)| **r).map(|(id, _)| *id).collect();
+            rebuild_all(&tx, &rebuilt).await?;
         }
 
         tx.execute(
@@ -323,7 +329,7 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     }
     let touched_units =
         "touched t JOIN analysis_units u ON u.experiment_id = t.experiment_id AND u.unit = t.unit";
-    let [units, events] = contribution_sql("contrib", touched_units);
+    let [units, events] = contribution_sql("contrib", touched_units, "");
     tx.execute(&units, &[&-1i64]).await?;
     tx.execute(&events, &[&-1i64]).await?;
 
@@ -395,8 +401,9 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     Ok(touched as u64)
 }
 
-/// Builds the state of the experiments marked for rebuild from all their rows, set-based.
-async fn rebuild_all(tx: &Transaction<'_>) -> Result<(), StoreError> {
+/// Builds the state of the experiments `rebuilt` from all their rows, set-based. Every read
+/// of the state names them, so it costs their rows, not all the state there is.
+async fn rebuild_all(tx: &Transaction<'_>, rebuilt: &[Uuid]) -> Result<(), StoreError> {
     tx.execute(
         &format!(
             "INSERT INTO analysis_units (experiment_id, unit, environment_id, first_ts, variant, max_variant, attributes)
@@ -408,10 +415,14 @@ async fn rebuild_all(tx: &Transaction<'_>) -> Result<(), StoreError> {
         &[],
     )
     .await?;
-    let rebuilt_units = "analysis_units u JOIN run_exp r ON r.experiment_id = u.experiment_id AND r.rebuild";
-    tx.execute(&unit_events_sql(rebuilt_units), &[]).await?;
-    for sql in contribution_sql("analysis_sums", rebuilt_units) {
-        tx.execute(&sql, &[&1i64]).await?;
+    tx.execute(
+        &unit_events_sql("(SELECT * FROM analysis_units WHERE experiment_id = ANY($1)) u"),
+        &[&rebuilt],
+    )
+    .await?;
+    let units = "(SELECT * FROM analysis_units WHERE experiment_id = ANY($2)) u";
+    for sql in contribution_sql("analysis_sums", units, "AND e.experiment_id = ANY($2)") {
+        tx.execute(&sql, &[&1i64, &rebuilt]).await?;
     }
     Ok(())
 }
