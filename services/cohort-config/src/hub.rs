@@ -111,19 +111,9 @@ fn definitions_json(version: u64, entities: &BTreeMap<(Kind, String), Value>) ->
 pub fn change_message(c: &ChangeRow) -> pb::Change {
     pb::Change {
         version: c.version,
-        kind: kind_to_proto(c.kind) as i32,
+        kind: pb::EntityKind::from(c.kind) as i32,
         key: c.key.clone(),
         definition_json: c.after.as_ref().map(Value::to_string).unwrap_or_default(),
-    }
-}
-
-pub fn kind_to_proto(kind: Kind) -> pb::EntityKind {
-    match kind {
-        Kind::Flag => pb::EntityKind::Flag,
-        Kind::Experiment => pb::EntityKind::Experiment,
-        Kind::Layer => pb::EntityKind::Layer,
-        Kind::Segment => pb::EntityKind::Segment,
-        Kind::Metric => pb::EntityKind::Metric,
     }
 }
 
