@@ -81,29 +81,7 @@ impl TestDb {
             )
             .await
             .expect("insert environment");
-        let mut secrets = Vec::new();
-        for (kind, env_id) in [(KeyKind::Admin, None), (KeyKind::Sdk, Some(env))] {
-            let key = keys::generate(kind);
-            client
-                .execute(
-                    "INSERT INTO api_keys (id, organization_id, environment_id, kind, name, prefix, key_hash)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    &[
-                        &Uuid::new_v4(),
-                        &org,
-                        &env_id,
-                        &kind.as_str(),
-                        &format!("{name} {}", kind.as_str()),
-                        &key.prefix,
-                        &key.hash,
-                    ],
-                )
-                .await
-                .expect("insert api key");
-            secrets.push(key.secret);
-        }
-        let sdk_key = secrets.pop().unwrap_or_default();
-        let admin_key = secrets.pop().unwrap_or_default();
+        let (admin_key, sdk_key) = issue_keys(&client, org, env, name).await;
         Tenant { organization_id: org, environment_id: env, admin_key, sdk_key }
     }
 }
@@ -139,4 +117,37 @@ pub fn with_database(url: &str, database: &str) -> String {
         out.push_str(q);
     }
     out
+}
+
+/// Issues an admin key for `org` and an SDK key for `env` directly in the database; returns
+/// the (admin, sdk) secrets.
+pub async fn issue_keys(
+    client: &tokio_postgres::Client,
+    org: Uuid,
+    env: Uuid,
+    name: &str,
+) -> (String, String) {
+    let mut secrets = Vec::new();
+    for (kind, env_id) in [(KeyKind::Admin, None), (KeyKind::Sdk, Some(env))] {
+        let key = keys::generate(kind);
+        client
+            .execute(
+                "INSERT INTO api_keys (id, organization_id, environment_id, kind, name, prefix, key_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &Uuid::new_v4(),
+                    &org,
+                    &env_id,
+                    &kind.as_str(),
+                    &format!("{name} {}", kind.as_str()),
+                    &key.prefix,
+                    &key.hash,
+                ],
+            )
+            .await
+            .expect("insert api key");
+        secrets.push(key.secret);
+    }
+    let sdk = secrets.pop().unwrap_or_default();
+    (secrets.pop().unwrap_or_default(), sdk)
 }

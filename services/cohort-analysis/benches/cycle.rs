@@ -22,7 +22,6 @@ use cohort_analysis::store::Store;
 use cohort_config::domain::{Action, Kind, Op};
 use cohort_config::store::Store as ConfigStore;
 use cohort_db::Pool;
-use cohort_db::keys::KeyKind;
 use cohort_db::testing::{Tenant, TestDb};
 use cohort_proto::events::v1 as pb;
 use futures::pin_mut;
@@ -167,32 +166,6 @@ async fn counts(pool: &Pool) -> (i64, i64) {
     (r.get(0), r.get(1))
 }
 
-/// Issues an admin key for `org` and an SDK key for `env`; returns (admin, sdk) secrets.
-async fn issue_keys(c: &tokio_postgres::Client, org: Uuid, env: Uuid, name: &str) -> (String, String) {
-    let mut secrets = Vec::new();
-    for (kind, env_id) in [(KeyKind::Admin, None), (KeyKind::Sdk, Some(env))] {
-        let key = cohort_db::keys::generate(kind);
-        c.execute(
-            "INSERT INTO api_keys (id, organization_id, environment_id, kind, name, prefix, key_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &Uuid::new_v4(),
-                &org,
-                &env_id,
-                &kind.as_str(),
-                &format!("{name} {}", kind.as_str()),
-                &key.prefix,
-                &key.hash,
-            ],
-        )
-        .await
-        .expect("insert api key");
-        secrets.push(key.secret);
-    }
-    let sdk = secrets.pop().unwrap_or_default();
-    (secrets.pop().unwrap_or_default(), sdk)
-}
-
 /// An organization with environment `production` and its keys, like `TestDb::seed_tenant`.
 async fn tenant(pool: &Pool, name: &str) -> Tenant {
     let c = pool.get().await.expect("connection");
@@ -206,7 +179,7 @@ async fn tenant(pool: &Pool, name: &str) -> Tenant {
     )
     .await
     .expect("environment");
-    let (admin_key, sdk_key) = issue_keys(&c, org, env, name).await;
+    let (admin_key, sdk_key) = cohort_db::testing::issue_keys(&c, org, env, name).await;
     Tenant { organization_id: org, environment_id: env, admin_key, sdk_key }
 }
 
@@ -221,7 +194,7 @@ async fn load_envs(db: &Db) -> Vec<Env> {
     let mut envs = Vec::new();
     for r in rows {
         let (env, org): (Uuid, Uuid) = (r.get(0), r.get(1));
-        let (admin_key, sdk_key) = issue_keys(&c, org, env, "bench").await;
+        let (admin_key, sdk_key) = cohort_db::testing::issue_keys(&c, org, env, "bench").await;
         let experiments = c
             .query(
                 "SELECT (definition->>'id')::uuid, key FROM entities
