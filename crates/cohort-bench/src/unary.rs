@@ -366,48 +366,19 @@ fn call(
     }
 }
 
-/// An error for a non-OK `grpc-status`.
+/// An error for a non-OK `grpc-status` (tonic reads the code and decodes `grpc-message`).
 fn check_status(headers: &HeaderMap) -> Result<(), CallError> {
-    let Some(status) = headers.get("grpc-status") else { return Ok(()) };
-    let code = tonic::Code::from_bytes(status.as_bytes());
-    if code == tonic::Code::Ok {
-        return Ok(());
-    }
-    let message =
-        headers.get("grpc-message").and_then(|m| m.to_str().ok()).map(percent_decode).unwrap_or_default();
-    Err(CallError::Status { code, message })
-}
-
-/// `grpc-message` is percent-encoded.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b))) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
+    match tonic::Status::from_header_map(headers) {
+        Some(status) if status.code() != tonic::Code::Ok => {
+            Err(CallError::Status { code: status.code(), message: status.message().to_owned() })
         }
+        _ => Ok(()),
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grpc_message_is_percent_decoded() {
-        assert_eq!(percent_decode("keys%5B0%5D: must be 1 to 256 bytes"), "keys[0]: must be 1 to 256 bytes");
-        assert_eq!(percent_decode("100%"), "100%");
-    }
 
     #[test]
     fn a_frame_carries_the_message_length() {
