@@ -4,7 +4,7 @@
 //! (erfc, a regularised incomplete beta or gamma function), never as `1 - cdf`,
 //! so p-values keep their relative precision down to the underflow limit.
 //!
-//! statrs supplies erfc⁻¹ (polished here by a Newton step), ln Γ and the upper
+//! statrs supplies erfc⁻¹ (polished here by a Newton step) and the upper
 //! incomplete gamma function. Two pieces are not taken from statrs, after checking
 //! them against 50-digit references:
 //!
@@ -17,7 +17,7 @@
 //!   of freedom of large experiments (10⁷ to 10⁸).
 
 use statrs::function::erf::erfc_inv;
-use statrs::function::gamma::{checked_gamma_ur, ln_gamma};
+use statrs::function::gamma::checked_gamma_ur;
 use std::f64::consts::{PI, SQRT_2};
 
 /// 2/√π.
@@ -54,9 +54,12 @@ const MAX_CF_TERMS: u32 = 10_000;
 const CORNISH_FISHER_MIN_DF: f64 = 1.0e3;
 /// See [`CORNISH_FISHER_MIN_DF`] (z = 4.5 is a two-sided level of 7e-6).
 const CORNISH_FISHER_MAX_Z: f64 = 4.5;
-/// Relative accuracy at which the t quantile's Newton iteration stops (its target, the
+/// Relative width of the bracket at which the t quantile's search stops (its target, the
 /// t tail, is itself accurate to about 1e-11).
 const QUANTILE_TOLERANCE: f64 = 1e-12;
+/// A Halley step this small (relative) is the quantile's last: the error after it is of
+/// the order of its cube.
+const HALLEY_FINAL_STEP: f64 = 1e-6;
 
 /// ln √π.
 const LN_SQRT_PI: f64 = 0.572_364_942_924_700_1;
@@ -83,22 +86,32 @@ pub(crate) fn normal_pdf(z: f64) -> f64 {
 
 /// ln(Γ(a + ½) / Γ(a)) for a > 0, without the cancellation of subtracting two large ln Γ values.
 pub(crate) fn ln_gamma_ratio_half(a: f64) -> f64 {
-    if a >= 10.0 {
-        // Asymptotic series: ½ ln a + Σ (B_n(½) − B_n) / (n (n − 1) a^(n−1)) over even n.
-        let r = 1.0 / a;
-        let r2 = r * r;
-        0.5 * a.ln()
-            + r * (-1.0 / 8.0
-                + r2 * (1.0 / 192.0 + r2 * (-1.0 / 640.0 + r2 * (17.0 / 14_336.0 + r2 * (-31.0 / 18_432.0)))))
-    } else {
-        ln_gamma(a + 0.5) - ln_gamma(a)
+    // Below 10, shift a up with Γ(a + 1) = a Γ(a): the ratio at a is the ratio at a + n less
+    // ln Π (a + k + ½) / (a + k), one logarithm instead of two ln Γ evaluations.
+    let mut shifted = a;
+    let mut product = 1.0;
+    while shifted < 10.0 {
+        product *= (shifted + 0.5) / shifted;
+        shifted += 1.0;
     }
+    // Asymptotic series: ½ ln a + Σ (B_n(½) − B_n) / (n (n − 1) a^(n−1)) over even n.
+    let r = 1.0 / shifted;
+    let r2 = r * r;
+    let series = 0.5 * shifted.ln()
+        + r * (-1.0 / 8.0
+            + r2 * (1.0 / 192.0 + r2 * (-1.0 / 640.0 + r2 * (17.0 / 14_336.0 + r2 * (-31.0 / 18_432.0)))));
+    series - product.ln()
 }
 
 /// Upper tail P(T > t) of Student's t distribution with `df` > 0 (possibly fractional) degrees of freedom.
 pub(crate) fn t_sf(t: f64, df: f64) -> f64 {
+    t_sf_with(t, df, || ln_gamma_ratio_half(0.5 * df))
+}
+
+/// [`t_sf`] given ln(Γ((df + 1)/2) / Γ(df/2)), which is only computed when the tail needs it.
+fn t_sf_with(t: f64, df: f64, ln_gamma_ratio: impl FnOnce() -> f64) -> f64 {
     if t < 0.0 {
-        return 1.0 - t_sf(-t, df);
+        return 1.0 - t_sf_with(-t, df, ln_gamma_ratio);
     }
     if t == 0.0 {
         return 0.5;
@@ -116,7 +129,7 @@ pub(crate) fn t_sf(t: f64, df: f64) -> f64 {
     let x = df / (df + t2);
     let y = t2 / (df + t2);
     let a = 0.5 * df;
-    let ln_beta = LN_SQRT_PI - ln_gamma_ratio_half(a);
+    let ln_beta = LN_SQRT_PI - ln_gamma_ratio();
     0.5 * inc_beta(a, 0.5, x, y, ln_x, ln_y, ln_beta)
 }
 
@@ -126,8 +139,14 @@ pub(crate) fn t_two_sided_p(t: f64, df: f64) -> f64 {
 }
 
 /// Density of Student's t distribution.
+#[cfg(test)]
 pub(crate) fn t_pdf(t: f64, df: f64) -> f64 {
-    let ln_norm = ln_gamma_ratio_half(0.5 * df) - 0.5 * (df * PI).ln();
+    t_pdf_with(t, df, ln_gamma_ratio_half(0.5 * df))
+}
+
+/// [`t_pdf`] given ln(Γ((df + 1)/2) / Γ(df/2)).
+fn t_pdf_with(t: f64, df: f64, ln_gamma_ratio: f64) -> f64 {
+    let ln_norm = ln_gamma_ratio - 0.5 * (df * PI).ln();
     (ln_norm - 0.5 * (df + 1.0) * (t * t / df).ln_1p()).exp()
 }
 
@@ -153,33 +172,52 @@ fn inc_beta(a: f64, b: f64, x: f64, y: f64, ln_x: f64, ln_y: f64, ln_beta: f64) 
     prefactor * beta_continued_fraction(a, b, x)
 }
 
-/// The continued fraction of I_x(a, b) (Numerical Recipes' betacf), evaluated by modified Lentz.
+/// The continued fraction of I_x(a, b), 1 / (1 + d₁/(1 + d₂/(1 + …))) with Numerical Recipes'
+/// coefficients d_k (their `betacf`), evaluated by the forward recurrence for its
+/// convergents A_k / B_k.
+///
+/// Each coefficient is a ratio p_k / q_k; scaling the k-th convergent's numerator and
+/// denominator by q₁⋯q_k turns the recurrence into
+/// Â_k = q_k·Â_{k−1} + p_k·q_{k−1}·Â_{k−2}, which needs no division. Lentz's method needs six
+/// per term, and this loop is most of the cost of a Welch test at small degrees of freedom.
 fn beta_continued_fraction(a: f64, b: f64, x: f64) -> f64 {
-    const TINY: f64 = 1e-300;
-    let guard = |v: f64| if v.abs() < TINY { TINY } else { v };
+    const HUGE: f64 = 1e150;
+    const RESCALE: f64 = 1e-150;
     let qab = a + b;
-    let qap = a + 1.0;
-    let qam = a - 1.0;
-    let mut c = 1.0;
-    let mut d = 1.0 / guard(1.0 - qab * x / qap);
-    let mut h = d;
+    // Convergents k − 1 and k, scaled; k = 1 holds the first coefficient −(a + b)·x / (a + 1).
+    let (mut a_prev, mut b_prev) = (1.0, 1.0);
+    let q1 = a + 1.0;
+    let (mut a_cur, mut b_cur) = (q1 - qab * x, q1);
+    let mut q_prev = q1;
+    let mut value = a_cur / b_cur;
     for m in 1..=MAX_CF_TERMS {
         let m = f64::from(m);
         let m2 = 2.0 * m;
-        let even = m * (b - m) * x / ((qam + m2) * (a + m2));
-        d = 1.0 / guard(1.0 + even * d);
-        c = guard(1.0 + even / c);
-        h *= d * c;
-        let odd = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-        d = 1.0 / guard(1.0 + odd * d);
-        c = guard(1.0 + odd / c);
-        let delta = d * c;
-        h *= delta;
-        if (delta - 1.0).abs() <= 1e-16 {
+        // d_2m = m(b − m)x / ((a + 2m − 1)(a + 2m)), then d_2m+1 = −(a + m)(a + b + m)x / ((a + 2m)(a + 2m + 1)).
+        for (p, q) in [
+            (m * (b - m) * x, (a + m2 - 1.0) * (a + m2)),
+            (-(a + m) * (qab + m) * x, (a + m2) * (a + m2 + 1.0)),
+        ] {
+            let pq = p * q_prev;
+            (a_prev, a_cur) = (a_cur, q * a_cur + pq * a_prev);
+            (b_prev, b_cur) = (b_cur, q * b_cur + pq * b_prev);
+            q_prev = q;
+        }
+        if b_cur.abs() > HUGE {
+            a_prev *= RESCALE;
+            a_cur *= RESCALE;
+            b_prev *= RESCALE;
+            b_cur *= RESCALE;
+        }
+        let next = a_cur / b_cur;
+        let converged = next.is_finite() && (next - value).abs() <= 1e-16 * next.abs();
+        value = next;
+        if converged {
             break;
         }
     }
-    h
+    // `value` is 1 + d₁/(1 + …); the fraction is its reciprocal.
+    1.0 / value
 }
 
 /// Upper quantile of Student's t: the t with P(T > t) = q, for q in (0, 1) and df > 0.
@@ -191,33 +229,45 @@ pub(crate) fn t_isf(q: f64, df: f64) -> f64 {
         return 0.0;
     }
     let z = normal_isf(q);
-    // The t quantile lies between the normal quantile and the quantile of the
-    // dominating power tail K·t^(−df) ≥ P(T > t), K = c·df^((df−1)/2).
-    let ln_k = ln_gamma_ratio_half(0.5 * df) - 0.5 * (df * PI).ln() + 0.5 * (df - 1.0) * df.ln();
-    let mut lo = z;
-    let mut hi = ((ln_k - q.ln()) / df).exp().max(z);
     if df >= CORNISH_FISHER_MIN_DF && z <= CORNISH_FISHER_MAX_Z {
         return cornish_fisher_t(z, df);
     }
+    // The t quantile lies between the normal quantile and the quantile of the
+    // dominating power tail K·t^(−df) ≥ P(T > t), K = c·df^((df−1)/2).
+    let ln_gamma_ratio = ln_gamma_ratio_half(0.5 * df);
+    let ln_k = ln_gamma_ratio - 0.5 * (df * PI).ln() + 0.5 * (df - 1.0) * df.ln();
+    let mut lo = z;
+    let mut hi = ((ln_k - q.ln()) / df).exp().max(z);
     let mut t = if df >= 4.0 { cornish_fisher_t(z, df).clamp(lo, hi) } else { hi };
     let ln_q = q.ln();
-    // Safeguarded Newton on ln P(T > t) = ln q, bisecting whenever a step leaves the bracket.
+    // Safeguarded Halley on g(t) = ln P(T > t) − ln q, bisecting whenever a step leaves the
+    // bracket. Halley converges cubically, so once a step is below 1e-6 relative the point it
+    // lands on is accurate far beyond the tail's own 1e-11, and no further tail is evaluated
+    // just to confirm it.
     for _ in 0..100 {
-        let sf = t_sf(t, df);
+        let sf = t_sf_with(t, df, || ln_gamma_ratio);
         if sf > q {
             lo = t;
         } else {
             hi = t;
         }
-        let step = (sf.ln() - ln_q) * sf / t_pdf(t, df);
-        let mut next = t + step;
-        if !(next > lo && next < hi) {
-            next = 0.5 * (lo + hi);
+        let g = sf.ln() - ln_q;
+        // g' = −h with h the hazard pdf/sf; g'' = h·(df + 1)·t/(df + t²) − h².
+        let h = t_pdf_with(t, df, ln_gamma_ratio) / sf;
+        let g2 = h * (df + 1.0) * t / (df + t * t) - h * h;
+        let step = -2.0 * g * -h / (2.0 * h * h - g * g2);
+        let next = t + step;
+        if next > lo && next < hi {
+            if step.abs() <= HALLEY_FINAL_STEP * t {
+                return next;
+            }
+            t = next;
+        } else {
+            t = 0.5 * (lo + hi);
         }
-        if (next - t).abs() <= QUANTILE_TOLERANCE * t || hi - lo <= QUANTILE_TOLERANCE * hi {
-            return next;
+        if hi - lo <= QUANTILE_TOLERANCE * hi {
+            return t;
         }
-        t = next;
     }
     t
 }
