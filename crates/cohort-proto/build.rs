@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("cohort_descriptor.bin"), fds.encode_to_vec())?;
     // The config service gets its own codec (src/codec.rs) and its hand-written SyncResponse;
-    // everything else the defaults.
+    // everything else the defaults but for the hand-written EvaluateResponse.
     let mut config = fds.clone();
     config.file.retain(|f| f.package() == "cohort.config.v1");
     let mut rest = fds;
@@ -26,7 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Written by hand (src/config_sync.rs) so a server can send a response encoded once.
         .extern_path(".cohort.config.v1.SyncResponse", "crate::config_sync::SyncResponse")
         .compile_fds(config)?;
-    generator().compile_fds(rest)?;
+    generator()
+        // Written by hand (src/evaluate_response.rs) so a server can encode decisions directly.
+        .extern_path(".cohort.evaluation.v1.EvaluateResponse", "crate::evaluate_response::EvaluateResponse")
+        .compile_fds(rest)?;
     Ok(())
 }
 

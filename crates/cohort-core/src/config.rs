@@ -150,6 +150,10 @@ impl CompiledExperiment {
     pub fn id(&self) -> Uuid {
         self.id
     }
+    /// The id as hyphenated text, formatted once at compile time.
+    pub fn id_text(&self) -> &str {
+        &self.id_text
+    }
     pub fn key(&self) -> &str {
         &self.key
     }

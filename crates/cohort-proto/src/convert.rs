@@ -203,7 +203,7 @@ impl From<&Decision<'_>> for pb::Decision {
             reason: pb::Reason::from(d.reason).into(),
             error_code: pb::ErrorCode::from(d.error).into(),
             rule_id: d.rule_id.unwrap_or_default().to_owned(),
-            experiment_id: d.experiment.map(|e| e.id().to_string()).unwrap_or_default(),
+            experiment_id: d.experiment.map(|e| e.id_text().to_owned()).unwrap_or_default(),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - [`common::v1`]: evaluation contexts, decisions, field violations (generated).
 //! - [`config::v1`]: the config service: entities, keys, snapshots, audit, the Sync stream
 //!   (its `SyncResponse` is written by hand, in `config_sync`, to carry pre-encoded responses).
-//! - [`evaluation::v1`]: remote evaluation (generated).
+//! - [`evaluation::v1`]: remote evaluation (its `EvaluateResponse` is written by hand, in
+//!   `evaluate_response`, to carry decisions encoded straight from cohort-core's).
 //! - [`events::v1`]: exposure and metric event ingestion (generated).
 //! - [`convert`]: `TryFrom` wire → core (validating) and `From` core → wire.
 //! - [`codec`]: the config service's codec (prost with small buffers, for many streams).
@@ -52,12 +53,15 @@ pub mod config {
 pub mod evaluation {
     pub mod v1 {
         tonic::include_proto!("cohort.evaluation.v1");
+
+        pub use crate::evaluate_response::{DecisionEncoder, EncodedDecisions, EvaluateResponse};
     }
 }
 
 pub mod codec;
 mod config_sync;
 pub mod convert;
+mod evaluate_response;
 
 pub use convert::ProtoError;
 

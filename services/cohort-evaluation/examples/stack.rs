@@ -23,11 +23,14 @@ use clap::Parser;
 use cohort_proto::config::v1 as cpb;
 use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
 use cohort_proto::events::v1 as epb;
-use cohort_proto::events::v1::event_service_server::{EventService, EventServiceServer};
 use cohort_runtime::{Shutdown, wait_for_signal};
+use futures::future::BoxFuture;
+use prost::encoding::{DecodeContext, WireType};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::server::{NamedService, UnaryService};
+use tonic::{Request, Response, Status};
+use tonic_prost::ProstCodec;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -42,26 +45,76 @@ struct Args {
     admin_addr: SocketAddr,
 }
 
-/// Accepts and drops every batch: exposures cost the evaluation service what they cost in
-/// production, without an event service in the measurement.
+/// The event sink: counts the events of each `SendBatch` and accepts them all, without
+/// decoding them. An event service runs elsewhere in production; decoding here would charge
+/// its work to the evaluation service this stack measures. The SDK's side (building,
+/// encoding and sending each batch) is still counted, as it is the evaluation service's.
 #[derive(Debug, Clone, Default)]
 struct Sink;
 
-#[tonic::async_trait]
-impl EventService for Sink {
-    async fn send_batch(
-        &self,
-        request: Request<epb::SendBatchRequest>,
-    ) -> Result<Response<epb::SendBatchResponse>, Status> {
-        let accepted = request.into_inner().events.len() as u32;
-        Ok(Response::new(epb::SendBatchResponse { accepted, rejected: Vec::new() }))
+impl NamedService for Sink {
+    const NAME: &'static str = "cohort.events.v1.EventService";
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Sink {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
     }
 
-    async fn stream_batches(
-        &self,
-        _: Request<Streaming<epb::SendBatchRequest>>,
-    ) -> Result<Response<epb::StreamBatchesResponse>, Status> {
-        Err(Status::unimplemented("stream_batches"))
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(async move {
+            if request.uri().path() != "/cohort.events.v1.EventService/SendBatch" {
+                return Ok(Status::unimplemented("the sink takes SendBatch only").into_http());
+            }
+            let codec = ProstCodec::<epb::SendBatchResponse, EventCount>::default();
+            Ok(tonic::server::Grpc::new(codec).unary(CountEvents, request).await)
+        })
+    }
+}
+
+/// A `SendBatchRequest` read only as far as counting its `events` (field 1).
+#[derive(Debug, Clone, Default)]
+struct EventCount(u32);
+
+impl prost::Message for EventCount {
+    fn encode_raw(&self, _: &mut impl bytes::BufMut) {
+        unreachable!("the sink only decodes requests")
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        self.0 += u32::from(tag == 1);
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        0
+    }
+
+    fn clear(&mut self) {
+        self.0 = 0;
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CountEvents;
+
+impl UnaryService<EventCount> for CountEvents {
+    type Response = epb::SendBatchResponse;
+    type Future = std::future::Ready<Result<Response<Self::Response>, Status>>;
+
+    fn call(&mut self, request: Request<EventCount>) -> Self::Future {
+        let accepted = request.into_inner().0;
+        std::future::ready(Ok(Response::new(epb::SendBatchResponse { accepted, rejected: Vec::new() })))
     }
 }
 
@@ -147,14 +200,11 @@ async fn main() -> anyhow::Result<()> {
     let sink_addr = sink.local_addr()?;
     let sink_stop = Shutdown::new();
     let stop = sink_stop.clone();
-    let sink = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(EventServiceServer::new(Sink))
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(sink),
-                async move { stop.cancelled().await },
-            ),
-    );
+    let sink =
+        tokio::spawn(tonic::transport::Server::builder().add_service(Sink).serve_with_incoming_shutdown(
+            TcpListenerStream::new(sink),
+            async move { stop.cancelled().await },
+        ));
 
     seed(config_addr, &tenant.admin_key).await.context("seeding the environment")?;
 

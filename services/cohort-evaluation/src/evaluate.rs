@@ -46,8 +46,8 @@ impl Evaluator {
         let client = self.environments.client(authorization).await?;
         let cfg = client.config();
         let decisions = decisions(&cfg, &ctx, &request.keys);
-        self.metrics.decisions.inc_by(decisions.len() as u64);
-        Ok(pb::EvaluateResponse { decisions, config_version: cfg.version() })
+        self.metrics.decisions.inc_by(decisions.count() as u64);
+        Ok(pb::EvaluateResponse::encoded(decisions, cfg.version()))
     }
 
     /// `EvaluateBatch`: decisions for several contexts over one config version.
@@ -76,12 +76,9 @@ impl Evaluator {
         let version = cfg.version();
         let results: Vec<pb::EvaluateResponse> = contexts
             .iter()
-            .map(|ctx| pb::EvaluateResponse {
-                decisions: decisions(&cfg, ctx, &request.keys),
-                config_version: version,
-            })
+            .map(|ctx| pb::EvaluateResponse::encoded(decisions(&cfg, ctx, &request.keys), version))
             .collect();
-        self.metrics.decisions.inc_by(results.iter().map(|r| r.decisions.len() as u64).sum());
+        self.metrics.decisions.inc_by(results.iter().map(|r| r.len() as u64).sum());
         Ok(pb::EvaluateBatchResponse { results })
     }
 
@@ -118,13 +115,12 @@ fn wire_context(ctx: Option<common::EvaluationContext>) -> Result<Context, Proto
     }
 }
 
-/// The decisions for `keys` (every flag then every experiment when empty), on the wire.
-/// Evaluating through the guard records exposures.
-pub fn decisions(cfg: &ConfigGuard<'_>, ctx: &Context, keys: &[String]) -> Vec<common::Decision> {
-    if keys.is_empty() {
-        return cfg.evaluate_all(ctx).iter().map(common::Decision::from).collect();
-    }
-    keys.iter().map(|k| common::Decision::from(&cfg.evaluate(k, ctx))).collect()
+/// The decisions for `keys` (every flag then every experiment when empty), encoded for the
+/// wire straight from the borrowed decisions. Evaluating through the guard records exposures.
+pub fn decisions(cfg: &ConfigGuard<'_>, ctx: &Context, keys: &[String]) -> pb::EncodedDecisions {
+    let mut encoder = pb::DecisionEncoder::with_capacity(keys.len().max(1));
+    for_each_decision(cfg, ctx, keys, |d| encoder.push(d));
+    encoder.finish()
 }
 
 /// Each decision for `keys` (every flag then every experiment when empty), handed to `each`.

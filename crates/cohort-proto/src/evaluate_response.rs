@@ -1,0 +1,276 @@
+//! `cohort.evaluation.v1.EvaluateResponse`, written by hand rather than generated, for one
+//! addition: decisions encoded straight from cohort-core's borrowed decisions
+//! ([`EncodedDecisions`]), so answering a request does not first copy every key, variant,
+//! value and id into owned protobuf strings only to encode and drop them. On the wire it is
+//! exactly evaluation.proto's message.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use cohort_core::{Decision, DecisionKind};
+use prost::DecodeError;
+use prost::encoding::{DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+use serde_json::Value as Json;
+
+use crate::common::v1 as common;
+
+/// Decisions for one context, and the config version they were made with.
+#[derive(Clone, PartialEq, Default, Debug)]
+pub struct EvaluateResponse {
+    /// One per requested key, in request order, or every flag then every experiment.
+    pub decisions: Vec<common::Decision>,
+    pub config_version: u64,
+    /// Decisions encoded in advance, sent after `decisions`. Only ever sent: decoding puts
+    /// every decision in `decisions`.
+    pub encoded: EncodedDecisions,
+}
+
+impl EvaluateResponse {
+    /// A response of decisions already encoded.
+    pub fn encoded(encoded: EncodedDecisions, config_version: u64) -> Self {
+        EvaluateResponse { decisions: Vec::new(), config_version, encoded }
+    }
+
+    /// How many decisions the response carries.
+    pub fn len(&self) -> usize {
+        self.decisions.len() + self.encoded.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `EvaluateResponse.decisions` entries (field 1: key, length, message), encoded from
+/// cohort-core decisions.
+#[derive(Clone, PartialEq, Default)]
+pub struct EncodedDecisions {
+    bytes: Bytes,
+    count: usize,
+}
+
+impl std::fmt::Debug for EncodedDecisions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EncodedDecisions({} decisions, {} bytes)", self.count, self.bytes.len())
+    }
+}
+
+impl EncodedDecisions {
+    /// How many decisions.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+/// Builds [`EncodedDecisions`] one decision at a time.
+#[derive(Debug, Default)]
+pub struct DecisionEncoder {
+    buf: BytesMut,
+    count: usize,
+}
+
+impl DecisionEncoder {
+    /// An encoder with room for about `decisions` typical decisions.
+    pub fn with_capacity(decisions: usize) -> Self {
+        DecisionEncoder { buf: BytesMut::with_capacity(decisions * 96), count: 0 }
+    }
+
+    /// Appends `d` as the wire form of `common::Decision::from(d)`, byte for byte.
+    pub fn push(&mut self, d: &Decision<'_>) {
+        let fields = DecisionFields::of(d);
+        let len = fields.encoded_len();
+        encode_key(1, WireType::LengthDelimited, &mut self.buf);
+        encode_varint(len as u64, &mut self.buf);
+        let start = self.buf.len();
+        fields.encode(&mut self.buf);
+        debug_assert_eq!(self.buf.len() - start, len);
+        self.count += 1;
+    }
+
+    pub fn finish(self) -> EncodedDecisions {
+        EncodedDecisions { bytes: self.buf.freeze(), count: self.count }
+    }
+}
+
+/// The value oneof of a decision, borrowed.
+enum ValueField<'a> {
+    Bool(bool),
+    String(&'a str),
+    Number(f64),
+    Json(JsonText<'a>),
+}
+
+/// JSON text: serialized at compile time, or (for values compiled without it) now.
+enum JsonText<'a> {
+    Borrowed(&'a str),
+    Owned(String),
+}
+
+impl JsonText<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            JsonText::Borrowed(s) => s,
+            JsonText::Owned(s) => s,
+        }
+    }
+}
+
+/// A decision's fields as `common::Decision` carries them, without copying any string.
+struct DecisionFields<'a> {
+    key: &'a str,
+    kind: i32,
+    variant: &'a str,
+    value: Option<ValueField<'a>>,
+    enrolled: bool,
+    reason: i32,
+    error_code: i32,
+    rule_id: &'a str,
+    experiment_id: &'a str,
+}
+
+impl<'a> DecisionFields<'a> {
+    /// The same mapping as `From<&Decision> for common::Decision`.
+    fn of(d: &Decision<'a>) -> Self {
+        let value = d.value.map(|v| match v {
+            Json::Bool(b) => ValueField::Bool(*b),
+            Json::String(s) => ValueField::String(s),
+            Json::Number(n) => ValueField::Number(n.as_f64().unwrap_or_default()),
+            other => ValueField::Json(
+                d.value_json.map_or_else(|| JsonText::Owned(other.to_string()), JsonText::Borrowed),
+            ),
+        });
+        let kind = match d.kind {
+            None => common::DecisionKind::Unspecified,
+            Some(DecisionKind::Flag) => common::DecisionKind::Flag,
+            Some(DecisionKind::Experiment) => common::DecisionKind::Experiment,
+        };
+        DecisionFields {
+            key: d.key,
+            kind: kind.into(),
+            variant: d.variant.unwrap_or_default(),
+            value,
+            enrolled: d.enrolled,
+            reason: common::Reason::from(d.reason).into(),
+            error_code: common::ErrorCode::from(d.error).into(),
+            rule_id: d.rule_id.unwrap_or_default(),
+            experiment_id: d.experiment.map_or("", |e| e.id_text()),
+        }
+    }
+
+    /// Fields in tag order, proto3 defaults left out (a oneof member is always written).
+    fn encoded_len(&self) -> usize {
+        let string = |tag: u32, s: &str| {
+            if s.is_empty() { 0 } else { key_len(tag) + encoded_len_varint(s.len() as u64) + s.len() }
+        };
+        let enumeration =
+            |tag: u32, v: i32| if v == 0 { 0 } else { key_len(tag) + encoded_len_varint(v as i64 as u64) };
+        let value = match &self.value {
+            None => 0,
+            Some(ValueField::Bool(_)) => key_len(4) + 1,
+            Some(ValueField::String(s)) => key_len(5) + encoded_len_varint(s.len() as u64) + s.len(),
+            Some(ValueField::Number(_)) => key_len(6) + 8,
+            Some(ValueField::Json(j)) => {
+                key_len(7) + encoded_len_varint(j.as_str().len() as u64) + j.as_str().len()
+            }
+        };
+        string(1, self.key)
+            + enumeration(2, self.kind)
+            + string(3, self.variant)
+            + value
+            + if self.enrolled { key_len(8) + 1 } else { 0 }
+            + enumeration(9, self.reason)
+            + enumeration(10, self.error_code)
+            + string(11, self.rule_id)
+            + string(12, self.experiment_id)
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        fn bytes(tag: u32, s: &str, buf: &mut impl BufMut) {
+            encode_key(tag, WireType::LengthDelimited, buf);
+            encode_varint(s.len() as u64, buf);
+            buf.put_slice(s.as_bytes());
+        }
+        fn string(tag: u32, s: &str, buf: &mut impl BufMut) {
+            if !s.is_empty() {
+                bytes(tag, s, buf);
+            }
+        }
+        fn enumeration(tag: u32, v: i32, buf: &mut impl BufMut) {
+            if v != 0 {
+                encode_key(tag, WireType::Varint, buf);
+                encode_varint(v as i64 as u64, buf);
+            }
+        }
+        string(1, self.key, buf);
+        enumeration(2, self.kind, buf);
+        string(3, self.variant, buf);
+        match &self.value {
+            None => {}
+            Some(ValueField::Bool(b)) => {
+                encode_key(4, WireType::Varint, buf);
+                buf.put_u8(u8::from(*b));
+            }
+            Some(ValueField::String(s)) => bytes(5, s, buf),
+            Some(ValueField::Number(n)) => {
+                encode_key(6, WireType::SixtyFourBit, buf);
+                buf.put_f64_le(*n);
+            }
+            Some(ValueField::Json(j)) => bytes(7, j.as_str(), buf),
+        }
+        if self.enrolled {
+            encode_key(8, WireType::Varint, buf);
+            buf.put_u8(1);
+        }
+        enumeration(9, self.reason, buf);
+        enumeration(10, self.error_code, buf);
+        string(11, self.rule_id, buf);
+        string(12, self.experiment_id, buf);
+    }
+}
+
+impl prost::Message for EvaluateResponse {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        for d in &self.decisions {
+            prost::encoding::message::encode(1, d, buf);
+        }
+        buf.put_slice(&self.encoded.bytes);
+        if self.config_version != 0 {
+            prost::encoding::uint64::encode(2, &self.config_version, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        let merged = match tag {
+            1 => prost::encoding::message::merge_repeated(wire_type, &mut self.decisions, buf, ctx),
+            2 => prost::encoding::uint64::merge(wire_type, &mut self.config_version, buf, ctx),
+            _ => return prost::encoding::skip_field(wire_type, tag, buf, ctx),
+        };
+        merged.map_err(|mut e| {
+            e.push("EvaluateResponse", if tag == 1 { "decisions" } else { "config_version" });
+            e
+        })
+    }
+
+    fn encoded_len(&self) -> usize {
+        prost::encoding::message::encoded_len_repeated(1, &self.decisions)
+            + self.encoded.bytes.len()
+            + if self.config_version != 0 {
+                prost::encoding::uint64::encoded_len(2, &self.config_version)
+            } else {
+                0
+            }
+    }
+
+    fn clear(&mut self) {
+        self.decisions.clear();
+        self.config_version = 0;
+        self.encoded = EncodedDecisions::default();
+    }
+}
+
+#[cfg(test)]
+mod tests;
