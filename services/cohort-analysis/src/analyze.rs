@@ -3,6 +3,7 @@
 //! whether this cycle is a formal look, the group-sequential decision and guardrail breaches.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use cohort_core::model::{Aggregation, Direction, ExperimentDef, MetricDef};
 use cohort_stats::{
@@ -81,6 +82,8 @@ pub struct Settings {
     /// Experiments whose aggregation state one cycle rebuilds from all their rows (after a
     /// start, resume, change or crash); the rest wait, so every cycle stays short.
     pub max_rebuilds_per_cycle: usize,
+    /// Time after which a cycle starts no more rebuilds (it finishes the few under way).
+    pub rebuild_budget: Duration,
 }
 
 impl Default for Settings {
@@ -94,6 +97,7 @@ impl Default for Settings {
             min_look_step: 0.02,
             max_segment_values: 10,
             max_rebuilds_per_cycle: 100,
+            rebuild_budget: Duration::from_secs(4),
         }
     }
 }

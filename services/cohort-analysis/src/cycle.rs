@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::analyze::{self, Looks, Plan, Settings, top_values};
 use crate::metrics::Metrics;
-use crate::store::{Basis, ExperimentSums, Running, Store, StoreError};
+use crate::store::{Basis, ExperimentSums, RebuildLimits, Running, Store, StoreError};
 
 /// An arbitrary, fixed advisory-lock key for the analysis leader.
 const LEADER_LOCK: i64 = 0x636f_686f_7274_616e;
@@ -70,7 +70,11 @@ impl Analyzer {
             .iter()
             .map(|exp| basis(exp, metrics.get(&exp.environment_id).unwrap_or(&no_metrics)))
             .collect();
-        let advanced = self.store.advance(&bases, self.settings.max_rebuilds_per_cycle).await?;
+        let limits = RebuildLimits {
+            experiments: self.settings.max_rebuilds_per_cycle,
+            time: self.settings.rebuild_budget,
+        };
+        let advanced = self.store.advance(&bases, limits).await?;
         // Experiments still waiting for their state are analyzed once it is built.
         let running: Vec<Running> =
             running.into_iter().filter(|e| !advanced.pending.contains(&e.definition.id)).collect();
@@ -323,13 +327,22 @@ pub async fn lead(
                         break;
                     }
                     match analyzer.cycle().await {
-                        Ok(r) => info!(
-                            experiments = r.experiments,
-                            looks = r.looks,
-                            paused = r.paused,
-                            failed = r.failed,
-                            "analysis cycle"
-                        ),
+                        Ok(r) => {
+                            info!(
+                                experiments = r.experiments,
+                                rebuilt = r.rebuilt,
+                                pending = r.pending,
+                                looks = r.looks,
+                                paused = r.paused,
+                                failed = r.failed,
+                                "analysis cycle"
+                            );
+                            // A start-up with state to rebuild: the next share right away, not
+                            // an interval later (each cycle stays short either way).
+                            if r.pending > 0 {
+                                tick.reset_immediately();
+                            }
+                        }
                         Err(e) => warn!(error = %e, "analysis cycle failed"),
                     }
                 }

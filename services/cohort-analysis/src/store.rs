@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::analyze::{Aggregates, EventSums, ExperimentResult, Plan};
 
 mod incremental;
-pub use incremental::{Advanced, Basis, ExperimentSums};
+pub use incremental::{Advanced, Basis, ExperimentSums, RebuildLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -13,7 +13,8 @@
 //! (a crash: the tables are unlogged), or whose metric events or breakdowns changed is rebuilt
 //! from all its rows, a bounded number per cycle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Transaction;
 use tokio_postgres::IsolationLevel;
@@ -169,13 +170,26 @@ fn contribution_sql(into: &str, from: &str, events_also: &str) -> [String; 2] {
 /// rows the small side has, would rather scan millions of rows of state.
 const PROBE_LIMIT: i64 = 500_000;
 
+/// Experiments rebuilt together, between checks of the rebuild time budget.
+const REBUILD_CHUNK: usize = 8;
+
+/// How much rebuilding one advance may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildLimits {
+    /// Experiments at most.
+    pub experiments: usize,
+    /// No new chunk of experiments starts after this much rebuilding (the first always
+    /// does, so every advance makes progress).
+    pub time: Duration,
+}
+
 impl Store {
-    /// Advances the state of the running experiments `bases` to now, rebuilding at most
-    /// `max_rebuilds` of them from all their rows (so a cold start spreads over cycles of
-    /// bounded length); drops the state of experiments no longer running. Fails with a
-    /// serialization error when another replica advanced meanwhile (its cycle counts; this one
-    /// is retried next interval).
-    pub async fn advance(&self, bases: &[Basis], max_rebuilds: usize) -> Result<Advanced, StoreError> {
+    /// Advances the state of the running experiments `bases` to now, rebuilding from all
+    /// their rows as many as `limits` allow (so a cold start spreads over cycles of bounded
+    /// length); drops the state of experiments no longer running. Fails with a serialization
+    /// error when another replica advanced meanwhile (its cycle counts; this one is retried
+    /// next interval).
+    pub async fn advance(&self, bases: &[Basis], limits: RebuildLimits) -> Result<Advanced, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await?;
         // First statement: takes the snapshot, then waits for any other advance in flight.
@@ -199,7 +213,7 @@ impl Store {
                 (Some((basis, through)), Some(prev)) => *basis == json && through == prev,
                 _ => false,
             };
-            if !current && report.rebuilt >= max_rebuilds {
+            if !current && report.rebuilt >= limits.experiments {
                 report.pending.push(b.experiment_id);
                 continue;
             }
@@ -256,7 +270,30 @@ impl Store {
         if report.rebuilt > 0 {
             let rebuilt: Vec<Uuid> =
                 ids.iter().zip(&rebuild).filter(|(_, r)| **r).map(|(id, _)| *id).collect();
-            rebuild_all(&tx, &rebuilt).await?;
+            let started = Instant::now();
+            let mut done = 0;
+            for chunk in rebuilt.chunks(REBUILD_CHUNK) {
+                if done > 0 && started.elapsed() >= limits.time {
+                    break;
+                }
+                rebuild_all(&tx, chunk).await?;
+                done += chunk.len();
+            }
+            // Out of time: the rest wait for a later advance, with no state until then.
+            if done < rebuilt.len() {
+                report.rebuilt = done;
+                report.pending.extend_from_slice(&rebuilt[done..]);
+                let unbuilt: HashSet<Uuid> = rebuilt[done..].iter().copied().collect();
+                let (mut kept_ids, mut kept_envs, mut kept_bases) = (vec![], vec![], vec![]);
+                for ((id, env), basis) in ids.into_iter().zip(envs).zip(bases_json) {
+                    if !unbuilt.contains(&id) {
+                        kept_ids.push(id);
+                        kept_envs.push(env);
+                        kept_bases.push(basis);
+                    }
+                }
+                (ids, envs, bases_json) = (kept_ids, kept_envs, kept_bases);
+            }
         }
 
         tx.execute(
@@ -402,7 +439,7 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
 }
 
 /// Builds the state of the experiments `rebuilt` from all their rows, set-based. Every read
-/// of the state names them, so it costs their rows, not all the state there is.
+/// names them, so it costs their rows, not all the state there is.
 async fn rebuild_all(tx: &Transaction<'_>, rebuilt: &[Uuid]) -> Result<(), StoreError> {
     tx.execute(
         &format!(
@@ -410,9 +447,10 @@ async fn rebuild_all(tx: &Transaction<'_>, rebuilt: &[Uuid]) -> Result<(), Store
              {FIRST_EXPOSURE}
              FROM exposures e JOIN run_exp r
                ON r.experiment_id = e.experiment_id AND r.environment_id = e.environment_id AND r.rebuild
+             WHERE r.experiment_id = ANY($1)
              GROUP BY 1, 2, 3"
         ),
-        &[],
+        &[&rebuilt],
     )
     .await?;
     tx.execute(

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use cohort_analysis::analyze::{Aggregates, EventSums};
-use cohort_analysis::store::{Basis, ExperimentSums, Store};
+use cohort_analysis::store::{Basis, ExperimentSums, RebuildLimits, Store};
 use cohort_config::domain::{Action, Op};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::World;
 
-/// No limit on the experiments one advance rebuilds.
-const ALL: usize = usize::MAX;
+/// Rebuild whatever needs it, however long it takes.
+const ALL: RebuildLimits = RebuildLimits { experiments: usize::MAX, time: Duration::MAX };
 
 /// Relative agreement of two sums computed in different orders.
 fn close(a: f64, b: f64) -> bool {
@@ -330,4 +330,32 @@ async fn a_cold_start_rebuilds_a_bounded_share_per_cycle_and_analyzes_only_those
     for id in &ids {
         assert!(store.latest(*id).await.unwrap().is_some());
     }
+}
+
+#[tokio::test]
+async fn a_cold_start_stops_rebuilding_when_its_time_is_up() {
+    let w = world_with_metrics().await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(w.running_experiment(experiment(&format!("t{i}"))).await);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    random_round(&w, &ids, &mut rng, 200).await;
+    // No time at all: each cycle rebuilds its first chunk of experiments and no more.
+    let settings =
+        cohort_analysis::analyze::Settings { rebuild_budget: Duration::ZERO, ..Default::default() };
+    let analyzer = w.analyzer(settings);
+
+    let first = analyzer.cycle().await.unwrap();
+    assert!(first.rebuilt > 0 && first.rebuilt < ids.len(), "rebuilt {}", first.rebuilt);
+    assert_eq!((first.pending, first.experiments), (ids.len() - first.rebuilt, first.rebuilt));
+    random_round(&w, &ids, &mut rng, 100).await;
+    let second = analyzer.cycle().await.unwrap();
+    assert_eq!(
+        (second.rebuilt, second.pending, second.experiments),
+        (ids.len() - first.rebuilt, 0, ids.len())
+    );
+    let store = Store::new(w.db.pool.clone());
+    let bases: Vec<Basis> = ids.iter().map(|id| basis(&w, *id, &["country"])).collect();
+    assert_matches_scratch(&store, &bases, "after a time-bounded cold start").await;
 }
