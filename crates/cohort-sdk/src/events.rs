@@ -5,7 +5,7 @@
 //! - Recording never waits: a counter reserves a slot under `max_queued_events`, then the
 //!   event goes into an unbounded channel (memory is bounded by the counter). Over the bound
 //!   the event is dropped, counted and logged (at most every 10 s).
-//! - Each event gets its UUID v4 id when the worker takes it off the channel, before any send
+//! - Each event gets its time-ordered UUID v7 id when the worker takes it off the channel, before any send
 //!   attempt, so every retry carries the same id and the service stores it once.
 //! - Events are spread round-robin over `senders` workers, each batching and delivering on
 //!   its own, so a slow round trip to the event service does not cap throughput at one batch
@@ -171,9 +171,10 @@ pub(crate) enum Pending {
 }
 
 impl Pending {
-    /// The wire event, with a fresh UUID v4 id that every retry reuses.
+    /// The wire event, with a fresh UUID v7 id that every retry reuses: time-ordered, so the
+    /// event store's id index grows at its end rather than everywhere.
     fn into_wire(self) -> pb::Event {
-        let event_id = Uuid::new_v4().hyphenated().to_string();
+        let event_id = Uuid::now_v7().hyphenated().to_string();
         match self {
             Pending::Exposure { timestamp_ms, unit, experiment_id, variant, config_version, attributes } => {
                 pb::Event {

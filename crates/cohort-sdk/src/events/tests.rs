@@ -115,7 +115,9 @@ async fn retries_keep_event_ids_and_back_off() {
     let attempts = sink.attempts();
     assert_eq!(attempts.len(), 3);
     assert!(attempts.iter().all(|ids| *ids == attempts[0]), "ids changed between retries: {attempts:?}");
-    assert!(attempts[0].iter().all(|id| uuid::Uuid::parse_str(id).unwrap().get_version_num() == 4));
+    let ids: Vec<uuid::Uuid> = attempts[0].iter().map(|id| uuid::Uuid::parse_str(id).unwrap()).collect();
+    assert!(ids.iter().all(|id| id.get_version_num() == 7), "{ids:?}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not time-ordered: {ids:?}");
     let times: Vec<Instant> = sink.0.lock().unwrap().attempts.iter().map(|(t, _)| *t).collect();
     let first_gap = times[1] - times[0];
     let second_gap = times[2] - times[1];
