@@ -1,6 +1,8 @@
 //! Conversions between wire types and cohort-core types. Wire → core validates every field and
 //! names the one at fault; core → wire cannot fail.
 
+use std::borrow::Cow;
+
 use cohort_core::hash::MAX_UNIT_BYTES;
 use cohort_core::{AttrValue, Context, Decision, DecisionKind, ErrorCode, Reason};
 
@@ -178,32 +180,80 @@ impl From<pb::ErrorCode> for Option<ErrorCode> {
     }
 }
 
-impl From<&Decision<'_>> for pb::Decision {
-    fn from(d: &Decision<'_>) -> Self {
-        use pb::decision::Value as V;
+/// A decision's fields as `pb::Decision` carries them, borrowed: the one core → wire mapping
+/// of a decision, which both the owned conversion below and the evaluation service's direct
+/// encoding (`evaluate_response`) use.
+pub(crate) struct DecisionFields<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) kind: i32,
+    pub(crate) variant: &'a str,
+    pub(crate) value: Option<ValueField<'a>>,
+    pub(crate) enrolled: bool,
+    pub(crate) reason: i32,
+    pub(crate) error_code: i32,
+    pub(crate) rule_id: &'a str,
+    pub(crate) experiment_id: &'a str,
+}
+
+/// The `value` oneof of a decision, borrowed.
+pub(crate) enum ValueField<'a> {
+    Bool(bool),
+    String(&'a str),
+    Number(f64),
+    /// Objects, arrays and null as JSON text, serialized at compile time (so they cost a
+    /// copy, not an encode) or, for values compiled without it, now.
+    Json(Cow<'a, str>),
+}
+
+impl<'a> DecisionFields<'a> {
+    pub(crate) fn of(d: &Decision<'a>) -> Self {
         use serde_json::Value as J;
         let value = d.value.map(|v| match v {
-            J::Bool(b) => V::BoolValue(*b),
-            J::String(s) => V::StringValue(s.clone()),
-            J::Number(n) => V::NumberValue(n.as_f64().unwrap_or_default()),
-            // Serialized at compile time, so objects cost a copy, not an encode.
-            other => V::JsonValue(d.value_json.map_or_else(|| other.to_string(), str::to_owned)),
+            J::Bool(b) => ValueField::Bool(*b),
+            J::String(s) => ValueField::String(s),
+            J::Number(n) => ValueField::Number(n.as_f64().unwrap_or_default()),
+            other => {
+                ValueField::Json(d.value_json.map_or_else(|| Cow::Owned(other.to_string()), Cow::Borrowed))
+            }
         });
         let kind = match d.kind {
             None => pb::DecisionKind::Unspecified,
             Some(DecisionKind::Flag) => pb::DecisionKind::Flag,
             Some(DecisionKind::Experiment) => pb::DecisionKind::Experiment,
         };
-        pb::Decision {
-            key: d.key.to_owned(),
+        DecisionFields {
+            key: d.key,
             kind: kind.into(),
-            variant: d.variant.unwrap_or_default().to_owned(),
+            variant: d.variant.unwrap_or_default(),
             value,
             enrolled: d.enrolled,
             reason: pb::Reason::from(d.reason).into(),
             error_code: pb::ErrorCode::from(d.error).into(),
-            rule_id: d.rule_id.unwrap_or_default().to_owned(),
-            experiment_id: d.experiment.map(|e| e.id_text().to_owned()).unwrap_or_default(),
+            rule_id: d.rule_id.unwrap_or_default(),
+            experiment_id: d.experiment.map_or("", |e| e.id_text()),
+        }
+    }
+}
+
+impl From<&Decision<'_>> for pb::Decision {
+    fn from(d: &Decision<'_>) -> Self {
+        use pb::decision::Value as V;
+        let f = DecisionFields::of(d);
+        pb::Decision {
+            key: f.key.to_owned(),
+            kind: f.kind,
+            variant: f.variant.to_owned(),
+            value: f.value.map(|v| match v {
+                ValueField::Bool(b) => V::BoolValue(b),
+                ValueField::String(s) => V::StringValue(s.to_owned()),
+                ValueField::Number(n) => V::NumberValue(n),
+                ValueField::Json(text) => V::JsonValue(text.into_owned()),
+            }),
+            enrolled: f.enrolled,
+            reason: f.reason,
+            error_code: f.error_code,
+            rule_id: f.rule_id.to_owned(),
+            experiment_id: f.experiment_id.to_owned(),
         }
     }
 }

@@ -5,12 +5,12 @@
 //! exactly evaluation.proto's message.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use cohort_core::{Decision, DecisionKind};
+use cohort_core::Decision;
 use prost::DecodeError;
 use prost::encoding::{DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint, key_len};
-use serde_json::Value as Json;
 
 use crate::common::v1 as common;
+use crate::convert::{DecisionFields, ValueField};
 
 /// Decisions for one context, and the config version they were made with.
 #[derive(Clone, PartialEq, Default, Debug)]
@@ -90,71 +90,7 @@ impl DecisionEncoder {
     }
 }
 
-/// The value oneof of a decision, borrowed.
-enum ValueField<'a> {
-    Bool(bool),
-    String(&'a str),
-    Number(f64),
-    Json(JsonText<'a>),
-}
-
-/// JSON text: serialized at compile time, or (for values compiled without it) now.
-enum JsonText<'a> {
-    Borrowed(&'a str),
-    Owned(String),
-}
-
-impl JsonText<'_> {
-    fn as_str(&self) -> &str {
-        match self {
-            JsonText::Borrowed(s) => s,
-            JsonText::Owned(s) => s,
-        }
-    }
-}
-
-/// A decision's fields as `common::Decision` carries them, without copying any string.
-struct DecisionFields<'a> {
-    key: &'a str,
-    kind: i32,
-    variant: &'a str,
-    value: Option<ValueField<'a>>,
-    enrolled: bool,
-    reason: i32,
-    error_code: i32,
-    rule_id: &'a str,
-    experiment_id: &'a str,
-}
-
-impl<'a> DecisionFields<'a> {
-    /// The same mapping as `From<&Decision> for common::Decision`.
-    fn of(d: &Decision<'a>) -> Self {
-        let value = d.value.map(|v| match v {
-            Json::Bool(b) => ValueField::Bool(*b),
-            Json::String(s) => ValueField::String(s),
-            Json::Number(n) => ValueField::Number(n.as_f64().unwrap_or_default()),
-            other => ValueField::Json(
-                d.value_json.map_or_else(|| JsonText::Owned(other.to_string()), JsonText::Borrowed),
-            ),
-        });
-        let kind = match d.kind {
-            None => common::DecisionKind::Unspecified,
-            Some(DecisionKind::Flag) => common::DecisionKind::Flag,
-            Some(DecisionKind::Experiment) => common::DecisionKind::Experiment,
-        };
-        DecisionFields {
-            key: d.key,
-            kind: kind.into(),
-            variant: d.variant.unwrap_or_default(),
-            value,
-            enrolled: d.enrolled,
-            reason: common::Reason::from(d.reason).into(),
-            error_code: common::ErrorCode::from(d.error).into(),
-            rule_id: d.rule_id.unwrap_or_default(),
-            experiment_id: d.experiment.map_or("", |e| e.id_text()),
-        }
-    }
-
+impl DecisionFields<'_> {
     /// Fields in tag order, proto3 defaults left out (a oneof member is always written).
     fn encoded_len(&self) -> usize {
         let string = |tag: u32, s: &str| {
@@ -167,9 +103,7 @@ impl<'a> DecisionFields<'a> {
             Some(ValueField::Bool(_)) => key_len(4) + 1,
             Some(ValueField::String(s)) => key_len(5) + encoded_len_varint(s.len() as u64) + s.len(),
             Some(ValueField::Number(_)) => key_len(6) + 8,
-            Some(ValueField::Json(j)) => {
-                key_len(7) + encoded_len_varint(j.as_str().len() as u64) + j.as_str().len()
-            }
+            Some(ValueField::Json(j)) => key_len(7) + encoded_len_varint(j.len() as u64) + j.len(),
         };
         string(1, self.key)
             + enumeration(2, self.kind)
@@ -213,7 +147,7 @@ impl<'a> DecisionFields<'a> {
                 encode_key(6, WireType::SixtyFourBit, buf);
                 buf.put_f64_le(*n);
             }
-            Some(ValueField::Json(j)) => bytes(7, j.as_str(), buf),
+            Some(ValueField::Json(j)) => bytes(7, j, buf),
         }
         if self.enrolled {
             encode_key(8, WireType::Varint, buf);

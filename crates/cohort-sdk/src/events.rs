@@ -5,8 +5,8 @@
 //! - Recording never waits: a counter reserves a slot under `max_queued_events`, then the
 //!   event goes into an unbounded channel (memory is bounded by the counter). Over the bound
 //!   the event is dropped, counted and logged (at most every 10 s).
-//! - Each event gets its time-ordered UUID v7 id when the worker takes it off the channel, before any send
-//!   attempt, so every retry carries the same id and the service stores it once.
+//! - Each event gets its time-ordered UUID v7 id when the worker takes it off the channel,
+//!   before any send attempt, so every retry carries the same id and the service stores it once.
 //! - Events are spread round-robin over `senders` workers, each batching and delivering on
 //!   its own, so a slow round trip to the event service does not cap throughput at one batch
 //!   per round trip.
@@ -419,7 +419,6 @@ impl EventHandle {
     }
 }
 
-/// Builds the queue and the worker that drains it into `sink`; spawn the returned future.
 /// Builds the queue and the workers that drain it into `sink`; spawn the returned future.
 pub(crate) fn start<S: Sink + Clone>(
     sink: S,
