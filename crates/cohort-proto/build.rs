@@ -15,8 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("cohort_descriptor.bin"), fds.encode_to_vec())?;
-    // The config service gets its own codec (src/codec.rs) and its hand-written SyncResponse;
-    // everything else the defaults but for the hand-written EvaluateResponse.
+    // Every service decodes with src/codec.rs, so a malformed message is INVALID_ARGUMENT. The
+    // config service gets its small-buffer codec and its hand-written SyncResponse; everything
+    // else the default buffers and, but for the hand-written EvaluateResponse, generated types.
     let mut config = fds.clone();
     config.file.retain(|f| f.package() == "cohort.config.v1");
     let mut rest = fds;
@@ -27,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".cohort.config.v1.SyncResponse", "crate::config_sync::SyncResponse")
         .compile_fds(config)?;
     generator()
+        .codec_path("crate::codec::ProtoCodec")
         // Written by hand (src/evaluate_response.rs) so a server can encode decisions directly.
         .extern_path(".cohort.evaluation.v1.EvaluateResponse", "crate::evaluate_response::EvaluateResponse")
         .compile_fds(rest)?;

@@ -21,6 +21,8 @@ use crate::model::{
 };
 use crate::time::parse_rfc3339_millis;
 
+mod storable;
+
 /// Size limits that keep one environment's config bounded in memory and evaluation time.
 pub mod limits {
     pub const MAX_KEY_BYTES: usize = 128;
@@ -106,6 +108,7 @@ impl<'d> Compiler<'d> {
         self.limit("segments", defs.segments.len(), MAX_SEGMENTS, "segments");
         self.limit("layers", defs.layers.len(), MAX_LAYERS, "layers");
         self.limit("metrics", defs.metrics.len(), MAX_METRICS, "metrics");
+        self.storable(defs);
 
         // Segments first: conditions everywhere refer to them by key.
         let mut seen = HashMap::new();
@@ -165,6 +168,24 @@ impl<'d> Compiler<'d> {
             }
         }
         CompiledConfig { version: defs.version, index, flags, experiments, segments, metrics }
+    }
+
+    /// Refuses text the store cannot hold (NUL), wherever it is in a definition.
+    fn storable(&mut self, defs: &Definitions) {
+        fn each<T: serde::Serialize>(c: &mut Compiler<'_>, list: &str, items: &[T]) {
+            for (i, item) in items.iter().enumerate() {
+                for field in storable::nul_paths(item) {
+                    let path =
+                        if field == "." { format!("{list}[{i}]") } else { format!("{list}[{i}].{field}") };
+                    c.err(path, "contains a NUL character (\\u0000), which cannot be stored");
+                }
+            }
+        }
+        each(self, "flags", &defs.flags);
+        each(self, "experiments", &defs.experiments);
+        each(self, "layers", &defs.layers);
+        each(self, "segments", &defs.segments);
+        each(self, "metrics", &defs.metrics);
     }
 
     fn limit(&mut self, path: &str, len: usize, max: usize, what: &str) {

@@ -28,6 +28,7 @@
 //! - [`hash`]: MurmurHash3 and `bucket(salt, unit)`, spec version 1.
 //! - [`evaluate()`] / [`evaluate_all()`]: decisions with OpenFeature-aligned reasons.
 //! - [`Context`]: the targeting key and typed attributes.
+//! - [`json`]: strict JSON parsing (duplicate keys are errors) for every JSON door.
 //! - `conformance` (feature `conformance`): the shared JSON conformance suite and its runner.
 
 mod compile;
@@ -36,6 +37,7 @@ mod config;
 mod context;
 mod eval;
 pub mod hash;
+pub mod json;
 pub mod model;
 mod time;
 

@@ -2,9 +2,11 @@
 //!
 //! Read every file (all parse or nothing is written) → read the environment → plan each
 //! entity (create, update at the read revision, or leave alone; experiments' lifecycle moves)
-//! → compile the environment as it would be after the plan, locally, so a bad file writes
-//! nothing → write in dependency order: metrics, segments, flags, experiments, then
-//! completions that free layer ranges, layers, and the remaining lifecycle moves.
+//! → compile the environment as it would be after the plan, locally, so a bad file is caught
+//! before anything is sent → send every write as ONE `ApplyBatch`, in dependency order
+//! (metrics, segments, flags, experiments, then completions that free layer ranges, layers,
+//! and the remaining lifecycle moves). The server validates the batch as a whole and commits
+//! it as one version, or nothing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -31,7 +33,7 @@ pub struct ApplyOptions {
     /// Plan and validate, write nothing.
     pub dry_run: bool,
     /// Skip compiling the planned environment locally and leave validation to the server
-    /// (for a cohortctl older than the server). A bad file may then be written in part.
+    /// (for a cohortctl older than the server). The batch is still all or nothing.
     pub server_validation_only: bool,
 }
 
@@ -119,9 +121,9 @@ struct Item {
     moves: Vec<Action>,
     /// The definition as it will be once everything is done (status and id settled).
     end: Def,
-    /// Revision after the last successful write; what the next write expects.
+    /// The revision the next operation on this entity expects (the stored one, then as the
+    /// batch's earlier operations leave it).
     revision: i64,
-    failed: bool,
 }
 
 /// Applies the files at `opts.paths` to `env`. Every problem is in the report (and on
@@ -190,39 +192,154 @@ pub async fn apply(
         "cohortctl apply {}",
         opts.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
     );
-    let mut exec = Exec { client, env, con, report, reason };
+    let (operations, steps) = batch(&mut items, &reason);
+    if operations.is_empty() {
+        for item in &items {
+            let outcome = outcome(&item.spec, "unchanged", Vec::new(), None);
+            show(con, &outcome)?;
+            report.results.push(outcome);
+        }
+        return finish(report, con);
+    }
+    let request = pb::ApplyBatchRequest { environment: env.into(), operations };
+    match client.rpc.apply_batch(request).await {
+        Ok(r) => {
+            let version = r.into_inner().version;
+            for (i, step) in steps {
+                let spec = &items[i].spec;
+                let o = match step {
+                    Step::Write(what, fields) => outcome(spec, what, fields, Some(version)),
+                    Step::Move(action) => outcome(spec, lifecycle::past(action), Vec::new(), Some(version)),
+                };
+                show(con, &o)?;
+                report.results.push(o);
+            }
+            for item in &items {
+                if matches!(item.write, Write::None) && item.moves.is_empty() {
+                    let outcome = outcome(&item.spec, "unchanged", Vec::new(), None);
+                    show(con, &outcome)?;
+                    report.results.push(outcome);
+                }
+            }
+        }
+        Err(status) => {
+            use tonic::Code::{
+                DeadlineExceeded, PermissionDenied, Unauthenticated, Unavailable, Unimplemented,
+            };
+            // Every write would fail the same way: stop the run.
+            if matches!(
+                status.code(),
+                Unauthenticated | PermissionDenied | Unavailable | DeadlineExceeded | Unimplemented
+            ) {
+                return Err(CtlError::rpc("apply the batch", status));
+            }
+            let subject = |op: usize| {
+                steps.get(op).map(|(i, step)| {
+                    let action = match step {
+                        Step::Move(a) => Some(*a),
+                        Step::Write(..) => None,
+                    };
+                    (&items[*i], action)
+                })
+            };
+            let others = |k: Kind, name: &str| {
+                items
+                    .iter()
+                    .find(|it| it.spec.kind() == k && it.spec.key() == name)
+                    .map(|it| it.spec.origin.clone())
+            };
+            let (found, named) = batch_diagnostics(&status, &subject, &others);
+            let mut failed: Vec<usize> =
+                named.iter().filter_map(|op| steps.get(*op).map(|(i, _)| *i)).collect();
+            failed.sort_unstable();
+            failed.dedup();
+            for i in failed {
+                let o = outcome(&items[i].spec, "failed", Vec::new(), None);
+                show(con, &o)?;
+                report.results.push(o);
+            }
+            report.errors.extend(found);
+        }
+    }
+    finish(report, con)
+}
+
+/// One operation of the batch, for the report: which item, and what it does.
+#[derive(Debug, Clone)]
+enum Step {
+    /// "created" or "updated", with the changed fields.
+    Write(&'static str, Vec<String>),
+    Move(Action),
+}
+
+/// The batch, in dependency order, with the step each operation is. Revisions are tracked
+/// through the batch: each operation expects what the earlier ones leave.
+fn batch(items: &mut [Item], reason: &str) -> (Vec<pb::BatchOperation>, Vec<(usize, Step)>) {
+    use pb::batch_operation::Operation;
+    let mut operations = Vec::new();
+    let mut steps = Vec::new();
+    let write = |items: &mut [Item], i: usize, ops: &mut Vec<pb::BatchOperation>, steps: &mut Vec<_>| {
+        let item = &mut items[i];
+        let kind = pb::EntityKind::from(item.spec.kind()) as i32;
+        let (operation, step) = match &item.write {
+            Write::None => return,
+            Write::Create(body) => (
+                Operation::Create(pb::CreateOperation { kind, definition_json: body.to_string() }),
+                Step::Write("created", Vec::new()),
+            ),
+            Write::Update { definition, fields } => (
+                Operation::Update(pb::UpdateOperation {
+                    kind,
+                    key: item.spec.key().into(),
+                    definition_json: definition.to_string(),
+                    expected_revision: item.revision,
+                }),
+                Step::Write("updated", fields.clone()),
+            ),
+        };
+        item.revision += 1;
+        ops.push(pb::BatchOperation { operation: Some(operation) });
+        steps.push((i, step));
+    };
+    let moves = |items: &mut [Item], i: usize, ops: &mut Vec<pb::BatchOperation>, steps: &mut Vec<_>| {
+        let item = &mut items[i];
+        for action in item.moves.clone() {
+            ops.push(pb::BatchOperation {
+                operation: Some(Operation::Transition(pb::TransitionOperation {
+                    key: item.spec.key().into(),
+                    action: pb::ExperimentAction::from(action) as i32,
+                    expected_revision: item.revision,
+                    reason: reason.to_owned(),
+                })),
+            });
+            item.revision += 1;
+            steps.push((i, Step::Move(action)));
+        }
+    };
     // Definitions, in dependency order (layers wait for their experiments).
     for i in 0..items.len() {
         if items[i].spec.kind() != Kind::Layer {
-            exec.write(&mut items, i).await?;
+            write(items, i, &mut operations, &mut steps);
         }
     }
     // Completions free layer ranges that a layer below may hand to another experiment.
-    for item in &mut items {
-        if item.moves == [Action::Complete] {
-            exec.moves(item).await?;
+    for i in 0..items.len() {
+        if items[i].moves == [Action::Complete] {
+            moves(items, i, &mut operations, &mut steps);
         }
     }
     for i in 0..items.len() {
         if items[i].spec.kind() == Kind::Layer {
-            exec.write(&mut items, i).await?;
+            write(items, i, &mut operations, &mut steps);
         }
     }
     // Starts and resumes come once the experiment's layer holds its range.
-    for item in &mut items {
-        if item.moves != [Action::Complete] {
-            exec.moves(item).await?;
+    for i in 0..items.len() {
+        if !items[i].moves.is_empty() && items[i].moves != [Action::Complete] {
+            moves(items, i, &mut operations, &mut steps);
         }
     }
-    for item in &items {
-        if !item.failed && matches!(item.write, Write::None) && item.moves.is_empty() {
-            let outcome = outcome(&item.spec, "unchanged", Vec::new(), None);
-            show(exec.con, &outcome)?;
-            exec.report.results.push(outcome);
-        }
-    }
-    let Exec { report, con, .. } = exec;
-    finish(report, con)
+    (operations, steps)
 }
 
 fn finish(mut report: ApplyReport, con: &mut Console<'_>) -> Result<ApplyReport, CtlError> {
@@ -230,7 +347,7 @@ fn finish(mut report: ApplyReport, con: &mut Console<'_>) -> Result<ApplyReport,
     if con.is_json() {
         con.json(&report)?;
     } else {
-        if report.failed() && report.results.is_empty() {
+        if report.failed() && report.results.iter().all(|o| o.result == "failed") {
             con.note("nothing was written")?;
         }
         if !report.results.is_empty() || !report.failed() {
@@ -340,7 +457,7 @@ fn plan(spec: Spec, current: &HashMap<(Kind, String), Current>) -> Result<Item, 
             (Write::Update { definition: canonical, fields }, have.revision)
         }
     };
-    Ok(Item { spec, write, moves, end, revision, failed: false })
+    Ok(Item { spec, write, moves, end, revision })
 }
 
 /// An entry of a `Definitions` list: its kind, key, and file position when it is from a file.
@@ -470,143 +587,94 @@ pub fn status_diagnostics(
     origin: &Origin,
     others: &dyn Fn(Kind, &str) -> Option<Origin>,
 ) -> Vec<Diagnostic> {
+    let cause = format!("after the write of {kind} {key}");
     violations(status)
         .into_iter()
         .map(|(field, description)| {
-            let path = parse_path(&field);
-            if let [Segment::Field(list), Segment::Key(other), rest @ ..] = path.as_slice()
-                && let Some(other_kind) = Kind::ALL.into_iter().find(|k| k.plural() == list)
-            {
-                let message = format!("{description} (after the write of {kind} {key})");
-                return match others(other_kind, other) {
-                    Some(o) => o.diagnostic(other_kind, other, &format_path(rest), message),
-                    None => Diagnostic::new(message)
-                        .at(origin.file.as_ref(), Some(origin.line()))
-                        .about(other_kind, other.clone())
-                        .field(format_path(rest)),
-                };
-            }
-            origin.diagnostic(kind, key, if field.is_empty() { "." } else { &field }, description)
+            other_entity(&field, &description, &cause, Some(origin), others).unwrap_or_else(|| {
+                origin.diagnostic(kind, key, if field.is_empty() { "." } else { &field }, description)
+            })
         })
         .collect()
 }
 
-struct Exec<'a, 'c> {
-    client: &'a mut Client,
-    env: &'a str,
-    con: &'a mut Console<'c>,
-    report: ApplyReport,
-    reason: String,
+/// A violation of another entity (`layers["main"].experiments[0]`), at its line when it is
+/// in the files, else at `fallback`'s file and line.
+fn other_entity(
+    field: &str,
+    description: &str,
+    cause: &str,
+    fallback: Option<&Origin>,
+    others: &dyn Fn(Kind, &str) -> Option<Origin>,
+) -> Option<Diagnostic> {
+    let path = parse_path(field);
+    let [Segment::Field(list), Segment::Key(other), rest @ ..] = path.as_slice() else { return None };
+    let other_kind = Kind::ALL.into_iter().find(|k| k.plural() == list)?;
+    let message = format!("{description} ({cause})");
+    Some(match others(other_kind, other) {
+        Some(o) => o.diagnostic(other_kind, other, &format_path(rest), message),
+        None => {
+            let d = Diagnostic::new(message).about(other_kind, other.clone()).field(format_path(rest));
+            match fallback {
+                Some(origin) => d.at(origin.file.as_ref(), Some(origin.line())),
+                None => d,
+            }
+        }
+    })
 }
 
-impl Exec<'_, '_> {
-    async fn write(&mut self, items: &mut [Item], i: usize) -> Result<(), CtlError> {
-        let item = &items[i];
-        let (kind, key) = (item.spec.kind(), item.spec.key().to_owned());
-        let result = match &item.write {
-            Write::None => return Ok(()),
-            Write::Create(body) => self
-                .client
-                .rpc
-                .create_entity(pb::CreateEntityRequest {
-                    environment: self.env.into(),
-                    kind: pb::EntityKind::from(kind) as i32,
-                    definition_json: body.to_string(),
-                })
-                .await
-                .map(|r| ("created", Vec::new(), r.into_inner())),
-            Write::Update { definition, fields } => self
-                .client
-                .rpc
-                .update_entity(pb::UpdateEntityRequest {
-                    environment: self.env.into(),
-                    kind: pb::EntityKind::from(kind) as i32,
-                    key: key.clone(),
-                    definition_json: definition.to_string(),
-                    expected_revision: item.revision,
-                })
-                .await
-                .map(|r| ("updated", fields.clone(), r.into_inner())),
+/// The operation a batch error names, `operations[3]`, and the rest of the text after it.
+fn operation_of(text: &str) -> Option<(usize, &str)> {
+    let at = text.find("operations[")?;
+    let rest = &text[at + "operations[".len()..];
+    let (index, rest) = rest.split_once(']')?;
+    let index = index.parse().ok()?;
+    let rest = rest.strip_prefix('.').or_else(|| rest.strip_prefix(": ")).unwrap_or(rest);
+    Some((index, rest))
+}
+
+/// Reads a refused batch into diagnostics that point into the files, each at the item whose
+/// operation it names (`operations[2].definition.variants[1]` → that item's line), and which
+/// operations were named. `subject` gives an operation's item, and its lifecycle move if it
+/// is one.
+fn batch_diagnostics<'a>(
+    status: &Status,
+    subject: &dyn Fn(usize) -> Option<(&'a Item, Option<Action>)>,
+    others: &dyn Fn(Kind, &str) -> Option<Origin>,
+) -> (Vec<Diagnostic>, Vec<usize>) {
+    let mut named = Vec::new();
+    let mut found = Vec::new();
+    for (field, description) in violations(status) {
+        let op = if field.is_empty() {
+            operation_of(&description).map(|(i, rest)| (i, String::new(), rest.to_owned()))
+        } else {
+            operation_of(&field).map(|(i, rest)| (i, rest.to_owned(), description.clone()))
         };
-        match result {
-            Ok((what, fields, written)) => {
-                let item = &mut items[i];
-                item.revision = written.entity.as_ref().map_or(item.revision, |e| e.revision);
-                let o = outcome(&item.spec, what, fields, Some(written.version));
-                show(self.con, &o)?;
-                self.report.results.push(o);
-                Ok(())
-            }
-            Err(status) => {
-                let others = |k: Kind, name: &str| {
-                    items
-                        .iter()
-                        .find(|it| it.spec.kind() == k && it.spec.key() == name)
-                        .map(|it| it.spec.origin.clone())
-                };
-                let found = status_diagnostics(&status, kind, &key, &items[i].spec.origin, &others);
-                items[i].failed = true;
-                self.failed(&items[i].spec, found, status)
-            }
-        }
-    }
-
-    async fn moves(&mut self, item: &mut Item) -> Result<(), CtlError> {
-        if item.failed {
-            return Ok(());
-        }
-        for action in item.moves.clone() {
-            let request = pb::TransitionExperimentRequest {
-                environment: self.env.into(),
-                key: item.spec.key().into(),
-                action: pb::ExperimentAction::from(action) as i32,
-                expected_revision: item.revision,
-                reason: self.reason.clone(),
-            };
-            match self.client.rpc.transition_experiment(request).await {
-                Ok(r) => {
-                    let written = r.into_inner();
-                    item.revision = written.entity.as_ref().map_or(item.revision, |e| e.revision);
-                    let o = outcome(
-                        &item.spec,
-                        crate::lifecycle::past(action),
-                        Vec::new(),
-                        Some(written.version),
-                    );
-                    show(self.con, &o)?;
-                    self.report.results.push(o);
-                }
-                Err(status) => {
-                    let origin = &item.spec.origin;
-                    let mut found =
-                        status_diagnostics(&status, Kind::Experiment, item.spec.key(), origin, &|_, _| None);
-                    for d in &mut found {
-                        if d.field.is_none() {
-                            d.line = Some(origin.line_of(&[Segment::Field("status".into())]));
-                            d.message = format!("cannot {}: {}", action.as_str(), d.message);
-                        }
-                    }
-                    item.failed = true;
-                    return self.failed(&item.spec, found, status);
-                }
+        let Some((i, field, description)) = op else {
+            let d = other_entity(&field, &description, "after this apply", None, others)
+                .unwrap_or_else(|| Diagnostic::new(description).field(field));
+            found.push(d);
+            continue;
+        };
+        named.push(i);
+        let Some((item, action)) = subject(i) else {
+            found.push(Diagnostic::new(description).field(field));
+            continue;
+        };
+        let (kind, key, origin) = (item.spec.kind(), item.spec.key(), &item.spec.origin);
+        let mut d = origin.diagnostic(kind, key, if field.is_empty() { "." } else { &field }, description);
+        if let Some(action) = action
+            && !field.starts_with("definition")
+        {
+            // A refused move points at the status the file asks for.
+            d.line = Some(origin.line_of(&[Segment::Field("status".into())]));
+            if d.field.is_none() {
+                d.message = format!("cannot {}: {}", action.as_str(), d.message);
             }
         }
-        Ok(())
+        found.push(d);
     }
-
-    /// Records a refused write. Authentication and reachability problems stop the run: every
-    /// other write would fail the same way.
-    fn failed(&mut self, spec: &Spec, found: Vec<Diagnostic>, status: Status) -> Result<(), CtlError> {
-        use tonic::Code::{DeadlineExceeded, PermissionDenied, Unauthenticated, Unavailable};
-        if matches!(status.code(), Unauthenticated | PermissionDenied | Unavailable | DeadlineExceeded) {
-            return Err(CtlError::rpc(format!("write {} {}", spec.kind(), spec.key()), status));
-        }
-        let o = outcome(spec, "failed", Vec::new(), None);
-        show(self.con, &o)?;
-        self.report.results.push(o);
-        self.report.errors.extend(found);
-        self.report.show_errors(self.con)
-    }
+    (found, named)
 }
 
 #[cfg(test)]

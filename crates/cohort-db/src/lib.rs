@@ -3,7 +3,8 @@
 //! `testing`) a fresh migrated database per test.
 //!
 //! # Layout
-//! - [`pool`]: a deadpool-postgres pool from a `postgres://` URL.
+//! - [`pool`]: a deadpool-postgres pool from a `postgres://` URL, and [`HealthCheck`], which
+//!   pings it (`SELECT 1`) and drives a readiness condition.
 //! - [`migrate`]: versioned migrations under an advisory lock, safe to run twice and from two
 //!   replicas at once.
 //! - [`keys`]: API key secrets, prefixes and hashes.
@@ -17,7 +18,7 @@ pub mod testing;
 
 pub use deadpool_postgres::{Object as Client, Pool};
 pub use migrate::{MIGRATIONS, Migration, migrate};
-pub use pool::{PoolOptions, connect};
+pub use pool::{HealthCheck, HealthOptions, PoolOptions, connect, ping};
 
 /// A database failure, with what was being done.
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "analysis_incremental",
         sql: include_str!("../migrations/0004_analysis_incremental.sql"),
     },
+    Migration {
+        version: 5,
+        name: "analysis_scoped",
+        sql: include_str!("../migrations/0005_analysis_scoped.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "config_batch",
+        sql: include_str!("../migrations/0006_config_batch.sql"),
+    },
 ];
 
 /// An arbitrary, fixed advisory-lock key for migrations.

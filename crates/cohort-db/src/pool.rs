@@ -1,4 +1,4 @@
-//! Connection pools from a `postgres://` URL.
+//! Connection pools from a `postgres://` URL, and the health check that pings one.
 
 use std::time::Duration;
 
@@ -47,3 +47,79 @@ pub fn connect(url: &str, options: &PoolOptions) -> Result<Pool, DbError> {
         .build()
         .map_err(|e| DbError::Pool(e.to_string()))
 }
+
+/// How often and how patiently [`HealthCheck`] pings.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthOptions {
+    /// Time between pings (the first is at once).
+    pub every: Duration,
+    /// A ping that has not answered by then (connection included) counts as down.
+    pub timeout: Duration,
+}
+
+impl Default for HealthOptions {
+    fn default() -> Self {
+        HealthOptions { every: Duration::from_secs(2), timeout: Duration::from_secs(1) }
+    }
+}
+
+/// `SELECT 1` on a pooled connection, within `timeout`.
+pub async fn ping(pool: &Pool, timeout: Duration) -> Result<(), DbError> {
+    let query = async {
+        let client = pool.get().await?;
+        client.simple_query("SELECT 1").await.map_err(DbError::query("ping"))?;
+        Ok(())
+    };
+    tokio::time::timeout(timeout, query)
+        .await
+        .unwrap_or_else(|_| Err(DbError::Pool(format!("no answer within {timeout:?}"))))
+}
+
+/// A background task that pings a pool and reports each outcome (`true`: the database
+/// answered) to a callback, typically a readiness condition. It stops when dropped.
+#[derive(Debug)]
+pub struct HealthCheck {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HealthCheck {
+    /// Pings every 2 s with a 1 s timeout; see [`HealthCheck::spawn_with`].
+    pub fn spawn(pool: Pool, report: impl FnMut(bool) + Send + 'static) -> HealthCheck {
+        HealthCheck::spawn_with(pool, HealthOptions::default(), report)
+    }
+
+    /// Starts pinging on the current tokio runtime. Changes are logged, not every ping.
+    pub fn spawn_with(
+        pool: Pool,
+        options: HealthOptions,
+        mut report: impl FnMut(bool) + Send + 'static,
+    ) -> HealthCheck {
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(options.every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last = None;
+            loop {
+                tick.tick().await;
+                let outcome = ping(&pool, options.timeout).await;
+                let up = outcome.is_ok();
+                match (&outcome, last) {
+                    (Err(e), Some(true) | None) => tracing::warn!(error = %e, "database does not answer"),
+                    (Ok(()), Some(false)) => tracing::info!("database answers again"),
+                    _ => {}
+                }
+                last = Some(up);
+                report(up);
+            }
+        });
+        HealthCheck { task }
+    }
+}
+
+impl Drop for HealthCheck {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,8 @@
 //!   `evaluate_response`, to carry decisions encoded straight from cohort-core's).
 //! - [`events::v1`]: exposure and metric event ingestion (generated).
 //! - [`convert`]: `TryFrom` wire → core (validating) and `From` core → wire.
-//! - [`codec`]: the config service's codec (prost with small buffers, for many streams).
+//! - [`codec`]: the codecs of every service: prost, malformed messages INVALID_ARGUMENT (the
+//!   config service's with small buffers, for many streams).
 //! - [`FILE_DESCRIPTOR_SET`]: every proto, for gRPC reflection.
 
 /// Generated code; lints that the generator does not satisfy are silenced here only.
@@ -64,6 +65,12 @@ pub mod convert;
 mod evaluate_response;
 
 pub use convert::ProtoError;
+
+/// The largest magnitude a metric event's `value` may have (events.proto, `MetricEvent.value`).
+/// The events service rejects larger values; analysis ignores any stored before the limit
+/// existed. Per-unit sums of squares of values this size stay far below `f64::MAX`, so no
+/// aggregate can overflow.
+pub const MAX_ABS_METRIC_VALUE: f64 = 1e15;
 
 /// The encoded descriptor set of every Cohort proto, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cohort_descriptor");

@@ -4,20 +4,26 @@
 //!
 //! # Layout
 //! - [`settings`]: clap argument groups flattened into each service's settings, duration
-//!   parsing, and the exit code for bad settings.
+//!   parsing, and the exit code and one-line reason for bad settings.
 //! - [`telemetry`]: tracing setup (text or JSON, `RUST_LOG`).
 //! - [`shutdown`]: SIGTERM/SIGINT into a cancellation token.
-//! - [`admin`]: the admin server and the readiness flag shared with gRPC health.
+//! - [`admin`]: the admin server and readiness (started, and every named [`Condition`]
+//!   holding), shared with gRPC health.
+//! - [`auth`]: the `Bearer` credential of an `authorization` header.
 //! - `listen`: [`Listeners`] bound in `main`, and [`shutdown_on_signal`].
 
 pub mod admin;
+pub mod auth;
 mod listen;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use admin::{Readiness, serve_admin};
+pub use admin::{Condition, Readiness, serve_admin};
+pub use auth::bearer;
 pub use listen::{Listeners, grpc_incoming, http_incoming, shutdown_on_signal};
-pub use settings::{CommonArgs, DatabaseArgs, EX_USAGE, parse_duration, usage_error};
+pub use settings::{
+    CommonArgs, DatabaseArgs, EX_USAGE, MAX_DURATION, parse_duration, parse_settings, usage_error,
+};
 pub use shutdown::{Shutdown, wait_for_signal};
 pub use telemetry::init_tracing;

@@ -20,7 +20,8 @@ use tokio::sync::watch;
 ///   trying to reconnect.
 /// - `Error`: nothing to serve (every evaluation returns the caller's default with
 ///   `PROVIDER_NOT_READY`), or the config service rejected the SDK key; in the latter case an
-///   earlier or cached config, if any, is still served. [`crate::Client::last_error`] says which.
+///   earlier or cached config, if any, is still served. [`Status::key_rejected`] says which,
+///   and [`crate::Client::last_error`] why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     Ready,
@@ -49,6 +50,10 @@ impl std::fmt::Display for State {
 pub struct Status {
     pub state: State,
     pub version: u64,
+    /// The config service rejected the SDK key (UNAUTHENTICATED or PERMISSION_DENIED): it is
+    /// unknown, revoked, or not an SDK key. Set when a connection is refused or an open stream
+    /// is ended for it; the state is then `Error` until a stream is accepted again.
+    pub key_rejected: bool,
 }
 
 /// One compiled config as served, with the version it was read at.
@@ -74,7 +79,7 @@ impl Store {
     pub(crate) fn new() -> Self {
         Store {
             current: ArcSwap::from_pointee(Loaded::default()),
-            status: watch::Sender::new(Status { state: State::Error, version: 0 }),
+            status: watch::Sender::new(Status { state: State::Error, version: 0, key_rejected: false }),
             last_error: Mutex::new(None),
             last_sync_ms: AtomicU64::new(0),
         }
@@ -100,18 +105,50 @@ impl Store {
 
     /// Publishes a state with the served version; watchers wake only on a change.
     pub(crate) fn set_state(&self, state: State) {
-        let version = self.current.load().version;
-        self.status.send_if_modified(|s| {
-            let next = Status { state, version };
-            let changed = *s != next;
-            *s = next;
-            changed
+        self.publish(|s| s.state = state);
+    }
+
+    /// The config service accepted the stream and its config is served: READY.
+    pub(crate) fn set_ready(&self) {
+        self.publish(|s| {
+            s.state = State::Ready;
+            s.key_rejected = false;
         });
     }
 
-    /// `Stale` when something is served, `Error` otherwise: the state while disconnected.
+    /// The config service rejected the key: ERROR, with the reason as the last error.
+    pub(crate) fn set_rejected(&self, reason: &str) {
+        self.set_error(format!("sdk key rejected: {reason}"));
+        self.publish(|s| {
+            s.state = State::Error;
+            s.key_rejected = true;
+        });
+    }
+
+    pub(crate) fn key_rejected(&self) -> bool {
+        self.status.borrow().key_rejected
+    }
+
+    /// `Stale` when something is served, `Error` otherwise: the state while disconnected. A
+    /// rejected key stays `Error` until a stream is accepted.
     pub(crate) fn set_disconnected(&self) {
-        self.set_state(if self.present() { State::Stale } else { State::Error });
+        let present = self.present();
+        self.publish(|s| {
+            if !s.key_rejected {
+                s.state = if present { State::Stale } else { State::Error };
+            }
+        });
+    }
+
+    /// Applies `change` with the served version; watchers wake only when something changed.
+    fn publish(&self, change: impl FnOnce(&mut Status)) {
+        let version = self.current.load().version;
+        self.status.send_if_modified(|s| {
+            let before = *s;
+            s.version = version;
+            change(s);
+            *s != before
+        });
     }
 
     pub(crate) fn set_error(&self, message: impl Into<String>) {

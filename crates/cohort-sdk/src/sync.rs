@@ -14,8 +14,9 @@
 //! - Two heartbeats in a row announcing another version than the held one (with nothing
 //!   applied in between) mean the server will not bring this client to its version: resync
 //!   with a snapshot.
-//! - GoAway: reconnect at once to the next endpoint. UNAUTHENTICATED / PERMISSION_DENIED: the
-//!   key is rejected (state ERROR), retried at the maximum backoff. Other failures: the next
+//! - GoAway: reconnect at once to the next endpoint. UNAUTHENTICATED / PERMISSION_DENIED, when
+//!   the stream is opened or ending an open one (a revoked key): the key is rejected (state
+//!   ERROR, `Status::key_rejected`), retried at the maximum backoff. Other failures: the next
 //!   endpoint after a jittered backoff, reset once a session has delivered a message.
 
 use std::path::PathBuf;
@@ -44,9 +45,6 @@ use crate::store::{Loaded, State, Store};
 /// How long a replaced config is kept before it is dropped on a blocking thread, so that a
 /// reader holding it briefly is never the one that frees a large config.
 const RETIRE_AFTER: Duration = Duration::from_secs(2);
-
-/// How `last_error` starts while the key is rejected.
-const KEY_REJECTED: &str = "sdk key rejected";
 
 /// Everything the sync task needs to know, from the builder.
 #[derive(Debug, Clone)]
@@ -161,7 +159,7 @@ impl SyncTask {
                         retry_in_ms = delay.as_millis() as u64,
                         "config stream lost"
                     );
-                    if !self.store.last_error().is_some_and(|e| e.starts_with(KEY_REJECTED)) {
+                    if !self.store.key_rejected() {
                         self.store.set_error(reason);
                     }
                     delay
@@ -175,8 +173,7 @@ impl SyncTask {
                         retry_in_ms = delay.as_millis() as u64,
                         "config service rejected the sdk key"
                     );
-                    self.store.set_error(format!("{KEY_REJECTED}: {reason}"));
-                    self.store.set_state(State::Error);
+                    self.store.set_rejected(&reason);
                     if let Some(init) = self.init.take() {
                         let _ = init.send(InitOutcome::Rejected(reason));
                     }
@@ -184,9 +181,7 @@ impl SyncTask {
                 }
             };
             // A rejected key keeps ERROR until a session succeeds.
-            if !self.store.last_error().is_some_and(|e| e.starts_with(KEY_REJECTED)) {
-                self.store.set_disconnected();
-            }
+            self.store.set_disconnected();
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -352,7 +347,7 @@ impl SyncTask {
     fn in_sync(&mut self) {
         self.store.clear_error();
         self.store.mark_synced();
-        self.store.set_state(State::Ready);
+        self.store.set_ready();
         if let Some(init) = self.init.take() {
             let _ = init.send(InitOutcome::Applied);
         }

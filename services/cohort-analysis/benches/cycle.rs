@@ -18,7 +18,7 @@ use clap::Parser;
 use cohort_analysis::analyze::Settings;
 use cohort_analysis::cycle::{Analyzer, CycleReport};
 use cohort_analysis::metrics::Metrics;
-use cohort_analysis::store::Store;
+use cohort_analysis::store::{ExperimentRef, Store};
 use cohort_config::domain::{Action, Kind, Op};
 use cohort_config::store::Store as ConfigStore;
 use cohort_db::Pool;
@@ -681,7 +681,8 @@ async fn latency(args: &Args, db: &Db, envs: &[Env]) {
     for trial in 0..args.latency_trials {
         let env = &envs[trial % envs.len()];
         let (experiment, key) = env.experiments[rng.random_range(0..env.experiments.len())].clone();
-        let before = units_in(&store, experiment).await;
+        let id = ExperimentRef { environment_id: env.tenant.environment_id, experiment_id: experiment };
+        let before = units_in(&store, id).await;
         // A random phase against the analysis interval.
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..10_000))).await;
         let n = 200;
@@ -726,7 +727,7 @@ async fn latency(args: &Args, db: &Db, envs: &[Env]) {
         let acked = Instant::now();
         assert_eq!(response.accepted as usize, 2 * n, "{:?}", response.rejected);
         loop {
-            if units_in(&store, experiment).await >= before + n as u64 {
+            if units_in(&store, id).await >= before + n as u64 {
                 break;
             }
             assert!(acked.elapsed() < Duration::from_secs(120), "results never reflected the batch");
@@ -745,7 +746,7 @@ async fn latency(args: &Args, db: &Db, envs: &[Env]) {
     }
 }
 
-async fn units_in(store: &Store, experiment: Uuid) -> u64 {
+async fn units_in(store: &Store, experiment: ExperimentRef) -> u64 {
     let r = store.latest(experiment).await.expect("latest result");
     r.map_or(0, |r| r.units.values().sum::<u64>() + r.excluded_units)
 }

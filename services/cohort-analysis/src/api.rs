@@ -15,7 +15,22 @@ use tonic::{Request, Status};
 use uuid::Uuid;
 
 use crate::analyze::ExperimentResult;
-use crate::store::{Store, StoreError};
+use crate::store::{ExperimentRef, Store, StoreError};
+
+/// The longest environment or experiment name (key or id) a request may give.
+const MAX_NAME_BYTES: usize = 256;
+
+/// Names reach SQL as text parameters: PostgreSQL refuses NUL in text, and nothing longer
+/// than a key can name anything.
+fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > MAX_NAME_BYTES {
+        return Err(ApiError::InvalidArgument(format!("{field}: longer than {MAX_NAME_BYTES} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::InvalidArgument(format!("{field}: contains a control character")));
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -42,7 +57,7 @@ impl From<ApiError> for Status {
                 Status::unavailable("the database is unavailable; retry later")
             }
             ApiError::Store(e) => {
-                tracing::error!(error = %e, "results query failed");
+                tracing::error!(error = %cohort_runtime::telemetry::chain(&e), "results query failed");
                 Status::internal("internal error")
             }
         }
@@ -57,7 +72,7 @@ pub struct Api {
 impl Api {
     async fn principal(&self, authorization: Option<&str>) -> Result<Principal, ApiError> {
         let secret = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(cohort_runtime::bearer)
             .ok_or_else(|| ApiError::Unauthenticated("missing `authorization: Bearer <admin key>`".into()))?;
         let client = self.store.pool().get().await.map_err(StoreError::from)?;
         let p = cohort_db::keys::verify(&client, secret.trim())
@@ -73,20 +88,30 @@ impl Api {
         Ok(p)
     }
 
-    /// The experiment's (environment, id), if it is in the caller's organization.
-    async fn experiment(
-        &self,
-        p: &Principal,
-        environment: &str,
-        experiment: &str,
-    ) -> Result<(Uuid, Uuid), ApiError> {
+    /// The experiment, if it is in the caller's organization: by environment (key or id) and
+    /// experiment (key or id), or by experiment id alone when no environment is named and the
+    /// id is in exactly one of the organization's environments.
+    async fn experiment(&self, p: &Principal, environment: &str, experiment: &str) -> Result<ExperimentRef, ApiError> {
+        check_name("environment", environment)?;
+        check_name("experiment", experiment)?;
         if experiment.is_empty() {
             return Err(ApiError::InvalidArgument("experiment: name an experiment by key or id".into()));
         }
-        self.store
-            .find_experiment(p.organization_id, environment, experiment)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("experiment {experiment:?} does not exist")))
+        let not_found = || ApiError::NotFound(format!("experiment {experiment:?} does not exist"));
+        if environment.is_empty()
+            && let Ok(id) = Uuid::parse_str(experiment)
+        {
+            let environments = self.store.environments_of(p.organization_id, id).await?;
+            return match environments[..] {
+                [] => Err(not_found()),
+                [environment_id] => Ok(ExperimentRef { environment_id, experiment_id: id }),
+                _ => Err(ApiError::InvalidArgument(format!(
+                    "environment: experiment {experiment} exists in {} environments; name one",
+                    environments.len()
+                ))),
+            };
+        }
+        self.store.find_experiment(p.organization_id, environment, experiment).await?.ok_or_else(not_found)
     }
 }
 
@@ -119,7 +144,7 @@ impl AnalysisService for Api {
     ) -> Result<tonic::Response<pb::ExperimentResult>, Status> {
         let p = self.principal(authorization(&request).as_deref()).await?;
         let r = request.into_inner();
-        let (_, id) = self.experiment(&p, &r.environment, &r.experiment).await?;
+        let id = self.experiment(&p, &r.environment, &r.experiment).await?;
         let latest = self.store.latest(id).await.map_err(ApiError::from)?.ok_or_else(|| {
             ApiError::NotFound("no results yet: the experiment has not been analyzed".into())
         })?;
@@ -132,7 +157,7 @@ impl AnalysisService for Api {
     ) -> Result<tonic::Response<pb::ListResultsResponse>, Status> {
         let p = self.principal(authorization(&request).as_deref()).await?;
         let r = request.into_inner();
-        let (_, id) = self.experiment(&p, &r.environment, &r.experiment).await?;
+        let id = self.experiment(&p, &r.environment, &r.experiment).await?;
         let limit = i64::from(if r.page_size == 0 { 50 } else { r.page_size.min(500) });
         let before = if r.page_token.is_empty() {
             None
@@ -177,15 +202,7 @@ async fn http_results(
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let result = async {
         let p = api.principal(auth).await?;
-        let (_, id) = match Uuid::parse_str(&experiment) {
-            Ok(id) if q.environment.is_empty() => api
-                .store
-                .find_any_environment(p.organization_id, id)
-                .await?
-                .map(|env| (env, id))
-                .ok_or_else(|| ApiError::NotFound(format!("experiment {experiment:?} does not exist")))?,
-            _ => api.experiment(&p, &q.environment, &experiment).await?,
-        };
+        let id = api.experiment(&p, &q.environment, &experiment).await?;
         api.store.latest(id).await?.ok_or_else(|| ApiError::NotFound("no results yet".into()))
     }
     .await;

@@ -11,12 +11,14 @@ use cohort_db::keys::{KeyKind, Principal};
 use futures::StreamExt;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
+use cohort_runtime::Condition;
+use cohort_runtime::telemetry::chain;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::analyze::{self, Looks, Plan, Settings, top_values};
 use crate::metrics::Metrics;
-use crate::store::{Basis, ExperimentSums, RebuildLimits, Running, Store, StoreError};
+use crate::store::{Basis, ExperimentRef, ExperimentSums, RebuildLimits, Running, Store, StoreError};
 
 /// An arbitrary, fixed advisory-lock key for the analysis leader.
 const LEADER_LOCK: i64 = 0x636f_686f_7274_616e;
@@ -35,7 +37,39 @@ pub struct CycleReport {
     pub aggregation: Duration,
     pub looks: usize,
     pub paused: usize,
+    /// Experiments whose analysis failed this cycle (the others went on).
     pub failed: usize,
+    /// Experiments set aside after failing, waiting for their retry.
+    pub quarantined: usize,
+}
+
+/// An experiment whose work failed, and when it is tried again.
+#[derive(Debug, Clone, Copy)]
+struct Quarantine {
+    failures: u32,
+    until: Instant,
+}
+
+/// The first retry of a failed experiment; each failure in a row doubles it, up to the cap.
+const QUARANTINE_FIRST: Duration = Duration::from_secs(30);
+const QUARANTINE_CAP: Duration = Duration::from_secs(30 * 60);
+
+/// Where in a cycle an experiment's work failed (the `stage` label of the failure counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Aggregate,
+    Analyze,
+    Store,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Aggregate => "aggregate",
+            Stage::Analyze => "analyze",
+            Stage::Store => "store",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -45,13 +79,23 @@ pub struct Analyzer {
     settings: Settings,
     metrics: Metrics,
     /// Each experiment's look schedule, rebuilt from the database when missing.
-    looks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Looks>>>>,
+    looks: Mutex<HashMap<ExperimentRef, Arc<tokio::sync::Mutex<Looks>>>>,
+    /// Experiments whose work failed: left out of cycles until their retry time, so one
+    /// experiment's bad data never stops the analysis of the others.
+    quarantine: Mutex<HashMap<ExperimentRef, Quarantine>>,
 }
 
 impl Analyzer {
     pub fn new(store: Store, settings: Settings, metrics: Metrics) -> Self {
         let config = cohort_config::store::Store::new(store.pool().clone());
-        Analyzer { store, config, settings, metrics, looks: Mutex::new(HashMap::new()) }
+        Analyzer {
+            store,
+            config,
+            settings,
+            metrics,
+            looks: Mutex::new(HashMap::new()),
+            quarantine: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Forgets cached schedules (a new leader must trust only the database).
@@ -60,11 +104,19 @@ impl Analyzer {
     }
 
     /// Analyzes every running experiment once: advances the aggregation state by what was
-    /// stored since the last cycle, then analyzes each experiment from its sums.
+    /// stored since the last cycle, then analyzes each experiment from its sums. An
+    /// experiment whose work fails is set aside (quarantined, retried later) and the others
+    /// go on; only a failure that is no experiment's (the database unreachable, another
+    /// leader) fails the cycle.
     pub async fn cycle(&self) -> Result<CycleReport, StoreError> {
         let started = Instant::now();
         let now = SystemTime::now();
         let (running, metrics) = self.store.running().await?;
+        let running: Vec<Running> = {
+            let quarantine = self.quarantine.lock().unwrap_or_else(|p| p.into_inner());
+            let at = Instant::now();
+            running.into_iter().filter(|e| quarantine.get(&e.id()).is_none_or(|q| q.until <= at)).collect()
+        };
         let no_metrics = Vec::new();
         let bases: Vec<Basis> = running
             .iter()
@@ -74,10 +126,33 @@ impl Analyzer {
             experiments: self.settings.max_rebuilds_per_cycle,
             time: self.settings.rebuild_budget,
         };
-        let advanced = self.store.advance(&bases, limits).await?;
+        let mut failed: Vec<(ExperimentRef, Stage)> = Vec::new();
+        let (advanced, bases) = match self.store.advance(&bases, limits, true).await {
+            Ok(a) => (a, bases),
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                warn!(error = %chain(&e), experiments = bases.len(), "aggregation failed; looking for the experiment that fails it");
+                let culprits = self.culprits(&bases, limits).await?;
+                if culprits.is_empty() {
+                    return Err(e);
+                }
+                for (id, e) in &culprits {
+                    warn!(experiment = %id, error = %chain(e), "aggregation of this experiment fails; it is set aside");
+                    failed.push((*id, Stage::Aggregate));
+                }
+                let bases: Vec<Basis> =
+                    bases.into_iter().filter(|b| !culprits.iter().any(|(id, _)| *id == b.id())).collect();
+                (self.store.advance(&bases, limits, true).await?, bases)
+            }
+        };
         // Experiments still waiting for their state are analyzed once it is built.
-        let running: Vec<Running> =
-            running.into_iter().filter(|e| !advanced.pending.contains(&e.definition.id)).collect();
+        let running: Vec<Running> = running
+            .into_iter()
+            .filter(|e| {
+                let id = e.id();
+                !advanced.pending.contains(&id) && bases.iter().any(|b| b.id() == id)
+            })
+            .collect();
         let mut sums = self.store.sums(&bases).await?;
         let aggregation = started.elapsed();
         debug!(
@@ -86,18 +161,19 @@ impl Analyzer {
             ?aggregation,
             "aggregation advanced"
         );
-        let ids: Vec<Uuid> = running.iter().map(|e| e.definition.id).collect();
+        let ids: Vec<ExperimentRef> = running.iter().map(Running::id).collect();
         let mut plans = self.store.plans(&ids).await?;
         // Futures built first: mapping inside the stream trips higher-ranked lifetime inference.
         let jobs: Vec<_> = running
             .iter()
             .map(|exp| {
-                let s = sums.remove(&exp.definition.id).unwrap_or_default();
-                let plan = plans.remove(&exp.definition.id);
-                self.analyze_one(exp, metrics.get(&exp.environment_id).unwrap_or(&no_metrics), s, plan, now)
+                let s = sums.remove(&exp.id()).unwrap_or_default();
+                let plan = plans.remove(&exp.id());
+                let job = self.analyze_one(exp, metrics.get(&exp.environment_id).unwrap_or(&no_metrics), s, plan, now);
+                async move { (exp.id(), job.await) }
             })
             .collect();
-        let outcomes: Vec<Result<Analyzed, StoreError>> =
+        let outcomes: Vec<(ExperimentRef, Result<Analyzed, StoreError>)> =
             futures::stream::iter(jobs).buffer_unordered(CONCURRENCY).collect().await;
         let mut report = CycleReport {
             experiments: running.len(),
@@ -107,28 +183,89 @@ impl Analyzer {
             ..Default::default()
         };
         let mut latest = Vec::new();
-        for o in outcomes {
+        for (id, o) in outcomes {
             match o {
                 Ok(a) => {
                     report.looks += usize::from(a.look);
                     report.paused += usize::from(a.paused);
                     latest.extend(a.latest);
                 }
+                Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
-                    report.failed += 1;
-                    warn!(error = %e, "experiment analysis failed");
+                    warn!(experiment = %id, error = %chain(&e), "experiment analysis failed; it is set aside");
+                    failed.push((id, Stage::Analyze));
                 }
             }
         }
-        // Results between looks in one statement: a thousand round trips cost more than the rows.
+        // Results between looks in one statement: a thousand round trips cost more than the
+        // rows. Should it fail, one at a time, so only the experiment at fault is left out.
         if let Err(e) = self.store.record_latest_many(&latest).await {
-            report.failed += latest.len();
-            warn!(error = %e, "storing the latest results failed");
+            if e.is_transient() {
+                return Err(e);
+            }
+            warn!(error = %chain(&e), "storing the latest results failed; storing them one by one");
+            for one in latest.chunks(1) {
+                if let Err(e) = self.store.record_latest_many(one).await {
+                    if e.is_transient() {
+                        return Err(e);
+                    }
+                    warn!(experiment = %one[0].0, error = %chain(&e), "storing the latest result failed; it is set aside");
+                    failed.push((one[0].0, Stage::Store));
+                }
+            }
         }
+        report.failed = failed.len();
+        report.quarantined = self.settle_quarantine(&running, &failed);
         self.metrics.cycles.inc();
         self.metrics.cycle_seconds.observe(started.elapsed().as_secs_f64());
         self.metrics.experiments.set(report.experiments as i64);
         Ok(report)
+    }
+
+    /// The experiments whose aggregation fails on its own: trial advances, rolled back, over
+    /// halves of `bases` until each failing one is alone (a few trials per culprit).
+    async fn culprits(
+        &self,
+        bases: &[Basis],
+        limits: RebuildLimits,
+    ) -> Result<Vec<(ExperimentRef, StoreError)>, StoreError> {
+        let mut found = Vec::new();
+        let mut groups = vec![bases.to_vec()];
+        while let Some(group) = groups.pop() {
+            match self.store.advance(&group, limits, false).await {
+                Ok(_) => {}
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) if group.len() == 1 => found.push((group[0].id(), e)),
+                Err(_) => {
+                    let mut group = group;
+                    let right = group.split_off(group.len() / 2);
+                    groups.push(right);
+                    groups.push(group);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Records this cycle's failures (counted, quarantined with a doubling retry time) and
+    /// releases experiments analyzed without one; returns how many are set aside now.
+    fn settle_quarantine(&self, analyzed: &[Running], failed: &[(ExperimentRef, Stage)]) -> usize {
+        let mut quarantine = self.quarantine.lock().unwrap_or_else(|p| p.into_inner());
+        for exp in analyzed {
+            if !failed.iter().any(|(id, _)| *id == exp.id()) {
+                quarantine.remove(&exp.id());
+            }
+        }
+        let at = Instant::now();
+        for (id, stage) in failed {
+            self.metrics.experiment_failures(*stage).inc();
+            let q = quarantine.entry(*id).or_insert(Quarantine { failures: 0, until: at });
+            q.failures = q.failures.saturating_add(1);
+            let wait = QUARANTINE_FIRST.saturating_mul(1 << (q.failures - 1).min(10)).min(QUARANTINE_CAP);
+            q.until = at + wait;
+        }
+        self.metrics.quarantined.set(quarantine.len() as i64);
+        quarantine.len()
     }
 
     /// Analyzes one experiment; a formal look is recorded (with its latest result) at once,
@@ -155,11 +292,11 @@ impl Analyzer {
         let plan = match plan {
             Some(p) => Some(p),
             None => match analyze::make_plan(def, metrics, &overall, &self.settings) {
-                Some(p) => Some(self.store.save_plan(exp.environment_id, def.id, &p).await?),
+                Some(p) => Some(self.store.save_plan(exp.id(), &p).await?),
                 None => None,
             },
         };
-        let schedule = self.schedule(def.id).await?;
+        let schedule = self.schedule(exp.id()).await?;
         let mut looks = schedule.lock().await;
         let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let outcome = analyze::analyze(
@@ -179,19 +316,19 @@ impl Analyzer {
             Some((look, fraction, boundary)) => {
                 let stored = self
                     .store
-                    .record_look(exp.environment_id, look, fraction, boundary, &outcome.result)
+                    .record_look(exp.id(), look, fraction, boundary, &outcome.result)
                     .await;
                 if !matches!(stored, Ok(true)) {
                     // Not stored (another leader recorded this look, or the write failed): the
                     // in-memory schedule is ahead of the database, so rebuild it from there.
                     drop(looks);
-                    self.looks.lock().unwrap_or_else(|p| p.into_inner()).remove(&def.id);
+                    self.looks.lock().unwrap_or_else(|p| p.into_inner()).remove(&exp.id());
                     return stored.map(|_| Analyzed::default());
                 }
                 recorded = true;
                 self.metrics.looks.inc();
             }
-            None => latest = Some((exp.environment_id, outcome.result)),
+            None => latest = Some((exp.id(), outcome.result)),
         }
         let mut paused = false;
         if let Some(reason) = &outcome.breach {
@@ -200,7 +337,7 @@ impl Analyzer {
         Ok(Analyzed { look: recorded, paused, latest })
     }
 
-    async fn schedule(&self, experiment: Uuid) -> Result<Arc<tokio::sync::Mutex<Looks>>, StoreError> {
+    async fn schedule(&self, experiment: ExperimentRef) -> Result<Arc<tokio::sync::Mutex<Looks>>, StoreError> {
         if let Some(s) = self.looks.lock().unwrap_or_else(|p| p.into_inner()).get(&experiment) {
             return Ok(s.clone());
         }
@@ -221,7 +358,7 @@ impl Analyzer {
             Ok(Some(env)) => env,
             Ok(None) => return false,
             Err(e) => {
-                warn!(error = %e, "cannot load the environment to pause an experiment");
+                warn!(error = %chain(&e), "cannot load the environment to pause an experiment");
                 return false;
             }
         };
@@ -245,7 +382,7 @@ impl Analyzer {
             }
             Err(e) => {
                 // Edited meanwhile, or already paused: the next cycle sees the new state.
-                warn!(experiment = %exp.definition.key, error = %e, "could not pause on a guardrail breach");
+                warn!(experiment = %exp.definition.key, error = %chain(&e), "could not pause on a guardrail breach");
                 false
             }
         }
@@ -257,8 +394,8 @@ impl Analyzer {
 struct Analyzed {
     look: bool,
     paused: bool,
-    /// A result between looks, still to be stored (environment, result).
-    latest: Option<(Uuid, analyze::ExperimentResult)>,
+    /// A result between looks, still to be stored.
+    latest: Option<(ExperimentRef, analyze::ExperimentResult)>,
 }
 
 /// What an experiment's aggregation needs: its metrics' event names and its breakdowns.
@@ -277,20 +414,28 @@ fn basis(exp: &Running, metrics: &[MetricDef]) -> Basis {
     }
 }
 
+/// Cycles that fail as a whole in a row before readiness says the leader cannot do its job
+/// (one failure is usually a second leader's race or a blip).
+const FAILED_CYCLES_UNREADY: u32 = 3;
+
 /// Holds the leader lock while the process lives: runs cycles when leading, otherwise waits
 /// for the lock. The lock lives on a dedicated connection, so a dead leader frees it.
+/// `cycles` holds unless this replica leads and its cycles keep failing.
 pub async fn lead(
     analyzer: Arc<Analyzer>,
     database_url: String,
     interval: Duration,
+    cycles: Condition,
     shutdown: CancellationToken,
 ) {
+    cycles.set(true);
+    let mut failed_in_a_row = 0u32;
     let retry = interval.min(Duration::from_secs(5));
     loop {
         let (client, connection) = match tokio_postgres::connect(&database_url, NoTls).await {
             Ok(c) => c,
             Err(e) => {
-                warn!(error = %e, "cannot connect for the leader lock");
+                warn!(error = %chain(&e), "cannot connect for the leader lock");
                 if sleep_or_stop(retry, &shutdown).await {
                     return;
                 }
@@ -302,7 +447,7 @@ pub async fn lead(
             let locked = match client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK]).await {
                 Ok(row) => row.get::<_, bool>(0),
                 Err(e) => {
-                    warn!(error = %e, "leader lock connection lost");
+                    warn!(error = %chain(&e), "leader lock connection lost");
                     break;
                 }
             };
@@ -328,6 +473,8 @@ pub async fn lead(
                     }
                     match analyzer.cycle().await {
                         Ok(r) => {
+                            failed_in_a_row = 0;
+                            cycles.set(true);
                             info!(
                                 experiments = r.experiments,
                                 rebuilt = r.rebuilt,
@@ -335,6 +482,7 @@ pub async fn lead(
                                 looks = r.looks,
                                 paused = r.paused,
                                 failed = r.failed,
+                                quarantined = r.quarantined,
                                 "analysis cycle"
                             );
                             // A start-up with state to rebuild: the next share right away, not
@@ -343,10 +491,20 @@ pub async fn lead(
                                 tick.reset_immediately();
                             }
                         }
-                        Err(e) => warn!(error = %e, "analysis cycle failed"),
+                        Err(e) => {
+                            analyzer.metrics.cycle_failures.inc();
+                            failed_in_a_row += 1;
+                            if failed_in_a_row >= FAILED_CYCLES_UNREADY {
+                                cycles.set(false);
+                            }
+                            warn!(error = %chain(&e), failed_in_a_row, "analysis cycle failed");
+                        }
                     }
                 }
                 analyzer.metrics.leader.set(0);
+                // Not leading: whatever failed is another replica's to retry.
+                failed_in_a_row = 0;
+                cycles.set(true);
                 break;
             }
             if sleep_or_stop(retry, &shutdown).await {

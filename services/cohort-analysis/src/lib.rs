@@ -44,17 +44,23 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let metrics = metrics::Metrics::new(&mut registry);
     let store = store::Store::new(pool);
     let analyzer = Arc::new(cycle::Analyzer::new(store.clone(), settings.analysis(), metrics));
+    // Ready while the database answers (results are read from it) and, on the leader, while
+    // cycles succeed.
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let readiness = Readiness::new(health_reporter, &["cohort.analysis.v1.AnalysisService"]);
+    let database = readiness.condition("database");
+    let _database = cohort_db::HealthCheck::spawn(store.pool().clone(), move |up| database.set(up));
+    let cycles = readiness.condition("analysis cycles");
     let tasks = Shutdown::new();
     let leader = tokio::spawn(cycle::lead(
         analyzer,
         settings.database.database_url.clone(),
         settings.interval,
+        cycles,
         tasks.clone(),
     ));
 
     let api = Arc::new(api::Api { store });
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let readiness = Readiness::new(health_reporter, &["cohort.analysis.v1.AnalysisService"]);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cohort_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;

@@ -1,9 +1,8 @@
 //! `cohort-analysis`: the analysis service.
 
-use clap::Parser;
 use cohort_analysis::settings::Cli;
 use cohort_analysis::{Listeners, run};
-use cohort_runtime::{init_tracing, shutdown_on_signal, usage_error};
+use cohort_runtime::{init_tracing, parse_settings, shutdown_on_signal, usage_error};
 
 // mimalloc: the services allocate per request (messages, strings); it is markedly cheaper
 // than the system allocator under load (see BENCHMARKS.md).
@@ -12,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Cli::parse().settings;
+    let settings = parse_settings::<Cli>().settings;
     if let Err(reason) = settings.validate() {
         usage_error(reason);
     }

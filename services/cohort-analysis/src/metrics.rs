@@ -1,6 +1,8 @@
 //! The analysis service's Prometheus metrics.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -14,6 +16,17 @@ pub struct Metrics {
     pub guardrail_pauses: Counter,
     /// 1 while this replica leads.
     pub leader: Gauge,
+    /// Cycles that failed as a whole (no experiment was analyzed).
+    pub cycle_failures: Counter,
+    /// Experiments whose work failed, by stage; the others went on.
+    experiment_failures: Family<StageLabel, Counter>,
+    /// Experiments set aside after failing, waiting for their retry.
+    pub quarantined: Gauge,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StageLabel {
+    stage: &'static str,
 }
 
 impl Metrics {
@@ -25,6 +38,9 @@ impl Metrics {
             looks: Counter::default(),
             guardrail_pauses: Counter::default(),
             leader: Gauge::default(),
+            cycle_failures: Counter::default(),
+            experiment_failures: Family::default(),
+            quarantined: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("cohort_analysis");
         r.register("cycles", "Analysis cycles completed", m.cycles.clone());
@@ -33,6 +49,17 @@ impl Metrics {
         r.register("looks", "Formal looks recorded", m.looks.clone());
         r.register("guardrail_pauses", "Experiments paused by a guardrail", m.guardrail_pauses.clone());
         r.register("leader", "Whether this replica leads", m.leader.clone());
+        r.register("cycle_failures", "Analysis cycles that failed as a whole", m.cycle_failures.clone());
+        r.register(
+            "experiment_failures",
+            "Experiments whose analysis failed in a cycle, by stage (the others went on)",
+            m.experiment_failures.clone(),
+        );
+        r.register("quarantined_experiments", "Experiments set aside after failing", m.quarantined.clone());
         m
+    }
+
+    pub fn experiment_failures(&self, stage: crate::cycle::Stage) -> Counter {
+        self.experiment_failures.get_or_create(&StageLabel { stage: stage.as_str() }).clone()
     }
 }

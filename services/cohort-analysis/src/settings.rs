@@ -65,6 +65,7 @@ pub struct Settings {
 impl Settings {
     pub fn validate(&self) -> Result<(), String> {
         self.consul.validate()?;
+        self.database.validate()?;
         if !(self.alpha > 0.0 && self.alpha < 0.5) {
             return Err("--alpha must be between 0 and 0.5".into());
         }

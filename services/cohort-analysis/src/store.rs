@@ -15,13 +15,15 @@ use crate::analyze::{Aggregates, EventSums, ExperimentResult, Plan};
 mod incremental;
 pub use incremental::{Advanced, Basis, ExperimentSums, RebuildLimits};
 
+/// What went wrong; the cause is the error's source (log it with
+/// `cohort_runtime::telemetry::chain`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("no database connection: {0}")]
+    #[error("no database connection")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database: {0}")]
+    #[error("database")]
     Query(#[from] tokio_postgres::Error),
-    #[error("stored data does not parse: {0}")]
+    #[error("stored data does not parse")]
     Decode(#[from] serde_json::Error),
 }
 
@@ -34,6 +36,41 @@ impl StoreError {
             StoreError::Decode(_) => false,
         }
     }
+
+    /// Whether the failure is no experiment's doing and passes by itself: the database is
+    /// unreachable or shutting down, or another transaction (a second leader) got there first.
+    pub fn is_transient(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        if self.is_unavailable() {
+            return true;
+        }
+        let StoreError::Query(e) = self else { return false };
+        e.code().is_some_and(|c| {
+            [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::QUERY_CANCELED,
+            ]
+            .contains(c)
+        })
+    }
+}
+
+/// An experiment as analysis keys it: an experiment id is unique only within its environment,
+/// so every piece of analysis state and every stored result is keyed by both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExperimentRef {
+    pub environment_id: Uuid,
+    pub experiment_id: Uuid,
+}
+
+impl std::fmt::Display for ExperimentRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.environment_id, self.experiment_id)
+    }
 }
 
 /// A running experiment as the config service stores it.
@@ -42,6 +79,12 @@ pub struct Running {
     pub environment_id: Uuid,
     pub revision: i64,
     pub definition: ExperimentDef,
+}
+
+impl Running {
+    pub fn id(&self) -> ExperimentRef {
+        ExperimentRef { environment_id: self.environment_id, experiment_id: self.definition.id }
+    }
 }
 
 /// A look recorded earlier.
@@ -136,6 +179,7 @@ impl Store {
                         FROM first_exposure f
                         JOIN metric_events m ON m.environment_id = $1 AND m.unit = f.unit
                              AND m.event = ANY($2) AND m.ts >= f.first_ts AND m.ts <= $3
+                             AND (m.value IS NULL OR abs(m.value) <= 1e15)
                         WHERE f.variants = 1
                         GROUP BY f.unit, f.variant, f.attrs, m.event";
         let sums =
@@ -189,63 +233,65 @@ impl Store {
         Ok((overall, excluded as u64, segments))
     }
 
-    pub async fn plan(&self, experiment: Uuid) -> Result<Option<Plan>, StoreError> {
+    pub async fn plan(&self, id: ExperimentRef) -> Result<Option<Plan>, StoreError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT planned_units_per_variant, basis FROM analysis_plans WHERE experiment_id = $1",
-                &[&experiment],
+                "SELECT planned_units_per_variant, basis FROM analysis_plans
+                 WHERE environment_id = $1 AND experiment_id = $2",
+                &[&id.environment_id, &id.experiment_id],
             )
             .await?;
         Ok(row.map(|r| Plan { planned_units_per_variant: r.get::<_, i64>(0) as u64, basis: r.get(1) }))
     }
 
     /// The plans of `experiments` that have one.
-    pub async fn plans(&self, experiments: &[Uuid]) -> Result<HashMap<Uuid, Plan>, StoreError> {
+    pub async fn plans(&self, experiments: &[ExperimentRef]) -> Result<HashMap<ExperimentRef, Plan>, StoreError> {
         let client = self.pool.get().await?;
+        let (envs, ids): (Vec<Uuid>, Vec<Uuid>) =
+            experiments.iter().map(|x| (x.environment_id, x.experiment_id)).unzip();
         let rows = client
             .query(
-                "SELECT experiment_id, planned_units_per_variant, basis FROM analysis_plans
-                 WHERE experiment_id = ANY($1)",
-                &[&experiments],
+                "SELECT p.environment_id, p.experiment_id, planned_units_per_variant, basis
+                 FROM unnest($1::uuid[], $2::uuid[]) AS x(e, i)
+                 JOIN analysis_plans p ON p.environment_id = x.e AND p.experiment_id = x.i",
+                &[&envs, &ids],
             )
             .await?;
         Ok(rows
             .iter()
             .map(|r| {
-                (r.get(0), Plan { planned_units_per_variant: r.get::<_, i64>(1) as u64, basis: r.get(2) })
+                (
+                    ExperimentRef { environment_id: r.get(0), experiment_id: r.get(1) },
+                    Plan { planned_units_per_variant: r.get::<_, i64>(2) as u64, basis: r.get(3) },
+                )
             })
             .collect())
     }
 
     /// Stores a plan unless one exists; returns the stored one (a plan never changes).
-    pub async fn save_plan(
-        &self,
-        environment: Uuid,
-        experiment: Uuid,
-        plan: &Plan,
-    ) -> Result<Plan, StoreError> {
+    pub async fn save_plan(&self, id: ExperimentRef, plan: &Plan) -> Result<Plan, StoreError> {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO analysis_plans (experiment_id, environment_id, planned_units_per_variant, basis)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (experiment_id) DO NOTHING",
-                &[&experiment, &environment, &(plan.planned_units_per_variant as i64), &plan.basis],
+                "INSERT INTO analysis_plans (environment_id, experiment_id, planned_units_per_variant, basis)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (environment_id, experiment_id) DO NOTHING",
+                &[&id.environment_id, &id.experiment_id, &(plan.planned_units_per_variant as i64), &plan.basis],
             )
             .await?;
         drop(client);
-        Ok(self.plan(experiment).await?.unwrap_or_else(|| plan.clone()))
+        Ok(self.plan(id).await?.unwrap_or_else(|| plan.clone()))
     }
 
     /// The information fractions of the recorded looks, in order.
     /// And the first look at which the boundary was crossed.
-    pub async fn look_fractions(&self, experiment: Uuid) -> Result<(Vec<f64>, Option<u32>), StoreError> {
+    pub async fn look_fractions(&self, id: ExperimentRef) -> Result<(Vec<f64>, Option<u32>), StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
                 "SELECT information_fraction, look, (result->>'boundary_crossed')::boolean FROM analysis_looks
-                 WHERE experiment_id = $1 ORDER BY look",
-                &[&experiment],
+                 WHERE environment_id = $1 AND experiment_id = $2 ORDER BY look",
+                &[&id.environment_id, &id.experiment_id],
             )
             .await?;
         let decided = rows
@@ -259,7 +305,7 @@ impl Store {
     /// recorded already (by another leader): nothing is written.
     pub async fn record_look(
         &self,
-        environment: Uuid,
+        id: ExperimentRef,
         look: u32,
         fraction: f64,
         boundary: f64,
@@ -267,44 +313,40 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let experiment = Uuid::parse_str(&result.experiment_id).unwrap_or_default();
         let json = serde_json::to_value(result)?;
         let inserted = tx
             .execute(
-                "INSERT INTO analysis_looks (experiment_id, look, information_fraction, boundary, result)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[&experiment, &(look as i32), &fraction, &boundary, &json],
+                "INSERT INTO analysis_looks (environment_id, experiment_id, look, information_fraction, boundary, result)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[&id.environment_id, &id.experiment_id, &(look as i32), &fraction, &boundary, &json],
             )
             .await?;
         if inserted == 0 {
             return Ok(false);
         }
-        upsert_latest(&tx, environment, experiment, look, &json).await?;
+        tx.execute(
+            "INSERT INTO analysis_latest (environment_id, experiment_id, look, result, computed_at)
+             VALUES ($1, $2, $3, $4, now())
+             ON CONFLICT (environment_id, experiment_id)
+             DO UPDATE SET look = EXCLUDED.look, result = EXCLUDED.result, computed_at = now()",
+            &[&id.environment_id, &id.experiment_id, &(look as i32), &json],
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    pub async fn record_latest(
-        &self,
-        environment: Uuid,
-        result: &ExperimentResult,
-    ) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        let experiment = Uuid::parse_str(&result.experiment_id).unwrap_or_default();
-        upsert_latest(&client, environment, experiment, result.look, &serde_json::to_value(result)?).await
-    }
-
-    /// Stores the latest results (environment, result) of many experiments in one statement.
-    pub async fn record_latest_many(&self, results: &[(Uuid, ExperimentResult)]) -> Result<(), StoreError> {
+    /// Stores the latest results of many experiments in one statement.
+    pub async fn record_latest_many(&self, results: &[(ExperimentRef, ExperimentResult)]) -> Result<(), StoreError> {
         if results.is_empty() {
             return Ok(());
         }
         let client = self.pool.get().await?;
-        let mut environments = Vec::with_capacity(results.len());
-        let (mut experiments, mut looks, mut json) = (vec![], vec![], vec![]);
-        for (environment, result) in results {
-            environments.push(*environment);
-            experiments.push(Uuid::parse_str(&result.experiment_id).unwrap_or_default());
+        let (mut environments, mut experiments) = (Vec::with_capacity(results.len()), vec![]);
+        let (mut looks, mut json) = (vec![], vec![]);
+        for (id, result) in results {
+            environments.push(id.environment_id);
+            experiments.push(id.experiment_id);
             looks.push(result.look as i32);
             // Text, parsed once by the server: building `serde_json::Value` trees first costs
             // more than the statement itself.
@@ -312,11 +354,11 @@ impl Store {
         }
         client
             .execute(
-                "INSERT INTO analysis_latest (experiment_id, environment_id, look, result, computed_at)
-                 SELECT x, e, l, r::jsonb, now() FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[]) AS t(x, e, l, r)
-                 ON CONFLICT (experiment_id) DO UPDATE
+                "INSERT INTO analysis_latest (environment_id, experiment_id, look, result, computed_at)
+                 SELECT e, x, l, r::jsonb, now() FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[]) AS t(e, x, l, r)
+                 ON CONFLICT (environment_id, experiment_id) DO UPDATE
                  SET look = EXCLUDED.look, result = EXCLUDED.result, computed_at = now()",
-                &[&experiments, &environments, &looks, &json],
+                &[&environments, &experiments, &looks, &json],
             )
             .await?;
         Ok(())
@@ -328,7 +370,7 @@ impl Store {
         organization: Uuid,
         environment: &str,
         experiment: &str,
-    ) -> Result<Option<(Uuid, Uuid)>, StoreError> {
+    ) -> Result<Option<ExperimentRef>, StoreError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -339,30 +381,30 @@ impl Store {
                 &[&organization, &environment, &experiment],
             )
             .await?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
+        Ok(row.map(|r| ExperimentRef { environment_id: r.get(0), experiment_id: r.get(1) }))
     }
 
-    /// The environment of an experiment id within an organization.
-    pub async fn find_any_environment(
-        &self,
-        organization: Uuid,
-        experiment: Uuid,
-    ) -> Result<Option<Uuid>, StoreError> {
+    /// The environments of an organization that hold an experiment with this id (an id is
+    /// unique only within an environment).
+    pub async fn environments_of(&self, organization: Uuid, experiment: Uuid) -> Result<Vec<Uuid>, StoreError> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
+        let rows = client
+            .query(
                 "SELECT e.id FROM environments e JOIN entities x ON x.environment_id = e.id AND x.kind = 'experiment'
-                 WHERE e.organization_id = $1 AND x.definition->>'id' = $2",
+                 WHERE e.organization_id = $1 AND x.definition->>'id' = $2 ORDER BY e.id",
                 &[&organization, &experiment.to_string()],
             )
             .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    pub async fn latest(&self, experiment: Uuid) -> Result<Option<ExperimentResult>, StoreError> {
+    pub async fn latest(&self, id: ExperimentRef) -> Result<Option<ExperimentResult>, StoreError> {
         let client = self.pool.get().await?;
         let row = client
-            .query_opt("SELECT result FROM analysis_latest WHERE experiment_id = $1", &[&experiment])
+            .query_opt(
+                "SELECT result FROM analysis_latest WHERE environment_id = $1 AND experiment_id = $2",
+                &[&id.environment_id, &id.experiment_id],
+            )
             .await?;
         row.map(|r| serde_json::from_value(r.get(0)).map_err(StoreError::from)).transpose()
     }
@@ -370,7 +412,7 @@ impl Store {
     /// Looks newest first, below `before` when given.
     pub async fn looks(
         &self,
-        experiment: Uuid,
+        id: ExperimentRef,
         limit: i64,
         before: Option<i32>,
     ) -> Result<Vec<LookRow>, StoreError> {
@@ -378,8 +420,9 @@ impl Store {
         let rows = client
             .query(
                 "SELECT look, information_fraction, result FROM analysis_looks
-                 WHERE experiment_id = $1 AND ($2::int IS NULL OR look < $2) ORDER BY look DESC LIMIT $3",
-                &[&experiment, &before, &limit],
+                 WHERE environment_id = $1 AND experiment_id = $2 AND ($3::int IS NULL OR look < $3)
+                 ORDER BY look DESC LIMIT $4",
+                &[&id.environment_id, &id.experiment_id, &before, &limit],
             )
             .await?;
         rows.iter()
@@ -405,22 +448,4 @@ fn event_sums(r: &Row, from: usize) -> EventSums {
         mean_sum: r.get(from + 6),
         mean_sum_sq: r.get(from + 7),
     }
-}
-
-async fn upsert_latest(
-    client: &impl deadpool_postgres::GenericClient,
-    environment: Uuid,
-    experiment: Uuid,
-    look: u32,
-    result: &serde_json::Value,
-) -> Result<(), StoreError> {
-    client
-        .execute(
-            "INSERT INTO analysis_latest (experiment_id, environment_id, look, result, computed_at)
-             VALUES ($1, $2, $3, $4, now())
-             ON CONFLICT (experiment_id) DO UPDATE SET look = EXCLUDED.look, result = EXCLUDED.result, computed_at = now()",
-            &[&experiment, &environment, &(look as i32), result],
-        )
-        .await?;
-    Ok(())
 }

@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use cohort_core::json::JsonError;
 use cohort_db::keys::{KeyKind, Principal};
 use cohort_proto::config::v1 as pb;
 use pb::config_service_server::ConfigService;
@@ -14,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::auth::{Authenticator, require_admin};
-use crate::domain::{Kind, Op};
+use crate::domain::{self, Kind, Op};
 use crate::error::ServiceError;
 use crate::metrics::WriteLabels;
 use crate::store::{ApiKeyRow, AuditRow, EntityRow, EnvRow, Written, unix_ms};
@@ -112,12 +113,64 @@ fn optional_kind(value: i32) -> Result<Option<Kind>> {
     if value == pb::EntityKind::Unspecified as i32 { Ok(None) } else { kind(value, "kind").map(Some) }
 }
 
+/// Parses a definition strictly: a key written twice is refused, named with its path, rather
+/// than the last one silently winning.
 fn definition(json: &str) -> Result<Value> {
     if json.trim().is_empty() {
         return Err(ServiceError::invalid("definition_json", "is empty"));
     }
-    serde_json::from_str(json)
-        .map_err(|e| ServiceError::invalid("definition_json", format!("is not valid JSON: {e}")))
+    cohort_core::json::from_slice(json.as_bytes()).map_err(|e| match e {
+        JsonError::DuplicateKey(d) => {
+            let field = if d.path.starts_with('[') {
+                format!("definition{}", d.path)
+            } else {
+                format!("definition.{}", d.path)
+            };
+            ServiceError::invalid(field, d.to_string())
+        }
+        JsonError::Invalid(e) => ServiceError::invalid("definition_json", format!("is not valid JSON: {e}")),
+    })
+}
+
+/// One operation of a batch and the reason it carries (transitions only).
+fn batch_operation(o: pb::BatchOperation) -> Result<(Op, Option<String>)> {
+    use pb::batch_operation::Operation;
+    Ok(match o.operation {
+        Some(Operation::Create(c)) => {
+            (Op::Create { kind: kind(c.kind, "kind")?, definition: definition(&c.definition_json)? }, None)
+        }
+        Some(Operation::Update(u)) => (
+            Op::Update {
+                kind: kind(u.kind, "kind")?,
+                key: required(&u.key, "key")?.to_owned(),
+                definition: definition(&u.definition_json)?,
+                expected_revision: u.expected_revision,
+            },
+            None,
+        ),
+        Some(Operation::Delete(d)) => (
+            Op::Delete {
+                kind: kind(d.kind, "kind")?,
+                key: required(&d.key, "key")?.to_owned(),
+                expected_revision: d.expected_revision,
+            },
+            None,
+        ),
+        Some(Operation::Transition(t)) => {
+            let Some(action) = cohort_proto::convert::experiment_action(t.action) else {
+                return Err(ServiceError::invalid("action", "must be start, pause, resume or complete"));
+            };
+            let op = Op::Transition {
+                key: required(&t.key, "key")?.to_owned(),
+                action,
+                expected_revision: t.expected_revision,
+            };
+            (op, Some(t.reason))
+        }
+        None => {
+            return Err(ServiceError::invalid("operation", "must be create, update, delete or transition"));
+        }
+    })
 }
 
 fn required<'a>(value: &'a str, field: &str) -> Result<&'a str> {
@@ -322,6 +375,9 @@ impl ConfigService for Api {
         let id = Uuid::parse_str(&request.get_ref().id)
             .map_err(|_| ServiceError::invalid("id", "is not a key id (UUID)"))?;
         let key = self.sync.store.revoke_api_key(&p, id).await?;
+        // At once on this replica; the other replicas hear of it through the store's notice.
+        self.auth.forget(id);
+        self.sync.hub.revoke(id);
         Ok(Response::new(key_message(key)))
     }
 
@@ -419,6 +475,39 @@ impl ConfigService for Api {
         Ok(Response::new(self.write(action.as_str(), &p, &r.environment, op, Some(&r.reason)).await?))
     }
 
+    async fn apply_batch(
+        &self,
+        request: Request<pb::ApplyBatchRequest>,
+    ) -> std::result::Result<Response<pb::ApplyBatchResponse>, Status> {
+        let p = self.principal(&request).await?;
+        let r = request.into_inner();
+        let outcome = async {
+            require_admin(&p)?;
+            let env = self.environment(&p, &r.environment).await?;
+            let mut ops = Vec::with_capacity(r.operations.len());
+            let mut reasons = Vec::with_capacity(r.operations.len());
+            for (i, o) in r.operations.into_iter().enumerate() {
+                let (op, reason) = batch_operation(o).map_err(|e| domain::at_operation(i, e))?;
+                ops.push(op);
+                reasons.push(reason);
+            }
+            let reasons: Vec<Option<&str>> = reasons.iter().map(Option::as_deref).collect();
+            self.sync.store.write_batch(&p, &env, ops, &reasons).await
+        }
+        .await;
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(e) => code_name(e),
+        };
+        self.sync.metrics.writes.get_or_create(&WriteLabels { action: "batch", outcome: label }).inc();
+        let (entities, version) = outcome?;
+        let results = entities
+            .into_iter()
+            .map(|e| pb::WriteResponse { entity: e.map(entity_message), version })
+            .collect();
+        Ok(Response::new(pb::ApplyBatchResponse { version, results }))
+    }
+
     async fn get_snapshot(
         &self,
         request: Request<pb::GetSnapshotRequest>,
@@ -497,7 +586,7 @@ impl ConfigService for Api {
             }
         };
         let (tx, rx) = mpsc::channel(self.stream_queue);
-        tokio::spawn(session(self.sync.clone(), env, request.into_inner(), tx));
+        tokio::spawn(session(self.sync.clone(), p.key_id, env, request.into_inner(), tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -2,7 +2,7 @@
 //! change, decide the new definition (or refuse), validating by compiling the environment as
 //! it would be after the change. The store executes the plan in one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use cohort_core::model::{
     Definitions, ExperimentDef, ExperimentStatus, FlagDef, LayerDef, MetricDef, SegmentDef,
@@ -48,9 +48,72 @@ pub struct Plan {
     pub revision: i64,
 }
 
+/// The most operations one batch may hold (every list of an environment at its limit).
+pub const MAX_BATCH_OPERATIONS: usize = 50_000;
+
 /// Plans `op` against `current` (every entity of the environment).
 pub fn plan(op: Op, current: &[Entity]) -> Result<Plan, ServiceError> {
-    let find = |kind: Kind, key: &str| current.iter().find(|e| e.kind == kind && e.key == key);
+    let plan = step(op, &|kind, key| current.iter().find(|e| e.kind == kind && e.key == key))?;
+    validate(&plan, current)?;
+    Ok(plan)
+}
+
+/// Plans a batch: each operation against the entities as the earlier ones leave them, then
+/// one validation of the environment as it is after all of them. Errors name the operation
+/// (`operations[2].definition.variants[1].weight_bp`).
+pub fn plan_batch(ops: Vec<Op>, current: &[Entity]) -> Result<Vec<Plan>, ServiceError> {
+    if ops.len() > MAX_BATCH_OPERATIONS {
+        return Err(ServiceError::invalid(
+            "operations",
+            format!("{} operations, at most {MAX_BATCH_OPERATIONS} allowed", ops.len()),
+        ));
+    }
+    let mut state: HashMap<(Kind, String), Entity> =
+        current.iter().map(|e| ((e.kind, e.key.clone()), e.clone())).collect();
+    let mut plans = Vec::with_capacity(ops.len());
+    for (i, op) in ops.into_iter().enumerate() {
+        let plan =
+            step(op, &|kind, key| state.get(&(kind, key.to_owned()))).map_err(|e| at_operation(i, e))?;
+        let id = (plan.kind, plan.key.clone());
+        match &plan.after {
+            Some(after) => {
+                let entity = Entity {
+                    kind: plan.kind,
+                    key: plan.key.clone(),
+                    definition: after.clone(),
+                    revision: plan.revision,
+                };
+                state.insert(id, entity);
+            }
+            None => {
+                state.remove(&id);
+            }
+        }
+        plans.push(plan);
+    }
+    validate_batch(&plans, &state)?;
+    Ok(plans)
+}
+
+/// Names operation `i` of a batch in an error about it.
+pub fn at_operation(i: usize, e: ServiceError) -> ServiceError {
+    let field = |(f, d): Violation| (format!("operations[{i}].{f}"), d);
+    match e {
+        ServiceError::InvalidArgument(v) => ServiceError::InvalidArgument(v.into_iter().map(field).collect()),
+        ServiceError::FailedPrecondition { message, violations } => ServiceError::FailedPrecondition {
+            message: format!("operations[{i}]: {message}"),
+            violations: violations.into_iter().map(field).collect(),
+        },
+        ServiceError::NotFound(m) => ServiceError::NotFound(format!("operations[{i}]: {m}")),
+        ServiceError::AlreadyExists(m) => ServiceError::AlreadyExists(format!("operations[{i}]: {m}")),
+        other => other,
+    }
+}
+
+type Find<'a> = dyn Fn(Kind, &str) -> Option<&'a Entity> + 'a;
+
+/// Plans one operation without validating the environment.
+fn step<'a>(op: Op, find: &Find<'a>) -> Result<Plan, ServiceError> {
     let missing =
         |kind: Kind, key: &str| ServiceError::NotFound(format!("{} {key:?} does not exist", kind.as_str()));
     let check_revision = |e: &Entity, expected: i64| {
@@ -83,9 +146,16 @@ pub fn plan(op: Op, current: &[Entity]) -> Result<Plan, ServiceError> {
             }
             Plan { kind, key, action: "create", before: None, after: Some(canonical), revision: 1 }
         }
-        Op::Update { kind, key, definition, expected_revision } => {
+        Op::Update { kind, key, mut definition, expected_revision } => {
             let existing = find(kind, &key).ok_or_else(|| missing(kind, &key))?;
             check_revision(existing, expected_revision)?;
+            if kind == Kind::Experiment
+                && let Some(obj) = definition.as_object_mut()
+                && !obj.contains_key("id")
+            {
+                // Written without an id (as the README's example is): the stored one stays.
+                obj.insert("id".into(), existing.definition["id"].clone());
+            }
             let (new_key, canonical) = canonical(kind, &definition)?;
             if new_key != key {
                 return Err(ServiceError::invalid(
@@ -149,7 +219,6 @@ pub fn plan(op: Op, current: &[Entity]) -> Result<Plan, ServiceError> {
             }
         }
     };
-    validate(&plan, current)?;
     Ok(plan)
 }
 
@@ -167,8 +236,10 @@ fn validate(plan: &Plan, current: &[Entity]) -> Result<(), ServiceError> {
     let Err(errors) = cohort_core::compile(&defs) else {
         return Ok(());
     };
+    let owner =
+        |kind: Kind, key: &str| (kind == plan.kind && key == plan.key).then(|| "definition".to_owned());
     let violations: Vec<Violation> =
-        errors.iter().map(|e| (rewrite_path(&e.path, plan, &names), e.message.clone())).collect();
+        errors.iter().map(|e| (rewrite_path(&e.path, &names, &owner), e.message.clone())).collect();
     // A lifecycle move or delete that breaks the environment is refused by state, not input.
     if plan.action == "create" || plan.action == "update" {
         Err(ServiceError::InvalidArgument(violations))
@@ -180,8 +251,43 @@ fn validate(plan: &Plan, current: &[Entity]) -> Result<(), ServiceError> {
     }
 }
 
-/// `flags[3].rules[0]` → `definition.rules[0]` for the written entity, else `flags["key"].rules[0]`.
-fn rewrite_path(path: &str, plan: &Plan, names: &BTreeMap<Kind, Vec<String>>) -> String {
+/// Compiles the environment as a batch leaves it. Problems in an entity the batch wrote are
+/// reported under the operation that last wrote its definition (`operations[i].definition`),
+/// or else the last that moved it; problems elsewhere under the entity's key.
+fn validate_batch(plans: &[Plan], after: &HashMap<(Kind, String), Entity>) -> Result<(), ServiceError> {
+    let mut owners: HashMap<(Kind, &str), (usize, bool)> = HashMap::new();
+    for (i, p) in plans.iter().enumerate() {
+        let wrote = p.action == "create" || p.action == "update";
+        let slot = owners.entry((p.kind, p.key.as_str())).or_insert((i, wrote));
+        if wrote || !slot.1 {
+            *slot = (i, wrote);
+        }
+    }
+    let ordered: BTreeMap<(Kind, &str), &Value> =
+        after.values().map(|e| ((e.kind, e.key.as_str()), &e.definition)).collect();
+    let (defs, names) = assemble(0, ordered).map_err(ServiceError::Internal)?;
+    let Err(errors) = cohort_core::compile(&defs) else {
+        return Ok(());
+    };
+    let owner =
+        |kind: Kind, key: &str| owners.get(&(kind, key)).map(|(i, _)| format!("operations[{i}].definition"));
+    let violations: Vec<Violation> =
+        errors.iter().map(|e| (rewrite_path(&e.path, &names, &owner), e.message.clone())).collect();
+    if plans.iter().any(|p| p.action == "create" || p.action == "update") {
+        Err(ServiceError::InvalidArgument(violations))
+    } else {
+        // Only moves and deletes: the state refuses them, as for single writes.
+        Err(ServiceError::FailedPrecondition { message: "cannot apply the batch".into(), violations })
+    }
+}
+
+/// `flags[3].rules[0]` → `<owner>.rules[0]` for an entity the request wrote (`definition`,
+/// `operations[2].definition`), else `flags["key"].rules[0]`.
+fn rewrite_path(
+    path: &str,
+    names: &BTreeMap<Kind, Vec<String>>,
+    owner: &dyn Fn(Kind, &str) -> Option<String>,
+) -> String {
     for kind in Kind::ALL {
         let Some(rest) = path.strip_prefix(kind.plural()).and_then(|r| r.strip_prefix('[')) else {
             continue;
@@ -189,8 +295,8 @@ fn rewrite_path(path: &str, plan: &Plan, names: &BTreeMap<Kind, Vec<String>>) ->
         let Some((index, tail)) = rest.split_once(']') else { continue };
         let Ok(index) = index.parse::<usize>() else { continue };
         let Some(key) = names.get(&kind).and_then(|n| n.get(index)) else { continue };
-        if kind == plan.kind && *key == plan.key {
-            return format!("definition{tail}");
+        if let Some(prefix) = owner(kind, key) {
+            return format!("{prefix}{tail}");
         }
         return format!("{}[{key:?}]{tail}", kind.plural());
     }
@@ -272,7 +378,8 @@ fn prepare_new_experiment(definition: &mut Value) -> Result<(), ServiceError> {
     let Some(obj) = definition.as_object_mut() else {
         return Err(ServiceError::invalid("definition", "must be a JSON object"));
     };
-    obj.entry("id").or_insert_with(|| Value::String(Uuid::new_v4().to_string()));
+    // Time-ordered, and never one a user copied from an example.
+    obj.entry("id").or_insert_with(|| Value::String(Uuid::now_v7().to_string()));
     let status = obj.entry("status").or_insert_with(|| Value::String("draft".into()));
     if status != "draft" {
         return Err(ServiceError::invalid(

@@ -7,6 +7,11 @@
 //! at once, without its session task waking. A stream whose queue is full is left to its
 //! session, which sends the newest state when the client reads again, so a slow stream skips
 //! intermediate versions and never holds up the others.
+//!
+//! Revocations travel the same way: the revoking transaction notifies `revoked:<key id>`, and
+//! every replica ends the streams opened with that key ([`Hub::revoke`]) and forgets it from
+//! its auth cache. As a safety net for lost notifications, each poll also asks the database
+//! which keys of the open streams still work ([`Hub::recheck_keys`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -23,10 +28,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use crate::auth::Authenticator;
 use crate::domain::Kind;
 use crate::error::ServiceError;
 use crate::metrics::{Metrics, Push};
-use crate::store::{ChangeRow, NOTIFY_CHANNEL, SnapshotData, Store};
+use crate::store::{ChangeRow, NOTIFY_CHANNEL, REVOKED_PREFIX, SnapshotData, Store};
 use crate::sync::Stream;
 
 /// One version of an environment, shared by all its streams.
@@ -244,7 +250,8 @@ impl Hub {
         let current = sender.borrow().clone();
         let changes = self.store.changes(env, current.version, i64::MAX as u64).await?;
         let Some(last) = changes.last() else { return Ok(()) };
-        let contiguous = changes.iter().zip(current.version + 1..).all(|(c, v)| c.version == v);
+        // A batch's version has several changes.
+        let contiguous = crate::store::versions_contiguous(&changes, current.version, last.version);
         let next = if contiguous {
             let mut entities = current.entities.clone();
             for c in &changes {
@@ -299,6 +306,45 @@ impl Hub {
         });
     }
 
+    /// Ends every stream opened with API key `key`; returns how many.
+    pub fn revoke(&self, key: Uuid) -> usize {
+        let streams = self.streams();
+        let mut ended = 0;
+        for stream in streams.iter().filter(|s| s.key() == key) {
+            stream.revoke();
+            ended += 1;
+        }
+        if ended > 0 {
+            info!(key = %key, streams = ended, "api key revoked; ending its streams");
+        }
+        ended
+    }
+
+    /// Ends the streams whose key no longer works, in case a revocation notice was missed.
+    pub async fn recheck_keys(&self) {
+        let mut keys: Vec<Uuid> = self.streams().iter().map(|s| s.key()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return;
+        }
+        match self.store.active_keys(&keys).await {
+            Ok(active) => {
+                for key in keys.into_iter().filter(|k| !active.contains(k)) {
+                    self.revoke(key);
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot check the keys of open streams"),
+        }
+    }
+
+    /// Every stream of every environment served here.
+    fn streams(&self) -> Vec<Arc<Stream>> {
+        let entries: Vec<Arc<EnvEntry>> =
+            self.envs.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        entries.iter().flat_map(|e| lock(&e.streams).values().cloned().collect::<Vec<_>>()).collect()
+    }
+
     /// Environments served here and their stream counts.
     pub fn stream_counts(&self) -> Vec<(Uuid, i32)> {
         let envs = self.envs.lock().unwrap_or_else(|p| p.into_inner());
@@ -306,11 +352,13 @@ impl Hub {
     }
 }
 
-/// Follows committed changes: LISTENs on PostgreSQL with a dedicated connection, reconnecting
-/// with backoff; after every (re)connect and every `poll` it also refreshes all environments,
-/// so a notification lost while disconnected delays a change by at most that long.
+/// Follows committed changes and revocations: LISTENs on PostgreSQL with a dedicated
+/// connection, reconnecting with backoff; after every (re)connect and every `poll` it also
+/// refreshes all environments and rechecks the keys of open streams, so a notification lost
+/// while disconnected delays a change or a revocation by at most that long.
 pub async fn follow_changes(
     hub: Arc<Hub>,
+    auth: Arc<Authenticator>,
     database_url: String,
     poll: Duration,
     shutdown: CancellationToken,
@@ -344,6 +392,7 @@ pub async fn follow_changes(
                     info!("following config changes");
                     backoff = Duration::from_millis(100);
                     hub.refresh_all().await;
+                    hub.recheck_keys().await;
                     let mut tick = tokio::time::interval(poll);
                     tick.tick().await;
                     loop {
@@ -354,14 +403,22 @@ pub async fn follow_changes(
                             }
                             payload = rx.recv() => {
                                 let Some(payload) = payload else { break };
-                                if let Some((env, version)) = parse_payload(&payload) {
-                                    let hub = hub.clone();
-                                    tokio::spawn(async move { hub.notify(env, version).await });
+                                match parse_payload(&payload) {
+                                    Some(Notice::Change(env, version)) => {
+                                        let hub = hub.clone();
+                                        tokio::spawn(async move { hub.notify(env, version).await });
+                                    }
+                                    Some(Notice::Revoked(key)) => {
+                                        auth.forget(key);
+                                        hub.revoke(key);
+                                    }
+                                    None => debug!(payload, "ignoring an unknown notification"),
                                 }
                             }
                             _ = tick.tick() => {
                                 hub.evict_idle();
                                 hub.refresh_all().await;
+                                hub.recheck_keys().await;
                             }
                         }
                     }
@@ -378,7 +435,22 @@ pub async fn follow_changes(
     }
 }
 
-fn parse_payload(payload: &str) -> Option<(Uuid, u64)> {
-    let (env, version) = payload.split_once(':')?;
-    Some((Uuid::parse_str(env).ok()?, version.parse().ok()?))
+/// What a notification on [`NOTIFY_CHANNEL`] says.
+#[derive(Debug, PartialEq, Eq)]
+enum Notice {
+    /// An environment reached a version.
+    Change(Uuid, u64),
+    /// An API key was revoked.
+    Revoked(Uuid),
 }
+
+fn parse_payload(payload: &str) -> Option<Notice> {
+    if let Some(key) = payload.strip_prefix(REVOKED_PREFIX) {
+        return Some(Notice::Revoked(Uuid::parse_str(key).ok()?));
+    }
+    let (env, version) = payload.split_once(':')?;
+    Some(Notice::Change(Uuid::parse_str(env).ok()?, version.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests;

@@ -68,6 +68,7 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
     let tasks = Shutdown::new();
     let follower = tokio::spawn(hub::follow_changes(
         hub.clone(),
+        auth.clone(),
         settings.database.database_url.clone(),
         settings.poll_interval,
         tasks.clone(),
@@ -92,6 +93,9 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Readiness::new(health_reporter, &["cohort.config.v1.ConfigService"]);
+    // Every request reads or writes PostgreSQL: ready only while it answers.
+    let database = readiness.condition("database");
+    let _database = cohort_db::HealthCheck::spawn(store.pool().clone(), move |up| database.set(up));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cohort_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;

@@ -4,10 +4,9 @@
 #![allow(clippy::print_stdout)]
 
 use anyhow::Context;
-use clap::Parser;
 use cohort_config::settings::{Cli, Command};
 use cohort_config::{Listeners, run};
-use cohort_runtime::{init_tracing, shutdown_on_signal, usage_error};
+use cohort_runtime::{init_tracing, parse_settings, shutdown_on_signal, usage_error};
 
 // mimalloc: the services allocate per request (messages, strings); it is markedly cheaper
 // than the system allocator under load (see BENCHMARKS.md).
@@ -16,11 +15,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let settings = cli.serve;
-    if let Err(reason) = settings.validate() {
+    let cli: Cli = parse_settings();
+    if let Err(reason) = cli.validate() {
         usage_error(reason);
     }
+    let settings = cli.serve;
     init_tracing(settings.common.log_format);
     let pool = || {
         cohort_db::connect(&settings.database.database_url, &cohort_db::PoolOptions::default())

@@ -90,10 +90,26 @@ impl ServeSettings {
             return Err("--bootstrap-token must be at least 16 characters".into());
         }
         self.consul.validate()?;
-        if !self.database.database_url.starts_with("postgres://")
-            && !self.database.database_url.starts_with("postgresql://")
-        {
-            return Err("--database-url must be a postgres:// URL".into());
+        self.database.validate()
+    }
+}
+
+impl Cli {
+    /// The serve settings (every command connects with them) and the subcommand's own.
+    pub fn validate(&self) -> Result<(), String> {
+        self.serve.validate()?;
+        if let Some(Command::Bootstrap { organization, environment }) = &self.command {
+            if organization.trim().is_empty() {
+                return Err("--organization must not be empty".into());
+            }
+            // The environment key rule of the Bootstrap RPC.
+            let key_ok = (1..=64).contains(&environment.len())
+                && environment
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !key_ok {
+                return Err("--environment must be 1 to 64 characters of a-z 0-9 - _".into());
+            }
         }
         Ok(())
     }

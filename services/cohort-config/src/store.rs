@@ -13,8 +13,11 @@ use uuid::Uuid;
 use crate::domain::{self, Entity, Kind, Op};
 use crate::error::ServiceError;
 
-/// The channel every replica LISTENs on; the payload is `<environment id>:<version>`.
+/// The channel every replica LISTENs on; the payload is `<environment id>:<version>` for a
+/// committed change, or [`REVOKED_PREFIX`]`<key id>` for a revoked API key.
 pub const NOTIFY_CHANNEL: &str = "cohort_config";
+/// Starts the payload of a revocation notice (not a UUID, so older replicas ignore it).
+pub const REVOKED_PREFIX: &str = "revoked:";
 
 pub fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -372,8 +375,19 @@ impl Store {
             Some(serde_json::json!({"id": id, "name": key.name, "prefix": key.prefix})),
         )
         .await?;
+        // Every replica ends the key's streams and forgets it from its auth cache.
+        tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &format!("{REVOKED_PREFIX}{id}")]).await?;
         tx.commit().await?;
         Ok(key)
+    }
+
+    /// Which of `ids` are keys that still work (exist and are not revoked).
+    pub async fn active_keys(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, ServiceError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query("SELECT id FROM api_keys WHERE id = ANY($1) AND revoked_at IS NULL", &[&ids])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Validates and commits one definition change; returns the entity and the new version.
@@ -384,6 +398,33 @@ impl Store {
         op: Op,
         reason: Option<&str>,
     ) -> Result<Written, ServiceError> {
+        let (mut entities, version) =
+            self.commit(actor, env, &[reason], |current| Ok(vec![domain::plan(op, current)?])).await?;
+        Ok(Written { entity: entities.pop().flatten(), version })
+    }
+
+    /// Validates and commits several definition changes as one version, all or nothing;
+    /// returns the entity after each operation (`None` after a delete) and the version.
+    /// `reasons` go with the operations of the same index.
+    pub async fn write_batch(
+        &self,
+        actor: &Principal,
+        env: &EnvRow,
+        ops: Vec<Op>,
+        reasons: &[Option<&str>],
+    ) -> Result<(Vec<Option<EntityRow>>, u64), ServiceError> {
+        self.commit(actor, env, reasons, |current| domain::plan_batch(ops, current)).await
+    }
+
+    /// Locks the environment, plans against its entities, and commits the plans as one new
+    /// version: the entities, the version, an audit row per plan, and the notification.
+    async fn commit(
+        &self,
+        actor: &Principal,
+        env: &EnvRow,
+        reasons: &[Option<&str>],
+        plan: impl FnOnce(&[Entity]) -> Result<Vec<domain::Plan>, ServiceError>,
+    ) -> Result<(Vec<Option<EntityRow>>, u64), ServiceError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // The row lock serializes writers of one environment: versions have no gaps, and each
@@ -411,60 +452,49 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, ServiceError>>()?;
-        let plan = domain::plan(op, &current)?;
+        let plans = plan(&current)?;
+        if plans.is_empty() {
+            // Nothing changes, so no version: the invariant is one version per change.
+            return Ok((Vec::new(), version as u64));
+        }
         let new_version = version + 1;
-        let kind = plan.kind.as_str();
-        let entity = match &plan.after {
-            Some(after) => {
-                let row = tx
-                    .query_one(
-                        &format!(
-                            "INSERT INTO entities (environment_id, kind, key, definition, revision, created_at, updated_at)
-                             VALUES ($1, $2, $3, $4, $5, now(), now())
-                             ON CONFLICT (environment_id, kind, key)
-                             DO UPDATE SET definition = EXCLUDED.definition, revision = EXCLUDED.revision, updated_at = now()
-                             RETURNING {ENTITY_COLUMNS}"
-                        ),
-                        &[&env.id, &kind, &plan.key, after, &plan.revision],
+        let mut entities = Vec::with_capacity(plans.len());
+        for (index, plan) in plans.iter().enumerate() {
+            let kind = plan.kind.as_str();
+            let entity = match &plan.after {
+                Some(after) => {
+                    let row = tx
+                        .query_one(
+                            &format!(
+                                "INSERT INTO entities (environment_id, kind, key, definition, revision, created_at, updated_at)
+                                 VALUES ($1, $2, $3, $4, $5, now(), now())
+                                 ON CONFLICT (environment_id, kind, key)
+                                 DO UPDATE SET definition = EXCLUDED.definition, revision = EXCLUDED.revision, updated_at = now()
+                                 RETURNING {ENTITY_COLUMNS}"
+                            ),
+                            &[&env.id, &kind, &plan.key, after, &plan.revision],
+                        )
+                        .await?;
+                    Some(EntityRow::from_row(&row)?)
+                }
+                None => {
+                    tx.execute(
+                        "DELETE FROM entities WHERE environment_id = $1 AND kind = $2 AND key = $3",
+                        &[&env.id, &kind, &plan.key],
                     )
                     .await?;
-                Some(EntityRow::from_row(&row)?)
-            }
-            None => {
-                tx.execute(
-                    "DELETE FROM entities WHERE environment_id = $1 AND kind = $2 AND key = $3",
-                    &[&env.id, &kind, &plan.key],
-                )
-                .await?;
-                None
-            }
-        };
-        tx.execute("UPDATE environments SET version = $2 WHERE id = $1", &[&env.id, &new_version]).await?;
-        audit(
-            &tx,
-            env.organization_id,
-            Some(env.id),
-            Some(new_version),
-            Some(actor),
-            "",
-            plan.action,
-            Some(kind),
-            Some(&plan.key),
-            plan.before.as_ref(),
-            plan.after.clone(),
-        )
-        .await?;
-        if let Some(reason) = reason.filter(|r| !r.is_empty()) {
-            tx.execute(
-                "UPDATE audit_log SET reason = $3 WHERE environment_id = $1 AND version = $2",
-                &[&env.id, &new_version, &reason],
-            )
-            .await?;
+                    None
+                }
+            };
+            entities.push(entity);
+            let reason = reasons.get(index).copied().flatten().filter(|r| !r.is_empty());
+            audit_change(&tx, actor, env, new_version, index as i32, plan, reason).await?;
         }
+        tx.execute("UPDATE environments SET version = $2 WHERE id = $1", &[&env.id, &new_version]).await?;
         tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &format!("{}:{new_version}", env.id)])
             .await?;
         tx.commit().await?;
-        Ok(Written { entity, version: new_version as u64 })
+        Ok((entities, new_version as u64))
     }
 
     pub async fn get_entity(
@@ -535,7 +565,7 @@ impl Store {
             .await?;
         let at: Option<SystemTime> = tx
             .query_opt(
-                "SELECT at FROM audit_log WHERE environment_id = $1 AND version = $2",
+                "SELECT at FROM audit_log WHERE environment_id = $1 AND version = $2 AND batch_index = 0",
                 &[&env, &version],
             )
             .await?
@@ -548,13 +578,14 @@ impl Store {
         })
     }
 
-    /// Committed changes with `after < version <= upto`, in order.
+    /// Committed changes with `after < version <= upto`, in order: one per version, except a
+    /// batch's version, which has one per operation (see [`versions_contiguous`]).
     pub async fn changes(&self, env: Uuid, after: u64, upto: u64) -> Result<Vec<ChangeRow>, ServiceError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
                 "SELECT version, kind, key, after, at FROM audit_log
-                 WHERE environment_id = $1 AND version > $2 AND version <= $3 ORDER BY version",
+                 WHERE environment_id = $1 AND version > $2 AND version <= $3 ORDER BY version, batch_index",
                 &[&env, &(after as i64), &(upto as i64)],
             )
             .await?;
@@ -765,4 +796,54 @@ async fn audit(
     )
     .await?;
     Ok(())
+}
+
+/// The audit row of one definition change; a batch's changes share the version and are told
+/// apart, in order, by `batch_index`.
+async fn audit_change(
+    tx: &tokio_postgres::Transaction<'_>,
+    actor: &Principal,
+    env: &EnvRow,
+    version: i64,
+    batch_index: i32,
+    plan: &domain::Plan,
+    reason: Option<&str>,
+) -> Result<(), ServiceError> {
+    tx.execute(
+        "INSERT INTO audit_log (organization_id, environment_id, version, batch_index, actor_key_id, actor_name,
+                                action, kind, key, before, after, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            &env.organization_id,
+            &env.id,
+            &version,
+            &batch_index,
+            &actor.key_id,
+            &actor.key_name,
+            &plan.action,
+            &plan.kind.as_str(),
+            &plan.key,
+            &plan.before,
+            &plan.after,
+            &reason,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether `changes` (as [`Store::changes`] returns them) hold every version from
+/// `after + 1` to `upto` and nothing else: versions in order, each one or the next.
+pub fn versions_contiguous(changes: &[ChangeRow], after: u64, upto: u64) -> bool {
+    let mut expected = after + 1;
+    let mut last = after;
+    for c in changes {
+        if c.version == expected {
+            last = expected;
+            expected += 1;
+        } else if c.version != last || last == after {
+            return false;
+        }
+    }
+    last == upto
 }

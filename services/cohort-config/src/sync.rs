@@ -5,6 +5,10 @@
 //! writes the shared, encoded response into the stream's queue without waking the session.
 //! The session takes over delivery while it catches the client up, and when the queue was
 //! full: then it waits for room and sends the newest state, skipping the ones in between.
+//!
+//! A stream ends with a status when its key is revoked (UNAUTHENTICATED, from the hub, see
+//! [`Stream::revoke`]) or when the client sends something that is not a `SyncRequest` (the
+//! codec's INVALID_ARGUMENT), so the client learns why.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -28,6 +32,8 @@ use crate::store::{Store, unix_ms};
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client further behind than this gets a snapshot rather than a delta from the log.
 const MAX_DELTA_CHANGES: u64 = 500;
+/// How long a closing status may wait for room in the queue of a client that does not read.
+const END_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub type Outbound = mpsc::Sender<Result<pb::SyncResponse, Status>>;
 type Permit<'a> = mpsc::Permit<'a, Result<pb::SyncResponse, Status>>;
@@ -50,6 +56,10 @@ pub struct Stream {
     sent: Mutex<Sent>,
     /// Wakes the session when an offer found the queue full.
     stalled: Notify,
+    /// The API key the stream was opened with.
+    key: Uuid,
+    /// Fired when that key is revoked: no more config, and the session ends UNAUTHENTICATED.
+    revoked: CancellationToken,
 }
 
 /// The newest config sent on a stream; messages are queued under this lock, so they are in
@@ -65,9 +75,25 @@ struct Sent {
 }
 
 impl Stream {
-    fn new(out: Outbound, known_version: u64) -> Self {
+    fn new(out: Outbound, known_version: u64, key: Uuid) -> Self {
         let sent = Sent { version: known_version, committed_at_ms: 0, by_session: true };
-        Stream { out, sent: Mutex::new(sent), stalled: Notify::new() }
+        Stream { out, sent: Mutex::new(sent), stalled: Notify::new(), key, revoked: CancellationToken::new() }
+    }
+
+    /// The id of the API key that opened the stream.
+    pub fn key(&self) -> Uuid {
+        self.key
+    }
+
+    /// The stream's key was revoked: nothing more is sent but the UNAUTHENTICATED that ends it.
+    pub fn revoke(&self) {
+        // Under the lock that every send takes, so nothing is queued after this returns.
+        let _sent = self.sent();
+        self.revoked.cancel();
+    }
+
+    fn is_revoked(&self) -> bool {
+        self.revoked.is_cancelled()
     }
 
     fn sent(&self) -> MutexGuard<'_, Sent> {
@@ -78,7 +104,7 @@ impl Stream {
     /// the stream or the queue is full (then the session is woken to catch up). Never waits.
     pub fn offer(&self, state: &EnvState, metrics: &Metrics) {
         let mut sent = self.sent();
-        if sent.by_session || state.version <= sent.version {
+        if sent.by_session || state.version <= sent.version || self.is_revoked() {
             return;
         }
         match self.out.try_reserve() {
@@ -95,7 +121,7 @@ impl Stream {
     /// Hands delivery back to the offers after sending `newest` if the client lacks it.
     fn release(&self, permit: Permit<'_>, newest: &EnvState, metrics: &Metrics) {
         let mut sent = self.sent();
-        if newest.version > sent.version {
+        if newest.version > sent.version && !self.is_revoked() {
             deliver(&mut sent, permit, newest, metrics);
         }
         sent.by_session = false;
@@ -133,23 +159,42 @@ impl Drop for Connected {
     }
 }
 
-/// Runs one stream until the client leaves, the server shuts down, or sending fails.
-pub async fn session(ctx: SyncContext, env: Uuid, mut inbound: Streaming<pb::SyncRequest>, out: Outbound) {
+/// Ends the stream with `status`, unless the client neither reads nor is gone.
+async fn end(out: &Outbound, status: Status) {
+    let _ = tokio::time::timeout(END_TIMEOUT, out.send(Err(status))).await;
+}
+
+fn revoked() -> Status {
+    Status::unauthenticated("the api key was revoked")
+}
+
+/// Runs one stream, opened with API key `key`, until the client leaves, the server shuts
+/// down, the key is revoked, or sending fails.
+pub async fn session(
+    ctx: SyncContext,
+    key: Uuid,
+    env: Uuid,
+    mut inbound: Streaming<pb::SyncRequest>,
+    out: Outbound,
+) {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
         Ok(Ok(Some(pb::SyncRequest { message: Some(In::Hello(h)) }))) => h,
         Ok(Ok(Some(_))) => {
-            let _ = out
-                .send(Err(Status::invalid_argument("the first message on a Sync stream must be hello")))
-                .await;
+            end(&out, Status::invalid_argument("the first message on a Sync stream must be hello")).await;
             return;
         }
-        Ok(Ok(None)) | Ok(Err(_)) => return,
+        Ok(Ok(None)) => return,
+        // Bytes that are not a SyncRequest (INVALID_ARGUMENT), or the client is gone.
+        Ok(Err(status)) => {
+            end(&out, status).await;
+            return;
+        }
         Err(_) => {
             let _ = out.send(Err(Status::deadline_exceeded("no hello within 10 s"))).await;
             return;
         }
     };
-    let stream = Arc::new(Stream::new(out.clone(), hello.known_version));
+    let stream = Arc::new(Stream::new(out.clone(), hello.known_version, key));
     let subscription = match ctx.hub.subscribe(env, stream.clone()).await {
         Ok(s) => s,
         Err(e) => {
@@ -163,6 +208,9 @@ pub async fn session(ctx: SyncContext, env: Uuid, mut inbound: Streaming<pb::Syn
 
     let session = Session { ctx: &ctx, env, stream: &stream, updates: &subscription.updates };
     if session.catch_up().await.is_err() {
+        if stream.is_revoked() {
+            end(&out, revoked()).await;
+        }
         return;
     }
     let mut heartbeat = tokio::time::interval(ctx.heartbeat);
@@ -170,6 +218,8 @@ pub async fn session(ctx: SyncContext, env: Uuid, mut inbound: Streaming<pb::Syn
     // Made once: every stream of the replica waits on this token.
     let shutdown = ctx.shutdown.cancelled();
     tokio::pin!(shutdown);
+    let revocation = stream.revoked.cancelled();
+    tokio::pin!(revocation);
     let mut stalled = false;
     loop {
         // In this order, so an acknowledgment is handled without polling the rest.
@@ -182,16 +232,26 @@ pub async fn session(ctx: SyncContext, env: Uuid, mut inbound: Streaming<pb::Syn
                 }
                 return;
             }
+            _ = &mut revocation => {
+                debug!(environment = %env, key = %key, "api key revoked; ending its stream");
+                end(&out, revoked()).await;
+                return;
+            }
             message = inbound.message() => match message {
                 Ok(Some(pb::SyncRequest { message: Some(m) })) => {
                     if session.handle(m).await.is_err() {
+                        if stream.is_revoked() {
+                            end(&out, revoked()).await;
+                        }
                         return;
                     }
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => return,
-                Err(e) => {
-                    debug!(environment = %env, error = %e, "stream closed by the client");
+                // A malformed message (INVALID_ARGUMENT from the codec) or the client gone.
+                Err(status) => {
+                    debug!(environment = %env, error = %status, "stream closed by the client");
+                    end(&out, status).await;
                     return;
                 }
             },
@@ -240,6 +300,9 @@ impl Session<'_> {
     ) -> Result<(), Gone> {
         let permit = self.stream.out.reserve().await.map_err(|_| Gone)?;
         let mut sent = self.stream.sent();
+        if self.stream.is_revoked() {
+            return Err(Gone);
+        }
         permit.send(Ok(pb::SyncResponse { message: Some(message) }));
         self.ctx.metrics.pushed(kind);
         sent.version = version;
@@ -274,7 +337,7 @@ impl Session<'_> {
             return None;
         }
         match self.ctx.store.changes(self.env, known, state.version).await {
-            Ok(changes) if changes.len() as u64 == state.version - known => Some(pb::Delta {
+            Ok(changes) if crate::store::versions_contiguous(&changes, known, state.version) => Some(pb::Delta {
                 from_version: known,
                 to_version: state.version,
                 changes: changes.iter().map(change_message).collect(),

@@ -8,7 +8,10 @@
 //! - A client is built in a background task (so a request that gives up does not cancel it);
 //!   requests wait for it, and for its first config, up to the init timeout.
 //! - A key the config service rejects is remembered for [`REJECTED_TTL`], so a flood of bad
-//!   keys answers UNAUTHENTICATED without reconnecting each time.
+//!   keys answers UNAUTHENTICATED without reconnecting each time. So is a key revoked while
+//!   its client is live: the config service ends the client's stream, the SDK marks the key
+//!   rejected ([`cohort_sdk::Status::key_rejected`]), and the environment's watcher closes the
+//!   client at once; requests answer UNAUTHENTICATED from then on.
 //! - A reaper closes clients idle for the idle timeout; inserting beyond the maximum closes
 //!   the least recently used one. Closing delivers queued exposures.
 
@@ -17,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use cohort_sdk::{Client, SdkError, State};
+use cohort_sdk::{Client, SdkError};
 use foldhash::fast::RandomState;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -40,8 +43,6 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_KEY_BYTES: usize = 512;
 /// A power of two; the first byte of the key hash picks the shard.
 const SHARDS: usize = 16;
-/// The SDK's `last_error` prefix when the config service rejected the key.
-const SDK_KEY_REJECTED: &str = "sdk key rejected";
 
 /// The SHA-256 of an SDK key: the map key, and (abbreviated) the name in logs.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,7 +90,7 @@ pub struct EnvMetrics {
     pub live: Gauge,
     /// Client builds by outcome: ready, not_ready (no config within the init timeout), rejected.
     pub builds: Family<OutcomeLabels, Counter>,
-    /// Clients closed by reason: idle, evicted, shutdown.
+    /// Clients closed by reason: idle, evicted, rejected (the key was revoked), shutdown.
     pub closed: Family<OutcomeLabels, Counter>,
 }
 
@@ -112,6 +113,13 @@ struct Env {
     removed: AtomicBool,
     /// Whether the built client is counted in the live gauge (whoever clears it uncounts it).
     counted: AtomicBool,
+    /// The built client's key was rejected (revoked): it is closed, requests answer
+    /// UNAUTHENTICATED until the environment is forgotten.
+    rejected: AtomicBool,
+    /// Fired when removed from the map; ends the client's rejection watch.
+    gone: CancellationToken,
+    /// Whoever sets this closes the built client (a retire, a late build, or the rejection).
+    closed: AtomicBool,
 }
 
 type Shard = RwLock<HashMap<KeyId, Arc<Env>, RandomState>>;
@@ -164,6 +172,9 @@ impl Environments {
     pub async fn client(&self, authorization: Option<&str>) -> Result<Client, ServiceError> {
         let key = bearer(authorization)?;
         let env = self.entry(key)?;
+        if env.rejected.load(Ordering::Acquire) {
+            return Err(key_rejected(&env));
+        }
         let now = self.inner.now_ms();
         if env.last_used_ms.load(Ordering::Relaxed) != now {
             env.last_used_ms.store(now, Ordering::Relaxed);
@@ -202,6 +213,9 @@ impl Environments {
                         last_used_ms: AtomicU64::new(self.inner.now_ms()),
                         removed: AtomicBool::new(false),
                         counted: AtomicBool::new(false),
+                        rejected: AtomicBool::new(false),
+                        gone: CancellationToken::new(),
+                        closed: AtomicBool::new(false),
                     });
                     map.insert(id, env.clone());
                     (env, true)
@@ -240,7 +254,8 @@ impl Environments {
         }
     }
 
-    /// Builds the client, then publishes it (or the rejection).
+    /// Builds the client, then publishes it (or the rejection), then watches it for a
+    /// rejection of its key for as long as it is in use.
     async fn build(self, key: String, env: Arc<Env>) {
         let o = &self.inner.options;
         let config = o.config.resolve().await;
@@ -271,11 +286,14 @@ impl Environments {
                 env.phase.send_replace(Phase::Built);
                 if env.removed.load(Ordering::SeqCst)
                     && let Some(c) = env.client.get()
+                    && !env.closed.swap(true, Ordering::SeqCst)
                 {
                     if env.counted.swap(false, Ordering::SeqCst) {
                         self.inner.metrics.live.dec();
                     }
                     close(env.id, c.clone(), "evicted").await;
+                } else if let Some(c) = env.client.get() {
+                    self.watch_rejection(&env, c.clone()).await;
                 }
             }
             Err(e) => {
@@ -286,14 +304,44 @@ impl Environments {
                 };
                 debug!(env = %env.id.short(), error = %e, "sdk key rejected");
                 env.phase.send_replace(Phase::Rejected(reason));
-                // Remembered for a while, then forgotten: the key may be created later.
-                tokio::select! {
-                    _ = self.inner.stop.cancelled() => {}
-                    _ = tokio::time::sleep(REJECTED_TTL) => {}
-                }
-                self.remove(&env);
+                self.forget_later(&env).await;
             }
         }
+    }
+
+    /// Waits until the config service rejects the client's key (it was revoked), then answers
+    /// UNAUTHENTICATED for it and closes the client. Returns when the environment is removed
+    /// or the service stops first.
+    async fn watch_rejection(&self, env: &Arc<Env>, client: Client) {
+        let mut status = client.subscribe();
+        tokio::select! {
+            _ = self.inner.stop.cancelled() => return,
+            _ = env.gone.cancelled() => return,
+            rejected = status.wait_for(|s| s.key_rejected) => if rejected.is_err() { return },
+        }
+        let reason: Arc<str> = client.last_error().unwrap_or_else(|| "sdk key rejected".into()).into();
+        env.phase.send_replace(Phase::Rejected(reason));
+        env.rejected.store(true, Ordering::Release);
+        // A retire that raced this closes the client.
+        if env.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        warn!(env = %env.id.short(), "sdk key rejected while in use; closing its client");
+        if env.counted.swap(false, Ordering::SeqCst) {
+            self.inner.metrics.live.dec();
+        }
+        self.inner.metrics.closed.get_or_create(&OutcomeLabels { outcome: "rejected" }).inc();
+        close(env.id, client, "rejected").await;
+        self.forget_later(env).await;
+    }
+
+    /// Remembers a rejection for a while, then forgets it: the key may be created later.
+    async fn forget_later(&self, env: &Arc<Env>) {
+        tokio::select! {
+            _ = self.inner.stop.cancelled() => {}
+            _ = tokio::time::sleep(REJECTED_TTL) => {}
+        }
+        self.remove(env);
     }
 
     /// Takes `env` out of the map if it is still there; true if this call removed it.
@@ -308,6 +356,7 @@ impl Environments {
         };
         if removed {
             env.removed.store(true, Ordering::SeqCst);
+            env.gone.cancel();
             self.inner.len.fetch_sub(1, Ordering::Relaxed);
             if env.counted.swap(false, Ordering::SeqCst) {
                 self.inner.metrics.live.dec();
@@ -321,10 +370,14 @@ impl Environments {
         if !self.remove(env) {
             return;
         }
+        let client = env.client.get().cloned();
+        // Closed already when its key was rejected; a build still running closes it itself.
+        if client.is_some() && env.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
         self.inner.metrics.closed.get_or_create(&OutcomeLabels { outcome: reason }).inc();
-        if let Some(client) = env.client.get().cloned() {
-            let id = env.id;
-            self.inner.tasks.spawn(close(id, client, reason));
+        if let Some(client) = client {
+            self.inner.tasks.spawn(close(env.id, client, reason));
         }
     }
 
@@ -425,18 +478,24 @@ async fn close(id: KeyId, client: Client, reason: &'static str) {
     }
 }
 
+/// UNAUTHENTICATED for an environment whose key the config service rejected.
+fn key_rejected(env: &Env) -> ServiceError {
+    match &*env.phase.borrow() {
+        Phase::Rejected(reason) => ServiceError::Unauthenticated(format!("sdk key rejected: {reason}")),
+        _ => ServiceError::Unauthenticated("sdk key rejected".into()),
+    }
+}
+
 /// Waits until the client has a config, or says why not.
 async fn wait_loaded(env: &Env, client: &Client, deadline: tokio::time::Instant) -> Result<(), ServiceError> {
-    let rejected = |c: &Client| {
-        c.state() == State::Error && c.last_error().is_some_and(|e| e.starts_with(SDK_KEY_REJECTED))
-    };
-    if rejected(client) {
-        return Err(ServiceError::Unauthenticated("sdk key rejected".into()));
-    }
+    let rejected = || ServiceError::Unauthenticated("sdk key rejected".into());
     let mut rx = client.subscribe();
-    let waited = tokio::time::timeout_at(deadline, rx.wait_for(|s| s.version > 0 || rejected(client))).await;
-    if rejected(client) {
-        return Err(ServiceError::Unauthenticated("sdk key rejected".into()));
+    if rx.borrow().key_rejected {
+        return Err(rejected());
+    }
+    let waited = tokio::time::timeout_at(deadline, rx.wait_for(|s| s.version > 0 || s.key_rejected)).await;
+    if client.status().key_rejected {
+        return Err(rejected());
     }
     match waited {
         Ok(Ok(_)) if client.config().is_loaded() => Ok(()),
@@ -454,16 +513,10 @@ fn not_ready() -> ServiceError {
     }
 }
 
-/// The SDK key of `Bearer <key>`.
+/// The SDK key of `Bearer <key>` (the scheme in any case).
 pub fn bearer(authorization: Option<&str>) -> Result<&str, ServiceError> {
     let missing = || ServiceError::Unauthenticated("send `authorization: Bearer <sdk key>`".into());
-    let value = authorization.ok_or_else(missing)?;
-    let key = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(missing)?;
+    let key = authorization.and_then(cohort_runtime::bearer).ok_or_else(missing)?;
     if key.len() > MAX_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ServiceError::Unauthenticated("malformed sdk key".into()));
     }

@@ -126,8 +126,10 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     });
     let grpc = tokio::spawn(grpc);
     let http = tokio::spawn(async move { http.await });
-    // Process-level readiness: environments warm up per key, and a request for one that is
-    // not loaded yet answers UNAVAILABLE with a retry hint.
+    // Ready means holding config, and configs are per environment, loaded on a key's first
+    // request (one not loaded yet answers UNAVAILABLE with a retry hint): so no condition but
+    // having started. The service never touches PostgreSQL, and a config it holds outlives a
+    // database or config-service outage, so neither makes it unready.
     readiness.set(true).await;
     info!(%grpc_addr, %http_addr, "evaluation service ready");
     let registration = settings.consul.spawn_registration("cohort-evaluation", grpc_addr, SERVICE_NAME);

@@ -1,8 +1,7 @@
 //! `cohort-evaluation`: serve remote evaluation over gRPC and HTTP JSON.
 
-use clap::Parser;
 use cohort_evaluation::{Listeners, Settings, run};
-use cohort_runtime::{init_tracing, shutdown_on_signal, usage_error};
+use cohort_runtime::{init_tracing, parse_settings, shutdown_on_signal, usage_error};
 
 // mimalloc: the services allocate per request (messages, strings); it is markedly cheaper
 // than the system allocator under load (see BENCHMARKS.md).
@@ -11,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::parse();
+    let settings: Settings = parse_settings();
     if let Err(reason) = settings.validate() {
         usage_error(reason);
     }

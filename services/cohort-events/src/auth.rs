@@ -1,23 +1,31 @@
 //! SDK key verification with an in-memory cache, so the hot path does not touch PostgreSQL.
 //!
 //! A verified key is trusted for the TTL, then checked again. While PostgreSQL is unreachable,
-//! a key verified earlier stays usable (up to [`MAX_STALE`]) so a database outage does not stop
-//! ingestion; a key never seen before gets UNAVAILABLE. Unknown keys are remembered briefly so
-//! a client with a bad key cannot turn every request into a query.
+//! a key verified earlier stays usable (up to the configured maximum age) so a database outage
+//! does not stop ingestion; the verified keys are also kept in a record in the spool directory
+//! (`record`), so a restart during an outage keeps accepting them. A key never verified gets
+//! UNAVAILABLE. Whenever the database answers, it decides: a refused key leaves the cache and
+//! the record. Unknown keys are remembered briefly so a client with a bad key cannot turn every
+//! request into a query.
+
+mod record;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cohort_db::keys::{KeyKind, Principal};
 use deadpool_postgres::Pool;
 use tracing::warn;
 use uuid::Uuid;
 
-/// How long a once-verified key is still honoured while the database cannot be reached.
-pub(crate) const MAX_STALE: Duration = Duration::from_secs(3600);
+pub(crate) use record::KeyRecord;
+use record::Recorded;
+
 /// How long an unknown key is remembered as unknown.
 const NEGATIVE_TTL: Duration = Duration::from_secs(5);
-/// How long to wait before asking the database again after it failed.
+/// How long to wait before asking the database again after it failed; also how soon a key
+/// accepted from the record alone is verified again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 /// Longest a key lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -47,7 +55,8 @@ enum Verdict {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     verdict: Verdict,
-    verified_at: Instant,
+    /// Until when the verdict may stand in for a database that cannot answer.
+    usable_until: Instant,
     next_check: Instant,
 }
 
@@ -56,12 +65,16 @@ struct Entry {
 pub(crate) struct KeyCache {
     pool: Pool,
     ttl: Duration,
+    /// How long a verification stays usable while the database cannot answer.
+    max_stale: Duration,
+    record: Arc<KeyRecord>,
     entries: Mutex<HashMap<Vec<u8>, Entry>>,
 }
 
 impl KeyCache {
-    pub(crate) fn new(pool: Pool, ttl: Duration) -> Self {
-        KeyCache { pool, ttl, entries: Mutex::new(HashMap::new()) }
+    /// `record` holds the keys verified before this start; its maximum age is `max_stale`.
+    pub(crate) fn new(pool: Pool, ttl: Duration, max_stale: Duration, record: Arc<KeyRecord>) -> Self {
+        KeyCache { pool, ttl, max_stale, record, entries: Mutex::new(HashMap::new()) }
     }
 
     /// The environment an SDK key belongs to.
@@ -77,44 +90,77 @@ impl KeyCache {
             self.lock().insert(hash.clone(), Entry { next_check: now + RETRY_AFTER_FAILURE, ..entry });
         }
         match self.lookup(secret).await {
-            Ok(verdict) => {
-                let ttl = if verdict == Verdict::Unknown { NEGATIVE_TTL } else { self.ttl };
-                let mut entries = self.lock();
-                if entries.len() >= MAX_ENTRIES {
-                    entries.clear();
+            Ok(principal) => {
+                let verdict = verdict(principal.as_ref());
+                match (verdict, principal) {
+                    (Verdict::Environment(environment_id), Some(p)) => self.record.verified(
+                        &hash,
+                        Recorded {
+                            environment_id,
+                            organization_id: p.organization_id,
+                            key_id: p.key_id,
+                            verified_at_ms: crate::ingest::now_ms(),
+                        },
+                    ),
+                    _ => self.record.forget(&hash),
                 }
-                entries.insert(hash, Entry { verdict, verified_at: now, next_check: now + ttl });
+                let ttl = if verdict == Verdict::Unknown { NEGATIVE_TTL } else { self.ttl };
+                let entry = Entry { verdict, usable_until: now + self.max_stale, next_check: now + ttl };
+                self.remember(hash, entry);
                 answer(verdict)
             }
-            Err(reason) => match cached {
-                Some(entry) if entry.verdict != Verdict::Unknown && now - entry.verified_at < MAX_STALE => {
+            Err(reason) => {
+                if let Some(entry) = cached
+                    && entry.verdict != Verdict::Unknown
+                    && now < entry.usable_until
+                {
                     warn!(error = %reason, "key lookup failed; using the last verification");
-                    answer(entry.verdict)
+                    return answer(entry.verdict);
                 }
-                _ => Err(AuthError::Unavailable(reason)),
-            },
+                // Verified before this process started: accepted until the database can say.
+                if let Some((recorded, left)) = self.record.get(&hash, crate::ingest::now_ms()) {
+                    warn!(error = %reason, key_id = %recorded.key_id, "key lookup failed; using the verified-key record");
+                    let verdict = Verdict::Environment(recorded.environment_id);
+                    let entry =
+                        Entry { verdict, usable_until: now + left, next_check: now + RETRY_AFTER_FAILURE };
+                    self.remember(hash, entry);
+                    return answer(verdict);
+                }
+                Err(AuthError::Unavailable(reason))
+            }
         }
     }
 
-    async fn lookup(&self, secret: &str) -> Result<Verdict, String> {
+    fn remember(&self, hash: Vec<u8>, entry: Entry) {
+        let mut entries = self.lock();
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(hash, entry);
+    }
+
+    async fn lookup(&self, secret: &str) -> Result<Option<Principal>, String> {
         let query = async {
             let client = self.pool.get().await.map_err(|e| e.to_string())?;
             cohort_db::keys::verify(&client, secret).await.map_err(|e| e.to_string())
         };
-        let principal = tokio::time::timeout(LOOKUP_TIMEOUT, query)
+        tokio::time::timeout(LOOKUP_TIMEOUT, query)
             .await
-            .map_err(|_| format!("no answer from the database within {LOOKUP_TIMEOUT:?}"))??;
-        Ok(match principal {
-            None => Verdict::Unknown,
-            Some(p) => match (p.kind, p.environment_id) {
-                (cohort_db::keys::KeyKind::Sdk, Some(env)) => Verdict::Environment(env),
-                _ => Verdict::NotSdk,
-            },
-        })
+            .map_err(|_| format!("no answer from the database within {LOOKUP_TIMEOUT:?}"))?
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn verdict(principal: Option<&Principal>) -> Verdict {
+    match principal {
+        None => Verdict::Unknown,
+        Some(p) => match (p.kind, p.environment_id) {
+            (KeyKind::Sdk, Some(env)) => Verdict::Environment(env),
+            _ => Verdict::NotSdk,
+        },
     }
 }
 

@@ -10,7 +10,8 @@
 //! - [`drain`]: spool → PostgreSQL (binary COPY, staging tables, daily partitions).
 //! - `ingest`: the domain shared by both front ends (auth, rate limit, validation, spool).
 //! - `validate`: per-event rules with field paths.
-//! - `auth`: SDK key verification with a TTL cache; `ratelimit`: per-environment buckets.
+//! - `auth`: SDK key verification with a TTL cache and the record of verified keys in the
+//!   spool directory; `ratelimit`: per-environment buckets.
 //! - `grpc`, `http`: thin front ends; `error`: statuses and HTTP responses in one place.
 //! - [`metrics`]: the Prometheus metrics, passed down from one registry.
 
@@ -47,7 +48,7 @@ use tracing::{error, info, warn};
 pub use error::EventsError;
 pub use settings::Settings;
 
-use crate::auth::KeyCache;
+use crate::auth::{KeyCache, KeyRecord};
 use crate::drain::{DrainConfig, Drainer};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
@@ -95,8 +96,15 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         .register_encoded_file_descriptor_set(cohort_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    let key_record =
+        Arc::new(KeyRecord::load(&settings.spool_dir, settings.verified_key_max_age, ingest::now_ms()));
     let ingest = Arc::new(Ingest::new(
-        KeyCache::new(pool.clone(), settings.key_cache_ttl),
+        KeyCache::new(
+            pool.clone(),
+            settings.key_cache_ttl,
+            settings.verified_key_max_age,
+            key_record.clone(),
+        ),
         RateLimiter::new(settings.rate_limit_per_environment, settings.rate_limit_burst),
         spool.clone(),
         metrics.clone(),
@@ -116,6 +124,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     );
     let drainer = tokio::spawn(drainer.run(drain_stop.clone()));
     let gauges = tokio::spawn(update_gauges(spool.clone(), metrics.clone(), drain_stop.clone()));
+    let record_writer = tokio::spawn(key_record.run_writer(drain_stop.clone()));
 
     let admin_stop = CancellationToken::new();
     let admin = listeners.admin.map(|listener| {
@@ -175,10 +184,12 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         // 3. The writer finishes the group in flight, fsyncs, and stops.
         spool.close().await;
         // 4. The drainer stops after its current transaction; the spool stays consistent
-        //    either way, and the next start resumes from the checkpoint.
+        //    either way, and the next start resumes from the checkpoint. The verified-key
+        //    record gets its last write.
         drain_stop.cancel();
         let _ = drainer.await;
         let _ = gauges.await;
+        let _ = record_writer.await;
         (grpc_result, http_result)
     };
     let outcome = tokio::time::timeout(settings.common.shutdown_grace, stopping).await;

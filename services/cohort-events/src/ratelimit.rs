@@ -9,6 +9,11 @@ use uuid::Uuid;
 
 /// Most environments tracked; idle buckets are forgotten (they would be full anyway) past it.
 const MAX_BUCKETS: usize = 100_000;
+/// Shortest retry hint: refused clients that all came back after the few milliseconds the
+/// exact deficit takes would be refused again together, a retry storm.
+pub(crate) const MIN_RETRY_HINT: Duration = Duration::from_millis(100);
+/// Longest retry hint, so a tiny rate does not park clients for many minutes.
+pub(crate) const MAX_RETRY_HINT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -35,7 +40,8 @@ impl RateLimiter {
         }
     }
 
-    /// Takes `cost` tokens from `environment`'s bucket, or says how long until they are there.
+    /// Takes `cost` tokens from `environment`'s bucket, or says when to retry (see
+    /// [`retry_hint`]).
     pub(crate) fn try_acquire(&self, environment: Uuid, cost: usize, now: Instant) -> Result<(), Duration> {
         let Some(rate) = self.rate else { return Ok(()) };
         let cost = cost as f64;
@@ -54,10 +60,17 @@ impl RateLimiter {
             bucket.tokens -= cost;
             Ok(())
         } else {
-            let missing = cost.min(self.burst) - bucket.tokens;
-            Err(Duration::from_secs_f64((missing / rate).max(0.001)))
+            Err(retry_hint(cost.min(self.burst), rate))
         }
     }
+}
+
+/// When to retry a refused batch of `cost` tokens: the time the bucket takes to refill the
+/// whole batch, not just today's deficit, so the clients refused together are spread over the
+/// window the capacity they need comes back in; within [`MIN_RETRY_HINT`, `MAX_RETRY_HINT`].
+fn retry_hint(cost: f64, rate: f64) -> Duration {
+    let refill = Duration::try_from_secs_f64(cost / rate).unwrap_or(MAX_RETRY_HINT);
+    refill.clamp(MIN_RETRY_HINT, MAX_RETRY_HINT)
 }
 
 #[cfg(test)]

@@ -83,6 +83,11 @@ pub struct Settings {
     #[arg(long, env = "COHORT_KEY_CACHE_TTL", value_parser = parse_duration, default_value = "30s")]
     pub key_cache_ttl: Duration,
 
+    /// How long a verified API key stays usable while the database cannot answer, also across
+    /// restarts: verified keys are recorded (as SHA-256 hashes) in the spool directory.
+    #[arg(long, env = "COHORT_VERIFIED_KEY_MAX_AGE", value_parser = parse_duration, default_value = "24h")]
+    pub verified_key_max_age: Duration,
+
     /// Apply pending database migrations at start-up.
     #[arg(long, env = "COHORT_MIGRATE")]
     pub migrate: bool,
@@ -92,6 +97,13 @@ impl Settings {
     /// Checks what clap cannot; the error is one line for `usage_error`.
     pub fn validate(&self) -> Result<(), String> {
         self.consul.validate()?;
+        self.database.validate()?;
+        if self.spool_dir.as_os_str().is_empty() {
+            return Err("--spool-dir must not be empty".to_owned());
+        }
+        if self.spool_dir.exists() && !self.spool_dir.is_dir() {
+            return Err(format!("--spool-dir {} is not a directory", self.spool_dir.display()));
+        }
         const MIB: u64 = 1 << 20;
         if self.spool_segment_bytes < MIB {
             return Err(format!(
@@ -131,6 +143,9 @@ impl Settings {
         }
         if self.key_cache_ttl.is_zero() {
             return Err("--key-cache-ttl must be more than 0".to_owned());
+        }
+        if self.verified_key_max_age < Duration::from_secs(1) {
+            return Err("--verified-key-max-age must be at least 1s".to_owned());
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use cohort_proto::MAX_ABS_METRIC_VALUE;
 use cohort_proto::events::v1 as pb;
 use uuid::Uuid;
 
@@ -162,6 +163,11 @@ pub(crate) fn validate(index: usize, event: &pb::Event, now_ms: i64) -> Result<(
             c.text("metric.name", &m.name, 1, MAX_NAME_BYTES, "name")?;
             if m.value.is_some_and(|v| !v.is_finite()) {
                 return Err(c.reject("metric.value", "must be a finite number", "value"));
+            }
+            // Larger values would overflow the analysis' sums of squares.
+            if m.value.is_some_and(|v| v.abs() > MAX_ABS_METRIC_VALUE) {
+                let problem = format!("must be at most {MAX_ABS_METRIC_VALUE:e} in magnitude");
+                return Err(c.reject("metric.value", problem, "value"));
             }
             c.map("metric.properties", &m.properties)
         }

@@ -251,3 +251,38 @@ fn a_valid_config_compiles_and_keeps_its_version() {
     assert_eq!(config.len(), 2);
     assert_eq!(config.experiment("e").unwrap().control_variant(), "v0");
 }
+
+#[test]
+fn nul_characters_are_refused_wherever_they_are() {
+    const NUL: &str = "contains a NUL character (\\u0000), which cannot be stored";
+    let mut f = flag("f");
+    f["description"] = json!("a\u{0}b");
+    f["variations"][0]["value"] = json!(true);
+    f["type"] = json!("json");
+    f["variations"][0]["value"] = json!({"nested": ["ok", "x\u{0}"], "k\u{0}ey": 1});
+    f["variations"][1]["value"] = json!({});
+    let mut e = experiment("e", &[5000, 5000]);
+    e["variants"][1]["payload"] = json!({"text": "\u{0}"});
+    e["targeting"] =
+        json!({"op": "not", "condition": {"op": "equals", "attribute": "country", "value": "N\u{0}Z"}});
+    let mut s = json!({"key": "s", "include": ["u1", "u\u{0}2"]});
+    s["condition"] = json!({"op": "any", "conditions": [{"op": "exists", "attribute": "a\u{0}"}]});
+    let m = json!({"key": "m", "event": "buy\u{0}", "aggregation": "count"});
+    let errs = errors(json!({"flags": [f], "experiments": [e], "segments": [s], "metrics": [m]}));
+    for path in [
+        "flags[0].description",
+        "flags[0].variations[0].value.nested[1]",
+        "flags[0].variations[0].value.k\\u{0}ey",
+        "experiments[0].variants[1].payload.text",
+        "experiments[0].targeting.condition.value",
+        "segments[0].condition.conditions[0].attribute",
+        "segments[0].include[1]",
+        "metrics[0].event",
+    ] {
+        let expected = format!("{path}: {NUL}");
+        assert!(errs.contains(&expected), "expected {expected:?} among {errs:#?}");
+    }
+    // The same definitions without the NULs compile.
+    let clean = json!({"flags": [flag("f")], "experiments": [experiment("e", &[5000, 5000])]});
+    assert_eq!(errors(clean), Vec::<String>::new());
+}

@@ -1,7 +1,7 @@
 //! The config stream against the fake config service: snapshot and deltas change answers and
 //! are acknowledged; gaps force a snapshot; heartbeat loss and GoAway reconnect with the known
-//! version; the cache serves when the service is down; defaults with nothing; a rejected key
-//! is a prompt ERROR.
+//! version; the cache serves when the service is down; defaults with nothing; a rejected key,
+//! at connection or on an open stream, is a prompt ERROR marked `key_rejected`.
 
 use std::time::{Duration, Instant};
 
@@ -326,6 +326,7 @@ async fn a_rejected_key_is_a_prompt_error() {
         .unwrap();
     assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
     assert_eq!(client.state(), State::Error);
+    assert!(client.status().key_rejected);
     let err = client.last_error().unwrap();
     assert!(err.contains("rejected") && err.contains("unknown sdk key"), "{err}");
     assert!(client.bool_value("f", &Context::new("u"), true));
@@ -340,6 +341,39 @@ async fn a_rejected_key_is_a_prompt_error() {
         Err(SdkError::KeyRejected(m)) => assert!(m.contains("unknown sdk key"), "{m}"),
         other => panic!("expected KeyRejected, got {other:?}"),
     }
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_revoked_while_streaming_is_rejected_and_watchers_are_told() {
+    let mut server = FakeConfig::start().await;
+    let build = tokio::spawn(builder(&[server.uri()]).build());
+    let mut conn = server.conn().await;
+    conn.hello().await;
+    conn.snapshot(1, &defs(1, true)).await;
+    let client = build.await.unwrap().unwrap();
+    assert!(!client.status().key_rejected);
+    let mut status = client.subscribe();
+
+    // The config service ends the open stream when the key is revoked.
+    conn.fail(tonic::Status::unauthenticated("the api key was revoked")).await;
+    let rejected = *within("the rejection", status.wait_for(|s| s.key_rejected)).await.unwrap();
+    assert_eq!((rejected.state, rejected.version), (State::Error, 1));
+    let err = client.last_error().unwrap();
+    assert!(err.contains("rejected") && err.contains("revoked"), "{err}");
+    assert!(client.bool_value("f", &Context::new("u"), false), "the last config is still served");
+
+    // A connection that fails otherwise does not hide the rejection.
+    let conn = server.conn().await;
+    conn.fail(tonic::Status::unavailable("restarting")).await;
+    let mut conn = server.conn().await;
+    assert!(client.status().key_rejected && client.state() == State::Error);
+    // Accepted again (the key was reissued): READY, no longer rejected.
+    conn.hello().await;
+    conn.snapshot(2, &defs(2, true)).await;
+    state(&client, State::Ready).await;
+    assert!(!client.status().key_rejected);
     client.close().await.unwrap();
     server.stop().await;
 }

@@ -201,6 +201,12 @@ impl ConfigService for FakeConfigService {
     ) -> Result<Response<cpb::Propagation>, Status> {
         Err(Status::unimplemented("get_propagation"))
     }
+    async fn apply_batch(
+        &self,
+        _: Request<cpb::ApplyBatchRequest>,
+    ) -> Result<Response<cpb::ApplyBatchResponse>, Status> {
+        Err(Status::unimplemented("apply_batch"))
+    }
 
     type SyncStream = ReceiverStream<Result<cpb::SyncResponse, Status>>;
 

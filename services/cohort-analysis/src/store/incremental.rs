@@ -20,7 +20,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::IsolationLevel;
 use uuid::Uuid;
 
-use super::{Store, StoreError, event_sums};
+use super::{ExperimentRef, Store, StoreError, event_sums};
 use crate::analyze::Aggregates;
 
 /// What an experiment's state is built for.
@@ -34,6 +34,10 @@ pub struct Basis {
 }
 
 impl Basis {
+    pub fn id(&self) -> ExperimentRef {
+        ExperimentRef { environment_id: self.environment_id, experiment_id: self.experiment_id }
+    }
+
     fn json(&self) -> serde_json::Value {
         let mut events = self.events.clone();
         events.sort();
@@ -66,7 +70,7 @@ pub struct Advanced {
     pub rebuilt: usize,
     /// Experiments that need a rebuild beyond this advance's share: they have no state yet
     /// and must not be analyzed until a later advance builds it.
-    pub pending: Vec<Uuid>,
+    pub pending: Vec<ExperimentRef>,
     /// Units whose state was recomputed or extended.
     pub touched_units: u64,
 }
@@ -74,23 +78,23 @@ pub struct Advanced {
 const TEMP_TABLES: &str = r#"
 SET LOCAL work_mem = '256MB';
 SET LOCAL jit = off;
-CREATE TEMP TABLE run_exp (experiment_id uuid PRIMARY KEY, environment_id uuid NOT NULL,
-    rebuild boolean NOT NULL) ON COMMIT DROP;
-CREATE TEMP TABLE run_events (experiment_id uuid, event text COLLATE "C",
-    PRIMARY KEY (experiment_id, event)) ON COMMIT DROP;
-CREATE TEMP TABLE run_dims (experiment_id uuid, attribute text COLLATE "C",
-    PRIMARY KEY (experiment_id, attribute)) ON COMMIT DROP;
-CREATE TEMP TABLE fresh (experiment_id uuid, unit text COLLATE "C", environment_id uuid NOT NULL,
+CREATE TEMP TABLE run_exp (environment_id uuid, experiment_id uuid, rebuild boolean NOT NULL,
+    PRIMARY KEY (environment_id, experiment_id)) ON COMMIT DROP;
+CREATE TEMP TABLE run_events (environment_id uuid, experiment_id uuid, event text COLLATE "C",
+    PRIMARY KEY (environment_id, experiment_id, event)) ON COMMIT DROP;
+CREATE TEMP TABLE run_dims (environment_id uuid, experiment_id uuid, attribute text COLLATE "C",
+    PRIMARY KEY (environment_id, experiment_id, attribute)) ON COMMIT DROP;
+CREATE TEMP TABLE fresh (environment_id uuid, experiment_id uuid, unit text COLLATE "C",
     first_ts timestamptz NOT NULL, variant text COLLATE "C" NOT NULL, max_variant text COLLATE "C" NOT NULL,
-    attributes jsonb NOT NULL, PRIMARY KEY (experiment_id, unit)) ON COMMIT DROP;
+    attributes jsonb NOT NULL, PRIMARY KEY (environment_id, experiment_id, unit)) ON COMMIT DROP;
 CREATE TEMP TABLE new_events (environment_id uuid NOT NULL, unit text COLLATE "C" NOT NULL,
     event text COLLATE "C" NOT NULL, value double precision, ts timestamptz NOT NULL) ON COMMIT DROP;
-CREATE TEMP TABLE touched (experiment_id uuid, unit text COLLATE "C", environment_id uuid NOT NULL,
-    PRIMARY KEY (experiment_id, unit)) ON COMMIT DROP;
-CREATE TEMP TABLE recompute (experiment_id uuid, unit text COLLATE "C", PRIMARY KEY (experiment_id, unit))
-    ON COMMIT DROP;
-CREATE TEMP TABLE contrib (experiment_id uuid, attribute text COLLATE "C", value text COLLATE "C",
-    variant text COLLATE "C", event text COLLATE "C", units bigint, count_sum float8,
+CREATE TEMP TABLE touched (environment_id uuid, experiment_id uuid, unit text COLLATE "C",
+    PRIMARY KEY (environment_id, experiment_id, unit)) ON COMMIT DROP;
+CREATE TEMP TABLE recompute (environment_id uuid, experiment_id uuid, unit text COLLATE "C",
+    PRIMARY KEY (environment_id, experiment_id, unit)) ON COMMIT DROP;
+CREATE TEMP TABLE contrib (environment_id uuid, experiment_id uuid, attribute text COLLATE "C",
+    value text COLLATE "C", variant text COLLATE "C", event text COLLATE "C", units bigint, count_sum float8,
     count_sum_sq float8, value_sum float8, value_sum_sq float8, mean_units bigint, mean_sum float8,
     mean_sum_sq float8) ON COMMIT DROP;
 "#;
@@ -99,21 +103,26 @@ CREATE TEMP TABLE contrib (experiment_id uuid, attribute text COLLATE "C", value
 const NEW_SINCE: &str = "ingest_xid >= pg_snapshot_xmin($1::text::pg_snapshot)
      AND NOT pg_visible_in_snapshot(ingest_xid, $1::text::pg_snapshot)";
 
+/// Metric values analysis takes: events stored before the events service enforced
+/// [`cohort_proto::MAX_ABS_METRIC_VALUE`] are left out, so no sum can overflow.
+const VALUE_IN_RANGE: &str = "(m.value IS NULL OR abs(m.value) <= 1e15)";
+
 /// Per unit: the first exposure's time, the smallest and largest variant, and the attributes
 /// of the first exposure, over the exposures `e` it is applied to.
-const FIRST_EXPOSURE: &str = "SELECT e.experiment_id, e.unit, e.environment_id, min(e.ts), min(e.variant),
+const FIRST_EXPOSURE: &str = "SELECT e.environment_id, e.experiment_id, e.unit, min(e.ts), min(e.variant),
         max(e.variant), (array_agg(e.attributes ORDER BY e.ts))[1]";
 
 /// Each unit's events of its experiment's metrics from its first exposure on, for the units
 /// `u` of `{from}`.
 fn unit_events_sql(from: &str) -> String {
     format!(
-        "INSERT INTO analysis_unit_events (experiment_id, unit, event, events, value_sum, valued)
-         SELECT u.experiment_id, u.unit, m.event, count(*), coalesce(sum(m.value), 0), count(m.value)
-         FROM {from} JOIN run_events x ON x.experiment_id = u.experiment_id
+        "INSERT INTO analysis_unit_events (environment_id, experiment_id, unit, event, events, value_sum, valued)
+         SELECT u.environment_id, u.experiment_id, u.unit, m.event, count(*), coalesce(sum(m.value), 0),
+                count(m.value)
+         FROM {from} JOIN run_events x ON x.environment_id = u.environment_id AND x.experiment_id = u.experiment_id
          JOIN metric_events m ON m.environment_id = u.environment_id AND m.event = x.event
-              AND m.unit = u.unit AND m.ts >= u.first_ts
-         GROUP BY 1, 2, 3"
+              AND m.unit = u.unit AND m.ts >= u.first_ts AND {VALUE_IN_RANGE}
+         GROUP BY 1, 2, 3, 4"
     )
 }
 
@@ -123,7 +132,8 @@ const DIMENSIONS: &str = "CROSS JOIN LATERAL (
         SELECT ''::text COLLATE \"C\" AS attribute, ''::text COLLATE \"C\" AS value
         UNION ALL
         SELECT b.attribute, coalesce(g.attributes->>b.attribute, '(none)') COLLATE \"C\"
-        FROM run_dims b WHERE b.experiment_id = g.experiment_id AND g.variant <> ''
+        FROM run_dims b
+        WHERE b.environment_id = g.environment_id AND b.experiment_id = g.experiment_id AND g.variant <> ''
      ) d";
 
 /// The contribution of the units `u` of `{from}` to the sums, times `$1` (-1 or 1), into
@@ -136,30 +146,31 @@ fn contribution_sql(into: &str, from: &str, events_also: &str) -> [String; 2] {
                 $1::float8 * sum(g.mean_sum), $1::float8 * sum(g.mean_sum_sq)";
     let units = format!(
         "INSERT INTO {into}
-         SELECT g.experiment_id, d.attribute, d.value, g.variant, '', {sums}
-         FROM (SELECT u.experiment_id, u.attributes, CASE WHEN u.multi THEN '' ELSE u.variant END AS variant,
+         SELECT g.environment_id, g.experiment_id, d.attribute, d.value, g.variant, '', {sums}
+         FROM (SELECT u.environment_id, u.experiment_id, u.attributes,
+                      CASE WHEN u.multi THEN '' ELSE u.variant END AS variant,
                       count(*) AS units, 0::float8 AS count_sum, 0::float8 AS count_sum_sq, 0::float8 AS value_sum,
                       0::float8 AS value_sum_sq, 0::bigint AS mean_units, 0::float8 AS mean_sum, 0::float8 AS mean_sum_sq
-               FROM {from} GROUP BY 1, 2, 3) g
+               FROM {from} GROUP BY 1, 2, 3, 4) g
          {DIMENSIONS}
-         GROUP BY 1, 2, 3, 4"
+         GROUP BY 1, 2, 3, 4, 5"
     );
     let events = format!(
         "INSERT INTO {into}
-         SELECT g.experiment_id, d.attribute, d.value, g.variant, g.event, {sums}
-         FROM (SELECT u.experiment_id, u.attributes, u.variant, e.event, count(*) AS units,
+         SELECT g.environment_id, g.experiment_id, d.attribute, d.value, g.variant, g.event, {sums}
+         FROM (SELECT u.environment_id, u.experiment_id, u.attributes, u.variant, e.event, count(*) AS units,
                       sum(e.events::float8) AS count_sum, sum(e.events::float8 * e.events) AS count_sum_sq,
                       sum(e.value_sum) AS value_sum, sum(e.value_sum * e.value_sum) AS value_sum_sq,
                       count(*) FILTER (WHERE e.valued > 0) AS mean_units,
                       coalesce(sum(e.value_sum / e.valued) FILTER (WHERE e.valued > 0), 0) AS mean_sum,
                       coalesce(sum((e.value_sum / e.valued) * (e.value_sum / e.valued))
                           FILTER (WHERE e.valued > 0), 0) AS mean_sum_sq
-               FROM {from} JOIN analysis_unit_events e ON e.experiment_id = u.experiment_id AND e.unit = u.unit
-                    {events_also}
+               FROM {from} JOIN analysis_unit_events e ON e.environment_id = u.environment_id
+                    AND e.experiment_id = u.experiment_id AND e.unit = u.unit {events_also}
                WHERE NOT u.multi
-               GROUP BY 1, 2, 3, 4) g
+               GROUP BY 1, 2, 3, 4, 5) g
          {DIMENSIONS}
-         GROUP BY 1, 2, 3, 4, 5"
+         GROUP BY 1, 2, 3, 4, 5, 6"
     );
     [units, events]
 }
@@ -188,8 +199,14 @@ impl Store {
     /// their rows as many as `limits` allow (so a cold start spreads over cycles of bounded
     /// length); drops the state of experiments no longer running. Fails with a serialization
     /// error when another replica advanced meanwhile (its cycle counts; this one is retried
-    /// next interval).
-    pub async fn advance(&self, bases: &[Basis], limits: RebuildLimits) -> Result<Advanced, StoreError> {
+    /// next interval). With `commit` false everything is rolled back: a trial that only says
+    /// whether these bases advance (finding an experiment whose data breaks the statements).
+    pub async fn advance(
+        &self,
+        bases: &[Basis],
+        limits: RebuildLimits,
+        commit: bool,
+    ) -> Result<Advanced, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await?;
         // First statement: takes the snapshot, then waits for any other advance in flight.
@@ -197,67 +214,81 @@ impl Store {
         let now: String = tx.query_one("SELECT pg_current_snapshot()::text", &[]).await?.get(0);
         let previous: Option<String> =
             tx.query_one("SELECT through::text FROM analysis_watermark", &[]).await?.get(0);
-        let stored: HashMap<Uuid, (serde_json::Value, String)> = tx
-            .query("SELECT experiment_id, basis, through::text FROM analysis_state", &[])
+        let stored: HashMap<ExperimentRef, (serde_json::Value, String)> = tx
+            .query("SELECT environment_id, experiment_id, basis, through::text FROM analysis_state", &[])
             .await?
             .iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .map(|r| (ExperimentRef { environment_id: r.get(0), experiment_id: r.get(1) }, (r.get(2), r.get(3))))
             .collect();
 
         let mut report = Advanced::default();
-        let (mut ids, mut envs, mut rebuild, mut bases_json) = (vec![], vec![], vec![], vec![]);
-        let (mut ev_ids, mut ev_names, mut dim_ids, mut dim_names) = (vec![], vec![], vec![], vec![]);
+        let mut kept: Vec<(ExperimentRef, bool, serde_json::Value)> = Vec::with_capacity(bases.len());
+        let (mut ev_envs, mut ev_ids, mut ev_names) = (vec![], vec![], vec![]);
+        let (mut dim_envs, mut dim_ids, mut dim_names) = (vec![], vec![], vec![]);
         for b in bases {
             let json = b.json();
-            let current = match (stored.get(&b.experiment_id), &previous) {
+            let current = match (stored.get(&b.id()), &previous) {
                 (Some((basis, through)), Some(prev)) => *basis == json && through == prev,
                 _ => false,
             };
             if !current && report.rebuilt >= limits.experiments {
-                report.pending.push(b.experiment_id);
+                report.pending.push(b.id());
                 continue;
             }
             report.rebuilt += usize::from(!current);
-            bases_json.push(json);
-            ids.push(b.experiment_id);
-            envs.push(b.environment_id);
-            rebuild.push(!current);
+            kept.push((b.id(), !current, json));
             let mut events = b.events.clone();
             events.sort();
             events.dedup();
             for e in events {
+                ev_envs.push(b.environment_id);
                 ev_ids.push(b.experiment_id);
                 ev_names.push(e);
             }
             for a in &b.breakdowns {
+                dim_envs.push(b.environment_id);
                 dim_ids.push(b.experiment_id);
                 dim_names.push(a.clone());
             }
         }
         // No longer running, or waiting for a rebuild: their state is of no use now.
-        let gone = stored.keys().filter(|id| !ids.contains(id)).copied();
-        let stale: Vec<Uuid> =
-            ids.iter().zip(&rebuild).filter(|(_, r)| **r).map(|(id, _)| *id).chain(gone).collect();
+        let running: HashSet<ExperimentRef> = kept.iter().map(|(id, _, _)| *id).collect();
+        let stale: Vec<ExperimentRef> = kept
+            .iter()
+            .filter(|(_, rebuild, _)| *rebuild)
+            .map(|(id, _, _)| *id)
+            .chain(stored.keys().filter(|id| !running.contains(id)).copied())
+            .collect();
         if !stale.is_empty() {
+            let (envs, ids) = split(&stale);
             for table in ["analysis_units", "analysis_unit_events", "analysis_sums", "analysis_state"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE experiment_id = ANY($1)"), &[&stale]).await?;
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} t USING unnest($1::uuid[], $2::uuid[]) AS s(e, x)
+                         WHERE t.environment_id = s.e AND t.experiment_id = s.x"
+                    ),
+                    &[&envs, &ids],
+                )
+                .await?;
             }
         }
 
         tx.batch_execute(TEMP_TABLES).await?;
+        let (envs, ids) = split(&kept.iter().map(|(id, _, _)| *id).collect::<Vec<_>>());
+        let rebuild: Vec<bool> = kept.iter().map(|(_, r, _)| *r).collect();
         tx.execute(
             "INSERT INTO run_exp SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bool[])",
-            &[&ids, &envs, &rebuild],
+            &[&envs, &ids, &rebuild],
         )
         .await?;
         tx.execute(
-            "INSERT INTO run_events SELECT * FROM unnest($1::uuid[], $2::text[])",
-            &[&ev_ids, &ev_names],
+            "INSERT INTO run_events SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])",
+            &[&ev_envs, &ev_ids, &ev_names],
         )
         .await?;
         tx.execute(
-            "INSERT INTO run_dims SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING",
-            &[&dim_ids, &dim_names],
+            "INSERT INTO run_dims SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) ON CONFLICT DO NOTHING",
+            &[&dim_envs, &dim_ids, &dim_names],
         )
         .await?;
         tx.batch_execute("ANALYZE run_exp; ANALYZE run_events; ANALYZE run_dims").await?;
@@ -268,8 +299,8 @@ impl Store {
                 .await?;
         }
         if report.rebuilt > 0 {
-            let rebuilt: Vec<Uuid> =
-                ids.iter().zip(&rebuild).filter(|(_, r)| **r).map(|(id, _)| *id).collect();
+            let rebuilt: Vec<ExperimentRef> =
+                kept.iter().filter(|(_, r, _)| *r).map(|(id, _, _)| *id).collect();
             let started = Instant::now();
             let mut done = 0;
             for chunk in rebuilt.chunks(REBUILD_CHUNK) {
@@ -283,24 +314,19 @@ impl Store {
             if done < rebuilt.len() {
                 report.rebuilt = done;
                 report.pending.extend_from_slice(&rebuilt[done..]);
-                let unbuilt: HashSet<Uuid> = rebuilt[done..].iter().copied().collect();
-                let (mut kept_ids, mut kept_envs, mut kept_bases) = (vec![], vec![], vec![]);
-                for ((id, env), basis) in ids.into_iter().zip(envs).zip(bases_json) {
-                    if !unbuilt.contains(&id) {
-                        kept_ids.push(id);
-                        kept_envs.push(env);
-                        kept_bases.push(basis);
-                    }
-                }
-                (ids, envs, bases_json) = (kept_ids, kept_envs, kept_bases);
+                let unbuilt: HashSet<ExperimentRef> = rebuilt[done..].iter().copied().collect();
+                kept.retain(|(id, _, _)| !unbuilt.contains(id));
             }
         }
 
+        let (envs, ids) = split(&kept.iter().map(|(id, _, _)| *id).collect::<Vec<_>>());
+        let bases_json: Vec<serde_json::Value> = kept.into_iter().map(|(_, _, json)| json).collect();
         tx.execute(
-            "INSERT INTO analysis_state (experiment_id, environment_id, basis, through)
-             SELECT i, e, b, $4::text::pg_snapshot FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[]) AS t(i, e, b)
-             ON CONFLICT (experiment_id) DO UPDATE SET basis = EXCLUDED.basis, through = EXCLUDED.through",
-            &[&ids, &envs, &bases_json, &now],
+            "INSERT INTO analysis_state (environment_id, experiment_id, basis, through)
+             SELECT e, i, b, $4::text::pg_snapshot FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[]) AS t(e, i, b)
+             ON CONFLICT (environment_id, experiment_id)
+             DO UPDATE SET basis = EXCLUDED.basis, through = EXCLUDED.through",
+            &[&envs, &ids, &bases_json, &now],
         )
         .await?;
         tx.execute(
@@ -308,19 +334,30 @@ impl Store {
             &[&now],
         )
         .await?;
-        tx.commit().await?;
+        if commit {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
         Ok(report)
     }
 }
 
+/// Environments and experiment ids as two parallel arrays, for `unnest`.
+fn split(refs: &[ExperimentRef]) -> (Vec<Uuid>, Vec<Uuid>) {
+    refs.iter().map(|r| (r.environment_id, r.experiment_id)).unzip()
+}
+
 /// Folds the rows stored since snapshot `prev` into the state of the experiments that are
-/// not rebuilt; returns how many units it touched.
+/// not rebuilt; returns how many units it touched. Every join between an event, the state and
+/// the running experiments matches the environment as well as the experiment id.
 async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64, StoreError> {
     // The new exposures, folded per unit.
     tx.execute(
         &format!(
             "INSERT INTO fresh {FIRST_EXPOSURE}
-             FROM exposures e JOIN run_exp r ON r.experiment_id = e.experiment_id AND NOT r.rebuild
+             FROM exposures e JOIN run_exp r
+               ON r.environment_id = e.environment_id AND r.experiment_id = e.experiment_id AND NOT r.rebuild
              WHERE e.{NEW_SINCE}
              GROUP BY 1, 2, 3"
         ),
@@ -332,9 +369,9 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
         &format!(
             "INSERT INTO new_events SELECT m.environment_id, m.unit, m.event, m.value, m.ts
              FROM metric_events m
-             WHERE m.{NEW_SINCE} AND EXISTS (
-                SELECT 1 FROM run_events x JOIN run_exp r USING (experiment_id)
-                WHERE NOT r.rebuild AND r.environment_id = m.environment_id AND x.event = m.event)"
+             WHERE m.{NEW_SINCE} AND {VALUE_IN_RANGE} AND EXISTS (
+                SELECT 1 FROM run_events x JOIN run_exp r USING (environment_id, experiment_id)
+                WHERE NOT r.rebuild AND x.environment_id = m.environment_id AND x.event = m.event)"
         ),
         &[prev],
     )
@@ -350,11 +387,12 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     }
 
     // Touched: units with new exposures, and exposed units with new events.
-    tx.execute("INSERT INTO touched SELECT experiment_id, unit, environment_id FROM fresh", &[]).await?;
+    tx.execute("INSERT INTO touched SELECT environment_id, experiment_id, unit FROM fresh", &[]).await?;
     tx.execute(
-        "INSERT INTO touched SELECT DISTINCT u.experiment_id, u.unit, u.environment_id
+        "INSERT INTO touched SELECT DISTINCT u.environment_id, u.experiment_id, u.unit
          FROM new_events n JOIN analysis_units u ON u.environment_id = n.environment_id AND u.unit = n.unit
-         JOIN run_exp r ON r.experiment_id = u.experiment_id AND NOT r.rebuild
+         JOIN run_exp r ON r.environment_id = u.environment_id AND r.experiment_id = u.experiment_id
+              AND NOT r.rebuild
          ON CONFLICT DO NOTHING",
         &[],
     )
@@ -364,24 +402,25 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     if touched == 0 {
         return Ok(0);
     }
-    let touched_units =
-        "touched t JOIN analysis_units u ON u.experiment_id = t.experiment_id AND u.unit = t.unit";
+    let touched_units = "touched t JOIN analysis_units u ON u.environment_id = t.environment_id
+         AND u.experiment_id = t.experiment_id AND u.unit = t.unit";
     let [units, events] = contribution_sql("contrib", touched_units, "");
     tx.execute(&units, &[&-1i64]).await?;
     tx.execute(&events, &[&-1i64]).await?;
 
     // Units whose first exposure is new or earlier: their events are read again from there.
     tx.execute(
-        "INSERT INTO recompute SELECT f.experiment_id, f.unit
-         FROM fresh f LEFT JOIN analysis_units u ON u.experiment_id = f.experiment_id AND u.unit = f.unit
+        "INSERT INTO recompute SELECT f.environment_id, f.experiment_id, f.unit
+         FROM fresh f LEFT JOIN analysis_units u ON u.environment_id = f.environment_id
+              AND u.experiment_id = f.experiment_id AND u.unit = f.unit
          WHERE u.unit IS NULL OR f.first_ts < u.first_ts",
         &[],
     )
     .await?;
     tx.execute(
-        "INSERT INTO analysis_units AS u (experiment_id, unit, environment_id, first_ts, variant, max_variant, attributes)
-         SELECT experiment_id, unit, environment_id, first_ts, variant, max_variant, attributes FROM fresh
-         ON CONFLICT (experiment_id, unit) DO UPDATE SET
+        "INSERT INTO analysis_units AS u (environment_id, experiment_id, unit, first_ts, variant, max_variant, attributes)
+         SELECT environment_id, experiment_id, unit, first_ts, variant, max_variant, attributes FROM fresh
+         ON CONFLICT (environment_id, experiment_id, unit) DO UPDATE SET
              first_ts = least(u.first_ts, EXCLUDED.first_ts),
              variant = least(u.variant, EXCLUDED.variant),
              max_variant = greatest(u.max_variant, EXCLUDED.max_variant),
@@ -391,28 +430,34 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     .await?;
     tx.batch_execute("ANALYZE recompute").await?;
     tx.execute(
-        "DELETE FROM analysis_unit_events e USING recompute c WHERE e.experiment_id = c.experiment_id AND e.unit = c.unit",
+        "DELETE FROM analysis_unit_events e USING recompute c
+         WHERE e.environment_id = c.environment_id AND e.experiment_id = c.experiment_id AND e.unit = c.unit",
         &[],
     )
     .await?;
     tx.execute(
         &unit_events_sql(
-            "recompute c JOIN analysis_units u ON u.experiment_id = c.experiment_id AND u.unit = c.unit",
+            "recompute c JOIN analysis_units u ON u.environment_id = c.environment_id
+             AND u.experiment_id = c.experiment_id AND u.unit = c.unit",
         ),
         &[],
     )
     .await?;
     // The other touched units add their new events.
     tx.execute(
-        "INSERT INTO analysis_unit_events AS a (experiment_id, unit, event, events, value_sum, valued)
-         SELECT u.experiment_id, u.unit, n.event, count(*), coalesce(sum(n.value), 0), count(n.value)
+        "INSERT INTO analysis_unit_events AS a (environment_id, experiment_id, unit, event, events, value_sum, valued)
+         SELECT u.environment_id, u.experiment_id, u.unit, n.event, count(*), coalesce(sum(n.value), 0),
+                count(n.value)
          FROM new_events n JOIN analysis_units u ON u.environment_id = n.environment_id AND u.unit = n.unit
               AND n.ts >= u.first_ts
-         JOIN run_exp r ON r.experiment_id = u.experiment_id AND NOT r.rebuild
-         JOIN run_events x ON x.experiment_id = u.experiment_id AND x.event = n.event
-         WHERE NOT EXISTS (SELECT 1 FROM recompute c WHERE c.experiment_id = u.experiment_id AND c.unit = u.unit)
-         GROUP BY 1, 2, 3
-         ON CONFLICT (experiment_id, unit, event) DO UPDATE SET events = a.events + EXCLUDED.events,
+         JOIN run_exp r ON r.environment_id = u.environment_id AND r.experiment_id = u.experiment_id
+              AND NOT r.rebuild
+         JOIN run_events x ON x.environment_id = u.environment_id AND x.experiment_id = u.experiment_id
+              AND x.event = n.event
+         WHERE NOT EXISTS (SELECT 1 FROM recompute c WHERE c.environment_id = u.environment_id
+                           AND c.experiment_id = u.experiment_id AND c.unit = u.unit)
+         GROUP BY 1, 2, 3, 4
+         ON CONFLICT (environment_id, experiment_id, unit, event) DO UPDATE SET events = a.events + EXCLUDED.events,
              value_sum = a.value_sum + EXCLUDED.value_sum, valued = a.valued + EXCLUDED.valued",
         &[],
     )
@@ -421,13 +466,13 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     tx.execute(&events, &[&1i64]).await?;
     tx.execute(
         "INSERT INTO analysis_sums AS s
-         SELECT experiment_id, attribute, value, variant, event, sum(units), sum(count_sum), sum(count_sum_sq),
-                sum(value_sum), sum(value_sum_sq), sum(mean_units), sum(mean_sum), sum(mean_sum_sq)
-         FROM contrib GROUP BY 1, 2, 3, 4, 5
+         SELECT environment_id, experiment_id, attribute, value, variant, event, sum(units), sum(count_sum),
+                sum(count_sum_sq), sum(value_sum), sum(value_sum_sq), sum(mean_units), sum(mean_sum), sum(mean_sum_sq)
+         FROM contrib GROUP BY 1, 2, 3, 4, 5, 6
          -- Most touched units only moved within their populations: nothing to write for those.
          HAVING sum(units) <> 0 OR sum(count_sum) <> 0 OR sum(count_sum_sq) <> 0 OR sum(value_sum) <> 0
              OR sum(value_sum_sq) <> 0 OR sum(mean_units) <> 0 OR sum(mean_sum) <> 0 OR sum(mean_sum_sq) <> 0
-         ON CONFLICT (experiment_id, attribute, value, variant, event) DO UPDATE SET
+         ON CONFLICT (environment_id, experiment_id, attribute, value, variant, event) DO UPDATE SET
              units = s.units + EXCLUDED.units, count_sum = s.count_sum + EXCLUDED.count_sum,
              count_sum_sq = s.count_sum_sq + EXCLUDED.count_sum_sq, value_sum = s.value_sum + EXCLUDED.value_sum,
              value_sum_sq = s.value_sum_sq + EXCLUDED.value_sum_sq, mean_units = s.mean_units + EXCLUDED.mean_units,
@@ -440,52 +485,60 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
 
 /// Builds the state of the experiments `rebuilt` from all their rows, set-based. Every read
 /// names them, so it costs their rows, not all the state there is.
-async fn rebuild_all(tx: &Transaction<'_>, rebuilt: &[Uuid]) -> Result<(), StoreError> {
+async fn rebuild_all(tx: &Transaction<'_>, rebuilt: &[ExperimentRef]) -> Result<(), StoreError> {
+    let (envs, ids) = split(rebuilt);
+    tx.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS chunk (environment_id uuid, experiment_id uuid,
+             PRIMARY KEY (environment_id, experiment_id)) ON COMMIT DROP;
+         TRUNCATE chunk",
+    )
+    .await?;
+    tx.execute("INSERT INTO chunk SELECT * FROM unnest($1::uuid[], $2::uuid[])", &[&envs, &ids]).await?;
+    tx.batch_execute("ANALYZE chunk").await?;
     tx.execute(
         &format!(
-            "INSERT INTO analysis_units (experiment_id, unit, environment_id, first_ts, variant, max_variant, attributes)
+            "INSERT INTO analysis_units (environment_id, experiment_id, unit, first_ts, variant, max_variant, attributes)
              {FIRST_EXPOSURE}
-             FROM exposures e JOIN run_exp r
-               ON r.experiment_id = e.experiment_id AND r.environment_id = e.environment_id AND r.rebuild
-             WHERE r.experiment_id = ANY($1)
+             FROM chunk c JOIN exposures e
+               ON e.environment_id = c.environment_id AND e.experiment_id = c.experiment_id
              GROUP BY 1, 2, 3"
         ),
-        &[&rebuilt],
+        &[],
     )
     .await?;
-    tx.execute(
-        &unit_events_sql("(SELECT * FROM analysis_units WHERE experiment_id = ANY($1)) u"),
-        &[&rebuilt],
-    )
-    .await?;
-    let units = "(SELECT * FROM analysis_units WHERE experiment_id = ANY($2)) u";
-    for sql in contribution_sql("analysis_sums", units, "AND e.experiment_id = ANY($2)") {
-        tx.execute(&sql, &[&1i64, &rebuilt]).await?;
+    let units = "(SELECT a.* FROM chunk c JOIN analysis_units a
+                  ON a.environment_id = c.environment_id AND a.experiment_id = c.experiment_id) u";
+    tx.execute(&unit_events_sql(units), &[]).await?;
+    for sql in contribution_sql("analysis_sums", units, "") {
+        tx.execute(&sql, &[&1i64]).await?;
     }
     Ok(())
 }
 
 impl Store {
     /// The sums of the experiments `bases`, as analysis reads them.
-    pub async fn sums(&self, bases: &[Basis]) -> Result<HashMap<Uuid, ExperimentSums>, StoreError> {
+    pub async fn sums(&self, bases: &[Basis]) -> Result<HashMap<ExperimentRef, ExperimentSums>, StoreError> {
         let client = self.pool.get().await?;
-        let ids: Vec<Uuid> = bases.iter().map(|b| b.experiment_id).collect();
+        let (envs, ids) = split(&bases.iter().map(Basis::id).collect::<Vec<_>>());
         let rows = client
             .query(
-                "SELECT experiment_id, attribute, value, variant, event, units, count_sum, count_sum_sq,
-                        value_sum, value_sum_sq, mean_units, mean_sum, mean_sum_sq
-                 FROM analysis_sums WHERE experiment_id = ANY($1) AND units > 0",
-                &[&ids],
+                "SELECT s.environment_id, s.experiment_id, attribute, value, variant, event, units, count_sum,
+                        count_sum_sq, value_sum, value_sum_sq, mean_units, mean_sum, mean_sum_sq
+                 FROM unnest($1::uuid[], $2::uuid[]) AS b(e, x)
+                 JOIN analysis_sums s ON s.environment_id = b.e AND s.experiment_id = b.x
+                 WHERE units > 0",
+                &[&envs, &ids],
             )
             .await?;
-        let mut by_experiment: HashMap<Uuid, Collected> = HashMap::new();
+        let mut by_experiment: HashMap<ExperimentRef, Collected> = HashMap::new();
         for r in &rows {
+            let id = ExperimentRef { environment_id: r.get(0), experiment_id: r.get(1) };
             let (attribute, value, variant, event): (String, String, String, String) =
-                (r.get(1), r.get(2), r.get(3), r.get(4));
-            let Collected { overall, excluded, segments } = by_experiment.entry(r.get(0)).or_default();
+                (r.get(2), r.get(3), r.get(4), r.get(5));
+            let Collected { overall, excluded, segments } = by_experiment.entry(id).or_default();
             let agg = if attribute.is_empty() {
                 if variant.is_empty() {
-                    *excluded += r.get::<_, i64>(5) as u64;
+                    *excluded += r.get::<_, i64>(6) as u64;
                     continue;
                 }
                 overall
@@ -493,22 +546,22 @@ impl Store {
                 segments.entry(attribute).or_default().entry(value).or_default()
             };
             if event.is_empty() {
-                agg.units.insert(variant, r.get::<_, i64>(5) as u64);
+                agg.units.insert(variant, r.get::<_, i64>(6) as u64);
             } else {
-                agg.events.insert((variant, event), event_sums(r, 5));
+                agg.events.insert((variant, event), event_sums(r, 6));
             }
         }
         Ok(bases
             .iter()
             .map(|b| {
                 let Collected { overall, excluded, mut segments } =
-                    by_experiment.remove(&b.experiment_id).unwrap_or_default();
+                    by_experiment.remove(&b.id()).unwrap_or_default();
                 let segments = b
                     .breakdowns
                     .iter()
                     .map(|a| (a.clone(), segments.remove(a).unwrap_or_default().into_iter().collect()))
                     .collect();
-                (b.experiment_id, ExperimentSums { overall, excluded, segments })
+                (b.id(), ExperimentSums { overall, excluded, segments })
             })
             .collect())
     }

@@ -25,7 +25,7 @@ async fn a_planted_effect_is_found_and_an_aa_test_is_not() {
     assert_eq!((report.experiments, report.looks, report.failed), (2, 2, 0));
 
     let store = Store::new(w.db.pool.clone());
-    let r = store.latest(effect).await.unwrap().unwrap();
+    let r = store.latest(w.exp(effect)).await.unwrap().unwrap();
     assert_eq!(r.look, 1);
     let c = &r.metrics[0].comparisons[0];
     assert!(c.abs_diff.unwrap() > 0.0, "{c:?}");
@@ -39,7 +39,7 @@ async fn a_planted_effect_is_found_and_an_aa_test_is_not() {
     assert_eq!(countries.len(), 3, "{countries:?}");
     assert!(r.warnings.iter().any(|w| w.contains("segment comparisons")));
 
-    let aa = store.latest(aa).await.unwrap().unwrap();
+    let aa = store.latest(w.exp(aa)).await.unwrap().unwrap();
     assert!(!aa.boundary_crossed, "{:?}", aa.metrics[0].comparisons[0]);
 }
 
@@ -52,7 +52,7 @@ async fn a_skewed_split_raises_srm_and_double_exposures_are_excluded() {
     // Ten units also saw the other variant.
     w.traffic(id, 4, 0, 10, &[("treatment", 0.5, 0.0), ("control", 0.5, 0.0)], "purchase", false).await;
     w.analyzer(Settings::default()).cycle().await.unwrap();
-    let r = Store::new(w.db.pool.clone()).latest(id).await.unwrap().unwrap();
+    let r = Store::new(w.db.pool.clone()).latest(w.exp(id)).await.unwrap().unwrap();
     assert!(r.srm.detected, "{:?}", r.srm);
     assert!(r.excluded_units > 0 && r.excluded_units <= 10, "{}", r.excluded_units);
     assert_eq!(r.units.values().sum::<u64>() + r.excluded_units, 10_000);
@@ -76,7 +76,7 @@ async fn a_harmful_guardrail_pauses_the_experiment() {
     let (actor, reason): (String, String) = (row.get(0), row.get(1));
     assert_eq!(actor, "cohort-analysis guardrail");
     assert!(reason.starts_with("guardrail errors is worse than its threshold"), "{reason}");
-    let r = Store::new(w.db.pool.clone()).latest(id).await.unwrap().unwrap();
+    let r = Store::new(w.db.pool.clone()).latest(w.exp(id)).await.unwrap().unwrap();
     assert!(r.paused_by_guardrail.is_some());
     // Paused experiments are no longer analyzed.
     assert_eq!(w.analyzer(Settings::default()).cycle().await.unwrap().experiments, 0);
@@ -119,12 +119,14 @@ async fn a_killed_leader_is_replaced_and_no_look_is_lost_or_duplicated() {
         Arc::new(w.analyzer(Settings::default())),
         w.db.url.clone(),
         fast,
+        crate::condition(),
         stop.clone(),
     ));
     let standby = tokio::spawn(cohort_analysis::cycle::lead(
         Arc::new(w.analyzer(Settings::default())),
         w.db.url.clone(),
         fast,
+        crate::condition(),
         stop.clone(),
     ));
     wait_for(1).await;
@@ -140,6 +142,56 @@ async fn a_killed_leader_is_replaced_and_no_look_is_lost_or_duplicated() {
     stop.cancel();
     let _ = standby.await;
     assert_eq!(looks().await, [1, 2, 3], "contiguous looks, each once");
-    let (fractions, _) = Store::new(w.db.pool.clone()).look_fractions(id).await.unwrap();
+    let (fractions, _) = Store::new(w.db.pool.clone()).look_fractions(w.exp(id)).await.unwrap();
     assert!(fractions.windows(2).all(|f| f[0] < f[1]), "{fractions:?}");
+}
+
+#[tokio::test]
+async fn a_leader_whose_cycles_keep_failing_is_not_ready() {
+    let w = World::new().await;
+    w.metric("purchase", "purchase", "conversion", "increase", None).await;
+    let id = w.running_experiment(two_arm("stuck", &["purchase"], &[])).await;
+    w.traffic(id, 1, 0, 100, &[("control", 0.5, 0.1), ("treatment", 0.5, 0.1)], "purchase", false).await;
+    // No advance can commit: every cycle fails as a whole.
+    w.db.pool
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'planted failure'; END $$;
+             CREATE TRIGGER refuse BEFORE UPDATE ON analysis_watermark FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .unwrap();
+    let cycles = crate::condition();
+    let stop = cohort_runtime::Shutdown::new();
+    let leader = tokio::spawn(cohort_analysis::cycle::lead(
+        Arc::new(w.analyzer(Settings::default())),
+        w.db.url.clone(),
+        Duration::from_millis(100),
+        cycles.clone(),
+        stop.clone(),
+    ));
+    let mut unready_after = None;
+    for tick in 0..100 {
+        if !cycles.holds() {
+            unready_after = Some(tick);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(unready_after.is_some(), "readiness never reflected the failing cycles");
+    w.db.pool.get().await.unwrap().batch_execute("DROP TRIGGER refuse ON analysis_watermark").await.unwrap();
+    let mut ready_again = false;
+    for _ in 0..100 {
+        if cycles.holds() {
+            ready_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready_again, "a cycle that succeeds makes the leader ready again");
+    stop.cancel();
+    leader.await.unwrap();
 }

@@ -59,7 +59,7 @@ async fn from_scratch(store: &Store, basis: &Basis) -> ExperimentSums {
 async fn assert_matches_scratch(store: &Store, bases: &[Basis], round: &str) {
     let sums = store.sums(bases).await.unwrap();
     for b in bases {
-        let got = &sums[&b.experiment_id];
+        let got = &sums[&b.id()];
         let want = from_scratch(store, b).await;
         assert_eq!(got.excluded, want.excluded, "{round}: excluded units");
         assert!(
@@ -171,18 +171,18 @@ async fn incremental_state_equals_a_from_scratch_aggregation_round_after_round()
     let mut rng = ChaCha8Rng::seed_from_u64(11);
 
     // Nothing stored yet, then a first round built from scratch, then rounds on top.
-    let first = store.advance(&bases, ALL).await.unwrap();
+    let first = store.advance(&bases, ALL, true).await.unwrap();
     assert_eq!(first.rebuilt, 2);
     assert_matches_scratch(&store, &bases, "empty").await;
     for round in 0..6 {
         random_round(&w, &[a, b], &mut rng, 150).await;
-        let advanced = store.advance(&bases, ALL).await.unwrap();
+        let advanced = store.advance(&bases, ALL, true).await.unwrap();
         assert_eq!(advanced.rebuilt, 0, "round {round} is incremental");
         assert!(advanced.touched_units > 0);
         assert_matches_scratch(&store, &bases, &format!("round {round}")).await;
     }
     // A cycle with nothing new changes nothing.
-    let idle = store.advance(&bases, ALL).await.unwrap();
+    let idle = store.advance(&bases, ALL, true).await.unwrap();
     assert_eq!(idle.touched_units, 0);
     assert_matches_scratch(&store, &bases, "idle").await;
 }
@@ -226,8 +226,8 @@ async fn a_late_earlier_exposure_moves_the_first_exposure_and_its_events() {
     expose("treatment", "NZ", hours(2)).await;
     event(10.0, hours(3)).await;
     event(5.0, hours(1)).await;
-    store.advance(&bases, ALL).await.unwrap();
-    let sums = &store.sums(&bases).await.unwrap()[&id];
+    store.advance(&bases, ALL, true).await.unwrap();
+    let sums = &store.sums(&bases).await.unwrap()[&w.exp(id)];
     let key = ("treatment".to_owned(), "order".to_owned());
     assert_eq!(sums.overall.events[&key].value_sum, 5.0);
     assert_matches_scratch(&store, &bases, "before the late exposure").await;
@@ -235,8 +235,8 @@ async fn a_late_earlier_exposure_moves_the_first_exposure_and_its_events() {
     // ...until an exposure from before it arrives late: the first exposure moves, the order
     // counts, and the unit's attributes are now those of the earlier exposure.
     expose("treatment", "AU", hours(4)).await;
-    store.advance(&bases, ALL).await.unwrap();
-    let sums = &store.sums(&bases).await.unwrap()[&id];
+    store.advance(&bases, ALL, true).await.unwrap();
+    let sums = &store.sums(&bases).await.unwrap()[&w.exp(id)];
     assert_eq!(sums.overall.events[&key].value_sum, 15.0);
     let countries: Vec<&str> = sums.segments[0].1.iter().map(|(v, _)| v.as_str()).collect();
     assert_eq!(countries, ["AU"]);
@@ -245,11 +245,11 @@ async fn a_late_earlier_exposure_moves_the_first_exposure_and_its_events() {
     // A late event after the first exposure adds; a late exposure to the other variant
     // excludes the unit.
     event(1.5, hours(5) + Duration::from_secs(3600 * 3)).await;
-    store.advance(&bases, ALL).await.unwrap();
-    assert_eq!(store.sums(&bases).await.unwrap()[&id].overall.events[&key].value_sum, 16.5);
+    store.advance(&bases, ALL, true).await.unwrap();
+    assert_eq!(store.sums(&bases).await.unwrap()[&w.exp(id)].overall.events[&key].value_sum, 16.5);
     expose("control", "AU", hours(1)).await;
-    store.advance(&bases, ALL).await.unwrap();
-    let sums = &store.sums(&bases).await.unwrap()[&id];
+    store.advance(&bases, ALL, true).await.unwrap();
+    let sums = &store.sums(&bases).await.unwrap()[&w.exp(id)];
     assert_eq!((sums.excluded, sums.overall.units.values().sum::<u64>()), (1, 0));
     assert!(sums.overall.events.is_empty() && sums.segments[0].1.is_empty());
     assert_matches_scratch(&store, &bases, "excluded").await;
@@ -279,7 +279,7 @@ async fn a_resumed_experiment_and_a_changed_basis_are_rebuilt() {
     // Different breakdowns (as if the definition changed): rebuilt for the new basis.
     let changed = [basis(&w, a, &["country", "platform"]), basis(&w, b, &["country"])];
     random_round(&w, &[a, b], &mut rng, 100).await;
-    assert_eq!(store.advance(&changed, ALL).await.unwrap().rebuilt, 1);
+    assert_eq!(store.advance(&changed, ALL, true).await.unwrap().rebuilt, 1);
     assert_matches_scratch(&store, &changed, "new basis").await;
 }
 
@@ -290,10 +290,10 @@ async fn racing_advances_apply_each_event_once() {
     let store = Store::new(w.db.pool.clone());
     let bases = [basis(&w, id, &["country"])];
     let mut rng = ChaCha8Rng::seed_from_u64(13);
-    store.advance(&bases, ALL).await.unwrap();
+    store.advance(&bases, ALL, true).await.unwrap();
     for round in 0..3 {
         random_round(&w, &[id], &mut rng, 200).await;
-        let (x, y) = tokio::join!(store.advance(&bases, ALL), store.advance(&bases, ALL));
+        let (x, y) = tokio::join!(store.advance(&bases, ALL, true), store.advance(&bases, ALL, true));
         assert!(x.is_ok() || y.is_ok(), "round {round}: one of them advances");
         // Any event applied twice would show here.
         assert_matches_scratch(&store, &bases, &format!("race {round}")).await;
@@ -317,7 +317,7 @@ async fn a_cold_start_rebuilds_a_bounded_share_per_cycle_and_analyzes_only_those
     let store = Store::new(w.db.pool.clone());
     let mut without_results = 0;
     for id in &ids {
-        without_results += usize::from(store.latest(*id).await.unwrap().is_none());
+        without_results += usize::from(store.latest(w.exp(*id)).await.unwrap().is_none());
     }
     assert_eq!(without_results, 1, "the pending experiment has no result yet");
 
@@ -328,7 +328,7 @@ async fn a_cold_start_rebuilds_a_bounded_share_per_cycle_and_analyzes_only_those
     let bases: Vec<Basis> = ids.iter().map(|id| basis(&w, *id, &["country"])).collect();
     assert_matches_scratch(&store, &bases, "after the cold start").await;
     for id in &ids {
-        assert!(store.latest(*id).await.unwrap().is_some());
+        assert!(store.latest(w.exp(*id)).await.unwrap().is_some());
     }
 }
 

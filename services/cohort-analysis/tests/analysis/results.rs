@@ -1,15 +1,11 @@
 //! Results over gRPC and HTTP, scoped to the caller's organization.
 
 use cohort_analysis::analyze::Settings;
-use cohort_analysis::{Listeners, run};
 use cohort_proto::analysis::v1 as pb;
 use cohort_proto::analysis::v1::analysis_service_client::AnalysisServiceClient;
-use cohort_runtime::Shutdown;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tonic::Code;
 
-use crate::{World, two_arm};
+use crate::{Server, World, http_get, two_arm};
 
 fn authed<T>(key: &str, m: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(m);
@@ -26,20 +22,8 @@ async fn results_are_served_to_their_organization_only() {
     w.traffic(id, 9, 0, 4_000, &[("control", 0.5, 0.1), ("treatment", 0.5, 0.1)], "purchase", false).await;
     w.analyzer(Settings::default()).cycle().await.unwrap();
 
-    let settings = <cohort_analysis::settings::Cli as clap::Parser>::try_parse_from([
-        "cohort-analysis",
-        "--database-url",
-        &w.db.url,
-        "--interval",
-        "1h",
-    ])
-    .unwrap()
-    .settings;
-    let (grpc, http) =
-        (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
-    let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
-    let shutdown = Shutdown::new();
-    let server = tokio::spawn(run(settings, Listeners { grpc, http, admin: None }, shutdown.clone()));
+    let server = Server::start(&w).await;
+    let (grpc_addr, http_addr) = (server.grpc, server.http);
     let mut c = AnalysisServiceClient::connect(format!("http://{grpc_addr}")).await.unwrap();
 
     let r = c
@@ -84,16 +68,10 @@ async fn results_are_served_to_their_organization_only() {
         assert_eq!(err.code(), code, "{key}");
     }
 
-    let mut s = tokio::net::TcpStream::connect(http_addr).await.unwrap();
-    let req = format!(
-        "GET /api/v1/experiments/{id}/results HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-        w.tenant.admin_key
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let (status, body) =
+        http_get(http_addr, &format!("/api/v1/experiments/{id}/results"), &format!("Bearer {}", w.tenant.admin_key))
+            .await;
+    assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"experiment_key\":\"served\""));
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

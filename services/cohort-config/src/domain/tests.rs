@@ -189,3 +189,104 @@ fn unknown_fields_are_refused_on_write() {
     v.sort();
     assert_eq!(v, ["definition.enabeld: unknown field", "definition.variations[0].colour: unknown field"]);
 }
+
+#[test]
+fn new_experiment_ids_are_fresh_v7_and_updates_without_an_id_keep_it() {
+    let mut e = experiment("e", "draft");
+    e.as_object_mut().unwrap().remove("id");
+    let created = plan(Op::Create { kind: Kind::Experiment, definition: e.clone() }, &[]).unwrap();
+    let id = created.after.as_ref().unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(Uuid::parse_str(&id).unwrap().get_version_num(), 7);
+    let again = plan(Op::Create { kind: Kind::Experiment, definition: e.clone() }, &[]).unwrap();
+    assert_ne!(again.after.unwrap()["id"], json!(id), "every create gets its own id");
+
+    let current =
+        [Entity { kind: Kind::Experiment, key: "e".into(), definition: created.after.unwrap(), revision: 1 }];
+    let mut edited = e;
+    edited["description"] = json!("now described");
+    let op = Op::Update { kind: Kind::Experiment, key: "e".into(), definition: edited, expected_revision: 1 };
+    let updated = plan(op, &current).unwrap();
+    assert_eq!(updated.after.unwrap()["id"], json!(id), "an update without an id keeps the stored one");
+}
+
+#[test]
+fn a_batch_is_planned_in_order_and_validated_once() {
+    let mut e = experiment("e", "draft");
+    e.as_object_mut().unwrap().remove("id");
+    let ops = vec![
+        Op::Create { kind: Kind::Segment, definition: json!({"key": "beta", "include": ["u1"]}) },
+        Op::Create { kind: Kind::Experiment, definition: e },
+        // Revision 1 is what the create above leaves.
+        Op::Transition { key: "e".into(), action: Action::Start, expected_revision: 1 },
+        Op::Delete { kind: Kind::Flag, key: "old".into(), expected_revision: 3 },
+    ];
+    let plans = plan_batch(ops, &[stored(Kind::Flag, flag("old"))]).unwrap();
+    let summary: Vec<_> = plans.iter().map(|p| (p.action, p.key.as_str(), p.revision)).collect();
+    assert_eq!(summary, [("create", "beta", 1), ("create", "e", 1), ("start", "e", 2), ("delete", "old", 4)]);
+    assert_eq!(plans[2].after.as_ref().unwrap()["id"], plans[1].after.as_ref().unwrap()["id"]);
+}
+
+#[test]
+fn batch_errors_name_the_operation() {
+    // A problem in one operation's input.
+    let mut bad = flag("f");
+    bad["variations"][1]["value"] = json!("nope");
+    let ops = vec![
+        Op::Create { kind: Kind::Flag, definition: flag("g") },
+        Op::Create { kind: Kind::Flag, definition: bad },
+    ];
+    assert_eq!(
+        violations(plan_batch(ops, &[]).unwrap_err()),
+        ["operations[1].definition.variations[1].value: \"nope\" is not a boolean value"]
+    );
+    // A problem only the whole environment shows, in the entity an operation wrote.
+    let mut e = experiment("e", "draft");
+    e["variants"][1]["weight_bp"] = json!(4900);
+    let ops = vec![
+        Op::Create { kind: Kind::Flag, definition: flag("g") },
+        Op::Create { kind: Kind::Experiment, definition: e },
+    ];
+    assert_eq!(
+        violations(plan_batch(ops, &[]).unwrap_err()),
+        ["operations[1].definition.variants[1].weight_bp: weights sum to 9900, expected 10000"]
+    );
+    // NUL in a string, anywhere in the definition.
+    let mut f = flag("h");
+    f["description"] = json!("bad\u{0}text");
+    let ops = vec![
+        Op::Create {
+            kind: Kind::Metric,
+            definition: json!({"key": "m", "event": "buy", "aggregation": "count"}),
+        },
+        Op::Create { kind: Kind::Segment, definition: json!({"key": "s", "include": ["u1"]}) },
+        Op::Create { kind: Kind::Flag, definition: f },
+    ];
+    let err = plan_batch(ops, &[]).unwrap_err();
+    assert!(matches!(err, ServiceError::InvalidArgument(_)), "{err:?}");
+    assert_eq!(
+        violations(err),
+        ["operations[2].definition.description: contains a NUL character (\\u0000), which cannot be stored"]
+    );
+    // State errors too, and a later operation sees what an earlier one did.
+    let ops = vec![
+        Op::Create { kind: Kind::Flag, definition: flag("g") },
+        Op::Update { kind: Kind::Flag, key: "g".into(), definition: flag("g"), expected_revision: 2 },
+    ];
+    let err = plan_batch(ops, &[]).unwrap_err();
+    assert!(err.to_string().starts_with("operations[1]: flag \"g\" is at revision 1"), "{err}");
+    assert_eq!(violations(err), ["operations[1].expected_revision: stale; current revision is 1"]);
+    // Breaking a stored entity is reported under its key.
+    let mut uses = flag("f");
+    uses["rules"] =
+        json!([{"condition": {"op": "in_segment", "segment": "beta"}, "serve": {"variation": "on"}}]);
+    let current =
+        [stored(Kind::Segment, json!({"key": "beta", "include": ["u1"]})), stored(Kind::Flag, uses)];
+    let ops = vec![
+        Op::Create { kind: Kind::Flag, definition: flag("g") },
+        Op::Delete { kind: Kind::Segment, key: "beta".into(), expected_revision: 3 },
+    ];
+    assert_eq!(
+        violations(plan_batch(ops, &current).unwrap_err()),
+        ["flags[\"f\"].rules[0].condition.segment: unknown segment \"beta\""]
+    );
+}

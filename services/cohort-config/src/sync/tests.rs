@@ -24,7 +24,7 @@ fn state(version: u64, delta_from: Option<u64>) -> EnvState {
 /// A stream whose client holds `known`, with a queue of `capacity`.
 fn stream(capacity: usize, known: u64) -> (Stream, mpsc::Receiver<Result<pb::SyncResponse, Status>>) {
     let (tx, rx) = mpsc::channel(capacity);
-    (Stream::new(tx, known), rx)
+    (Stream::new(tx, known, Uuid::nil()), rx)
 }
 
 fn metrics() -> Metrics {
@@ -97,4 +97,15 @@ fn heartbeats_and_pongs_are_dropped_rather_than_waited_for() {
         s.try_send(Out::Pong(pb::Pong { nonce: 3 }), Push::Pong, &metrics()).is_err(),
         "the client is gone"
     );
+}
+
+#[test]
+fn a_revoked_stream_is_sent_no_more_config() {
+    let (s, mut rx) = stream(4, 0);
+    release(&s, &state(1, None));
+    assert!(matches!(received(&mut rx), Some(Out::Snapshot(_))));
+    s.revoke();
+    s.offer(&state(2, Some(1)), &metrics());
+    release(&s, &state(3, None));
+    assert!(received(&mut rx).is_none(), "nothing published after the revocation reaches the client");
 }

@@ -2,7 +2,12 @@
 //! in-process on pre-bound 127.0.0.1:0 listeners.
 
 mod api;
+mod batch;
 mod isolation;
+mod malformed;
+mod readiness;
+mod revocation;
+mod settings;
 mod stream;
 
 use std::net::SocketAddr;
@@ -22,6 +27,8 @@ use tonic::transport::Channel;
 pub struct Server {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub admin: SocketAddr,
     shutdown: Shutdown,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -31,27 +38,25 @@ impl Server {
         Server::start_with(database_url, &[]).await
     }
 
+    /// A replica with more flags; a flag in `extra` replaces the test default of that name.
     pub async fn start_with(database_url: &str, extra: &[&str]) -> Server {
-        let mut args = vec![
-            "cohort-config",
-            "--database-url",
-            database_url,
-            "--heartbeat-interval",
-            "500ms",
-            "--poll-interval",
-            "1s",
-            "--shutdown-grace",
-            "5s",
-        ];
+        let mut args = vec!["cohort-config", "--database-url", database_url];
+        for [flag, value] in [["--heartbeat-interval", "500ms"], ["--poll-interval", "1s"], ["--shutdown-grace", "5s"]] {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
         args.extend_from_slice(extra);
         let settings = Cli::try_parse_from(args).expect("settings parse").serve;
         settings.validate().expect("settings are valid");
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (grpc_addr, http_addr, admin_addr) =
+            (grpc.local_addr().unwrap(), http.local_addr().unwrap(), admin.local_addr().unwrap());
         let shutdown = Shutdown::new();
-        let task = tokio::spawn(run(settings, Listeners { grpc, http, admin: None }, shutdown.clone()));
-        Server { grpc: grpc_addr, http: http_addr, shutdown, task }
+        let task = tokio::spawn(run(settings, Listeners { grpc, http, admin: Some(admin) }, shutdown.clone()));
+        Server { grpc: grpc_addr, http: http_addr, admin: admin_addr, shutdown, task }
     }
 
     pub async fn client(&self) -> ConfigServiceClient<Channel> {

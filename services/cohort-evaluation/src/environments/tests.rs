@@ -6,6 +6,7 @@ use super::*;
 fn bearer_takes_the_key_and_refuses_the_rest() {
     assert_eq!(bearer(Some("Bearer cohort_sdk_abc")).unwrap(), "cohort_sdk_abc");
     assert_eq!(bearer(Some("bearer  k ")).unwrap(), "k");
+    assert_eq!(bearer(Some("BEARER\tk")).unwrap(), "k", "the scheme in any case");
     for bad in [None, Some(""), Some("Bearer "), Some("Basic abc"), Some("Bearer a b")] {
         assert!(matches!(bearer(bad), Err(ServiceError::Unauthenticated(_))), "{bad:?}");
     }

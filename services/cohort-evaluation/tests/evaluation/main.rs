@@ -5,6 +5,10 @@
 mod behaviour;
 mod conformance;
 mod http;
+mod malformed;
+mod readiness;
+mod revocation;
+mod settings;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -263,6 +267,11 @@ impl Stack {
     /// The admin server's `/metrics` text.
     pub async fn metrics(&self) -> String {
         http_request(self.admin, "GET", "/metrics", &[], "").await.2
+    }
+
+    /// Asks the config service to stop and returns at once; [`Stack::stop`] waits for it.
+    pub fn stop_config_service(&self) {
+        self.config.shutdown.cancel();
     }
 
     /// Stops the evaluation service first (its clients flush to the others), then the rest.

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::RateLimiter;
+use super::{MAX_RETRY_HINT, MIN_RETRY_HINT, RateLimiter};
 
 #[test]
 fn a_bucket_allows_its_burst_then_refills_at_the_rate() {
@@ -35,4 +35,26 @@ fn environments_have_separate_buckets_and_zero_means_unlimited() {
     for _ in 0..100 {
         assert!(unlimited.try_acquire(a, 1_000_000, t0).is_ok());
     }
+}
+
+#[test]
+fn the_retry_hint_covers_the_refill_of_the_refused_batch_with_a_floor_and_a_cap() {
+    // Nearly full: the old hint was the deficit alone (a few ms), a retry storm.
+    let limiter = RateLimiter::new(200_000, 200_000);
+    let env = Uuid::new_v4();
+    let t0 = Instant::now();
+    assert!(limiter.try_acquire(env, 199_990, t0).is_ok());
+    let wait = limiter.try_acquire(env, 1000, t0).unwrap_err();
+    assert_eq!(wait, MIN_RETRY_HINT, "floor, above the 5 ms the batch takes to refill");
+
+    // Slow rate: at least the time the whole batch takes to come back (500 / 100 per s).
+    let limiter = RateLimiter::new(100, 1000);
+    assert!(limiter.try_acquire(env, 600, t0).is_ok());
+    let wait = limiter.try_acquire(env, 500, t0).unwrap_err();
+    assert!(wait >= Duration::from_secs(5), "{wait:?}");
+
+    // Capped.
+    let limiter = RateLimiter::new(1, 1000);
+    assert!(limiter.try_acquire(env, 1000, t0).is_ok());
+    assert_eq!(limiter.try_acquire(env, 1000, t0).unwrap_err(), MAX_RETRY_HINT);
 }

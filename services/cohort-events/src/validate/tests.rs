@@ -51,6 +51,9 @@ fn good_events_pass() {
     validate(0, &exposure(), NOW).unwrap();
     validate(0, &metric(Some(12.5)), NOW).unwrap();
     validate(0, &metric(None), NOW).unwrap();
+    // The limit itself is accepted, either sign.
+    validate(0, &metric(Some(1e15)), NOW).unwrap();
+    validate(0, &metric(Some(-1e15)), NOW).unwrap();
 }
 
 #[test]
@@ -95,6 +98,14 @@ fn each_rule_names_its_field() {
 
     assert_eq!(reason(0, &metric(Some(f64::NAN))), "events[0].metric.value: must be a finite number");
     assert_eq!(reason(0, &metric(Some(f64::INFINITY))), "events[0].metric.value: must be a finite number");
+    // Finite but large enough to overflow the analysis' sums of squares.
+    for value in [f64::MAX, -f64::MAX, 1e15 * (1.0 + f64::EPSILON), -2e15] {
+        assert_eq!(
+            reason(2, &metric(Some(value))),
+            "events[2].metric.value: must be at most 1e15 in magnitude",
+            "{value}"
+        );
+    }
     let mut m = metric(None);
     if let Some(pb::event::Kind::Metric(x)) = &mut m.kind {
         x.name.clear();

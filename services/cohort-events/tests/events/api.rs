@@ -359,3 +359,90 @@ async fn health_turns_serving_and_shutdown_keeps_the_spool_for_the_next_start() 
     .await;
     service.stop().await;
 }
+
+#[tokio::test]
+async fn metric_values_past_the_analysis_limit_are_rejected_over_grpc_and_http() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let spool = tempfile::tempdir().unwrap();
+    let service = Service::start(&db.url, spool.path(), &[]).await;
+    let mut client = service.client().await;
+
+    // The value of the security test: finite, and one of them broke every analysis cycle.
+    let events = vec![
+        metric(Uuid::new_v4(), "u0", Some(1.7976931348623157e308)),
+        metric(Uuid::new_v4(), "u1", Some(cohort_proto::MAX_ABS_METRIC_VALUE)),
+        metric(Uuid::new_v4(), "u2", Some(-2e15)),
+    ];
+    let r = send(&mut client, &tenant.sdk_key, events).await.unwrap();
+    assert_eq!(r.accepted, 1);
+    let rejected: Vec<(u32, &str, &str)> =
+        r.rejected.iter().map(|x| (x.index, x.field.as_str(), x.reason.as_str())).collect();
+    assert_eq!(
+        rejected,
+        [
+            (0, "events[0].metric.value", "events[0].metric.value: must be at most 1e15 in magnitude"),
+            (2, "events[2].metric.value", "events[2].metric.value: must be at most 1e15 in magnitude"),
+        ]
+    );
+
+    let body = serde_json::json!({"events": [
+        {"event_id": Uuid::new_v4(), "timestamp_ms": now_ms(),
+         "metric": {"unit": "u", "name": "buy", "value": 1.7976931348623157e308}},
+    ]});
+    let (status, text) =
+        http_request(service.http, "POST", "/api/v1/events/batch", Some(&tenant.sdk_key), &body.to_string())
+            .await;
+    assert_eq!(status, 200, "{text}");
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["accepted"], 0);
+    assert_eq!(answer["rejected"][0]["field"], "events[0].metric.value");
+    assert_eq!(answer["rejected"][0]["reason"], "events[0].metric.value: must be at most 1e15 in magnitude");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn the_rate_limit_hint_lets_the_refused_batch_refill() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let spool = tempfile::tempdir().unwrap();
+    // A full batch refills in 50 ms: a client refused a moment after its previous batch used
+    // to be told to come back in the few milliseconds of the deficit.
+    let flags = ["--rate-limit-per-environment", "20000", "--rate-limit-burst", "1000"];
+    let service = Service::start(&db.url, spool.path(), &flags).await;
+    let mut client = service.client().await;
+    let refill = Duration::from_millis(50);
+
+    let mut refused = None;
+    for _ in 0..50 {
+        if let Err(status) = send(&mut client, &tenant.sdk_key, exposures(1000)).await {
+            refused = Some(status);
+            break;
+        }
+    }
+    let status = refused.expect("back-to-back full batches reach the limit");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let delay = status.get_details_retry_info().and_then(|r| r.retry_delay).expect("a retry delay");
+    assert!(delay >= refill, "{delay:?} is shorter than the batch's refill time");
+    assert!(delay >= Duration::from_millis(100), "{delay:?} is under the floor");
+    assert!(delay <= Duration::from_secs(30), "{delay:?} is over the cap");
+
+    let mut retry_after = None;
+    for _ in 0..50 {
+        let (status, headers, _) = http_request_full(
+            service.http,
+            "POST",
+            "/api/v1/events/batch",
+            Some(&tenant.sdk_key),
+            &json_batch(1000),
+        )
+        .await;
+        if status == 429 {
+            retry_after = headers.get("retry-after").cloned();
+            break;
+        }
+    }
+    // 100 ms rounded up to whole seconds.
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    service.stop().await;
+}

@@ -6,11 +6,15 @@
 //!   proxy in front of PostgreSQL, a load generator, event builders, database checks.
 //! - `api`: dedupe of retries, per-event errors, auth and tenant isolation, HTTP, limits.
 //! - `crash`: SIGKILL in the middle of a load loses nothing acknowledged.
+//! - `keys`: a restart during a database outage accepts the keys verified before it.
 //! - `outage`: PostgreSQL cut off during a load; the spool absorbs it and drains after.
+//! - `settings`: bad settings of the binary exit 64 with one line.
 //! - `spike`: a 10x spike is absorbed with bounded latency and drained.
 
 mod api;
 mod crash;
+mod keys;
 mod outage;
+mod settings;
 mod spike;
 mod support;
