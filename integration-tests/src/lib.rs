@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use cohort_db::testing::TestDb;
+use cohort_db::testing::{Tenant, TestDb};
 use cohort_dev::stack::{Options, Stack};
 use cohort_proto::analysis::v1::analysis_service_client::AnalysisServiceClient;
 use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
@@ -50,6 +50,12 @@ impl TestCluster {
             .await
             .unwrap_or_else(|e| panic!("starting the services: {e}"));
         TestCluster { stack, db, _spool: spool }
+    }
+
+    /// Another organization on the same installation (environment `production`, an admin and
+    /// an SDK key), as an operator would create it.
+    pub async fn seed_organization(&self, name: &str) -> Tenant {
+        self.db.seed_tenant(name).await
     }
 
     pub fn stack(&self) -> &Stack {

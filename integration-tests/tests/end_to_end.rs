@@ -1,9 +1,11 @@
 //! The whole path through Cohort, as an operator (with cohortctl's gRPC calls) and an
 //! application (with the SDK) walk it: bootstrap, metrics and an experiment started; the SDK
 //! has it within a second; 20,000 units split by the weights; exposures and conversions with a
-//! planted effect; the analysis service finds the effect; a harmful guardrail pauses a second
-//! experiment and the SDK sees it paused; the config service dies and the SDK keeps serving
-//! its last-known-good config.
+//! planted effect; the analysis service finds the effect; a second organization that reuses
+//! the experiment's id and sends exposures naming it changes nothing of the first's results
+//! and sees nothing of them, and its revoked key stops working within seconds; a harmful
+//! guardrail pauses a second experiment and the SDK sees it paused; the config service dies
+//! and the SDK keeps serving its last-known-good config.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -68,6 +70,7 @@ async fn an_experiment_runs_from_bootstrap_to_results_and_survives_a_config_outa
     let mut evaluation = cluster.evaluation().await;
     assert_remote_agrees(&mut evaluation, &keys.sdk, &traffic, sdk.version()).await;
     the_analysis_finds_the_planted_effect(&cluster, &keys.admin, &traffic).await;
+    a_second_organization_reaches_nothing_of_the_first(&cluster, &mut config, &keys.admin, &sdk, &traffic).await;
     a_harmful_guardrail_pauses_the_second_experiment(&cluster, &mut config, &keys.admin, &sdk).await;
 
     let version = sdk.version();
@@ -207,6 +210,100 @@ async fn the_analysis_finds_the_planted_effect(cluster: &TestCluster, admin: &st
     assert!(result.paused_by_guardrail.is_none());
     let countries: Vec<&str> = result.segments.iter().map(|s| s.value.as_str()).collect();
     assert_eq!(countries.len(), COUNTRIES.len(), "one segment per country: {countries:?}");
+}
+
+/// A second organization on the same installation tries what an outside test once got
+/// through. It names the first organization's experiment id (every decision shows it) for an
+/// experiment of its own and sends exposures and conversions for it, with the same unit ids:
+/// the first organization's results do not move, and the rival's results, asked for by that
+/// id, are its own. Then its SDK key is revoked: the evaluation service refuses it, and its
+/// SDK's config stream is ended, within seconds.
+async fn a_second_organization_reaches_nothing_of_the_first(
+    cluster: &TestCluster,
+    config: &mut ConfigServiceClient<Channel>,
+    admin: &str,
+    sdk: &Client,
+    traffic: &Traffic,
+) {
+    const RIVAL_UNITS: usize = 500;
+    let checkout_id = sdk.experiment(CHECKOUT, &checkout_context(0)).experiment_id.expect("an experiment id");
+    let rival = cluster.seed_organization("rival").await;
+    let purchase = json!({"key": "purchase", "event": "purchase", "aggregation": "conversion"});
+    create(config, &rival.admin_key, cpb::EntityKind::Metric, purchase).await;
+    let copycat = json!({
+        "id": checkout_id, "key": "copycat",
+        "variants": [{"key": "grey", "weight_bp": 5000, "control": true}, {"key": "green", "weight_bp": 5000}],
+        "primary_metrics": ["purchase"], "planned_units_per_variant": 8000,
+    });
+    create(config, &rival.admin_key, cpb::EntityKind::Experiment, copycat).await;
+    let started = transition(config, &rival.admin_key, "copycat", cpb::ExperimentAction::Start, 1).await;
+    let cache = tempfile::tempdir().expect("a cache directory");
+    let rival_sdk = self::sdk(cluster, &rival.sdk_key, &cache.path().join("rival.json")).await;
+    tokio::time::timeout(PATIENCE, rival_sdk.subscribe().wait_for(|s| s.version >= started))
+        .await
+        .expect("the rival's SDK receives its experiment")
+        .expect("the SDK is alive");
+    for i in 0..RIVAL_UNITS {
+        let unit = format!("user-{i}");
+        let a = rival_sdk.experiment("copycat", &Context::new(unit.as_str()));
+        assert_eq!((a.enrolled, a.experiment_id), (true, Some(checkout_id)), "{unit}: {a:?}");
+        rival_sdk.track(MetricEvent::new(unit.as_str(), "purchase")).expect("purchase queued");
+    }
+    rival_sdk.flush().await.expect("the rival's events are delivered");
+
+    let mut analysis = cluster.analysis().await;
+    let theirs = wait_for_result(&mut analysis, &rival.admin_key, &checkout_id.to_string(), |r| {
+        r.units.values().sum::<u64>() == RIVAL_UNITS as u64
+    })
+    .await;
+    assert_eq!(theirs.experiment_key, "copycat", "the rival's id names the rival's experiment");
+    assert_eq!(get_result(&mut analysis, &rival.admin_key, CHECKOUT).await.map(|r| r.experiment_key), None);
+    // The cycles that analyzed the rival's data left the first organization's results as
+    // they were: the same units and conversions per variant.
+    let ours = get_result(&mut analysis, admin, CHECKOUT).await.expect("the first organization's result");
+    for (variant, &(units, converted)) in &traffic.expected {
+        assert_eq!(ours.units.get(variant), Some(&units), "{variant}");
+        assert_eq!(conversions_of(&ours, "purchase", variant), Some(converted), "{variant}");
+    }
+    assert_eq!(ours.experiment_key, CHECKOUT);
+
+    // The rival's SDK key is revoked while both its SDK and the evaluation service use it.
+    let mut evaluation = cluster.evaluation().await;
+    let evaluate = |evaluation: &mut EvaluationServiceClient<Channel>| {
+        let request = epb::EvaluateRequest {
+            context: Some(common::EvaluationContext { targeting_key: "user-1".into(), ..Default::default() }),
+            keys: vec!["copycat".into()],
+        };
+        let mut evaluation = evaluation.clone();
+        let key = rival.sdk_key.clone();
+        async move { evaluation.evaluate(authed(&key, request)).await.map(|_| ()).map_err(|s| s.code()) }
+    };
+    assert_eq!(evaluate(&mut evaluation).await, Ok(()), "the key works before it is revoked");
+    let keys = config
+        .list_api_keys(authed(&rival.admin_key, cpb::ListApiKeysRequest { include_revoked: false }))
+        .await
+        .expect("list the rival's keys")
+        .into_inner()
+        .keys;
+    let sdk_key = keys.iter().find(|k| k.kind == cpb::KeyKind::Sdk as i32).expect("the rival's SDK key");
+    config
+        .revoke_api_key(authed(&rival.admin_key, cpb::RevokeApiKeyRequest { id: sdk_key.id.clone() }))
+        .await
+        .expect("revoke the rival's SDK key");
+    let revoked = Instant::now();
+    wait_until("the evaluation service refuses the revoked key", || {
+        let mut evaluation = evaluation.clone();
+        let evaluate = &evaluate;
+        async move { evaluate(&mut evaluation).await == Err(tonic::Code::Unauthenticated) }
+    })
+    .await;
+    tokio::time::timeout(PATIENCE, rival_sdk.subscribe().wait_for(|s| s.key_rejected))
+        .await
+        .expect("the revoked key's config stream is ended")
+        .expect("the SDK is alive");
+    let took = revoked.elapsed();
+    assert!(took < Duration::from_secs(10), "revocation took {took:?} to reach every service");
+    rival_sdk.close().await.expect("the rival's SDK closes");
 }
 
 /// A second experiment makes things worse: the analysis service pauses it on its guardrail,

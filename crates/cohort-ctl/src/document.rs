@@ -7,6 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cohort_core::json::JsonError;
 use cohort_core::model::ExperimentStatus;
 use serde_json::Value;
 
@@ -146,17 +147,24 @@ fn definition_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Parses one file's text. JSON is parsed by serde_json (which decides the values) and by the
-/// YAML parser for positions; YAML by the YAML parser alone.
+/// Parses one file's text. JSON is parsed strictly (a key written twice is an error, as in
+/// YAML, rather than the last one winning) by cohort-core's parser, which decides the values,
+/// and by the YAML parser for positions; YAML by the YAML parser alone.
 pub fn parse_text(name: &str, text: &str, json: bool) -> (Vec<Spec>, Vec<Diagnostic>) {
     let file: Arc<str> = Arc::from(name);
     let documents: Vec<(Value, Option<Arc<Node>>)> = if json {
-        match serde_json::from_str::<Value>(text) {
+        match cohort_core::json::from_slice::<Value>(text.as_bytes()) {
             Ok(value) => {
                 let tree = parse_yaml(text).ok().and_then(|mut docs| docs.pop()).map(Arc::new);
                 vec![(value, tree)]
             }
-            Err(e) => {
+            Err(JsonError::DuplicateKey(d)) => {
+                let problem = Diagnostic::new(format!("duplicate key {:?}", d.key))
+                    .at(name, Some(d.line.max(1)))
+                    .field(d.path);
+                return (Vec::new(), vec![problem]);
+            }
+            Err(JsonError::Invalid(e)) => {
                 let d = Diagnostic::new(format!("invalid JSON: {e}")).at(name, Some(e.line().max(1)));
                 return (Vec::new(), vec![d]);
             }

@@ -233,7 +233,11 @@ async fn ready(State(state): State<AdminState>) -> impl IntoResponse {
         return (StatusCode::OK, "ready".to_owned());
     }
     let failing = state.readiness.failing();
-    let body = if failing.is_empty() { "not ready".to_owned() } else { format!("not ready: {}", failing.join(", ")) };
+    let body = if failing.is_empty() {
+        "not ready".to_owned()
+    } else {
+        format!("not ready: {}", failing.join(", "))
+    };
     (StatusCode::SERVICE_UNAVAILABLE, body)
 }
 

@@ -5,7 +5,7 @@
 /// credential.
 pub fn bearer(authorization: &str) -> Option<&str> {
     let value = authorization.trim();
-    let (scheme, credential) = value.split_once(|c: char| c == ' ' || c == '\t')?;
+    let (scheme, credential) = value.split_once([' ', '\t'])?;
     let credential = credential.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
 }

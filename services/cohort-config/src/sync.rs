@@ -337,12 +337,14 @@ impl Session<'_> {
             return None;
         }
         match self.ctx.store.changes(self.env, known, state.version).await {
-            Ok(changes) if crate::store::versions_contiguous(&changes, known, state.version) => Some(pb::Delta {
-                from_version: known,
-                to_version: state.version,
-                changes: changes.iter().map(change_message).collect(),
-                committed_at_ms: state.committed_at_ms,
-            }),
+            Ok(changes) if crate::store::versions_contiguous(&changes, known, state.version) => {
+                Some(pb::Delta {
+                    from_version: known,
+                    to_version: state.version,
+                    changes: changes.iter().map(change_message).collect(),
+                    committed_at_ms: state.committed_at_ms,
+                })
+            }
             Ok(_) => None,
             Err(e) => {
                 warn!(environment = %self.env, error = %e, "cannot read changes; sending a snapshot");

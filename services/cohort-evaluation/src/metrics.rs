@@ -66,7 +66,7 @@ impl Metrics {
         );
         r.register(
             "environment_closes",
-            "SDK clients closed, by reason (idle, evicted, shutdown)",
+            "SDK clients closed, by reason (idle, evicted, rejected, shutdown)",
             m.environments.closed.clone(),
         );
         m

@@ -120,3 +120,17 @@ fn shape_and_syntax_errors_name_the_file_and_line() {
     let (_, p) = parse_text("empty.yaml", "# nothing\n", false);
     assert!(p[0].to_string().starts_with("empty.yaml: contains no definitions"));
 }
+
+#[test]
+fn duplicate_keys_in_json_name_the_key_and_line() {
+    // serde_json alone would keep the last value and apply a disabled flag.
+    let text = "{\n  \"kind\": \"flag\",\n  \"key\": \"f\",\n  \"enabled\": true,\n  \"enabled\": false\n}\n";
+    let (specs, p) = parse_text("f.json", text, true);
+    assert!(specs.is_empty());
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].to_string(), "f.json:5: enabled: duplicate key \"enabled\"");
+
+    let nested = "{\"flags\": [{\"key\": \"g\",\n \"variations\": [{\"key\": \"on\", \"key\": \"off\"}]}]}";
+    let (_, p) = parse_text("env.json", nested, true);
+    assert_eq!(p[0].to_string(), "env.json:2: flags[0].variations[0].key: duplicate key \"key\"");
+}

@@ -117,7 +117,8 @@ async fn apply_creates_everything_is_idempotent_and_updates_only_what_changed() 
     assert!(at("layer/checkout created") < at("experiment/checkout-button started"));
     assert!(out.contains("6 created, 1 started"), "{out}");
     let after_first = version(&server, &tenant.admin_key).await;
-    assert_eq!(after_first, 7, "six creates and one start");
+    assert_eq!(after_first, 1, "six creates and one start, as one batch: one version");
+    assert!(out.contains("experiment/checkout-button started [version 1]"), "{out}");
 
     let listed = ctl(&server, key, &["list", "experiment", "-o", "json"]).await.json();
     let listed = listed.as_array().unwrap();

@@ -41,7 +41,9 @@ impl Server {
     /// A replica with more flags; a flag in `extra` replaces the test default of that name.
     pub async fn start_with(database_url: &str, extra: &[&str]) -> Server {
         let mut args = vec!["cohort-config", "--database-url", database_url];
-        for [flag, value] in [["--heartbeat-interval", "500ms"], ["--poll-interval", "1s"], ["--shutdown-grace", "5s"]] {
+        for [flag, value] in
+            [["--heartbeat-interval", "500ms"], ["--poll-interval", "1s"], ["--shutdown-grace", "5s"]]
+        {
             if !extra.contains(&flag) {
                 args.extend([flag, value]);
             }
@@ -55,7 +57,8 @@ impl Server {
         let (grpc_addr, http_addr, admin_addr) =
             (grpc.local_addr().unwrap(), http.local_addr().unwrap(), admin.local_addr().unwrap());
         let shutdown = Shutdown::new();
-        let task = tokio::spawn(run(settings, Listeners { grpc, http, admin: Some(admin) }, shutdown.clone()));
+        let task =
+            tokio::spawn(run(settings, Listeners { grpc, http, admin: Some(admin) }, shutdown.clone()));
         Server { grpc: grpc_addr, http: http_addr, admin: admin_addr, shutdown, task }
     }
 

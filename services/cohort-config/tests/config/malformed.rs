@@ -81,7 +81,8 @@ async fn a_malformed_unary_request_is_invalid_argument() {
 
     // The same path with a real message works.
     client.ready().await.unwrap();
-    let request = with_auth(&format!("Bearer {}", t.admin_key), pb::ListEnvironmentsRequest {}.encode_to_vec());
+    let request =
+        with_auth(&format!("Bearer {}", t.admin_key), pb::ListEnvironmentsRequest {}.encode_to_vec());
     let listed = client.unary::<_, pb::ListEnvironmentsResponse, _>(request, path, Raw(PhantomData)).await;
     assert_eq!(listed.unwrap().into_inner().environments.len(), 1);
     server.stop().await;
@@ -94,7 +95,10 @@ async fn a_garbage_sync_stream_ends_invalid_argument() {
     let server = Server::start(&db.url).await;
     let path = PathAndQuery::from_static("/cohort.config.v1.ConfigService/Sync");
     let hello = pb::SyncRequest {
-        message: Some(pb::sync_request::Message::Hello(pb::Hello { known_version: 0, client: "test".into() })),
+        message: Some(pb::sync_request::Message::Hello(pb::Hello {
+            known_version: 0,
+            client: "test".into(),
+        })),
     };
     // Garbage instead of Hello, and garbage after it, on a stream the client keeps open.
     for opening in [vec![GARBAGE.to_vec()], vec![hello.encode_to_vec(), GARBAGE.to_vec()]] {

@@ -24,8 +24,11 @@ const NO_POLL: &[&str] = &["--poll-interval", "60s"];
 
 /// A new SDK key for `production`: its id and secret.
 async fn sdk_key(c: &mut ConfigServiceClient<Channel>, admin: &str) -> (Uuid, String) {
-    let request =
-        pb::CreateApiKeyRequest { kind: pb::KeyKind::Sdk as i32, name: "app".into(), environment: "production".into() };
+    let request = pb::CreateApiKeyRequest {
+        kind: pb::KeyKind::Sdk as i32,
+        name: "app".into(),
+        environment: "production".into(),
+    };
     let created = c.create_api_key(authed(admin, request)).await.expect("create sdk key").into_inner();
     (Uuid::parse_str(&created.key.unwrap().id).unwrap(), created.secret)
 }

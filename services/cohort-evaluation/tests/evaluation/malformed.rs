@@ -64,7 +64,11 @@ async fn a_malformed_request_is_invalid_argument_and_bearer_is_case_insensitive(
     grpc.ready().await.unwrap();
     let path = PathAndQuery::from_static("/cohort.evaluation.v1.EvaluationService/Evaluate");
     let status = grpc
-        .unary::<_, pb::EvaluateResponse, _>(with_auth(&format!("Bearer {key}"), GARBAGE.to_vec()), path, Raw(PhantomData))
+        .unary::<_, pb::EvaluateResponse, _>(
+            with_auth(&format!("Bearer {key}"), GARBAGE.to_vec()),
+            path,
+            Raw(PhantomData),
+        )
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -74,7 +78,10 @@ async fn a_malformed_request_is_invalid_argument_and_bearer_is_case_insensitive(
     let request = pb::EvaluateRequest { context: Some(context), keys: vec!["f".into()] };
     for scheme in ["bearer", "BEARER"] {
         let auth = format!("{scheme} {key}");
-        client.evaluate(with_auth(&auth, request.clone())).await.unwrap_or_else(|e| panic!("{scheme}: {e:?}"));
+        client
+            .evaluate(with_auth(&auth, request.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{scheme}: {e:?}"));
         let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
         let body = r#"{"context": {"targeting_key": "u"}, "keys": ["f"]}"#;
         let (status, _, text) = http_request(stack.http, "POST", "/api/v1/evaluate", &headers, body).await;

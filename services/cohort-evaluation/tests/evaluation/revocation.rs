@@ -30,7 +30,11 @@ async fn a_key_revoked_while_its_client_is_live_is_refused_within_seconds() {
     let created = config
         .create_api_key(authed(
             &stack.tenant.admin_key,
-            cpb::CreateApiKeyRequest { kind: cpb::KeyKind::Sdk as i32, name: "app".into(), environment: "production".into() },
+            cpb::CreateApiKeyRequest {
+                kind: cpb::KeyKind::Sdk as i32,
+                name: "app".into(),
+                environment: "production".into(),
+            },
         ))
         .await
         .expect("create sdk key")
@@ -59,6 +63,11 @@ async fn a_key_revoked_while_its_client_is_live_is_refused_within_seconds() {
     // The environment's other key is unaffected.
     client.evaluate(authed(&stack.tenant.sdk_key, request())).await.expect("the other key works");
     let metrics = stack.metrics().await;
-    assert!(metrics.lines().any(|l| l.contains("closed") && l.contains("outcome=\"rejected\"")), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("cohort_evaluation_environment_closes_total{outcome=\"rejected\"} 1")),
+        "{metrics}"
+    );
     stack.stop().await;
 }

@@ -45,3 +45,14 @@ fn inconsistent_settings_are_refused_with_the_flag_named() {
     let s = parse(&["--drain-batch-size", "0"]);
     assert!(s.validate().unwrap_err().starts_with("--drain-batch-size"));
 }
+
+#[test]
+fn the_verified_key_record_age_the_spool_dir_and_the_database_url_are_checked() {
+    assert_eq!(parse(&[]).verified_key_max_age, std::time::Duration::from_secs(24 * 3600));
+    let s = parse(&["--verified-key-max-age", "500ms"]);
+    assert!(s.validate().unwrap_err().starts_with("--verified-key-max-age"));
+    let s = parse(&["--spool-dir", "/dev/null"]);
+    assert!(s.validate().unwrap_err().starts_with("--spool-dir"));
+    let s = parse(&["--database-url", "postgres://cohort@db:notaport/cohort"]);
+    assert!(s.validate().unwrap_err().starts_with("--database-url"));
+}
