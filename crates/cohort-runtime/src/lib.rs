@@ -11,10 +11,13 @@
 //!   holding), shared with gRPC health.
 //! - [`auth`]: the `Bearer` credential of an `authorization` header.
 //! - `listen`: [`Listeners`] bound in `main`, and [`shutdown_on_signal`].
+//! - [`server`]: the one service skeleton ([`Skeleton`]): health, reflection, the tower stack
+//!   on every RPC and route, supervised servers, drain.
 
 pub mod admin;
 pub mod auth;
 mod listen;
+pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
@@ -22,6 +25,7 @@ pub mod telemetry;
 pub use admin::{Condition, Readiness, serve_admin};
 pub use auth::bearer;
 pub use listen::{Listeners, grpc_incoming, http_incoming, shutdown_on_signal};
+pub use server::{Limits, Running, ServerStopped, Skeleton};
 pub use settings::{
     CommonArgs, DatabaseArgs, EX_USAGE, MAX_DURATION, parse_duration, parse_settings, usage_error,
 };

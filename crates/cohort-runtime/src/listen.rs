@@ -3,8 +3,6 @@
 use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{Shutdown, wait_for_signal};
 
@@ -53,13 +51,44 @@ pub fn shutdown_on_signal() -> Shutdown {
 
 /// A gRPC listener's connections with `TCP_NODELAY`, for `serve_with_incoming`: tonic's own
 /// `tcp_nodelay` applies only to sockets it binds, and without it a small response waits on
-/// Nagle for the peer's delayed ACK (40 ms on Linux).
+/// Nagle for the peer's delayed ACK (40 ms on Linux). The stream ends with an error only when
+/// the socket itself fails (see [`accept`]), which ends the server.
 pub fn grpc_incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<TcpStream>> {
-    TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        })
+    futures::stream::unfold(Some(listener), |listener| async move {
+        let l = listener?;
+        match accept(&l).await {
+            Ok((tcp, _)) => Some((Ok(tcp), Some(l))),
+            Err(e) => Some((Err(e), None)),
+        }
     })
+}
+
+/// Accepts the next connection with `TCP_NODELAY`. Errors of one connection (reset, aborted)
+/// and running out of file descriptors (it passes as connections close) are waited out; any
+/// other error means the listening socket is unusable and is returned.
+pub(crate) async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+    use std::io::ErrorKind;
+    loop {
+        match listener.accept().await {
+            Ok((tcp, addr)) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok((tcp, addr));
+            }
+            Err(e) => match e.kind() {
+                ErrorKind::ConnectionAborted
+                | ErrorKind::ConnectionReset
+                | ErrorKind::Interrupted
+                | ErrorKind::WouldBlock
+                | ErrorKind::TimedOut => {}
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: resources, not the socket.
+                _ if matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) => {
+                    tracing::warn!(error = %e, "cannot accept connections now; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                _ => return Err(e),
+            },
+        }
+    }
 }
 
 /// An HTTP listener for `axum::serve` whose connections have `TCP_NODELAY`, for the same

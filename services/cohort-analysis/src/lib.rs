@@ -17,17 +17,20 @@ pub mod settings;
 pub mod store;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use cohort_proto::analysis::v1::analysis_service_server::AnalysisServiceServer;
 pub use cohort_runtime::Listeners;
-use cohort_runtime::{Readiness, Shutdown};
-use prometheus_client::registry::Registry;
-use tracing::{info, warn};
+use cohort_runtime::{Limits, Shutdown, Skeleton};
+use tonic::service::Routes;
+use tracing::info;
 
 pub use settings::Settings;
 
-/// Runs the analysis service until `shutdown` fires.
+/// The fully qualified gRPC service name, for health and Consul checks.
+pub const SERVICE_NAME: &str = "cohort.analysis.v1.AnalysisService";
+
+/// Runs the analysis service until `shutdown` fires (or one of its servers dies: then an
+/// error, so the process exits non-zero).
 pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {
     let pool = cohort_db::connect(
         &settings.database.database_url,
@@ -40,14 +43,13 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     if settings.migrate {
         cohort_db::migrate(&pool).await?;
     }
-    let mut registry = Registry::default();
-    let metrics = metrics::Metrics::new(&mut registry);
+    let mut skeleton = Skeleton::new("cohort-analysis", &[SERVICE_NAME], Limits::default());
+    let metrics = metrics::Metrics::new(skeleton.registry());
     let store = store::Store::new(pool);
     let analyzer = Arc::new(cycle::Analyzer::new(store.clone(), settings.analysis(), metrics));
     // Ready while the database answers (results are read from it) and, on the leader, while
     // cycles succeed.
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let readiness = Readiness::new(health_reporter, &["cohort.analysis.v1.AnalysisService"]);
+    let readiness = skeleton.readiness();
     let database = readiness.condition("database");
     let _database = cohort_db::HealthCheck::spawn(store.pool().clone(), move |up| database.set(up));
     let cycles = readiness.condition("analysis cycles");
@@ -61,65 +63,25 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     ));
 
     let api = Arc::new(api::Api { store });
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cohort_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let servers_down = Shutdown::new();
     let grpc_addr = listeners.grpc.local_addr()?;
-    let grpc = {
-        let stop = servers_down.clone();
-        tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(AnalysisServiceServer::from_arc(api.clone()))
-            .serve_with_incoming_shutdown(cohort_runtime::grpc_incoming(listeners.grpc), async move {
-                stop.cancelled().await
-            })
-    };
-    let http = {
-        let stop = servers_down.clone();
-        axum::serve(cohort_runtime::http_incoming(listeners.http), api::router(api))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-    };
-    let admin = listeners.admin.map(|l| {
-        tokio::spawn(cohort_runtime::serve_admin(
-            l,
-            Arc::new(registry),
-            readiness.clone(),
-            servers_down.clone(),
-        ))
-    });
-    let grpc = tokio::spawn(grpc);
-    let http = tokio::spawn(async move { http.await });
+    let routes = Routes::new(AnalysisServiceServer::from_arc(api.clone()));
+    let mut running =
+        skeleton.serve(listeners, routes, api::router(api), cohort_proto::FILE_DESCRIPTOR_SET, |s| s)?;
     readiness.set(true).await;
     info!("analysis service ready");
-    let registration = settings.consul.spawn_registration(
-        "cohort-analysis",
-        grpc_addr,
-        "cohort.analysis.v1.AnalysisService",
-    );
+    let registration = settings.consul.spawn_registration("cohort-analysis", grpc_addr, SERVICE_NAME);
 
-    shutdown.cancelled().await;
+    let outcome = running.until(&shutdown).await;
     readiness.set(false).await;
     if let Some(r) = registration {
         r.finish().await;
     }
-    let drain = async {
-        // Stop cycling first: a cycle in flight finishes its experiment writes or rolls back.
-        tasks.cancel();
-        let _ = leader.await;
-        servers_down.cancel();
-        let _ = grpc.await;
-        let _ = http.await;
-        if let Some(a) = admin {
-            let _ = a.await;
-        }
-    };
-    if tokio::time::timeout(settings.common.shutdown_grace.max(Duration::from_millis(100)), drain)
-        .await
-        .is_err()
-    {
-        warn!("shutdown grace period ran out");
-    }
-    Ok(())
+    running
+        .drain(settings.common.shutdown_grace, async {
+            // A cycle in flight finishes its experiment writes or rolls back.
+            tasks.cancel();
+            let _ = leader.await;
+        })
+        .await;
+    Ok(outcome?)
 }

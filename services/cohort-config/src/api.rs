@@ -9,6 +9,7 @@ use cohort_db::keys::{KeyKind, Principal};
 use cohort_proto::config::v1 as pb;
 use pb::config_service_server::ConfigService;
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -275,7 +276,7 @@ impl ConfigService for Api {
             .map_err(|_| ServiceError::invalid("environment", "must be 1 to 64 characters of a-z 0-9 - _"))?;
         match &self.bootstrap.token {
             Some(token) => {
-                if !constant_time_eq(token.as_bytes(), r.token.as_bytes()) {
+                if !secrets_match(token, &r.token) {
                     return Err(ServiceError::PermissionDenied("wrong bootstrap token".into()).into());
                 }
             }
@@ -591,7 +592,8 @@ impl ConfigService for Api {
     }
 }
 
-/// Compares secrets without leaking where they differ through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares secrets without leaking through timing where they differ or how long the expected
+/// one is: equal-length SHA-256 digests, compared in constant time.
+fn secrets_match(expected: &str, given: &str) -> bool {
+    cohort_db::keys::hash(expected).ct_eq(&cohort_db::keys::hash(given)).into()
 }

@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use cohort_proto::config::v1::config_service_server::ConfigServiceServer;
 pub use cohort_runtime::Listeners;
-use cohort_runtime::{Readiness, Shutdown};
-use prometheus_client::registry::Registry;
-use tracing::{info, warn};
+use cohort_runtime::{Limits, Shutdown, Skeleton};
+use tonic::service::Routes;
+use tracing::info;
 
 pub use settings::ServeSettings;
 
@@ -40,7 +40,11 @@ use crate::propagation::Propagation;
 use crate::store::Store;
 use crate::sync::SyncContext;
 
-/// Runs the config service until `shutdown` fires, then stops in order: readiness off,
+/// The fully qualified gRPC service name, for health and Consul checks.
+pub const SERVICE_NAME: &str = "cohort.config.v1.ConfigService";
+
+/// Runs the config service until `shutdown` fires (or one of its servers dies: then an error,
+/// so the process exits non-zero), then stops in order: readiness off,
 /// streams told to go away, servers drained, background tasks finished, all within the
 /// grace period.
 pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -56,8 +60,8 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
         let applied = cohort_db::migrate(&pool).await?;
         info!(applied = ?applied, "migrations up to date");
     }
-    let mut registry = Registry::default();
-    let metrics = Metrics::new(&mut registry);
+    let mut skeleton = Skeleton::new("cohort-config", &[SERVICE_NAME], Limits::default());
+    let metrics = Metrics::new(skeleton.registry());
     let store = Store::new(pool);
     let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
     let replica = settings.replica_id.unwrap_or_else(uuid::Uuid::new_v4);
@@ -91,75 +95,46 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
         stream_queue: 8,
     };
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let readiness = Readiness::new(health_reporter, &["cohort.config.v1.ConfigService"]);
+    let readiness = skeleton.readiness();
     // Every request reads or writes PostgreSQL: ready only while it answers.
     let database = readiness.condition("database");
     let _database = cohort_db::HealthCheck::spawn(store.pool().clone(), move |up| database.set(up));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cohort_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
 
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
-    let servers_down = Shutdown::new();
-    let grpc = {
-        let stop = servers_down.clone();
-        tonic::transport::Server::builder()
-            // SDK connections are long-lived; keepalives find dead peers behind NATs.
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .max_concurrent_streams(Some(20_000))
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(ConfigServiceServer::new(api))
-            .serve_with_incoming_shutdown(cohort_runtime::grpc_incoming(listeners.grpc), async move {
-                stop.cancelled().await
-            })
-    };
-    let http = {
-        let stop = servers_down.clone();
-        let router = http::router(http::HttpState { auth, hub: hub.clone(), max_age: settings.http_max_age });
-        axum::serve(cohort_runtime::http_incoming(listeners.http), router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-    };
-    let admin = listeners.admin.map(|l| {
-        tokio::spawn(cohort_runtime::serve_admin(
-            l,
-            Arc::new(registry),
-            readiness.clone(),
-            servers_down.clone(),
-        ))
-    });
-    let grpc = tokio::spawn(grpc);
-    let http = tokio::spawn(async move { http.await });
+    let router = http::router(http::HttpState { auth, hub: hub.clone(), max_age: settings.http_max_age });
+    let mut running = skeleton.serve(
+        listeners,
+        Routes::new(ConfigServiceServer::new(api)),
+        router,
+        cohort_proto::FILE_DESCRIPTOR_SET,
+        |server| {
+            server
+                // SDK connections are long-lived; keepalives find dead peers behind NATs.
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                .max_concurrent_streams(Some(20_000))
+        },
+    )?;
     readiness.set(true).await;
     info!(%grpc_addr, %http_addr, %replica, "config service ready");
-    let registration =
-        settings.consul.spawn_registration("cohort-config", grpc_addr, "cohort.config.v1.ConfigService");
+    let registration = settings.consul.spawn_registration("cohort-config", grpc_addr, SERVICE_NAME);
 
-    shutdown.cancelled().await;
+    let outcome = running.until(&shutdown).await;
     info!("shutting down");
     readiness.set(false).await;
     if let Some(r) = registration {
         r.finish().await;
     }
+    // Streams end after their GoAway; then the servers can finish.
     streams.cancel();
-    let drain = async {
-        // Streams end after their GoAway; then the servers can finish.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        servers_down.cancel();
-        let _ = grpc.await;
-        let _ = http.await;
-        if let Some(a) = admin {
-            let _ = a.await;
-        }
-        tasks.cancel();
-        let _ = follower.await;
-        let _ = flusher.await;
-    };
-    if tokio::time::timeout(settings.common.shutdown_grace, drain).await.is_err() {
-        warn!(grace = ?settings.common.shutdown_grace, "shutdown grace period ran out");
-    }
-    Ok(())
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    running
+        .drain(settings.common.shutdown_grace, async {
+            tasks.cancel();
+            let _ = follower.await;
+            let _ = flusher.await;
+        })
+        .await;
+    Ok(outcome?)
 }

@@ -9,7 +9,6 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -23,10 +22,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ServiceError;
 use crate::evaluate::{Evaluator, check_context, for_each_decision};
-use crate::metrics::{MethodLabels, RequestLabels};
 
 pub const PATH: &str = "/api/v1/evaluate";
-const METHOD: &str = "http_evaluate";
 
 /// Which browser origins may call.
 #[derive(Debug, Clone)]
@@ -114,16 +111,11 @@ async fn evaluate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let started = Instant::now();
     let mut response = match serve(&state, query.as_deref(), &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
     state.cors.apply(&headers, response.headers_mut());
-    let m = &state.evaluator.metrics;
-    let code = status_label(response.status());
-    m.requests.get_or_create(&RequestLabels { method: METHOD, code }).inc();
-    m.latency.get_or_create(&MethodLabels { method: METHOD }).observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -136,6 +128,10 @@ async fn serve(
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     crate::environments::bearer(auth)?;
     let cache = cache_seconds(query)?.map(|n| n.min(state.max_cache)).filter(|n| *n > 0);
+    // A repeated key (an attribute given twice) is refused rather than the last one winning.
+    if let Some(d) = cohort_core::json::duplicate_key(body) {
+        return Err(ServiceError::invalid(d.path.clone(), d.to_string()));
+    }
     let request: Body = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
         .map_err(|e| {
             let path = e.path().to_string();
@@ -247,19 +243,6 @@ pub fn write_decision(out: &mut Vec<u8>, d: &Decision<'_>) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(if d.enrolled { b",\"enrolled\":true}" } else { b",\"enrolled\":false}" });
-}
-
-fn status_label(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        200 => "200",
-        204 => "204",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        429 => "429",
-        503 => "503",
-        _ => "other",
-    }
 }
 
 #[cfg(test)]

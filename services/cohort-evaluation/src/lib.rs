@@ -8,7 +8,8 @@
 //! - [`evaluate`]: request checks and decisions, without tonic or axum.
 //! - [`api`]: the tonic `EvaluationService`. [`http`]: `POST /api/v1/evaluate` (JSON, CORS,
 //!   caching on request).
-//! - [`layers`]: the gRPC server's tower layers. [`metrics`]: Prometheus metrics.
+//! - [`metrics`]: Prometheus metrics (the tower stack and request metrics are the
+//!   `cohort_runtime::Skeleton`'s).
 //! - [`error`]: the service error and its mapping to gRPC and HTTP.
 //! - [`settings`] and [`run`]: how the process is configured and started.
 
@@ -18,7 +19,6 @@ pub mod environments;
 pub mod error;
 pub mod evaluate;
 pub mod http;
-pub mod layers;
 pub mod metrics;
 pub mod settings;
 
@@ -27,9 +27,9 @@ use std::time::Duration;
 
 use cohort_proto::evaluation::v1::evaluation_service_server::EvaluationServiceServer;
 pub use cohort_runtime::Listeners;
-use cohort_runtime::{Readiness, Shutdown};
-use prometheus_client::registry::Registry;
-use tracing::{info, warn};
+use cohort_runtime::{Shutdown, Skeleton};
+use tonic::service::Routes;
+use tracing::info;
 
 pub use settings::Settings;
 
@@ -46,8 +46,11 @@ pub const SERVICE_NAME: &str = "cohort.evaluation.v1.EvaluationService";
 /// Consul deregistration, servers drained, every SDK client closed (queued exposures
 /// delivered), all within the grace period.
 pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {
-    let mut registry = Registry::default();
-    let metrics = Arc::new(Metrics::new(&mut registry));
+    let limits = cohort_runtime::Limits {
+        max_concurrent_requests: settings.max_concurrent_requests, request_timeout: settings.request_timeout,
+    };
+    let mut skeleton = Skeleton::new("cohort-evaluation", &[SERVICE_NAME], limits);
+    let metrics = Arc::new(Metrics::new(skeleton.registry()));
 
     // Background work (Consul followers, the idle reaper) stops on `tasks`.
     let tasks = Shutdown::new();
@@ -78,86 +81,44 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         metrics: (*metrics).clone(),
     };
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let readiness = Readiness::new(health_reporter, &[SERVICE_NAME]);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cohort_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-
+    let readiness = skeleton.readiness();
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
-    let servers_down = Shutdown::new();
-    let grpc = {
-        let stop = servers_down.clone();
-        tonic::transport::Server::builder()
-            // Clients keep connections open; keepalives find dead peers behind NATs.
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .max_concurrent_streams(Some(10_000))
-            .layer(layers::grpc_layers(
-                metrics.clone(),
-                settings.max_concurrent_requests,
-                settings.request_timeout,
-            ))
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(EvaluationServiceServer::new(Api { evaluator: evaluator.clone() }))
-            .serve_with_incoming_shutdown(cohort_runtime::grpc_incoming(listeners.grpc), async move {
-                stop.cancelled().await
-            })
-    };
-    let http = {
-        let stop = servers_down.clone();
-        let router = http::router(http::HttpState {
-            evaluator,
-            cors: Arc::new(http::Cors::new(&settings.cors_origins)),
-            max_cache: settings.http_max_cache,
-        });
-        axum::serve(cohort_runtime::http_incoming(listeners.http), router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-    };
-    let admin = listeners.admin.map(|l| {
-        tokio::spawn(cohort_runtime::serve_admin(
-            l,
-            Arc::new(registry),
-            readiness.clone(),
-            servers_down.clone(),
-        ))
+    let router = http::router(http::HttpState {
+        evaluator: evaluator.clone(),
+        cors: Arc::new(http::Cors::new(&settings.cors_origins)),
+        max_cache: settings.http_max_cache,
     });
-    let grpc = tokio::spawn(grpc);
-    let http = tokio::spawn(async move { http.await });
-    // Ready means holding config, and configs are per environment, loaded on a key's first
-    // request (one not loaded yet answers UNAVAILABLE with a retry hint): so no condition but
-    // having started. The service never touches PostgreSQL, and a config it holds outlives a
-    // database or config-service outage, so neither makes it unready.
+    let mut running = skeleton.serve(
+        listeners,
+        Routes::new(EvaluationServiceServer::new(Api { evaluator })),
+        router,
+        cohort_proto::FILE_DESCRIPTOR_SET,
+        |server| {
+            server
+                // Clients keep connections open; keepalives find dead peers behind NATs.
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                .max_concurrent_streams(Some(10_000))
+        },
+    )?;
     readiness.set(true).await;
     info!(%grpc_addr, %http_addr, "evaluation service ready");
     let registration = settings.consul.spawn_registration("cohort-evaluation", grpc_addr, SERVICE_NAME);
 
-    shutdown.cancelled().await;
+    let outcome = running.until(&shutdown).await;
     info!("shutting down");
     readiness.set(false).await;
     if let Some(r) = registration {
         r.finish().await;
     }
-    let drain = async {
-        servers_down.cancel();
-        if let Err(e) = grpc.await {
-            warn!(error = %e, "grpc server task failed");
-        }
-        if let Err(e) = http.await {
-            warn!(error = %e, "http server task failed");
-        }
-        if let Some(a) = admin {
-            let _ = a.await;
-        }
-        tasks.cancel();
-        let _ = reaper.await;
-        // Last: queued exposures reach the event service before the process exits.
-        environments.close_all().await;
-    };
-    if tokio::time::timeout(settings.common.shutdown_grace, drain).await.is_err() {
-        warn!(grace = ?settings.common.shutdown_grace, "shutdown grace period ran out");
-    }
-    Ok(())
+    running
+        .drain(settings.common.shutdown_grace, async {
+            tasks.cancel();
+            let _ = reaper.await;
+            // Last: queued exposures reach the event service before the process exits.
+            environments.close_all().await;
+        })
+        .await;
+    Ok(outcome?)
 }

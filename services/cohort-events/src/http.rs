@@ -113,6 +113,10 @@ async fn send_batch(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body:
         Ok(env) => env,
         Err(e) => return e.into_response(),
     };
+    // Attribute and property maps would otherwise keep the last of a repeated key silently.
+    if let Some(d) = cohort_core::json::duplicate_key(&body) {
+        return IngestError::BadBody(format!("{}: {d}", d.path)).into_response();
+    }
     let mut de = serde_json::Deserializer::from_slice(&body);
     let batch: JsonBatch = match serde_path_to_error::deserialize(&mut de) {
         Ok(b) => b,

@@ -31,19 +31,14 @@ mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use cohort_proto::events::v1::event_service_server::EventServiceServer;
 pub use cohort_runtime::Listeners;
-use cohort_runtime::{Readiness, Shutdown, serve_admin};
-use prometheus_client::registry::Registry;
+use cohort_runtime::{Limits, Shutdown, Skeleton};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tracing::{error, info, warn};
+use tonic::service::Routes;
+use tracing::info;
 
 pub use error::EventsError;
 pub use settings::Settings;
@@ -62,9 +57,12 @@ pub const SERVICE_NAME: &str = "cohort.events.v1.EventService";
 /// readiness NOT_SERVING → stop accepting and finish in-flight requests → last group fsync
 /// and writer stop → drainer stop after its current transaction.
 pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -> Result<(), EventsError> {
-    let mut registry = Registry::default();
-    let metrics = Arc::new(Metrics::new(&mut registry));
-    let registry = Arc::new(registry);
+    // One limit on requests in flight, gRPC and HTTP together, so a spike on either front end
+    // queues in the spool, not in this process's memory.
+    let limits = Limits { max_concurrent_requests: settings.max_in_flight, request_timeout: settings.request_timeout };
+    let mut skeleton = Skeleton::new("cohort-events", &[SERVICE_NAME], limits);
+    let metrics = Arc::new(Metrics::new(skeleton.registry()));
+    let readiness = skeleton.readiness();
 
     let pool = cohort_db::connect(
         &settings.database.database_url,
@@ -90,12 +88,6 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         .await
         .map_err(|_| EventsError::Task { task: "spool recovery" })??;
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let readiness = Readiness::new(health_reporter, &[SERVICE_NAME]);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cohort_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-
     let key_record =
         Arc::new(KeyRecord::load(&settings.spool_dir, settings.verified_key_max_age, ingest::now_ms()));
     let ingest = Arc::new(Ingest::new(
@@ -110,7 +102,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         metrics.clone(),
     ));
 
-    // Background tasks stop on their own tokens, in the order shutdown needs.
+    // Background tasks stop on their own token, after the servers.
     let drain_stop = CancellationToken::new();
     let drainer = Drainer::new(
         pool.clone(),
@@ -126,175 +118,46 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let gauges = tokio::spawn(update_gauges(spool.clone(), metrics.clone(), drain_stop.clone()));
     let record_writer = tokio::spawn(key_record.run_writer(drain_stop.clone()));
 
-    let admin_stop = CancellationToken::new();
-    let admin = listeners.admin.map(|listener| {
-        info!(admin_addr = %local(&listener), "admin server listening");
-        tokio::spawn(serve_admin(listener, registry.clone(), readiness.clone(), admin_stop.clone()))
-    });
-
-    let serve_stop = CancellationToken::new();
-    let in_flight = Arc::new(Semaphore::new(settings.max_in_flight));
     let grpc_addr = listeners
         .grpc
         .local_addr()
         .map_err(|e| EventsError::Serve { server: "gRPC", message: e.to_string() })?;
     info!(grpc_addr = %local(&listeners.grpc), http_addr = %local(&listeners.http), "serving");
-    let grpc = tokio::spawn(serve_grpc(
-        settings.clone(),
-        listeners.grpc,
-        ingest.clone(),
-        health_service,
-        reflection,
-        in_flight.clone(),
-        serve_stop.clone(),
-    ));
-    let http =
-        tokio::spawn(serve_http(settings.clone(), listeners.http, ingest, in_flight, serve_stop.clone()));
-
+    let max_bytes = settings.max_request_bytes as usize;
+    let routes = Routes::new(
+        EventServiceServer::new(grpc::EventsGrpc::new(ingest.clone())).max_decoding_message_size(max_bytes),
+    );
+    // Refuses larger bodies with 413 before they are buffered.
+    let http = http::router(ingest).layer(DefaultBodyLimit::max(max_bytes));
+    let mut running = skeleton.serve(listeners, routes, http, cohort_proto::FILE_DESCRIPTOR_SET, |s| s)?;
     readiness.set(true).await;
     info!("ready");
     let registration = settings.consul.spawn_registration("cohort-events", grpc_addr, SERVICE_NAME);
 
-    let mut grpc = grpc;
-    let mut http = http;
-    let mut grpc_done = None;
-    let mut http_done = None;
-    tokio::select! {
-        _ = shutdown.cancelled() => info!("shutting down"),
-        r = &mut grpc => grpc_done = Some(r),
-        r = &mut http => http_done = Some(r),
-    }
-
-    // 1. Tell load balancers, probes and Consul first.
+    let outcome = running.until(&shutdown).await;
+    // Tell load balancers, probes and Consul first.
     readiness.set(false).await;
     if let Some(r) = registration {
         r.finish().await;
     }
-    let stopping = async {
-        // 2. Stop accepting; in-flight requests finish (their appends included).
-        serve_stop.cancel();
-        let grpc_result = match grpc_done.take() {
-            Some(r) => r,
-            None => grpc.await,
-        };
-        let http_result = match http_done.take() {
-            Some(r) => r,
-            None => http.await,
-        };
-        // 3. The writer finishes the group in flight, fsyncs, and stops.
-        spool.close().await;
-        // 4. The drainer stops after its current transaction; the spool stays consistent
-        //    either way, and the next start resumes from the checkpoint. The verified-key
-        //    record gets its last write.
-        drain_stop.cancel();
-        let _ = drainer.await;
-        let _ = gauges.await;
-        let _ = record_writer.await;
-        (grpc_result, http_result)
-    };
-    let outcome = tokio::time::timeout(settings.common.shutdown_grace, stopping).await;
-    admin_stop.cancel();
-    if let Some(admin) = admin {
-        let _ = admin.await;
-    }
-    let (grpc_result, http_result) = match outcome {
-        Ok(results) => results,
-        Err(_) => {
-            warn!(grace = ?settings.common.shutdown_grace, "shutdown grace period ran out; the spool is consistent, undrained events wait for the next start");
-            return Ok(());
-        }
-    };
-    info!("stopped");
-    server_result("gRPC", grpc_result)?;
-    server_result("HTTP", http_result)
+    // Servers stop accepting and finish in-flight requests (their appends included); then
+    // the writer finishes the group in flight, fsyncs and stops; the drainer stops after its
+    // current transaction (the next start resumes from the checkpoint); the verified-key
+    // record gets its last write.
+    running
+        .drain(settings.common.shutdown_grace, async {
+            spool.close().await;
+            drain_stop.cancel();
+            let _ = drainer.await;
+            let _ = gauges.await;
+            let _ = record_writer.await;
+        })
+        .await;
+    outcome.map_err(|e| EventsError::Serve { server: e.server, message: e.reason })
 }
 
 fn local(listener: &TcpListener) -> String {
     listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string())
-}
-
-fn server_result(
-    server: &'static str,
-    joined: Result<Result<(), String>, tokio::task::JoinError>,
-) -> Result<(), EventsError> {
-    match joined {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(message)) => {
-            error!(server, error = %message, "server failed");
-            Err(EventsError::Serve { server, message })
-        }
-        Err(_) => Err(EventsError::Task { task: server }),
-    }
-}
-
-/// The gRPC server with its layers.
-async fn serve_grpc(
-    settings: Settings,
-    listener: TcpListener,
-    ingest: Arc<Ingest>,
-    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
-    reflection: tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-    in_flight: Arc<Semaphore>,
-    stop: CancellationToken,
-) -> Result<(), String> {
-    let max_bytes = settings.max_request_bytes as usize;
-    let events = EventServiceServer::new(grpc::EventsGrpc::new(ingest)).max_decoding_message_size(max_bytes);
-    let layers = ServiceBuilder::new()
-        // Refuse at once (RESOURCE_EXHAUSTED) rather than queue when the limit below is full:
-        // a client with a retry policy backs off, and memory stays bounded.
-        .load_shed()
-        // One in-flight limit for gRPC and HTTP together, so a spike on either front end
-        // queues in the spool, not in this process's memory.
-        .layer(GlobalConcurrencyLimitLayer::with_semaphore(in_flight));
-    tonic::transport::Server::builder()
-        // A span per call, so handler logs carry the method.
-        .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
-        // Bounds a call end to end (the spool fsync included); clients retry with the same ids.
-        .timeout(settings.request_timeout)
-        .layer(layers)
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(events)
-        .serve_with_incoming_shutdown(cohort_runtime::grpc_incoming(listener), stop.cancelled_owned())
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// The HTTP JSON server with its layers.
-async fn serve_http(
-    settings: Settings,
-    listener: TcpListener,
-    ingest: Arc<Ingest>,
-    in_flight: Arc<Semaphore>,
-    stop: CancellationToken,
-) -> Result<(), String> {
-    let timeout = settings.request_timeout;
-    let app = http::router(ingest)
-        .layer(
-            ServiceBuilder::new()
-                // Turns the errors of the layers below into responses (axum needs infallible).
-                .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
-                    if e.is::<tower::timeout::error::Elapsed>() {
-                        (StatusCode::GATEWAY_TIMEOUT, "request timed out".to_owned())
-                    } else {
-                        (StatusCode::TOO_MANY_REQUESTS, format!("overloaded: {e}"))
-                    }
-                }))
-                // Refuse at once when the shared in-flight limit is reached, as for gRPC.
-                .load_shed()
-                // The in-flight limit shared with gRPC.
-                .layer(GlobalConcurrencyLimitLayer::with_semaphore(in_flight))
-                // Bounds a request end to end (the spool fsync included).
-                .timeout(timeout),
-        )
-        // Refuses larger bodies with 413 before they are buffered.
-        .layer(DefaultBodyLimit::max(settings.max_request_bytes as usize));
-    axum::serve(cohort_runtime::http_incoming(listener), app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// Keeps the age-of-oldest-undrained-event gauge current.

@@ -80,7 +80,7 @@ pub struct Settings {
     pub request_timeout: Duration,
 
     /// How long a verified API key is trusted before it is checked again.
-    #[arg(long, env = "COHORT_KEY_CACHE_TTL", value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, env = "COHORT_KEY_CACHE_TTL", value_parser = parse_duration, default_value = "5s")]
     pub key_cache_ttl: Duration,
 
     /// How long a verified API key stays usable while the database cannot answer, also across
@@ -151,25 +151,17 @@ impl Settings {
     }
 }
 
-/// Parses `4096`, `64KiB`, `64MiB`, `2GiB` (also `KB`/`MB`/`GB` as powers of 1000).
+/// Parses a size with the `bytesize` crate: `4096`, `64KiB`, `64MiB`, `2GiB`, `1.5GiB`; `KB`,
+/// `MB`, `GB` are powers of 1000, units are case-insensitive and may follow a space.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 =
-        number.parse().map_err(|_| format!("{text:?} is not a size like 4096, 64MiB or 2GiB"))?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => return Err(format!("{text:?} has an unknown unit {other:?}; use B, KiB, MiB or GiB")),
-    };
-    value.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
+    let size: bytesize::ByteSize =
+        text.parse().map_err(|e| format!("{text:?} is not a size like 4096, 64MiB or 2GiB: {e}"))?;
+    // bytesize saturates instead of failing on overflow.
+    if size.as_u64() == u64::MAX {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(size.as_u64())
 }
 
 #[cfg(test)]

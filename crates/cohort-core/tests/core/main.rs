@@ -1,8 +1,10 @@
-//! cohort-core's integration tests: golden bucketing vectors, the conformance suite, and
-//! property tests of the bucketing invariants. One binary, many modules.
+//! cohort-core's integration tests: golden bucketing vectors, the conformance suite,
+//! property tests of the bucketing invariants, and agreement with a reference
+//! MurmurHash3. One binary, many modules.
 
 mod conformance;
 mod properties;
+mod reference;
 mod vectors;
 
 use cohort_core::{CompiledConfig, Definitions, compile};

@@ -310,3 +310,56 @@ async fn whole_environment_documents_round_trip_through_snapshot() {
     assert!(ran.ok().contains("flag/dark-mode created"), "{}", ran.out);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_file_applies_as_one_version_or_not_at_all() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let server = Server::start(&db.url).await;
+    let key = Some(tenant.admin_key.as_str());
+    let dir = tempfile::tempdir().unwrap();
+
+    // A metric, a segment, then a flag with a NUL the store cannot hold: refused with the
+    // field, locally and by the server, and the metric and segment are not written either.
+    let nul = "kind: metric\nkey: m\nevent: buy\naggregation: count\n---\nkind: segment\nkey: s\ninclude: [u1]\n---\nkind: flag\nkey: f\ntype: string\nsalt: f1\nvariations:\n  - {key: a, value: \"x\\0y\"} # the bad one\n  - {key: b, value: \"z\"}\noff_variation: b\ndefault: {variation: a}\n";
+    let file = write(dir.path(), "nul.yaml", nul);
+    let line = line_of(nul, "the bad one");
+    for extra in [None, Some("--server-validation-only")] {
+        let mut args = vec!["apply", "-f", &file];
+        args.extend(extra);
+        let ran = ctl(&server, key, &args).await;
+        assert!(matches!(ran.result, Ok(Outcome::Failed)), "{extra:?}: {:?}", ran.result);
+        let expected = format!(
+            "{file}:{line}: flag f: variations[0].value: contains a NUL character (\\u0000), which cannot be stored"
+        );
+        assert!(ran.err.contains(&expected), "{extra:?}: expected {expected:?} in:\n{}", ran.err);
+        assert!(ran.err.contains("nothing was written"), "{}", ran.err);
+        assert_eq!(version(&server, &tenant.admin_key).await, 0, "{extra:?}: nothing was stored");
+    }
+
+    // A JSON file with a key written twice: refused with the key and its line.
+    let twice = "{\"kind\": \"flag\", \"key\": \"g\", \"type\": \"boolean\", \"salt\": \"g1\",\n \"enabled\": true,\n \"enabled\": false,\n \"variations\": [{\"key\": \"on\", \"value\": true}, {\"key\": \"off\", \"value\": false}],\n \"off_variation\": \"off\", \"default\": {\"variation\": \"on\"}}\n";
+    let json = write(dir.path(), "twice.json", twice);
+    let ran = ctl(&server, key, &["apply", "-f", &json]).await;
+    assert!(matches!(ran.result, Ok(Outcome::Failed)));
+    assert!(ran.err.contains(&format!("{json}:3: enabled: duplicate key \"enabled\"")), "{}", ran.err);
+    assert_eq!(version(&server, &tenant.admin_key).await, 0);
+
+    // Fixed: the whole file is one version, and experiments without an id in the file keep
+    // the one the server gave them on the next apply.
+    let good = format!(
+        "{}---\nkind: experiment\nkey: e\nstatus: running\nvariants: [{{key: a, weight_bp: 5000}}, {{key: b, weight_bp: 5000}}]\n",
+        nul.replace("\"x\\0y\"", "\"xy\"")
+    );
+    let file = write(dir.path(), "good.yaml", &good);
+    let ran = ctl(&server, key, &["apply", "-f", &file]).await;
+    assert!(ran.ok().contains("4 created, 1 started"), "{}", ran.out);
+    assert_eq!(version(&server, &tenant.admin_key).await, 1, "four entities and a start: one version");
+    let id = ctl(&server, key, &["get", "experiment", "e", "-o", "json"]).await.json()["id"].clone();
+    let edited = good.replace("status: running", "status: running\ndescription: edited");
+    std::fs::write(&file, edited).unwrap();
+    let ran = ctl(&server, key, &["apply", "-f", &file]).await;
+    assert!(ran.ok().contains("experiment/e updated (description) [version 2]"), "{}", ran.out);
+    assert_eq!(ctl(&server, key, &["get", "experiment", "e", "-o", "json"]).await.json()["id"], id);
+    server.stop().await;
+}

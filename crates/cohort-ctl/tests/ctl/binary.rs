@@ -49,9 +49,10 @@ async fn the_binary_applies_files_and_exits_with_the_right_status() {
     assert_eq!(
         stdout,
         "metric/revenue created [version 1]\n\
-         experiment/price created [version 2]\n\
-         experiment/price started [version 3]\n\
-         2 created, 1 started\n"
+         experiment/price created [version 1]\n\
+         experiment/price started [version 1]\n\
+         2 created, 1 started\n",
+        "one file, one batch, one version"
     );
 
     let out = cohortctl(&server, &tenant.admin_key, &["apply", "-f", "-", "--output", "json"], good).await;

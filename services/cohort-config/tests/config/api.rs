@@ -50,7 +50,12 @@ async fn bootstrap_is_once_without_a_token_and_guarded_with_one() {
         environment: "prod".into(),
         token: "nope".into(),
     };
-    assert_eq!(c.bootstrap(wrong).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(c.bootstrap(wrong.clone()).await.unwrap_err().code(), Code::PermissionDenied);
+    // Same length but one byte off, and a prefix: both refused.
+    for token in ["a-long-enough-tokeN", "a-long-enough-toke"] {
+        let wrong = pb::BootstrapRequest { token: token.into(), ..wrong.clone() };
+        assert_eq!(c.bootstrap(wrong).await.unwrap_err().code(), Code::PermissionDenied, "{token}");
+    }
     let right = pb::BootstrapRequest {
         organization: "second".into(),
         environment: "prod".into(),

@@ -94,11 +94,15 @@ async fn keys_are_checked_and_bad_requests_name_the_field() {
 
     let metrics = stack.metrics().await;
     assert!(
-        metrics.contains("cohort_evaluation_requests_total{method=\"Evaluate\",code=\"unauthenticated\"} 3"),
+        metrics.contains(
+            "cohort_grpc_requests_total{method=\"/cohort.evaluation.v1.EvaluationService/Evaluate\",code=\"unauthenticated\"} 3"
+        ),
         "{metrics}"
     );
     assert!(
-        metrics.contains("cohort_evaluation_requests_total{method=\"Evaluate\",code=\"ok\"} 1"),
+        metrics.contains(
+            "cohort_grpc_requests_total{method=\"/cohort.evaluation.v1.EvaluationService/Evaluate\",code=\"ok\"} 1"
+        ),
         "{metrics}"
     );
     assert!(metrics.contains("cohort_evaluation_environments 1"), "{metrics}");

@@ -74,6 +74,16 @@ async fn http_evaluates_with_cors_and_caching_on_request() {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert!(json["violations"][0]["field"].as_str().unwrap().starts_with("context.attributes"), "{text}");
     assert_eq!(header(&h, "access-control-allow-origin"), Some("*"));
+    // An attribute written twice is refused, named, rather than the last one winning.
+    let twice = r#"{"context": {"targeting_key": "u", "attributes": {"country": "NZ", "country": "AU"}}}"#;
+    let (status, _, text) = http_request(stack.http, "POST", "/api/v1/evaluate", &headers, twice).await;
+    assert_eq!(status, 400, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["violations"][0]["field"], "context.attributes.country", "{text}");
+    assert!(
+        json["violations"][0]["description"].as_str().unwrap().starts_with("duplicate key \"country\""),
+        "{text}"
+    );
     let (status, _, _) = http_request(stack.http, "POST", "/api/v1/evaluate", &[], body).await;
     assert_eq!(status, 401);
     let (status, _, _) = http_request(

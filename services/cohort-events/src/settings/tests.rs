@@ -17,6 +17,17 @@ fn sizes_parse_with_binary_and_decimal_units() {
     assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
     assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
     assert_eq!(parse_bytes("5MB"), Ok(5_000_000));
+    assert_eq!(parse_bytes("8KB"), Ok(8_000));
+    assert_eq!(parse_bytes("8kB"), Ok(8_000));
+    assert_eq!(parse_bytes("3GB"), Ok(3_000_000_000));
+    assert_eq!(parse_bytes("512B"), Ok(512));
+    assert_eq!(parse_bytes("1TiB"), Ok(1 << 40));
+    assert_eq!(parse_bytes(" 64MiB "), Ok(64 << 20));
+    assert_eq!(parse_bytes("64 MiB"), Ok(64 << 20));
+    assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
+    assert!(parse_bytes("").is_err());
+    assert!(parse_bytes("-5MiB").is_err());
+    assert!(parse_bytes("18446744073709551615").is_err());
     assert!(parse_bytes("lots").is_err());
     assert!(parse_bytes("5 parsecs").is_err());
     assert!(parse_bytes("99999999999TiB").is_err());

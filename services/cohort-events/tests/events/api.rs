@@ -179,6 +179,11 @@ async fn http_json_has_the_same_semantics() {
             .await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("events[0]"), "{text}");
+    // A key written twice (here an attribute) is refused and named, not kept last-wins.
+    let twice = r#"{"events": [{"event_id": "e", "timestamp_ms": 1, "exposure": {"unit": "u", "attributes": {"country": "DE", "country": "FR"}}}]}"#;
+    let (status, text) = http_request(service.http, "POST", path, Some(&tenant.sdk_key), twice).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("events[0].exposure.attributes.country: duplicate key"), "{text}");
     let (status, _) = http_request(service.http, "POST", path, None, &body.to_string()).await;
     assert_eq!(status, 401);
     let huge = format!("{{\"events\": [], \"pad\": \"{}\"}}", "x".repeat(100_000));
