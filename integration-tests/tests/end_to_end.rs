@@ -357,7 +357,7 @@ async fn a_harmful_guardrail_pauses_the_second_experiment(
         .expect("list the audit log")
         .into_inner();
     let pause = audit.entries.iter().find(|e| e.action == "pause").expect("the pause is in the audit log");
-    assert_eq!(pause.actor_name, "cohort-analysis guardrail");
+    assert_eq!(pause.actor_name, "cohort-analysis");
     assert!(pause.reason.starts_with("guardrail errors is worse than its threshold"), "{}", pause.reason);
     let result = get_result(&mut cluster.analysis().await, admin, RISKY).await.expect("a result");
     assert!(result.paused_by_guardrail.is_some(), "{result:?}");

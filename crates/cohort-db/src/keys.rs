@@ -16,6 +16,10 @@ pub enum KeyKind {
     Admin,
     /// One environment: read its config and send its events.
     Sdk,
+    /// One of Cohort's own services (analysis, events): what that service needs of the config
+    /// service across every organization, nothing else. Never stored in `api_keys`: the config
+    /// service knows the SHA-256 of each service key from its settings.
+    Service,
 }
 
 impl KeyKind {
@@ -23,6 +27,7 @@ impl KeyKind {
         match self {
             KeyKind::Admin => "admin",
             KeyKind::Sdk => "sdk",
+            KeyKind::Service => "service",
         }
     }
 
@@ -30,6 +35,7 @@ impl KeyKind {
         match s {
             "admin" => Some(KeyKind::Admin),
             "sdk" => Some(KeyKind::Sdk),
+            "service" => Some(KeyKind::Service),
             _ => None,
         }
     }
@@ -81,16 +87,22 @@ pub struct Principal {
     pub environment_id: Option<Uuid>,
 }
 
-/// Looks a secret up by its hash. `Ok(None)` for unknown, malformed or revoked keys.
+/// Looks a secret up by its hash. `Ok(None)` for unknown, malformed or revoked keys, and for
+/// service keys (they are not stored here).
 pub async fn verify(client: &tokio_postgres::Client, secret: &str) -> Result<Option<Principal>, DbError> {
-    if claimed_kind(secret).is_none() {
+    if !matches!(claimed_kind(secret), Some(KeyKind::Admin | KeyKind::Sdk)) {
         return Ok(None);
     }
+    verify_hash(client, &hash(secret)).await
+}
+
+/// Looks a key up by the SHA-256 of its secret. `Ok(None)` for unknown or revoked keys.
+pub async fn verify_hash(client: &tokio_postgres::Client, key_hash: &[u8]) -> Result<Option<Principal>, DbError> {
     let row = client
         .query_opt(
             "SELECT id, name, kind, organization_id, environment_id FROM api_keys
              WHERE key_hash = $1 AND revoked_at IS NULL",
-            &[&hash(secret)],
+            &[&key_hash],
         )
         .await
         .map_err(DbError::query("verify api key"))?;
@@ -119,6 +131,7 @@ mod tests {
         assert_eq!(claimed_kind(&k.secret), Some(KeyKind::Sdk));
         assert_ne!(generate(KeyKind::Sdk).secret, k.secret);
         assert_eq!(claimed_kind(&generate(KeyKind::Admin).secret), Some(KeyKind::Admin));
+        assert_eq!(claimed_kind(&generate(KeyKind::Service).secret), Some(KeyKind::Service));
     }
 
     #[test]

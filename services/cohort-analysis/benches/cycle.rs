@@ -18,6 +18,7 @@ use clap::Parser;
 use cohort_analysis::analyze::Settings;
 use cohort_analysis::cycle::{Analyzer, CycleReport};
 use cohort_analysis::metrics::Metrics;
+use cohort_analysis::config::ConfigClient;
 use cohort_analysis::store::{ExperimentRef, Store};
 use cohort_config::domain::{Action, Kind, Op};
 use cohort_config::store::Store as ConfigStore;
@@ -90,6 +91,36 @@ struct Db {
     _owned: Option<TestDb>,
 }
 
+/// The config service, in-process: analysis reads running experiments from it over gRPC.
+#[derive(Debug)]
+struct ConfigService {
+    url: String,
+    service_key: String,
+    _stop: cohort_runtime::Shutdown,
+}
+
+impl ConfigService {
+    async fn start(database_url: &str) -> ConfigService {
+        let key = cohort_db::keys::generate(cohort_db::keys::KeyKind::Service);
+        let hashes = format!("cohort-analysis={}", hex::encode(&key.hash));
+        let settings = <cohort_config::settings::Cli as clap::Parser>::try_parse_from([
+            "cohort-config",
+            "--database-url",
+            database_url,
+            "--service-keys",
+            &hashes,
+        ])
+        .expect("config settings")
+        .serve;
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", grpc.local_addr().expect("address"));
+        let stop = cohort_runtime::Shutdown::new();
+        tokio::spawn(cohort_config::run(settings, cohort_config::Listeners { grpc, http, admin: None }, stop.clone()));
+        ConfigService { url, service_key: key.secret, _stop: stop.clone() }
+    }
+}
+
 /// One seeded environment.
 #[derive(Debug, Clone)]
 struct Env {
@@ -124,9 +155,10 @@ async fn main() {
         envs.iter().map(|e| e.experiments.len()).sum::<usize>(),
         envs.len()
     );
-    cycles(&args, &db, &envs, exposures + metric_events).await;
+    let config = ConfigService::start(&db.url).await;
+    cycles(&args, &db, &config, &envs, exposures + metric_events).await;
     if args.latency {
-        latency(&args, &db, &envs).await;
+        latency(&args, &db, &config, &envs).await;
     }
 }
 
@@ -489,9 +521,10 @@ async fn copy_metric_events(
     written as usize
 }
 
-fn analyzer(pool: &Pool) -> Analyzer {
+fn analyzer(pool: &Pool, config: &ConfigService) -> Analyzer {
     Analyzer::new(
         Store::new(pool.clone()),
+        ConfigClient::new(&config.url, &config.service_key).expect("config client"),
         Settings::default(),
         Metrics::new(&mut prometheus_client::registry::Registry::default()),
     )
@@ -500,8 +533,8 @@ fn analyzer(pool: &Pool) -> Analyzer {
 /// Times the cold start (no aggregation state yet: cycles rebuild a bounded share of the
 /// experiments each from all their rows until none is pending), then `--cycles` cycles, each
 /// after `--delta` new events arrive.
-async fn cycles(args: &Args, db: &Db, envs: &[Env], events: i64) {
-    let analyzer = analyzer(&db.pool);
+async fn cycles(args: &Args, db: &Db, config: &ConfigService, envs: &[Env], events: i64) {
+    let analyzer = analyzer(&db.pool, config);
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xc1c1e);
     let started = Instant::now();
     let mut cold = Vec::new();
@@ -633,7 +666,7 @@ fn load_average() -> String {
 /// Runs the event and analysis services in-process (analysis on its normal 10 s interval),
 /// sends batches through the event service, and times each acknowledgment until the stored
 /// result of its experiment counts the batch's units.
-async fn latency(args: &Args, db: &Db, envs: &[Env]) {
+async fn latency(args: &Args, db: &Db, config: &ConfigService, envs: &[Env]) {
     use cohort_proto::events::v1::event_service_client::EventServiceClient;
 
     let spool = tempfile::tempdir().expect("spool directory");
@@ -651,6 +684,10 @@ async fn latency(args: &Args, db: &Db, envs: &[Env]) {
         &db.url,
         "--interval",
         "10s",
+        "--config-endpoint",
+        &config.url,
+        "--service-key",
+        &config.service_key,
     ])
     .expect("analysis settings")
     .settings;

@@ -8,13 +8,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cohort_db::keys::{KeyKind, Principal};
 use cohort_proto::analysis::v1 as pb;
 use pb::analysis_service_server::AnalysisService;
 use tonic::{Request, Status};
-use uuid::Uuid;
 
 use crate::analyze::ExperimentResult;
+use crate::config::{Caller, ConfigClient};
 use crate::store::{ExperimentRef, Store, StoreError};
 
 /// The longest environment or experiment name (key or id) a request may give.
@@ -67,51 +66,45 @@ impl From<ApiError> for Status {
 #[derive(Debug, Clone)]
 pub struct Api {
     pub store: Store,
+    pub config: ConfigClient,
 }
 
 impl Api {
-    async fn principal(&self, authorization: Option<&str>) -> Result<Principal, ApiError> {
+    /// The caller's organization; results need an admin key.
+    async fn principal(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
         let secret = authorization
             .and_then(cohort_runtime::bearer)
             .ok_or_else(|| ApiError::Unauthenticated("missing `authorization: Bearer <admin key>`".into()))?;
-        let client = self.store.pool().get().await.map_err(StoreError::from)?;
-        let p = cohort_db::keys::verify(&client, secret.trim())
+        let caller = self
+            .config
+            .verify(secret)
             .await
-            .map_err(|e| match e {
-                cohort_db::DbError::Query { source, .. } => ApiError::Store(StoreError::Query(source)),
-                other => ApiError::Unauthenticated(other.to_string()),
-            })?
+            .map_err(StoreError::from)?
             .ok_or_else(|| ApiError::Unauthenticated("unknown or revoked api key".into()))?;
-        if p.kind != KeyKind::Admin {
+        if !caller.admin {
             return Err(ApiError::PermissionDenied("results need an admin key".into()));
         }
-        Ok(p)
+        Ok(caller)
     }
 
     /// The experiment, if it is in the caller's organization: by environment (key or id) and
-    /// experiment (key or id), or by experiment id alone when no environment is named and the
-    /// id is in exactly one of the organization's environments.
-    async fn experiment(&self, p: &Principal, environment: &str, experiment: &str) -> Result<ExperimentRef, ApiError> {
+    /// experiment (key or id), or by experiment alone when no environment is named and the
+    /// name means one experiment of the organization.
+    async fn experiment(&self, p: &Caller, environment: &str, experiment: &str) -> Result<ExperimentRef, ApiError> {
         check_name("environment", environment)?;
         check_name("experiment", experiment)?;
         if experiment.is_empty() {
             return Err(ApiError::InvalidArgument("experiment: name an experiment by key or id".into()));
         }
-        let not_found = || ApiError::NotFound(format!("experiment {experiment:?} does not exist"));
-        if environment.is_empty()
-            && let Ok(id) = Uuid::parse_str(experiment)
-        {
-            let environments = self.store.environments_of(p.organization_id, id).await?;
-            return match environments[..] {
-                [] => Err(not_found()),
-                [environment_id] => Ok(ExperimentRef { environment_id, experiment_id: id }),
-                _ => Err(ApiError::InvalidArgument(format!(
-                    "environment: experiment {experiment} exists in {} environments; name one",
-                    environments.len()
-                ))),
-            };
+        let found = self.config.find(p.organization_id, environment, experiment).await.map_err(StoreError::from)?;
+        match found[..] {
+            [] => Err(ApiError::NotFound(format!("experiment {experiment:?} does not exist"))),
+            [one] => Ok(one),
+            _ => Err(ApiError::InvalidArgument(format!(
+                "environment: experiment {experiment} exists in {} environments; name one",
+                found.len()
+            ))),
         }
-        self.store.find_experiment(p.organization_id, environment, experiment).await?.ok_or_else(not_found)
     }
 }
 

@@ -5,18 +5,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cohort_config::domain::{Action, Op};
 use cohort_core::model::MetricDef;
-use cohort_db::keys::{KeyKind, Principal};
 use futures::StreamExt;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use cohort_runtime::Condition;
 use cohort_runtime::telemetry::chain;
 use tracing::{debug, info, warn};
-use uuid::Uuid;
 
 use crate::analyze::{self, Looks, Plan, Settings, top_values};
+use crate::config::ConfigClient;
 use crate::metrics::Metrics;
 use crate::store::{Basis, ExperimentRef, ExperimentSums, RebuildLimits, Running, Store, StoreError};
 
@@ -75,7 +73,7 @@ impl Stage {
 #[derive(Debug)]
 pub struct Analyzer {
     store: Store,
-    config: cohort_config::store::Store,
+    config: ConfigClient,
     settings: Settings,
     metrics: Metrics,
     /// Each experiment's look schedule, rebuilt from the database when missing.
@@ -86,8 +84,7 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
-    pub fn new(store: Store, settings: Settings, metrics: Metrics) -> Self {
-        let config = cohort_config::store::Store::new(store.pool().clone());
+    pub fn new(store: Store, config: ConfigClient, settings: Settings, metrics: Metrics) -> Self {
         Analyzer {
             store,
             config,
@@ -111,7 +108,7 @@ impl Analyzer {
     pub async fn cycle(&self) -> Result<CycleReport, StoreError> {
         let started = Instant::now();
         let now = SystemTime::now();
-        let (running, metrics) = self.store.running().await?;
+        let (running, metrics) = self.config.running().await?;
         let running: Vec<Running> = {
             let quarantine = self.quarantine.lock().unwrap_or_else(|p| p.into_inner());
             let at = Instant::now();
@@ -351,32 +348,13 @@ impl Analyzer {
         Ok(cache.entry(experiment).or_insert(looks).clone())
     }
 
-    /// Pauses an experiment through the config service's own write path, so the pause has
-    /// its version, audit entry (with the reason) and notification like any other change.
+    /// Pauses an experiment through the config service's API (`TransitionExperiment` with
+    /// this service's key), so the pause has its version, audit entry (with the reason, under
+    /// the service's name) and notification like any other change.
     async fn pause(&self, exp: &Running, reason: &str) -> bool {
-        let env = match self.config.environment_by_id(exp.environment_id).await {
-            Ok(Some(env)) => env,
-            Ok(None) => return false,
-            Err(e) => {
-                warn!(error = %chain(&e), "cannot load the environment to pause an experiment");
-                return false;
-            }
-        };
-        let actor = Principal {
-            key_id: Uuid::nil(),
-            key_name: "cohort-analysis guardrail".into(),
-            kind: KeyKind::Admin,
-            organization_id: env.organization_id,
-            environment_id: None,
-        };
-        let op = Op::Transition {
-            key: exp.definition.key.clone(),
-            action: Action::Pause,
-            expected_revision: exp.revision,
-        };
-        match self.config.write(&actor, &env, op, Some(reason)).await {
-            Ok(w) => {
-                info!(experiment = %exp.definition.key, version = w.version, reason, "guardrail paused the experiment");
+        match self.config.pause(exp, reason).await {
+            Ok(version) => {
+                info!(experiment = %exp.definition.key, version, reason, "guardrail paused the experiment");
                 self.metrics.guardrail_pauses.inc();
                 true
             }

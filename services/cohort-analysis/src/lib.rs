@@ -5,12 +5,14 @@
 //! # Layout
 //! - [`analyze`]: one experiment's analysis from its aggregates, without I/O.
 //! - [`store`]: every SQL statement (aggregation, plans, looks, results).
+//! - [`config`]: the config service over gRPC: running experiments, callers' keys, pauses.
 //! - [`cycle`]: the cycle over all running experiments and leader election.
 //! - [`api`]: gRPC `AnalysisService` and `GET /api/v1/experiments/{id}/results`.
 //! - [`settings`], [`run`]: configuration and start-up.
 
 pub mod analyze;
 pub mod api;
+pub mod config;
 pub mod cycle;
 pub mod metrics;
 pub mod settings;
@@ -46,7 +48,8 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let mut skeleton = Skeleton::new("cohort-analysis", &[SERVICE_NAME], Limits::default());
     let metrics = metrics::Metrics::new(skeleton.registry());
     let store = store::Store::new(pool);
-    let analyzer = Arc::new(cycle::Analyzer::new(store.clone(), settings.analysis(), metrics));
+    let config = config::ConfigClient::new(&settings.config_endpoint, &settings.service_key).map_err(anyhow::Error::msg)?;
+    let analyzer = Arc::new(cycle::Analyzer::new(store.clone(), config.clone(), settings.analysis(), metrics));
     // Ready while the database answers (results are read from it) and, on the leader, while
     // cycles succeed.
     let readiness = skeleton.readiness();
@@ -62,7 +65,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         tasks.clone(),
     ));
 
-    let api = Arc::new(api::Api { store });
+    let api = Arc::new(api::Api { store, config });
     let grpc_addr = listeners.grpc.local_addr()?;
     let routes = Routes::new(AnalysisServiceServer::from_arc(api.clone()));
     let mut running =

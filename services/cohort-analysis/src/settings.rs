@@ -57,6 +57,15 @@ pub struct Settings {
     #[arg(long, env = "COHORT_MIN_LOOK_STEP", default_value_t = 0.02)]
     pub min_look_step: f64,
 
+    /// The config service (running experiments, metrics, callers' keys, guardrail pauses).
+    #[arg(long, env = "COHORT_CONFIG_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    pub config_endpoint: String,
+
+    /// This service's key for the config service (`cohort_service_…`); the config service
+    /// knows its SHA-256 (`--service-keys`).
+    #[arg(long, env = "COHORT_SERVICE_KEY", hide_env_values = true, default_value = "")]
+    pub service_key: String,
+
     /// Apply database migrations at start-up.
     #[arg(long, env = "COHORT_MIGRATE")]
     pub migrate: bool,
@@ -80,6 +89,12 @@ impl Settings {
         }
         if self.interval < Duration::from_millis(100) {
             return Err("--interval must be at least 100ms".into());
+        }
+        if cohort_db::keys::claimed_kind(&self.service_key) != Some(cohort_db::keys::KeyKind::Service) {
+            return Err("--service-key must be a service key (cohort_service_…)".into());
+        }
+        if !(self.config_endpoint.starts_with("http://") || self.config_endpoint.starts_with("https://")) {
+            return Err("--config-endpoint must be an http:// or https:// URL".into());
         }
         Ok(())
     }

@@ -1,11 +1,11 @@
-//! Every SQL statement of the analysis service: running experiments and their metrics, the
-//! aggregation (incremental in `incremental`, from scratch here as its reference), plans,
+//! Every SQL statement of the analysis service (its own tables and the event store's read
+//! model; what config knows comes over gRPC, in [`crate::config`]): the aggregation (incremental in `incremental`, from scratch here as its reference), plans,
 //! looks and results.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cohort_core::model::{ExperimentDef, MetricDef};
+use cohort_core::model::ExperimentDef;
 use cohort_db::Pool;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -25,6 +25,8 @@ pub enum StoreError {
     Query(#[from] tokio_postgres::Error),
     #[error("stored data does not parse")]
     Decode(#[from] serde_json::Error),
+    #[error("asking the config service")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl StoreError {
@@ -34,6 +36,7 @@ impl StoreError {
             StoreError::Pool(_) => true,
             StoreError::Query(e) => e.is_closed() || e.as_db_error().is_none(),
             StoreError::Decode(_) => false,
+            StoreError::Config(e) => e.is_unavailable(),
         }
     }
 
@@ -111,35 +114,6 @@ impl Store {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
-    }
-
-    /// Every running experiment, with each environment's metrics.
-    pub async fn running(&self) -> Result<(Vec<Running>, HashMap<Uuid, Vec<MetricDef>>), StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT environment_id, revision, definition FROM entities
-                 WHERE kind = 'experiment' AND definition->>'status' = 'running'",
-                &[],
-            )
-            .await?;
-        let mut running = Vec::with_capacity(rows.len());
-        for r in &rows {
-            running.push(Running {
-                environment_id: r.get(0),
-                revision: r.get(1),
-                definition: serde_json::from_value(r.get(2))?,
-            });
-        }
-        let envs: Vec<Uuid> = running.iter().map(|r| r.environment_id).collect();
-        let rows = client
-            .query("SELECT environment_id, definition FROM entities WHERE kind = 'metric' AND environment_id = ANY($1)", &[&envs])
-            .await?;
-        let mut metrics: HashMap<Uuid, Vec<MetricDef>> = HashMap::new();
-        for r in &rows {
-            metrics.entry(r.get(0)).or_default().push(serde_json::from_value(r.get(1))?);
-        }
-        Ok((running, metrics))
     }
 
     /// Reduces an experiment's exposures and metric events up to `until` to per-variant sums
@@ -362,40 +336,6 @@ impl Store {
             )
             .await?;
         Ok(())
-    }
-
-    /// An experiment of an organization by environment (key or id) and experiment (key or id).
-    pub async fn find_experiment(
-        &self,
-        organization: Uuid,
-        environment: &str,
-        experiment: &str,
-    ) -> Result<Option<ExperimentRef>, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT e.id, (x.definition->>'id')::uuid FROM environments e
-                 JOIN entities x ON x.environment_id = e.id AND x.kind = 'experiment'
-                 WHERE e.organization_id = $1 AND (e.key = $2 OR e.id::text = $2)
-                   AND (x.key = $3 OR x.definition->>'id' = $3)",
-                &[&organization, &environment, &experiment],
-            )
-            .await?;
-        Ok(row.map(|r| ExperimentRef { environment_id: r.get(0), experiment_id: r.get(1) }))
-    }
-
-    /// The environments of an organization that hold an experiment with this id (an id is
-    /// unique only within an environment).
-    pub async fn environments_of(&self, organization: Uuid, experiment: Uuid) -> Result<Vec<Uuid>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT e.id FROM environments e JOIN entities x ON x.environment_id = e.id AND x.kind = 'experiment'
-                 WHERE e.organization_id = $1 AND x.definition->>'id' = $2 ORDER BY e.id",
-                &[&organization, &experiment.to_string()],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     pub async fn latest(&self, id: ExperimentRef) -> Result<Option<ExperimentResult>, StoreError> {

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::auth::{Authenticator, require_admin};
-use crate::domain::{self, Kind, Op};
+use crate::domain::{self, Action, Kind, Op};
 use crate::error::ServiceError;
 use crate::metrics::WriteLabels;
 use crate::store::{ApiKeyRow, AuditRow, EntityRow, EnvRow, Written, unix_ms};
@@ -51,6 +51,12 @@ impl Api {
     async fn environment(&self, p: &Principal, reference: &str) -> Result<EnvRow> {
         let not_found = || ServiceError::NotFound(format!("environment {reference:?} does not exist"));
         match (p.kind, p.environment_id) {
+            // Services act across organizations, on environments named by id.
+            (KeyKind::Service, _) => {
+                let id = Uuid::parse_str(reference)
+                    .map_err(|_| ServiceError::invalid("environment", "a service names an environment by id"))?;
+                self.sync.store.environment_by_id(id).await?.ok_or_else(not_found)
+            }
             (KeyKind::Sdk, Some(own)) => {
                 let env = self.sync.store.environment_by_id(own).await?.ok_or_else(not_found)?;
                 if reference.is_empty() || reference == env.key || reference == env.id.to_string() {
@@ -77,7 +83,12 @@ impl Api {
         reason: Option<&str>,
     ) -> Result<pb::WriteResponse> {
         let outcome = async {
-            require_admin(p)?;
+            // A service key may pause and complete experiments (analysis's guardrails); the
+            // audit entry names the service.
+            let service_transition = matches!(&op, Op::Transition { action: Action::Pause | Action::Complete, .. });
+            if !(p.kind == KeyKind::Service && service_transition) {
+                require_admin(p)?;
+            }
             let env = self.environment(p, env).await?;
             self.sync.store.write(p, &env, op, reason).await
         }
@@ -209,6 +220,7 @@ fn key_message(k: ApiKeyRow) -> pb::ApiKey {
         kind: match k.kind {
             KeyKind::Admin => pb::KeyKind::Admin,
             KeyKind::Sdk => pb::KeyKind::Sdk,
+            KeyKind::Service => pb::KeyKind::Unspecified,
         } as i32,
         name: k.name,
         prefix: k.prefix,

@@ -6,7 +6,8 @@
 //! - [`store`]: every SQL statement; a write is one transaction with its version and audit row.
 //! - [`hub`]: per-environment state shared by all streams, fed by PostgreSQL `LISTEN`.
 //! - [`sync`]: one `Sync` stream session. [`propagation`]: acknowledgment latencies.
-//! - [`api`]: the tonic service. [`http`]: `GET /api/v1/config`. [`auth`]: API keys.
+//! - [`api`]: the tonic service. [`internal`]: the internal API for service keys. [`http`]:
+//!   `GET /api/v1/config`. [`auth`]: API keys and service keys.
 //! - [`settings`] and [`run`]: how the process is configured and started.
 
 pub mod api;
@@ -15,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod internal;
 pub mod metrics;
 pub mod propagation;
 pub mod settings;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cohort_proto::config::v1::config_service_server::ConfigServiceServer;
+use cohort_proto::config::v1::internal_service_server::InternalServiceServer;
 pub use cohort_runtime::Listeners;
 use cohort_runtime::{Limits, Shutdown, Skeleton};
 use tonic::service::Routes;
@@ -66,7 +69,9 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
     let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
     let replica = settings.replica_id.unwrap_or_else(uuid::Uuid::new_v4);
     let propagation = Arc::new(Propagation::new(replica, store.clone()));
-    let auth = Arc::new(Authenticator::new(store.clone()));
+    let services = auth::ServiceKeys::parse(&settings.service_keys).map_err(anyhow::Error::msg)?;
+    let auth = Arc::new(Authenticator::new(store.clone(), services));
+    let internal_auth = auth.clone();
 
     // Background work stops on `tasks`, which fires after the servers have drained.
     let tasks = Shutdown::new();
@@ -105,7 +110,8 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
     let router = http::router(http::HttpState { auth, hub: hub.clone(), max_age: settings.http_max_age });
     let mut running = skeleton.serve(
         listeners,
-        Routes::new(ConfigServiceServer::new(api)),
+        Routes::new(ConfigServiceServer::new(api))
+            .add_service(InternalServiceServer::new(internal::Internal { auth: internal_auth, store: store.clone() })),
         router,
         cohort_proto::FILE_DESCRIPTOR_SET,
         |server| {

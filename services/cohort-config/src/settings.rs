@@ -73,6 +73,12 @@ pub struct ServeSettings {
     /// This replica's id in propagation records (random when unset).
     #[arg(long, env = "COHORT_REPLICA_ID")]
     pub replica_id: Option<Uuid>,
+
+    /// Keys of Cohort's own services, as `NAME=SHA256` (the hex SHA-256 of the secret, which
+    /// this service never sees), comma-separated. Two entries with one name rotate it: both
+    /// work until the old one is removed. `cohortctl service-key create NAME` makes one.
+    #[arg(long, env = "COHORT_SERVICE_KEYS", value_delimiter = ',')]
+    pub service_keys: Vec<String>,
 }
 
 impl ServeSettings {
@@ -89,6 +95,7 @@ impl ServeSettings {
         if self.bootstrap_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err("--bootstrap-token must be at least 16 characters".into());
         }
+        crate::auth::ServiceKeys::parse(&self.service_keys)?;
         self.consul.validate()?;
         self.database.validate()
     }

@@ -13,6 +13,9 @@ use uuid::Uuid;
 use crate::domain::{self, Entity, Kind, Op};
 use crate::error::ServiceError;
 
+mod directory;
+pub use directory::{FoundRow, RunningRow};
+
 /// The channel every replica LISTENs on; the payload is `<environment id>:<version>` for a
 /// committed change, or [`REVOKED_PREFIX`]`<key id>` for a revoked API key.
 pub const NOTIFY_CHANNEL: &str = "cohort_config";

@@ -142,9 +142,11 @@ impl Stack {
         cohort_db::migrate(&pool).await.map_err(|e| StackError::Migrate(e.to_string()))?;
         pool.close();
 
-        let config = start_config(database_url, options).await?;
+        // Keys for the services that call the config service; it learns their hashes only.
+        let keys = ServiceKeys::generate();
+        let config = start_config(database_url, &keys, options).await?;
         let events = start_events(database_url, options).await?;
-        let analysis = start_analysis(database_url, options).await?;
+        let analysis = start_analysis(database_url, config.grpc, &keys, options).await?;
         let evaluation = start_evaluation(config.grpc, events.grpc, options).await?;
         Ok(Stack {
             config_grpc: config.grpc,
@@ -243,11 +245,36 @@ impl Started {
     }
 }
 
-async fn start_config(database_url: &str, options: &Options) -> Result<Started, StackError> {
+/// The secrets of the services' keys for the config service, made anew for each stack.
+struct ServiceKeys {
+    analysis: cohort_db::keys::NewKey,
+    events: cohort_db::keys::NewKey,
+}
+
+impl ServiceKeys {
+    fn generate() -> ServiceKeys {
+        use cohort_db::keys::{KeyKind, generate};
+        ServiceKeys { analysis: generate(KeyKind::Service), events: generate(KeyKind::Service) }
+    }
+
+    /// The config service's `--service-keys`: names and hashes, never the secrets.
+    fn setting(&self) -> String {
+        format!("cohort-analysis={},cohort-events={}", hex::encode(&self.analysis.hash), hex::encode(&self.events.hash))
+    }
+}
+
+async fn start_config(database_url: &str, keys: &ServiceKeys, options: &Options) -> Result<Started, StackError> {
     let settings = parse::<cohort_config::settings::Cli>(
         Service::Config,
         options,
-        &["--database-url", database_url, "--heartbeat-interval", &millis(options.heartbeat_interval)],
+        &[
+            "--database-url",
+            database_url,
+            "--heartbeat-interval",
+            &millis(options.heartbeat_interval),
+            "--service-keys",
+            &keys.setting(),
+        ],
     )?
     .serve;
     settings.validate().map_err(|message| StackError::Settings { service: Service::Config, message })?;
@@ -269,11 +296,26 @@ async fn start_events(database_url: &str, options: &Options) -> Result<Started, 
     .await
 }
 
-async fn start_analysis(database_url: &str, options: &Options) -> Result<Started, StackError> {
+async fn start_analysis(
+    database_url: &str,
+    config: SocketAddr,
+    keys: &ServiceKeys,
+    options: &Options,
+) -> Result<Started, StackError> {
+    let config = format!("http://{config}");
     let settings = parse::<cohort_analysis::settings::Cli>(
         Service::Analysis,
         options,
-        &["--database-url", database_url, "--interval", &millis(options.analysis_interval)],
+        &[
+            "--database-url",
+            database_url,
+            "--interval",
+            &millis(options.analysis_interval),
+            "--config-endpoint",
+            &config,
+            "--service-key",
+            &keys.analysis.secret,
+        ],
     )?
     .settings;
     settings.validate().map_err(|message| StackError::Settings { service: Service::Analysis, message })?;

@@ -74,7 +74,7 @@ async fn a_harmful_guardrail_pauses_the_experiment() {
         .await
         .unwrap();
     let (actor, reason): (String, String) = (row.get(0), row.get(1));
-    assert_eq!(actor, "cohort-analysis guardrail");
+    assert_eq!(actor, "cohort-analysis");
     assert!(reason.starts_with("guardrail errors is worse than its threshold"), "{reason}");
     let r = Store::new(w.db.pool.clone()).latest(w.exp(id)).await.unwrap().unwrap();
     assert!(r.paused_by_guardrail.is_some());

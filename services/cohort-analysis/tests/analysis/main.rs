@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use cohort_analysis::analyze::Settings;
 use cohort_analysis::cycle::Analyzer;
+use cohort_analysis::config::ConfigClient;
 use cohort_analysis::metrics::Metrics;
 use cohort_analysis::store::ExperimentRef;
 use cohort_config::domain::{Action, Kind, Op};
@@ -22,8 +23,53 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// A tenant with the event tables ready and a config store to write through.
+/// The config service in-process, which analysis reads over gRPC with its service key.
+#[derive(Debug)]
+pub struct ConfigService {
+    pub url: String,
+    pub service_key: String,
+    shutdown: cohort_runtime::Shutdown,
+}
+
+impl ConfigService {
+    pub async fn start(database_url: &str) -> ConfigService {
+        let key = cohort_db::keys::generate(cohort_db::keys::KeyKind::Service);
+        let hashes = format!("cohort-analysis={}", hex::encode(&key.hash));
+        let settings = <cohort_config::settings::Cli as clap::Parser>::try_parse_from([
+            "cohort-config",
+            "--database-url",
+            database_url,
+            "--service-keys",
+            &hashes,
+            "--shutdown-grace",
+            "1s",
+        ])
+        .unwrap()
+        .serve;
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", grpc.local_addr().unwrap());
+        let shutdown = cohort_runtime::Shutdown::new();
+        let listeners = cohort_config::Listeners { grpc, http, admin: None };
+        tokio::spawn(cohort_config::run(settings, listeners, shutdown.clone()));
+        ConfigService { url, service_key: key.secret, shutdown }
+    }
+
+    pub fn client(&self) -> ConfigClient {
+        ConfigClient::new(&self.url, &self.service_key).unwrap()
+    }
+}
+
+impl Drop for ConfigService {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A tenant with the event tables ready, a config store to write through, and the config
+/// service analysis reads from.
 pub struct World {
+    pub config_service: ConfigService,
     pub db: TestDb,
     pub tenant: Tenant,
     pub config: ConfigStore,
@@ -54,7 +100,8 @@ impl World {
         drop(client);
         let config = ConfigStore::new(db.pool.clone());
         let env = config.environment_by_id(tenant.environment_id).await.unwrap().unwrap();
-        World { db, tenant, config, admin, env }
+        let config_service = ConfigService::start(&db.url).await;
+        World { config_service, db, tenant, config, admin, env }
     }
 
     pub async fn write(&self, op: Op) -> Value {
@@ -106,7 +153,7 @@ impl World {
     /// An analyzer whose metrics are registered in `registry`.
     pub fn analyzer_in(&self, settings: Settings, registry: &mut prometheus_client::registry::Registry) -> Analyzer {
         let store = cohort_analysis::store::Store::new(self.db.pool.clone());
-        Analyzer::new(store, settings, Metrics::new(registry))
+        Analyzer::new(store, self.config_service.client(), settings, Metrics::new(registry))
     }
 
     /// Another organization in the same database, written through the same config store.
@@ -236,6 +283,10 @@ impl Server {
             &w.db.url,
             "--interval",
             "1h",
+            "--config-endpoint",
+            &w.config_service.url,
+            "--service-key",
+            &w.config_service.service_key,
         ])
         .unwrap()
         .settings;

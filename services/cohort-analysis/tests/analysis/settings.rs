@@ -82,6 +82,8 @@ fn every_kind_of_bad_setting_exits_64_with_one_line_naming_it() {
         // A URL (this exited 1 with a multi-line chain).
         (&["--database-url", "postgres://cohort@db:notaport/cohort"], &[], "--database-url"),
         (&["--no-such-flag"], &[], "--no-such-flag"),
+        // A key of the wrong kind (or none) for the config service.
+        (&["--service-key", "cohort_sdk_0123"], &[], "--service-key"),
     ];
     for (args, env, setting) in cases {
         assert_usage_error(args, env, setting);

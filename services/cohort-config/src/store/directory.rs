@@ -1,0 +1,91 @@
+//! The reads behind the internal API: what Cohort's own services need of config's tables
+//! (keys by hash, running experiments with their metrics, experiments by name), so that no
+//! other service reads them.
+
+use cohort_db::keys::{self, Principal};
+use uuid::Uuid;
+
+use super::Store;
+use crate::error::ServiceError;
+
+/// A running experiment: where it runs, its entity revision and its definition.
+#[derive(Debug, Clone)]
+pub struct RunningRow {
+    pub environment_id: Uuid,
+    pub organization_id: Uuid,
+    pub revision: i64,
+    pub definition: serde_json::Value,
+}
+
+/// An experiment a name can mean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundRow {
+    pub environment_id: Uuid,
+    pub experiment_id: Uuid,
+    pub key: String,
+}
+
+impl Store {
+    pub async fn verify_key_hash(&self, key_hash: &[u8]) -> Result<Option<Principal>, ServiceError> {
+        let client = self.pool.get().await?;
+        Ok(keys::verify_hash(&client, key_hash).await?)
+    }
+
+    /// Every running experiment, and the metrics of the environments that run one.
+    pub async fn running(&self) -> Result<(Vec<RunningRow>, Vec<(Uuid, serde_json::Value)>), ServiceError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT x.environment_id, e.organization_id, x.revision, x.definition
+                 FROM entities x JOIN environments e ON e.id = x.environment_id
+                 WHERE x.kind = 'experiment' AND x.definition->>'status' = 'running'",
+                &[],
+            )
+            .await?;
+        let running: Vec<RunningRow> = rows
+            .iter()
+            .map(|r| RunningRow {
+                environment_id: r.get(0),
+                organization_id: r.get(1),
+                revision: r.get(2),
+                definition: r.get(3),
+            })
+            .collect();
+        let mut environments: Vec<Uuid> = running.iter().map(|r| r.environment_id).collect();
+        environments.sort();
+        environments.dedup();
+        let metrics = client
+            .query(
+                "SELECT environment_id, definition FROM entities
+                 WHERE kind = 'metric' AND environment_id = ANY($1)",
+                &[&environments],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok((running, metrics))
+    }
+
+    /// The experiments of `organization` named `experiment` (key or id) in the environment
+    /// `environment` (key or id), or in any of its environments when that is empty.
+    pub async fn find_experiments(
+        &self,
+        organization: Uuid,
+        environment: &str,
+        experiment: &str,
+    ) -> Result<Vec<FoundRow>, ServiceError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT e.id, (x.definition->>'id')::uuid, x.key FROM environments e
+                 JOIN entities x ON x.environment_id = e.id AND x.kind = 'experiment'
+                 WHERE e.organization_id = $1 AND ($2 = '' OR e.key = $2 OR e.id::text = $2)
+                   AND (x.key = $3 OR x.definition->>'id' = $3)
+                 ORDER BY e.key",
+                &[&organization, &environment, &experiment],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| FoundRow { environment_id: r.get(0), experiment_id: r.get(1), key: r.get(2) }).collect())
+    }
+}
