@@ -25,16 +25,17 @@ trap cleanup EXIT
 
 "${psql[@]}" -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 target/release/cohort-config --database-url "$url" migrate >/dev/null
+target/release/cohort-config --database-url "$url" migrate --schema events >/dev/null
 target/release/cohort-config --database-url "$url" bootstrap --organization bench >/dev/null
 
 # The SDK key, made the way cohort-db's keys module makes one: a random secret, stored as
 # its SHA-256 with a display prefix.
 secret="cohort_sdk_$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 "${psql[@]}" -d "$db" <<SQL
-INSERT INTO api_keys (id, organization_id, environment_id, kind, name, prefix, key_hash)
+INSERT INTO cohort_config.api_keys (id, organization_id, environment_id, kind, name, prefix, key_hash)
 SELECT gen_random_uuid(), e.organization_id, e.id, 'sdk', 'bench sdk', left('$secret', 19),
        sha256(convert_to('$secret', 'UTF8'))
-FROM environments e LIMIT 1;
+FROM cohort_config.environments e LIMIT 1;
 SQL
 
 target/release/cohort-events --database-url "$url" --spool-dir "$spool" \

@@ -70,7 +70,8 @@ async fn an_experiment_runs_from_bootstrap_to_results_and_survives_a_config_outa
     let mut evaluation = cluster.evaluation().await;
     assert_remote_agrees(&mut evaluation, &keys.sdk, &traffic, sdk.version()).await;
     the_analysis_finds_the_planted_effect(&cluster, &keys.admin, &traffic).await;
-    a_second_organization_reaches_nothing_of_the_first(&cluster, &mut config, &keys.admin, &sdk, &traffic).await;
+    a_second_organization_reaches_nothing_of_the_first(&cluster, &mut config, &keys.admin, &sdk, &traffic)
+        .await;
     a_harmful_guardrail_pauses_the_second_experiment(&cluster, &mut config, &keys.admin, &sdk).await;
 
     let version = sdk.version();

@@ -29,6 +29,7 @@
 //! - [`evaluate()`] / [`evaluate_all()`]: decisions with OpenFeature-aligned reasons.
 //! - [`Context`]: the targeting key and typed attributes.
 //! - [`json`]: strict JSON parsing (duplicate keys are errors) for every JSON door.
+//! - [`time`]: the one calendar (days to and from dates, `unix_ms`, RFC 3339), clock-free.
 //! - `conformance` (feature `conformance`): the shared JSON conformance suite and its runner.
 
 mod compile;
@@ -39,7 +40,7 @@ mod eval;
 pub mod hash;
 pub mod json;
 pub mod model;
-mod time;
+pub mod time;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -150,8 +150,8 @@ pub struct ApplyArgs {
     /// Show what would change, and validate it, without writing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Skip the local validation of the result and let the server judge each write
-    /// (for a cohortctl older than the server). A bad file may then be applied in part.
+    /// Skip the local validation of the result and let the server judge the batch
+    /// (for a cohortctl older than the server). The batch is still all or nothing.
     #[arg(long)]
     pub server_validation_only: bool,
 }

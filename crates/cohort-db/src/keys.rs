@@ -97,7 +97,10 @@ pub async fn verify(client: &tokio_postgres::Client, secret: &str) -> Result<Opt
 }
 
 /// Looks a key up by the SHA-256 of its secret. `Ok(None)` for unknown or revoked keys.
-pub async fn verify_hash(client: &tokio_postgres::Client, key_hash: &[u8]) -> Result<Option<Principal>, DbError> {
+pub async fn verify_hash(
+    client: &tokio_postgres::Client,
+    key_hash: &[u8],
+) -> Result<Option<Principal>, DbError> {
     let row = client
         .query_opt(
             "SELECT id, name, kind, organization_id, environment_id FROM api_keys

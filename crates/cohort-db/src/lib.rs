@@ -1,23 +1,25 @@
-//! Cohort's PostgreSQL plumbing shared by the services: connection pools, the one ordered list
-//! of schema migrations and its runner, API key generation and hashing, and (feature
-//! `testing`) a fresh migrated database per test.
+//! Cohort's PostgreSQL plumbing shared by the services: connection pools, each service's schema
+//! with its ordered list of migrations and their runner, API key generation and hashing, and
+//! (feature `testing`) a fresh migrated database per test.
 //!
 //! # Layout
-//! - [`pool`]: a deadpool-postgres pool from a `postgres://` URL, and [`HealthCheck`], which
-//!   pings it (`SELECT 1`) and drives a readiness condition.
-//! - [`migrate`]: versioned migrations under an advisory lock, safe to run twice and from two
-//!   replicas at once.
+//! - `pool`: a deadpool-postgres pool from a `postgres://` URL with a per-pool
+//!   `search_path`, and [`HealthCheck`], which pings it (`SELECT 1`) and drives a readiness
+//!   condition.
+//! - [`mod@migrate`]: one schema per service ([`migrate::CONFIG`], [`migrate::EVENTS`],
+//!   [`migrate::ANALYSIS`]), each with versioned migrations applied under an advisory lock,
+//!   safe to run twice and from two replicas at once.
 //! - [`keys`]: API key secrets, prefixes and hashes.
 //! - `testing` (feature): `TestDb`.
 
 pub mod keys;
-mod migrate;
+pub mod migrate;
 mod pool;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use deadpool_postgres::{Object as Client, Pool};
-pub use migrate::{MIGRATIONS, Migration, migrate};
+pub use migrate::{Migration, Schema, migrate};
 pub use pool::{HealthCheck, HealthOptions, PoolOptions, connect, ping};
 
 /// A database failure, with what was being done.
@@ -34,9 +36,9 @@ pub enum DbError {
         source: tokio_postgres::Error,
     },
     #[error(
-        "migration {version} ({name}) was changed after it was applied: checksum {found}, expected {expected}"
+        "migration {schema} {version} ({name}) was changed after it was applied: checksum {found}, expected {expected}"
     )]
-    MigrationChanged { version: i32, name: String, found: String, expected: String },
+    MigrationChanged { schema: &'static str, version: i32, name: String, found: String, expected: String },
 }
 
 impl DbError {

@@ -1,8 +1,15 @@
-//! The schema's versioned migrations and their runner.
+//! Each service's schema, its versioned migrations, and their runner.
 //!
-//! One ordered list for the whole database, applied under a session advisory lock so two
-//! replicas starting together apply each migration once. Each migration runs in its own
-//! transaction with its bookkeeping row; an applied migration whose text changed is an error.
+//! Every service owns one PostgreSQL schema ([`CONFIG`], [`EVENTS`], [`ANALYSIS`]) with its own
+//! ordered list of migrations, applied by that service's `migrate` under a session advisory
+//! lock keyed by the schema, so two replicas starting together apply each migration once. Each
+//! migration runs in its own transaction with its bookkeeping row in `<schema>.schema_migrations`
+//! and with `search_path` set to its schema; an applied migration whose text changed is an error.
+//!
+//! Each schema's first migration adopts an installation made by the single list that came
+//! before (every table in `public`, bookkeeping in `public.schema_migrations` at version 6):
+//! it moves its schema's tables out of `public`. `public.schema_migrations` is left in place
+//! and read by nothing; an operator may drop it.
 
 use deadpool_postgres::Pool;
 use sha2::{Digest, Sha256};
@@ -18,68 +25,117 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "config", sql: include_str!("../migrations/0001_config.sql") },
-    Migration { version: 2, name: "events", sql: include_str!("../migrations/0002_events.sql") },
-    Migration { version: 3, name: "analysis", sql: include_str!("../migrations/0003_analysis.sql") },
-    Migration {
-        version: 4,
-        name: "analysis_incremental",
-        sql: include_str!("../migrations/0004_analysis_incremental.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "analysis_scoped",
-        sql: include_str!("../migrations/0005_analysis_scoped.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "config_batch",
-        sql: include_str!("../migrations/0006_config_batch.sql"),
-    },
-];
+/// A service's schema and its migrations, in order.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    /// A plain lowercase identifier, used unquoted in SQL.
+    pub name: &'static str,
+    pub migrations: &'static [Migration],
+}
 
-/// An arbitrary, fixed advisory-lock key for migrations.
-const LOCK_KEY: i64 = 0x636f_686f_7274_6d67;
+/// The config service's system of record: tenants, keys, definitions, the audit log,
+/// propagation.
+pub const CONFIG: Schema = Schema {
+    name: "cohort_config",
+    migrations: &[Migration {
+        version: 1,
+        name: "config",
+        sql: include_str!("../migrations/config/0001_config.sql"),
+    }],
+};
+
+/// The event service's exposures and metric events (and their daily partitions): the event
+/// store's read model, which analysis reads under the contract stated in its first migration.
+pub const EVENTS: Schema = Schema {
+    name: "cohort_events",
+    migrations: &[Migration {
+        version: 1,
+        name: "events",
+        sql: include_str!("../migrations/events/0001_events.sql"),
+    }],
+};
+
+/// The analysis service's plans, looks, results and derived incremental state.
+pub const ANALYSIS: Schema = Schema {
+    name: "cohort_analysis",
+    migrations: &[Migration {
+        version: 1,
+        name: "analysis",
+        sql: include_str!("../migrations/analysis/0001_analysis.sql"),
+    }],
+};
+
+/// Every schema, in the order a whole installation is migrated (`make dev`, tests).
+pub const ALL: &[Schema] = &[CONFIG, EVENTS, ANALYSIS];
+
+/// A fixed advisory-lock key per schema (two services migrating at once do not wait for
+/// each other).
+fn lock_key(schema: &Schema) -> i64 {
+    let digest = Sha256::digest(format!("cohort migrate {}", schema.name).as_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(key)
+}
 
 fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
-/// Applies every pending migration; returns the versions applied by this call.
-pub async fn migrate(pool: &Pool) -> Result<Vec<i32>, DbError> {
+/// Applies every pending migration of `schema`; returns the versions applied by this call.
+///
+/// Creates the schema and its bookkeeping table only when missing, so a role that owns
+/// neither (but may read the bookkeeping) can run it once everything is applied.
+pub async fn migrate(pool: &Pool, schema: &Schema) -> Result<Vec<i32>, DbError> {
     let mut client = pool.get().await?;
-    client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY]).await.map_err(DbError::query("lock"))?;
-    let result = apply(&mut client).await;
+    let key = lock_key(schema);
+    client.execute("SELECT pg_advisory_lock($1)", &[&key]).await.map_err(DbError::query("lock"))?;
+    let result = apply(&mut client, schema).await;
     // Unlock even on failure; a dropped connection releases the lock too.
-    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await;
     result
 }
 
-async fn apply(client: &mut deadpool_postgres::Object) -> Result<Vec<i32>, DbError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version     integer PRIMARY KEY,
-                name        text NOT NULL,
-                checksum    text NOT NULL,
-                applied_at  timestamptz NOT NULL DEFAULT now()
-            )",
+async fn apply(client: &mut deadpool_postgres::Object, schema: &Schema) -> Result<Vec<i32>, DbError> {
+    let name = schema.name;
+    let table = format!("{name}.schema_migrations");
+    let exists = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1), to_regclass($2) IS NOT NULL",
+            &[&name, &table],
         )
         .await
-        .map_err(DbError::query("create schema_migrations"))?;
+        .map_err(DbError::query("look up the schema"))?;
+    if !exists.get::<_, bool>(0) {
+        client
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .map_err(DbError::query("create schema"))?;
+    }
+    if !exists.get::<_, bool>(1) {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (
+                    version     integer PRIMARY KEY,
+                    name        text NOT NULL,
+                    checksum    text NOT NULL,
+                    applied_at  timestamptz NOT NULL DEFAULT now()
+                )"
+            ))
+            .await
+            .map_err(DbError::query("create schema_migrations"))?;
+    }
     let rows = client
-        .query("SELECT version, checksum FROM schema_migrations", &[])
+        .query(&format!("SELECT version, checksum FROM {table}"), &[])
         .await
         .map_err(DbError::query("read schema_migrations"))?;
     let applied: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let mut done = Vec::new();
-    for m in MIGRATIONS {
+    for m in schema.migrations {
         let sum = checksum(m.sql);
         if let Some((_, found)) = applied.iter().find(|(v, _)| *v == m.version) {
             if *found != sum {
                 return Err(DbError::MigrationChanged {
+                    schema: name,
                     version: m.version,
                     name: m.name.to_owned(),
                     found: found.clone(),
@@ -89,15 +145,18 @@ async fn apply(client: &mut deadpool_postgres::Object) -> Result<Vec<i32>, DbErr
             continue;
         }
         let tx = client.transaction().await.map_err(DbError::query("begin migration"))?;
+        tx.batch_execute(&format!("SET LOCAL search_path TO {name}"))
+            .await
+            .map_err(DbError::query("set search_path"))?;
         tx.batch_execute(m.sql).await.map_err(DbError::query("apply migration"))?;
         tx.execute(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &format!("INSERT INTO {table} (version, name, checksum) VALUES ($1, $2, $3)"),
             &[&m.version, &m.name, &sum],
         )
         .await
         .map_err(DbError::query("record migration"))?;
         tx.commit().await.map_err(DbError::query("commit migration"))?;
-        info!(version = m.version, name = m.name, "applied migration");
+        info!(schema = name, version = m.version, name = m.name, "applied migration");
         done.push(m.version);
     }
     Ok(done)

@@ -1,4 +1,5 @@
-//! Connection pools from a `postgres://` URL, and the health check that pings one.
+//! Connection pools from a `postgres://` URL, each with its own `search_path`, and the health
+//! check that pings one.
 
 use std::time::Duration;
 
@@ -16,6 +17,11 @@ pub struct PoolOptions {
     pub connect_timeout: Duration,
     /// Application name shown in `pg_stat_activity`.
     pub application_name: String,
+    /// Schemas searched for unqualified names, first first (plain lowercase identifiers).
+    /// Sent with every connection's startup message (`options=-c search_path=...`), so it costs
+    /// no round trip; it wins over a `search_path` in the URL's `options`. Empty: the server's
+    /// default.
+    pub search_path: Vec<String>,
 }
 
 impl Default for PoolOptions {
@@ -25,6 +31,7 @@ impl Default for PoolOptions {
             wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             application_name: "cohort".to_owned(),
+            search_path: Vec::new(),
         }
     }
 }
@@ -36,6 +43,15 @@ pub fn connect(url: &str, options: &PoolOptions) -> Result<Pool, DbError> {
     if pg.get_application_name().is_none() {
         pg.application_name(&options.application_name);
     }
+    if !options.search_path.is_empty() {
+        let path = search_path_option(&options.search_path)?;
+        // The server applies `-c` settings in order: ours, last, wins over the URL's.
+        let all = match pg.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {path}"),
+            _ => path,
+        };
+        pg.options(&all);
+    }
     // Fast recycling checks the connection is open; a dead one is replaced on next use.
     let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
@@ -46,6 +62,19 @@ pub fn connect(url: &str, options: &PoolOptions) -> Result<Pool, DbError> {
         .recycle_timeout(Some(options.connect_timeout))
         .build()
         .map_err(|e| DbError::Pool(e.to_string()))
+}
+
+/// `-c search_path=a,b` for a connection's `options`. Names are checked to be plain
+/// identifiers: the option is split on spaces and its value is not quoted.
+pub(crate) fn search_path_option(schemas: &[String]) -> Result<String, DbError> {
+    let plain = |s: &str| {
+        s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    if let Some(bad) = schemas.iter().find(|s| !plain(s)) {
+        return Err(DbError::Pool(format!("search_path: {bad:?} is not a plain lowercase identifier")));
+    }
+    Ok(format!("-c search_path={}", schemas.join(",")))
 }
 
 /// How often and how patiently [`HealthCheck`] pings.

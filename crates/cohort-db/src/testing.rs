@@ -1,8 +1,10 @@
-//! A fresh PostgreSQL database per test, dropped when the test ends.
+//! A fresh PostgreSQL database per test, dropped when the test ends, and login roles limited
+//! to named schemas, dropped with it.
 //!
-//! Uses `COHORT_TEST_DATABASE_URL` (a server URL whose user may create databases), by default
-//! the local server as `postgres`.
+//! Uses `COHORT_TEST_DATABASE_URL` (a server URL whose user may create databases and roles), by
+//! default the local server as `postgres`.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use deadpool_postgres::Pool;
@@ -10,6 +12,7 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::keys::{self, KeyKind};
+use crate::pool::search_path_option;
 use crate::{PoolOptions, connect, migrate};
 
 /// An organization with one environment, an admin key and an SDK key, made directly in the
@@ -28,19 +31,40 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// The search path of a test database's pool and URL: every service's schema, so tests can
+/// write config and event tables directly with unqualified names. Events first: a table a test
+/// creates unqualified lands in the first schema, and what tests create is event partitions.
+pub const SEARCH_PATH: &[&str] = &["cohort_events", "cohort_config", "cohort_analysis"];
+
+/// What a role made by [`TestDb::role`] may do in a schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privilege {
+    /// Use the schema and read its tables and sequences, present and later-made (partitions).
+    Read,
+    /// Everything on the schema (creating in it too), its tables and sequences, present and
+    /// later-made.
+    All,
+}
+
 /// A database of its own for one test.
 #[derive(Debug)]
 pub struct TestDb {
     pub name: String,
+    /// The database's URL, with [`SEARCH_PATH`] in its `options`: a connection of a test's own
+    /// finds every table unqualified, as the pool does. A service given it sets its own.
     pub url: String,
     pub pool: Pool,
+    /// Roles made by [`TestDb::role`], dropped after the database.
+    roles: Mutex<Vec<String>>,
 }
 
 impl TestDb {
-    /// A fresh database with every migration applied.
+    /// A fresh database with every schema's migrations applied.
     pub async fn new() -> TestDb {
         let db = TestDb::empty().await;
-        migrate(&db.pool).await.expect("migrations apply to a fresh database");
+        for schema in crate::migrate::ALL {
+            migrate(&db.pool, schema).await.expect("migrations apply to a fresh database");
+        }
         db
     }
 
@@ -59,9 +83,47 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("tests need PostgreSQL at {server}: {e}"));
         tokio::spawn(conn);
         client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
-        let url = with_database(&server, &name);
-        let pool = connect(&url, &PoolOptions::default()).expect("pool for the test database");
-        TestDb { name, url, pool }
+        let url = with_search_path(&with_database(&server, &name), SEARCH_PATH);
+        let options = PoolOptions {
+            search_path: SEARCH_PATH.iter().map(|s| (*s).to_owned()).collect(),
+            ..PoolOptions::default()
+        };
+        let pool = connect(&url, &options).expect("pool for the test database");
+        TestDb { name, url, pool, roles: Mutex::new(Vec::new()) }
+    }
+
+    /// Creates a login role `<database>_<name>` (`name`: lowercase letters, digits, `_`) that may
+    /// connect to this database and do only what `grants` say in the schemas they name (existing
+    /// ones: run after the migrations); returns its URL, with [`SEARCH_PATH`] like [`TestDb::url`]
+    /// (schemas it may not use are skipped by the server). Tables and partitions the test
+    /// database's owner creates later carry the same grants. The role is dropped with the
+    /// database.
+    pub async fn role(&self, name: &str, grants: &[(&str, Privilege)]) -> String {
+        assert!(
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "role name {name:?}: lowercase letters, digits and _ only"
+        );
+        let role = format!("{}_{name}", self.name);
+        let password = hex::encode(rand::random::<[u8; 16]>());
+        let mut sql = format!("CREATE ROLE {role} LOGIN PASSWORD '{password}';");
+        for &(schema, privilege) in grants {
+            let (on_schema, on_objects) = match privilege {
+                Privilege::Read => ("USAGE", "SELECT"),
+                Privilege::All => ("ALL", "ALL"),
+            };
+            sql.push_str(&format!(
+                "GRANT {on_schema} ON SCHEMA {schema} TO {role};
+                 GRANT {on_objects} ON ALL TABLES IN SCHEMA {schema} TO {role};
+                 GRANT {on_objects} ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+                 ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {on_objects} ON TABLES TO {role};
+                 ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {on_objects} ON SEQUENCES TO {role};"
+            ));
+        }
+        self.roles.lock().unwrap_or_else(|e| e.into_inner()).push(role.clone());
+        let client = self.pool.get().await.expect("connection to the test database");
+        client.batch_execute(&format!("BEGIN; {sql} COMMIT;")).await.expect("create the role");
+        with_user(&self.url, &role, &password)
     }
 }
 
@@ -90,13 +152,20 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         self.pool.close();
         let (server, name) = (server_url(), self.name.clone());
+        let roles = std::mem::take(self.roles.get_mut().unwrap_or_else(|e| e.into_inner()));
         // Drop may run inside or outside a runtime; a thread with its own runtime works in both.
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&server, NoTls).await.ok()?;
                 tokio::spawn(conn);
-                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()?;
+                // Roles are the cluster's; their grants and default privileges went with the
+                // database.
+                for role in roles {
+                    client.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await.ok()?;
+                }
+                Some(())
             })
         });
         let _ = dropped.join();
@@ -117,6 +186,24 @@ pub fn with_database(url: &str, database: &str) -> String {
         out.push_str(q);
     }
     out
+}
+
+/// Sets the user (and password) of a `postgres://` URL.
+pub fn with_user(url: &str, user: &str, password: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[authority_start..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let host = rest[..authority_end].rsplit_once('@').map_or(&rest[..authority_end], |(_, h)| h);
+    format!("{}{user}:{password}@{host}{}", &url[..authority_start], &rest[authority_end..])
+}
+
+/// Adds `options=-c search_path=...` to a `postgres://` URL (after any query it has).
+pub fn with_search_path(url: &str, schemas: &[&str]) -> String {
+    let schemas: Vec<String> = schemas.iter().map(|s| (*s).to_owned()).collect();
+    let option = search_path_option(&schemas).expect("plain schema names");
+    let encoded = option.replace(' ', "%20").replace('=', "%3D").replace(',', "%2C");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options={encoded}")
 }
 
 /// Issues an admin key for `org` and an SDK key for `env` directly in the database; returns
@@ -151,3 +238,6 @@ pub async fn issue_keys(
     let sdk = secrets.pop().unwrap_or_default();
     (secrets.pop().unwrap_or_default(), sdk)
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
+use cohort_backoff::{Backoff, BackoffPolicy};
 use cohort_runtime::parse_duration;
 use tracing::{info, warn};
 
@@ -138,17 +139,18 @@ impl ConsulArgs {
         let stop = tokio_util::sync::CancellationToken::new();
         let cancelled = stop.clone();
         let task = tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
+            let policy = BackoffPolicy { initial: Duration::from_millis(200), max: Duration::from_secs(30) };
+            let mut backoff = Backoff::new(policy);
             loop {
+                let delay = backoff.next_delay();
                 match args.register(&name, grpc, &health).await {
                     Ok(registered) => return registered,
-                    Err(e) => warn!(error = %e, retry_in = ?backoff, "consul registration failed"),
+                    Err(e) => warn!(error = %e, retry_in = ?delay, "consul registration failed"),
                 }
                 tokio::select! {
                     _ = cancelled.cancelled() => return None,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         });
         Some(RegistrationTask { stop, task })

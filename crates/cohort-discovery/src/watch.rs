@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use cohort_backoff::{Backoff, BackoffPolicy};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
@@ -65,7 +66,8 @@ async fn follow(
 ) {
     let mut index = 0u64;
     let mut current: BTreeMap<String, Instance> = BTreeMap::new();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff =
+        Backoff::new(BackoffPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(10) });
     loop {
         let query = client.healthy(&service, index, WAIT);
         let result = tokio::select! {
@@ -74,7 +76,7 @@ async fn follow(
         };
         match result {
             Ok((instances, new_index)) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 // Consul's rules for blocking queries: an index that goes backwards resets
                 // the wait; an index of 0 is never used to block.
                 index = if new_index < index { 0 } else { new_index.max(1) };
@@ -107,12 +109,12 @@ async fn follow(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => {
-                debug!(service, error = %e, retry_in = ?backoff, "consul query failed");
+                let delay = backoff.next_delay();
+                debug!(service, error = %e, retry_in = ?delay, "consul query failed");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
                 index = 0;
             }
         }

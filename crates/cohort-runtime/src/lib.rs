@@ -10,12 +10,14 @@
 //! - [`admin`]: the admin server and readiness (started, and every named [`Condition`]
 //!   holding), shared with gRPC health.
 //! - [`auth`]: the `Bearer` credential of an `authorization` header.
+//! - [`error`]: [`ApiError`], the one failed answer and its mapping to gRPC and HTTP.
 //! - `listen`: [`Listeners`] bound in `main`, and [`shutdown_on_signal`].
 //! - [`server`]: the one service skeleton ([`Skeleton`]): health, reflection, the tower stack
 //!   on every RPC and route, supervised servers, drain.
 
 pub mod admin;
 pub mod auth;
+pub mod error;
 mod listen;
 pub mod server;
 pub mod settings;
@@ -24,6 +26,7 @@ pub mod telemetry;
 
 pub use admin::{Condition, Readiness, serve_admin};
 pub use auth::bearer;
+pub use error::ApiError;
 pub use listen::{Listeners, grpc_incoming, http_incoming, shutdown_on_signal};
 pub use server::{Limits, Running, ServerStopped, Skeleton};
 pub use settings::{

@@ -134,7 +134,10 @@ impl Skeleton {
         let grpc_server = grpc(tonic::transport::Server::builder())
             .layer(grpc_layers(requests.clone(), in_flight.clone(), limits.request_timeout))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(crate::grpc_incoming(listeners.grpc), stop.clone().cancelled_owned());
+            .serve_with_incoming_shutdown(
+                crate::grpc_incoming(listeners.grpc),
+                stop.clone().cancelled_owned(),
+            );
         tasks.spawn(async move { ("gRPC", grpc_server.await.map_err(|e| crate::telemetry::chain(&e))) });
 
         let http = http_layers(http, requests, in_flight, limits.request_timeout);
@@ -150,7 +153,10 @@ impl Skeleton {
         if let Some(listener) = listeners.admin {
             let (registry, readiness, stop) = (Arc::new(registry), readiness.clone(), stop.clone());
             tasks.spawn(async move {
-                ("admin", crate::serve_admin(listener, registry, readiness, stop).await.map_err(|e| e.to_string()))
+                (
+                    "admin",
+                    crate::serve_admin(listener, registry, readiness, stop).await.map_err(|e| e.to_string()),
+                )
             });
         }
         Ok(Running { name, readiness, stop, tasks })
@@ -337,13 +343,19 @@ fn request_id(headers: &http::HeaderMap) -> String {
 fn process_tag() -> u32 {
     static TAG: OnceLock<u32> = OnceLock::new();
     *TAG.get_or_init(|| {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         nanos ^ std::process::id().rotate_left(16)
     })
 }
 
 /// The gRPC stack, outermost first.
-fn grpc_layers(metrics: RequestMetrics, in_flight: Arc<tokio::sync::Semaphore>, timeout: Duration) -> GrpcLayers {
+fn grpc_layers(
+    metrics: RequestMetrics,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    timeout: Duration,
+) -> GrpcLayers {
     ServiceBuilder::new()
         // Outermost, so every request is counted and timed with its final code, including
         // the ones shed or timed out below (their errors become statuses here), and runs in a
@@ -423,7 +435,10 @@ where
                 }
                 let code = code_name(&response);
                 metrics.grpc.get_or_create(&GrpcLabels { method, code }).inc();
-                metrics.grpc_seconds.get_or_create(&MethodLabel { method }).observe(started.elapsed().as_secs_f64());
+                metrics
+                    .grpc_seconds
+                    .get_or_create(&MethodLabel { method })
+                    .observe(started.elapsed().as_secs_f64());
                 Ok(response)
             }
             .instrument(span),
@@ -480,30 +495,35 @@ fn http_layers(
 ) -> axum::Router {
     use axum::error_handling::HandleErrorLayer;
     use axum::response::IntoResponse;
-    let observe = axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
-        let metrics = metrics.clone();
-        async move {
-            let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| intern(p.as_str()));
-            let id = request_id(request.headers());
-            let span = tracing::debug_span!("http", route, request_id = %id);
-            let started = Instant::now();
-            let mut response = next.run(request).instrument(span).await;
-            if let Ok(v) = http::HeaderValue::from_str(&id) {
-                response.headers_mut().insert("x-request-id", v);
+    let observe =
+        axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let metrics = metrics.clone();
+            async move {
+                let route =
+                    request.extensions().get::<MatchedPath>().map_or("unmatched", |p| intern(p.as_str()));
+                let id = request_id(request.headers());
+                let span = tracing::debug_span!("http", route, request_id = %id);
+                let started = Instant::now();
+                let mut response = next.run(request).instrument(span).await;
+                if let Ok(v) = http::HeaderValue::from_str(&id) {
+                    response.headers_mut().insert("x-request-id", v);
+                }
+                let status = response.status().as_u16();
+                metrics.http.get_or_create(&HttpLabels { route, status }).inc();
+                metrics
+                    .http_seconds
+                    .get_or_create(&RouteLabel { route })
+                    .observe(started.elapsed().as_secs_f64());
+                response
             }
-            let status = response.status().as_u16();
-            metrics.http.get_or_create(&HttpLabels { route, status }).inc();
-            metrics.http_seconds.get_or_create(&RouteLabel { route }).observe(started.elapsed().as_secs_f64());
-            response
-        }
-    });
+        });
     let guard = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|e: BoxError| async move {
             if e.is::<tower::timeout::error::Elapsed>() {
                 (http::StatusCode::GATEWAY_TIMEOUT, "the request took too long").into_response()
             } else {
-                let mut r =
-                    (http::StatusCode::SERVICE_UNAVAILABLE, "too many requests in progress; retry").into_response();
+                let mut r = (http::StatusCode::SERVICE_UNAVAILABLE, "too many requests in progress; retry")
+                    .into_response();
                 r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
                 r
             }

@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cohort_backoff::BackoffPolicy;
 use cohort_core::{Definitions, compile};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{info, warn};
 
-use crate::backoff::BackoffPolicy;
 use crate::cache;
 use crate::client::{Client, Inner};
 use crate::error::SdkError;

@@ -8,9 +8,10 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use cohort_core::Definitions;
+use cohort_core::time::unix_ms;
 use serde::{Deserialize, Serialize};
 
 /// Why a cache file could not be used. Logged and ignored by the client.
@@ -72,7 +73,7 @@ pub(crate) fn read(path: &Path, fingerprint: &str) -> Result<Option<CacheFile>, 
 /// Writes `defs` atomically: a reader sees the old file or the new one, never a torn one.
 pub(crate) fn write(path: &Path, defs: &Definitions, fingerprint: &str) -> Result<(), CacheError> {
     let io_err = |source| CacheError::Io { path: path.to_owned(), source };
-    let written_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let written_at = u64::try_from(unix_ms(SystemTime::now())).unwrap_or(0);
     let body =
         CacheFileRef { version: defs.version, written_at, key_fingerprint: fingerprint, definitions: defs };
     let bytes = serde_json::to_vec(&body).map_err(|e| io_err(io::Error::other(e)))?;

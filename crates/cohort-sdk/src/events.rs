@@ -18,8 +18,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use cohort_backoff::{Backoff, BackoffPolicy};
+use cohort_core::time::unix_ms;
 use cohort_core::{Context, Decision, TARGETING_KEY_ATTRIBUTE};
 use cohort_proto::events::v1 as pb;
 use cohort_proto::events::v1::event_service_client::EventServiceClient;
@@ -33,7 +35,6 @@ use tonic_types::StatusExt;
 use tracing::{debug, error, warn};
 use uuid::Uuid;
 
-use crate::backoff::{Backoff, BackoffPolicy};
 use crate::dedup::DedupWindow;
 use crate::error::TrackError;
 
@@ -200,13 +201,6 @@ impl Pending {
                 })),
             },
         }
-    }
-}
-
-fn unix_ms(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
     }
 }
 
@@ -574,7 +568,7 @@ impl<S: Sink> Worker<S> {
                         .flatten();
                     let delay = match hint {
                         // The service said when; a little jitter keeps clients apart.
-                        Some(hint) => hint + crate::backoff::jitter(self.backoff.ceiling()) / 4,
+                        Some(hint) => hint + cohort_backoff::jitter(self.backoff.ceiling()) / 4,
                         None => self.backoff.next_delay(),
                     };
                     warn!(

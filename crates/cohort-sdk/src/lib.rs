@@ -39,13 +39,11 @@
 //!   file writer.
 //! - `delta`: applying a `Delta`'s changes to the held `Definitions`.
 //! - `cache`: the last-known-good file (atomic write, read, corruption handling).
-//! - `backoff`: jittered exponential backoff ([`BackoffPolicy`]).
 //! - `events`: [`MetricEvent`], the bounded event queue and the batching delivery worker.
 //! - `dedup`: the exposure dedup window.
 //! - `decision`: owned results ([`Evaluation`], [`Details`], [`Assignment`]).
 //! - `error`: [`SdkError`], [`TrackError`].
 
-mod backoff;
 mod builder;
 mod cache;
 mod client;
@@ -57,9 +55,10 @@ mod events;
 mod store;
 mod sync;
 
-pub use backoff::BackoffPolicy;
 pub use builder::ClientBuilder;
 pub use client::{Client, ConfigGuard, Stats};
+/// The bounds of the reconnect and event retry backoff (from `cohort-backoff`).
+pub use cohort_backoff::BackoffPolicy;
 pub use decision::{Assignment, Details, Evaluation};
 pub use error::{SdkError, TrackError};
 pub use events::{EventOptions, MAX_BATCH_SIZE, MAX_SENDERS as MAX_EVENT_SENDERS, MetricEvent};

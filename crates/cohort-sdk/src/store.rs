@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use cohort_core::CompiledConfig;
+use cohort_core::time::unix_ms;
 use tokio::sync::watch;
 
 /// How much a client can be trusted right now.
@@ -164,7 +165,7 @@ impl Store {
     }
 
     pub(crate) fn mark_synced(&self) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now = u64::try_from(unix_ms(SystemTime::now())).unwrap_or(0);
         self.last_sync_ms.store(now, Ordering::Relaxed);
     }
 

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cohort_backoff::{Backoff, BackoffPolicy};
 use cohort_core::{CompiledConfig, Definitions, compile};
 use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
 use cohort_proto::config::v1::sync_request::Message as Request;
@@ -37,7 +38,6 @@ use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 use tracing::{debug, error, info, warn};
 
-use crate::backoff::{Backoff, BackoffPolicy};
 use crate::cache;
 use crate::delta::{self, DeltaError};
 use crate::store::{Loaded, State, Store};

@@ -100,12 +100,22 @@ consul-token: {{ .Values.consul.token | b64enc | quote }}
 {{- end }}
 {{- end }}
 
-{{/* env entry for the database URL, from the chart's Secret or an existing one. */}}
+{{/*
+env entry for the database URL: the component's own existing Secret when it names one
+(<component>.database.existingSecret, e.g. a URL with a role that may use only that component's
+schema), else the shared URL, from an existing Secret or the chart's.
+dict "root" $ "values" .Values.config (optional) "secretName" (optional: the chart Secret's name)
+*/}}
 {{- define "cohort.databaseUrlEnv" -}}
+{{- $v := default dict .values }}
+{{- $own := dig "database" "existingSecret" "name" "" $v -}}
 - name: COHORT_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      {{- if .root.Values.database.existingSecret.name }}
+      {{- if $own }}
+      name: {{ $own }}
+      key: {{ dig "database" "existingSecret" "key" "database-url" $v }}
+      {{- else if .root.Values.database.existingSecret.name }}
       name: {{ .root.Values.database.existingSecret.name }}
       key: {{ .root.Values.database.existingSecret.key }}
       {{- else }}
@@ -267,7 +277,7 @@ spec:
         - name: COHORT_SHUTDOWN_GRACE
           value: {{ printf "%ss" (include "cohort.shutdownGrace" (dict "root" $root "values" $v)) | quote }}
         {{- if .useDatabase }}
-        {{- include "cohort.databaseUrlEnv" (dict "root" $root) | nindent 8 }}
+        {{- include "cohort.databaseUrlEnv" (dict "root" $root "values" $v) | nindent 8 }}
         - name: COHORT_DATABASE_MAX_CONNECTIONS
           value: {{ default $root.Values.database.maxConnections $v.databaseMaxConnections | quote }}
         {{- end }}

@@ -12,16 +12,17 @@
 #![allow(clippy::print_stdout)]
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use cohort_analysis::analyze::Settings;
+use cohort_analysis::config::ConfigClient;
 use cohort_analysis::cycle::{Analyzer, CycleReport};
 use cohort_analysis::metrics::Metrics;
-use cohort_analysis::config::ConfigClient;
 use cohort_analysis::store::{ExperimentRef, Store};
 use cohort_config::domain::{Action, Kind, Op};
 use cohort_config::store::Store as ConfigStore;
+use cohort_core::time::{civil_from_days, day_of, unix_ms};
 use cohort_db::Pool;
 use cohort_db::testing::{Tenant, TestDb};
 use cohort_proto::events::v1 as pb;
@@ -96,13 +97,16 @@ struct Db {
 struct ConfigService {
     url: String,
     service_key: String,
+    events_key: String,
     _stop: cohort_runtime::Shutdown,
 }
 
 impl ConfigService {
     async fn start(database_url: &str) -> ConfigService {
         let key = cohort_db::keys::generate(cohort_db::keys::KeyKind::Service);
-        let hashes = format!("cohort-analysis={}", hex::encode(&key.hash));
+        let events = cohort_db::keys::generate(cohort_db::keys::KeyKind::Service);
+        let hashes =
+            format!("cohort-analysis={},cohort-events={}", hex::encode(&key.hash), hex::encode(&events.hash));
         let settings = <cohort_config::settings::Cli as clap::Parser>::try_parse_from([
             "cohort-config",
             "--database-url",
@@ -116,8 +120,12 @@ impl ConfigService {
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", grpc.local_addr().expect("address"));
         let stop = cohort_runtime::Shutdown::new();
-        tokio::spawn(cohort_config::run(settings, cohort_config::Listeners { grpc, http, admin: None }, stop.clone()));
-        ConfigService { url, service_key: key.secret, _stop: stop.clone() }
+        tokio::spawn(cohort_config::run(
+            settings,
+            cohort_config::Listeners { grpc, http, admin: None },
+            stop.clone(),
+        ));
+        ConfigService { url, service_key: key.secret, events_key: events.secret, _stop: stop.clone() }
     }
 }
 
@@ -178,9 +186,14 @@ async fn open(args: &Args) -> Db {
     if !exists {
         client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create the kept database");
     }
-    let url = cohort_db::testing::with_database(&server, name);
+    let url = cohort_db::testing::with_search_path(
+        &cohort_db::testing::with_database(&server, name),
+        cohort_db::testing::SEARCH_PATH,
+    );
     let pool = cohort_db::connect(&url, &cohort_db::PoolOptions::default()).expect("pool");
-    cohort_db::migrate(&pool).await.expect("migrations");
+    for schema in cohort_db::migrate::ALL {
+        cohort_db::migrate(&pool, schema).await.expect("migrations");
+    }
     Db { url, pool, _owned: None }
 }
 
@@ -353,17 +366,13 @@ async fn seed(args: &Args, db: &Db) -> Vec<Env> {
     envs
 }
 
-fn day(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64).div_euclid(86_400)
-}
-
 /// Daily partitions named and bounded like the event service's drainer makes them.
 async fn create_partitions(pool: &Pool, now: SystemTime) {
     let c = pool.get().await.expect("connection");
     let mut sql = String::from("SET client_min_messages = warning;");
-    for d in day(now - SPAN) - 1..=day(now) + 2 {
-        let (y, m, dd) = cohort_events::drain::civil_date(d);
-        let (y1, m1, d1) = cohort_events::drain::civil_date(d + 1);
+    for d in day_of(unix_ms(now - SPAN)) - 1..=day_of(unix_ms(now)) + 2 {
+        let (y, m, dd) = civil_from_days(d);
+        let (y1, m1, d1) = civil_from_days(d + 1);
         for table in ["exposures", "metric_events"] {
             sql.push_str(&format!(
                 "CREATE TABLE IF NOT EXISTS {table}_p{y:04}{m:02}{dd:02} PARTITION OF {table}
@@ -676,6 +685,10 @@ async fn latency(args: &Args, db: &Db, config: &ConfigService, envs: &[Env]) {
         &db.url,
         "--spool-dir",
         spool.path().to_str().expect("utf-8 path"),
+        "--config-endpoint",
+        &config.url,
+        "--service-key",
+        &config.events_key,
     ])
     .expect("event service settings");
     let analysis_settings = <cohort_analysis::settings::Cli as clap::Parser>::try_parse_from([
@@ -723,7 +736,7 @@ async fn latency(args: &Args, db: &Db, config: &ConfigService, envs: &[Env]) {
         // A random phase against the analysis interval.
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..10_000))).await;
         let n = 200;
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let now_ms = unix_ms(SystemTime::now());
         let mut batch = Vec::new();
         for _ in 0..n {
             let unit = format!("latency-{}", random_id(&mut rng).simple());

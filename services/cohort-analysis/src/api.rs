@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cohort_proto::analysis::v1 as pb;
+use cohort_runtime::ApiError;
 use pb::analysis_service_server::AnalysisService;
 use tonic::{Request, Status};
 
@@ -23,42 +24,23 @@ const MAX_NAME_BYTES: usize = 256;
 /// than a key can name anything.
 fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     if value.len() > MAX_NAME_BYTES {
-        return Err(ApiError::InvalidArgument(format!("{field}: longer than {MAX_NAME_BYTES} bytes")));
+        return Err(ApiError::invalid(field, format!("longer than {MAX_NAME_BYTES} bytes")));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::InvalidArgument(format!("{field}: contains a control character")));
+        return Err(ApiError::invalid(field, "contains a control character"));
     }
     Ok(())
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    Unauthenticated(String),
-    #[error("{0}")]
-    PermissionDenied(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<ApiError> for Status {
-    fn from(e: ApiError) -> Status {
-        match e {
-            ApiError::Unauthenticated(m) => Status::unauthenticated(m),
-            ApiError::PermissionDenied(m) => Status::permission_denied(m),
-            ApiError::NotFound(m) => Status::not_found(m),
-            ApiError::InvalidArgument(m) => Status::invalid_argument(m),
-            ApiError::Store(e) if e.is_unavailable() => {
-                Status::unavailable("the database is unavailable; retry later")
-            }
-            ApiError::Store(e) => {
-                tracing::error!(error = %cohort_runtime::telemetry::chain(&e), "results query failed");
-                Status::internal("internal error")
-            }
+/// Store and config failures, as the caller sees them: UNAVAILABLE while a dependency is
+/// down, otherwise an internal error whose cause is logged here.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        if e.is_unavailable() {
+            ApiError::unavailable("results cannot be read now; retry later")
+        } else {
+            tracing::error!(error = %cohort_runtime::telemetry::chain(&e), "results query failed");
+            ApiError::Internal
         }
     }
 }
@@ -90,20 +72,26 @@ impl Api {
     /// The experiment, if it is in the caller's organization: by environment (key or id) and
     /// experiment (key or id), or by experiment alone when no environment is named and the
     /// name means one experiment of the organization.
-    async fn experiment(&self, p: &Caller, environment: &str, experiment: &str) -> Result<ExperimentRef, ApiError> {
+    async fn experiment(
+        &self,
+        p: &Caller,
+        environment: &str,
+        experiment: &str,
+    ) -> Result<ExperimentRef, ApiError> {
         check_name("environment", environment)?;
         check_name("experiment", experiment)?;
         if experiment.is_empty() {
-            return Err(ApiError::InvalidArgument("experiment: name an experiment by key or id".into()));
+            return Err(ApiError::invalid("experiment", "name an experiment by key or id"));
         }
-        let found = self.config.find(p.organization_id, environment, experiment).await.map_err(StoreError::from)?;
+        let found =
+            self.config.find(p.organization_id, environment, experiment).await.map_err(StoreError::from)?;
         match found[..] {
             [] => Err(ApiError::NotFound(format!("experiment {experiment:?} does not exist"))),
             [one] => Ok(one),
-            _ => Err(ApiError::InvalidArgument(format!(
-                "environment: experiment {experiment} exists in {} environments; name one",
-                found.len()
-            ))),
+            _ => Err(ApiError::invalid(
+                "environment",
+                format!("experiment {experiment} exists in {} environments; name one", found.len()),
+            )),
         }
     }
 }
@@ -158,7 +146,7 @@ impl AnalysisService for Api {
             Some(
                 r.page_token
                     .parse::<i32>()
-                    .map_err(|_| ApiError::InvalidArgument("page_token: not from a previous page".into()))?,
+                    .map_err(|_| ApiError::invalid("page_token", "not from a previous page"))?,
             )
         };
         let mut rows = self.store.looks(id, limit + 1, before).await.map_err(ApiError::from)?;
@@ -201,20 +189,6 @@ async fn http_results(
     .await;
     match result {
         Ok(r) => (StatusCode::OK, axum::Json(r)).into_response(),
-        Err(e) => {
-            let status = match &e {
-                ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-                ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
-                ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-                ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-                ApiError::Store(s) if s.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
-                ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            let message = match &e {
-                ApiError::Store(_) => "internal error".to_owned(),
-                other => other.to_string(),
-            };
-            (status, axum::Json(serde_json::json!({"error": message}))).into_response()
-        }
+        Err(e) => e.into_response(),
     }
 }

@@ -81,12 +81,17 @@ impl ConfigClient {
 
     /// Every running experiment, with each environment's metrics.
     pub async fn running(&self) -> Result<(Vec<Running>, HashMap<Uuid, Vec<MetricDef>>), ConfigError> {
-        let r = self.internal.clone().list_running(self.request(pb::ListRunningRequest {})).await?.into_inner();
+        let r =
+            self.internal.clone().list_running(self.request(pb::ListRunningRequest {})).await?.into_inner();
         let mut running = Vec::with_capacity(r.experiments.len());
         for e in r.experiments {
             let definition: ExperimentDef = serde_json::from_str(&e.definition_json)
                 .map_err(|err| ConfigError::malformed(format!("an experiment that does not parse: {err}")))?;
-            running.push(Running { environment_id: uuid(&e.environment_id)?, revision: e.revision, definition });
+            running.push(Running {
+                environment_id: uuid(&e.environment_id)?,
+                revision: e.revision,
+                definition,
+            });
         }
         let mut metrics: HashMap<Uuid, Vec<MetricDef>> = HashMap::new();
         for m in r.metrics {
@@ -128,7 +133,12 @@ impl ConfigClient {
         let found = self.internal.clone().find_experiments(request).await?.into_inner().experiments;
         found
             .iter()
-            .map(|f| Ok(ExperimentRef { environment_id: uuid(&f.environment_id)?, experiment_id: uuid(&f.experiment_id)? }))
+            .map(|f| {
+                Ok(ExperimentRef {
+                    environment_id: uuid(&f.environment_id)?,
+                    experiment_id: uuid(&f.experiment_id)?,
+                })
+            })
             .collect()
     }
 

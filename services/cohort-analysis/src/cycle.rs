@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
+use cohort_backoff::{Backoff, BackoffPolicy};
 use cohort_core::model::MetricDef;
+use cohort_runtime::Condition;
+use cohort_runtime::telemetry::chain;
 use futures::StreamExt;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
-use cohort_runtime::Condition;
-use cohort_runtime::telemetry::chain;
 use tracing::{debug, info, warn};
 
 use crate::analyze::{self, Looks, Plan, Settings, top_values};
@@ -166,7 +167,13 @@ impl Analyzer {
             .map(|exp| {
                 let s = sums.remove(&exp.id()).unwrap_or_default();
                 let plan = plans.remove(&exp.id());
-                let job = self.analyze_one(exp, metrics.get(&exp.environment_id).unwrap_or(&no_metrics), s, plan, now);
+                let job = self.analyze_one(
+                    exp,
+                    metrics.get(&exp.environment_id).unwrap_or(&no_metrics),
+                    s,
+                    plan,
+                    now,
+                );
                 async move { (exp.id(), job.await) }
             })
             .collect();
@@ -295,7 +302,7 @@ impl Analyzer {
         };
         let schedule = self.schedule(exp.id()).await?;
         let mut looks = schedule.lock().await;
-        let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let now_ms = cohort_core::time::unix_ms(now);
         let outcome = analyze::analyze(
             def,
             metrics,
@@ -311,10 +318,8 @@ impl Analyzer {
         let mut latest = None;
         match outcome.new_look {
             Some((look, fraction, boundary)) => {
-                let stored = self
-                    .store
-                    .record_look(exp.id(), look, fraction, boundary, &outcome.result)
-                    .await;
+                let stored =
+                    self.store.record_look(exp.id(), look, fraction, boundary, &outcome.result).await;
                 if !matches!(stored, Ok(true)) {
                     // Not stored (another leader recorded this look, or the write failed): the
                     // in-memory schedule is ahead of the database, so rebuild it from there.
@@ -334,7 +339,10 @@ impl Analyzer {
         Ok(Analyzed { look: recorded, paused, latest })
     }
 
-    async fn schedule(&self, experiment: ExperimentRef) -> Result<Arc<tokio::sync::Mutex<Looks>>, StoreError> {
+    async fn schedule(
+        &self,
+        experiment: ExperimentRef,
+    ) -> Result<Arc<tokio::sync::Mutex<Looks>>, StoreError> {
         if let Some(s) = self.looks.lock().unwrap_or_else(|p| p.into_inner()).get(&experiment) {
             return Ok(s.clone());
         }
@@ -408,13 +416,20 @@ pub async fn lead(
 ) {
     cycles.set(true);
     let mut failed_in_a_row = 0u32;
+    // Standbys poll the lock every `retry`; a lost or failed connection waits a jittered
+    // `retry` too (both bounds), so replicas that lost the database do not return in lockstep.
     let retry = interval.min(Duration::from_secs(5));
+    let mut backoff = Backoff::new(BackoffPolicy { initial: retry, max: retry });
     loop {
         let (client, connection) = match tokio_postgres::connect(&database_url, NoTls).await {
-            Ok(c) => c,
+            Ok(c) => {
+                backoff.reset();
+                c
+            }
             Err(e) => {
-                warn!(error = %chain(&e), "cannot connect for the leader lock");
-                if sleep_or_stop(retry, &shutdown).await {
+                let delay = backoff.next_delay();
+                warn!(error = %chain(&e), retry_in = ?delay, "cannot connect for the leader lock");
+                if sleep_or_stop(delay, &shutdown).await {
                     return;
                 }
                 continue;
@@ -491,7 +506,7 @@ pub async fn lead(
             }
         }
         driver.abort();
-        if sleep_or_stop(retry, &shutdown).await {
+        if sleep_or_stop(backoff.next_delay(), &shutdown).await {
             return;
         }
     }

@@ -39,17 +39,22 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         &cohort_db::PoolOptions {
             max_connections: settings.database.database_max_connections as usize,
             application_name: "cohort-analysis".into(),
+            // Events are read under cohort_events' read-model contract; what config knows comes
+            // over its gRPC API, never its tables.
+            search_path: ["cohort_analysis", "cohort_events"].map(String::from).into(),
             ..Default::default()
         },
     )?;
     if settings.migrate {
-        cohort_db::migrate(&pool).await?;
+        cohort_db::migrate(&pool, &cohort_db::migrate::ANALYSIS).await?;
     }
     let mut skeleton = Skeleton::new("cohort-analysis", &[SERVICE_NAME], Limits::default());
     let metrics = metrics::Metrics::new(skeleton.registry());
     let store = store::Store::new(pool);
-    let config = config::ConfigClient::new(&settings.config_endpoint, &settings.service_key).map_err(anyhow::Error::msg)?;
-    let analyzer = Arc::new(cycle::Analyzer::new(store.clone(), config.clone(), settings.analysis(), metrics));
+    let config = config::ConfigClient::new(&settings.config_endpoint, &settings.service_key)
+        .map_err(anyhow::Error::msg)?;
+    let analyzer =
+        Arc::new(cycle::Analyzer::new(store.clone(), config.clone(), settings.analysis(), metrics));
     // Ready while the database answers (results are read from it) and, on the leader, while
     // cycles succeed.
     let readiness = skeleton.readiness();

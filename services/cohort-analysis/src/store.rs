@@ -220,7 +220,10 @@ impl Store {
     }
 
     /// The plans of `experiments` that have one.
-    pub async fn plans(&self, experiments: &[ExperimentRef]) -> Result<HashMap<ExperimentRef, Plan>, StoreError> {
+    pub async fn plans(
+        &self,
+        experiments: &[ExperimentRef],
+    ) -> Result<HashMap<ExperimentRef, Plan>, StoreError> {
         let client = self.pool.get().await?;
         let (envs, ids): (Vec<Uuid>, Vec<Uuid>) =
             experiments.iter().map(|x| (x.environment_id, x.experiment_id)).unzip();
@@ -250,7 +253,12 @@ impl Store {
             .execute(
                 "INSERT INTO analysis_plans (environment_id, experiment_id, planned_units_per_variant, basis)
                  VALUES ($1, $2, $3, $4) ON CONFLICT (environment_id, experiment_id) DO NOTHING",
-                &[&id.environment_id, &id.experiment_id, &(plan.planned_units_per_variant as i64), &plan.basis],
+                &[
+                    &id.environment_id,
+                    &id.experiment_id,
+                    &(plan.planned_units_per_variant as i64),
+                    &plan.basis,
+                ],
             )
             .await?;
         drop(client);
@@ -311,7 +319,10 @@ impl Store {
     }
 
     /// Stores the latest results of many experiments in one statement.
-    pub async fn record_latest_many(&self, results: &[(ExperimentRef, ExperimentResult)]) -> Result<(), StoreError> {
+    pub async fn record_latest_many(
+        &self,
+        results: &[(ExperimentRef, ExperimentResult)],
+    ) -> Result<(), StoreError> {
         if results.is_empty() {
             return Ok(());
         }

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use cohort_core::json::JsonError;
+use cohort_core::time::unix_ms;
 use cohort_db::keys::{KeyKind, Principal};
 use cohort_proto::config::v1 as pb;
 use pb::config_service_server::ConfigService;
@@ -19,7 +20,7 @@ use crate::auth::{Authenticator, require_admin};
 use crate::domain::{self, Action, Kind, Op};
 use crate::error::ServiceError;
 use crate::metrics::WriteLabels;
-use crate::store::{ApiKeyRow, AuditRow, EntityRow, EnvRow, Written, unix_ms};
+use crate::store::{ApiKeyRow, AuditRow, EntityRow, EnvRow, Written};
 use crate::sync::{SyncContext, session};
 
 const DEFAULT_PAGE: u32 = 100;
@@ -53,8 +54,9 @@ impl Api {
         match (p.kind, p.environment_id) {
             // Services act across organizations, on environments named by id.
             (KeyKind::Service, _) => {
-                let id = Uuid::parse_str(reference)
-                    .map_err(|_| ServiceError::invalid("environment", "a service names an environment by id"))?;
+                let id = Uuid::parse_str(reference).map_err(|_| {
+                    ServiceError::invalid("environment", "a service names an environment by id")
+                })?;
                 self.sync.store.environment_by_id(id).await?.ok_or_else(not_found)
             }
             (KeyKind::Sdk, Some(own)) => {
@@ -85,7 +87,8 @@ impl Api {
         let outcome = async {
             // A service key may pause and complete experiments (analysis's guardrails); the
             // audit entry names the service.
-            let service_transition = matches!(&op, Op::Transition { action: Action::Pause | Action::Complete, .. });
+            let service_transition =
+                matches!(&op, Op::Transition { action: Action::Pause | Action::Complete, .. });
             if !(p.kind == KeyKind::Service && service_transition) {
                 require_admin(p)?;
             }

@@ -1,14 +1,16 @@
 //! Authentication: `authorization: Bearer <key>` to a [`Principal`], with a short-lived cache
 //! so the hot paths (stream opens, snapshot polls) do not query PostgreSQL every time. A
 //! revocation (on any replica, through the hub) evicts the key at once; the time limit bounds
-//! how long a revocation this replica did not hear of can go unnoticed.
+//! how long a revocation this replica did not hear of can go unnoticed. The cache is bounded:
+//! past its capacity the least recently used keys go, not all of them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cohort_db::keys::{self, KeyKind, Principal};
+use moka::policy::EvictionPolicy;
 use tonic::metadata::MetadataMap;
 use uuid::Uuid;
 
@@ -18,7 +20,8 @@ use crate::store::Store;
 /// How long a verified key is trusted without asking the database (and so how long a revoked
 /// key may keep working when its revocation notice is lost).
 const CACHE_TTL: Duration = Duration::from_secs(5);
-const CACHE_MAX: usize = 10_000;
+/// Most verified keys cached at once.
+const CACHE_MAX: u64 = 10_000;
 
 /// The keys of Cohort's own services, by the SHA-256 of their secrets.
 #[derive(Debug, Clone, Default)]
@@ -57,19 +60,68 @@ impl ServiceKeys {
     }
 }
 
+/// Verified keys by the SHA-256 of their secrets, each trusted for a time to live; past the
+/// capacity the least recently used are evicted.
+#[derive(Debug)]
+struct KeyCache {
+    keys: moka::sync::Cache<Vec<u8>, Principal>,
+    /// Bumped by every [`KeyCache::forget`]: a lookup that raced a revocation is not
+    /// cached, since the database may have answered before the revocation committed.
+    revocations: AtomicU64,
+    /// Makes an insert's revocation check and the insert one step against `forget`.
+    writes: Mutex<()>,
+}
+
+impl KeyCache {
+    fn new(capacity: u64, ttl: Duration) -> Self {
+        let keys = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(ttl)
+            .eviction_policy(EvictionPolicy::lru())
+            .build();
+        KeyCache { keys, revocations: AtomicU64::new(0), writes: Mutex::new(()) }
+    }
+
+    fn get(&self, hash: &[u8]) -> Option<Principal> {
+        self.keys.get(hash)
+    }
+
+    /// Read before asking the database; hand it back to [`KeyCache::insert`].
+    fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::Acquire)
+    }
+
+    /// Caches a lookup, unless a key was revoked since `revocations` was read.
+    fn insert(&self, hash: Vec<u8>, principal: Principal, revocations: u64) {
+        let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        if self.revocations.load(Ordering::Acquire) != revocations {
+            return;
+        }
+        self.keys.insert(hash, principal);
+    }
+
+    /// Evicts every entry of a key id.
+    fn forget(&self, key_id: Uuid) {
+        let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        self.revocations.fetch_add(1, Ordering::AcqRel);
+        let revoked: Vec<_> =
+            self.keys.iter().filter(|(_, p)| p.key_id == key_id).map(|(hash, _)| hash).collect();
+        for hash in revoked {
+            self.keys.invalidate(hash.as_slice());
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Authenticator {
     store: Store,
     services: ServiceKeys,
-    cache: Mutex<HashMap<Vec<u8>, (Principal, Instant)>>,
-    /// Bumped by every [`Authenticator::forget`]: a lookup that raced a revocation is not
-    /// cached, since the database may have answered before the revocation committed.
-    revocations: AtomicU64,
+    cache: KeyCache,
 }
 
 impl Authenticator {
     pub fn new(store: Store, services: ServiceKeys) -> Self {
-        Authenticator { store, services, cache: Mutex::new(HashMap::new()), revocations: AtomicU64::new(0) }
+        Authenticator { store, services, cache: KeyCache::new(CACHE_MAX, CACHE_TTL) }
     }
 
     pub async fn from_metadata(&self, metadata: &MetadataMap) -> Result<Principal, ServiceError> {
@@ -89,38 +141,23 @@ impl Authenticator {
                 .principal(&hash)
                 .ok_or_else(|| ServiceError::Unauthenticated("unknown service key".into()));
         }
-        if let Some((p, at)) = self.cache.lock().map_err(poisoned)?.get(&hash)
-            && at.elapsed() < CACHE_TTL
-        {
-            return Ok(p.clone());
+        if let Some(p) = self.cache.get(&hash) {
+            return Ok(p);
         }
-        let revocations = self.revocations.load(Ordering::Acquire);
+        let revocations = self.cache.revocations();
         let principal = self
             .store
             .verify_key(secret)
             .await?
             .ok_or_else(|| ServiceError::Unauthenticated("unknown or revoked api key".into()))?;
-        let mut cache = self.cache.lock().map_err(poisoned)?;
-        if self.revocations.load(Ordering::Acquire) != revocations {
-            return Ok(principal);
-        }
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(hash, (principal.clone(), Instant::now()));
+        self.cache.insert(hash, principal.clone(), revocations);
         Ok(principal)
     }
 
     /// Stops trusting a revoked key: its next use asks the database.
     pub fn forget(&self, key_id: Uuid) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        self.revocations.fetch_add(1, Ordering::AcqRel);
-        cache.retain(|_, (p, _)| p.key_id != key_id);
+        self.cache.forget(key_id);
     }
-}
-
-fn poisoned<T>(_: T) -> ServiceError {
-    ServiceError::Internal("auth cache lock poisoned".into())
 }
 
 /// Service keys may call the internal API and pause or complete experiments, nothing else.
@@ -140,3 +177,6 @@ pub fn require_admin(p: &Principal) -> Result<(), ServiceError> {
         KeyKind::Service => Err(ServiceError::PermissionDenied("this call needs an admin key".into())),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,10 +1,9 @@
-//! The config service's error type and its one mapping to gRPC statuses.
+//! The config service's error type; gRPC and HTTP answers come from `cohort_runtime::ApiError`.
 
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use cohort_runtime::ApiError;
+use tonic::Status;
 
-/// A field and what is wrong with it.
-pub type Violation = (String, String);
+pub use cohort_runtime::error::Violation;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -84,36 +83,26 @@ fn db_error(e: &cohort_db::DbError) -> ServiceError {
     }
 }
 
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        match e {
+            ServiceError::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            ServiceError::PermissionDenied(m) => ApiError::PermissionDenied(m),
+            ServiceError::NotFound(m) => ApiError::NotFound(m),
+            ServiceError::AlreadyExists(m) => ApiError::AlreadyExists(m),
+            ServiceError::InvalidArgument(violations) => ApiError::InvalidArgument(violations),
+            ServiceError::FailedPrecondition { message, violations } => {
+                ApiError::FailedPrecondition { message, violations }
+            }
+            ServiceError::Unavailable(message) => ApiError::Unavailable { message, retry_after: None },
+            // Details are logged where the error arose; the client gets no internals.
+            ServiceError::Internal(_) => ApiError::Internal,
+        }
+    }
+}
+
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Status {
-        match e {
-            ServiceError::Unauthenticated(m) => Status::unauthenticated(m),
-            ServiceError::PermissionDenied(m) => Status::permission_denied(m),
-            ServiceError::NotFound(m) => Status::not_found(m),
-            ServiceError::AlreadyExists(m) => Status::already_exists(m),
-            ServiceError::InvalidArgument(violations) => {
-                let message = describe(&violations);
-                let mut details = ErrorDetails::new();
-                for (field, description) in violations {
-                    details.add_bad_request_violation(field, description);
-                }
-                Status::with_error_details(Code::InvalidArgument, message, details)
-            }
-            ServiceError::FailedPrecondition { message, violations } => {
-                let mut details = ErrorDetails::new();
-                for (field, description) in &violations {
-                    details.add_precondition_failure_violation("STATE", field, description);
-                }
-                let message = if violations.is_empty() {
-                    message
-                } else {
-                    format!("{message}: {}", describe(&violations))
-                };
-                Status::with_error_details(Code::FailedPrecondition, message, details)
-            }
-            ServiceError::Unavailable(m) => Status::unavailable(m),
-            // Details are logged where the error arose; the client gets no internals.
-            ServiceError::Internal(_) => Status::internal("internal error"),
-        }
+        ApiError::from(e).into()
     }
 }

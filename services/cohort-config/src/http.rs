@@ -29,7 +29,7 @@ pub fn router(state: HttpState) -> Router {
 async fn config(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     match serve(&state, &headers).await {
         Ok(r) => r,
-        Err(e) => error_response(e),
+        Err(e) => cohort_runtime::ApiError::from(e).into_response(),
     }
 }
 
@@ -73,21 +73,4 @@ async fn serve(state: &HttpState, headers: &HeaderMap) -> Result<Response, Servi
     body.push(b'}');
     common.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok((StatusCode::OK, common, body).into_response())
-}
-
-fn error_response(e: ServiceError) -> Response {
-    let status = match &e {
-        ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        ServiceError::PermissionDenied(_) => StatusCode::FORBIDDEN,
-        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-        ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        ServiceError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-        ServiceError::AlreadyExists(_) | ServiceError::FailedPrecondition { .. } => StatusCode::CONFLICT,
-        ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let message = match &e {
-        ServiceError::Internal(_) => "internal error".to_owned(),
-        other => other.to_string(),
-    };
-    (status, axum::Json(serde_json::json!({"error": message}))).into_response()
 }

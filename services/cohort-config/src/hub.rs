@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use cohort_backoff::{Backoff, BackoffPolicy};
 use cohort_proto::config::v1 as pb;
 use futures::StreamExt;
 use pb::sync_response::{Encoded, Message as Out};
@@ -363,9 +364,10 @@ pub async fn follow_changes(
     poll: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff =
+        Backoff::new(BackoffPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(5) });
     loop {
-        match tokio_postgres::connect(&database_url, NoTls).await {
+        let delay = match tokio_postgres::connect(&database_url, NoTls).await {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {
@@ -390,7 +392,7 @@ pub async fn follow_changes(
                     driver.abort();
                 } else {
                     info!("following config changes");
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     hub.refresh_all().await;
                     hub.recheck_keys().await;
                     let mut tick = tokio::time::interval(poll);
@@ -424,14 +426,18 @@ pub async fn follow_changes(
                     }
                     driver.abort();
                 }
+                backoff.next_delay()
             }
-            Err(e) => warn!(error = %e, retry_in = ?backoff, "cannot connect to follow config changes"),
-        }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                warn!(error = %e, retry_in = ?delay, "cannot connect to follow config changes");
+                delay
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delay) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -28,7 +28,10 @@ impl Internal {
 
 #[tonic::async_trait]
 impl InternalService for Internal {
-    async fn verify_key(&self, request: Request<pb::VerifyKeyRequest>) -> Result<Response<pb::VerifiedKey>, Status> {
+    async fn verify_key(
+        &self,
+        request: Request<pb::VerifyKeyRequest>,
+    ) -> Result<Response<pb::VerifiedKey>, Status> {
         self.authorize(&request).await?;
         let hash = request.into_inner().key_hash;
         if hash.len() != 32 {

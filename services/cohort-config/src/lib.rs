@@ -56,11 +56,12 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
         &cohort_db::PoolOptions {
             max_connections: settings.database.database_max_connections as usize,
             application_name: "cohort-config".into(),
+            search_path: vec![cohort_db::migrate::CONFIG.name.into()],
             ..Default::default()
         },
     )?;
     if settings.migrate {
-        let applied = cohort_db::migrate(&pool).await?;
+        let applied = cohort_db::migrate(&pool, &cohort_db::migrate::CONFIG).await?;
         info!(applied = ?applied, "migrations up to date");
     }
     let mut skeleton = Skeleton::new("cohort-config", &[SERVICE_NAME], Limits::default());
@@ -110,8 +111,9 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
     let router = http::router(http::HttpState { auth, hub: hub.clone(), max_age: settings.http_max_age });
     let mut running = skeleton.serve(
         listeners,
-        Routes::new(ConfigServiceServer::new(api))
-            .add_service(InternalServiceServer::new(internal::Internal { auth: internal_auth, store: store.clone() })),
+        Routes::new(ConfigServiceServer::new(api)).add_service(InternalServiceServer::new(
+            internal::Internal { auth: internal_auth, store: store.clone() },
+        )),
         router,
         cohort_proto::FILE_DESCRIPTOR_SET,
         |server| {

@@ -22,12 +22,20 @@ async fn main() -> anyhow::Result<()> {
     let settings = cli.serve;
     init_tracing(settings.common.log_format);
     let pool = || {
-        cohort_db::connect(&settings.database.database_url, &cohort_db::PoolOptions::default())
-            .context("database url")
+        let options = cohort_db::PoolOptions {
+            search_path: vec![cohort_db::migrate::CONFIG.name.into()],
+            ..Default::default()
+        };
+        cohort_db::connect(&settings.database.database_url, &options).context("database url")
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Migrate => {
-            let applied = cohort_db::migrate(&pool()?).await.context("migrating")?;
+        Command::Migrate { schema } => {
+            let schema = match schema.as_str() {
+                "events" => &cohort_db::migrate::EVENTS,
+                "analysis" => &cohort_db::migrate::ANALYSIS,
+                _ => &cohort_db::migrate::CONFIG,
+            };
+            let applied = cohort_db::migrate(&pool()?, schema).await.context("migrating")?;
             tracing::info!(applied = ?applied, "database is up to date");
             Ok(())
         }

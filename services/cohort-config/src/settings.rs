@@ -22,8 +22,14 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (the default).
     Serve,
-    /// Apply pending database migrations and exit.
-    Migrate,
+    /// Apply pending database migrations of one service's schema and exit.
+    Migrate {
+        /// Whose schema: this service's, or another's for a migration job that runs each
+        /// service's migrations with that service's database URL (and role).
+        #[arg(long, env = "COHORT_MIGRATE_SCHEMA", default_value = "config",
+              value_parser = ["config", "events", "analysis"])]
+        schema: String,
+    },
     /// Create the first organization, environment and admin key, print the key, and exit.
     Bootstrap {
         #[arg(long, env = "COHORT_BOOTSTRAP_ORGANIZATION")]

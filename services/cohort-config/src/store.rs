@@ -2,8 +2,9 @@
 //! row lock, plans it with [`crate::domain`], then stores the entity, the new version and the
 //! audit row, and notifies the other replicas, in one transaction.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use cohort_core::time::unix_ms;
 use cohort_db::Pool;
 use cohort_db::keys::{self, KeyKind, Principal};
 use serde_json::Value;
@@ -21,10 +22,6 @@ pub use directory::{FoundRow, RunningRow};
 pub const NOTIFY_CHANNEL: &str = "cohort_config";
 /// Starts the payload of a revocation notice (not a UUID, so older replicas ignore it).
 pub const REVOKED_PREFIX: &str = "revoked:";
-
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvRow {

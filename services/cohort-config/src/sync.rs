@@ -13,6 +13,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use cohort_core::time::unix_ms;
 use cohort_proto::config::v1 as pb;
 use pb::sync_request::Message as In;
 use pb::sync_response::Message as Out;
@@ -26,7 +27,7 @@ use uuid::Uuid;
 use crate::hub::{EnvState, Hub, change_message};
 use crate::metrics::{Metrics, Push};
 use crate::propagation::Propagation;
-use crate::store::{Store, unix_ms};
+use crate::store::Store;
 
 /// How long a client has to send Hello after opening the stream.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);

@@ -8,6 +8,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use cohort_backoff::{Backoff, BackoffPolicy};
 use cohort_discovery::{ConsulClient, Instance};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -77,7 +78,8 @@ impl Followed {
 
 async fn follow(f: Arc<Followed>, shutdown: CancellationToken) {
     let mut index = 0u64;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff =
+        Backoff::new(BackoffPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(10) });
     loop {
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -85,7 +87,7 @@ async fn follow(f: Arc<Followed>, shutdown: CancellationToken) {
         };
         let delay = match result {
             Ok((instances, new_index)) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 // Consul's rules for blocking queries: an index going backwards resets it.
                 index = if new_index < index { 0 } else { new_index.max(1) };
                 let before = f.current.read().unwrap_or_else(|p| p.into_inner()).len();
@@ -97,11 +99,10 @@ async fn follow(f: Arc<Followed>, shutdown: CancellationToken) {
                 Duration::from_millis(20)
             }
             Err(e) => {
-                debug!(service = f.service, error = %e, retry_in = ?backoff, "consul query failed");
+                let delay = backoff.next_delay();
+                debug!(service = f.service, error = %e, retry_in = ?delay, "consul query failed");
                 index = 0;
-                let d = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                d
+                delay
             }
         };
         tokio::select! {

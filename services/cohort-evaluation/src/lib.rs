@@ -47,7 +47,8 @@ pub const SERVICE_NAME: &str = "cohort.evaluation.v1.EvaluationService";
 /// delivered), all within the grace period.
 pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -> anyhow::Result<()> {
     let limits = cohort_runtime::Limits {
-        max_concurrent_requests: settings.max_concurrent_requests, request_timeout: settings.request_timeout,
+        max_concurrent_requests: settings.max_concurrent_requests,
+        request_timeout: settings.request_timeout,
     };
     let mut skeleton = Skeleton::new("cohort-evaluation", &[SERVICE_NAME], limits);
     let metrics = Arc::new(Metrics::new(skeleton.registry()));

@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
+use cohort_core::time::unix_ms;
 use cohort_db::testing::TestDb;
 use cohort_events::drain::{DrainConfig, Drainer};
 use cohort_events::metrics::Metrics;
@@ -80,7 +81,7 @@ async fn main() {
         fsync_window: Duration::ZERO,
     };
     let (spool, reader) = spool::open(config, metrics.clone()).expect("spool opens");
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now_ms = unix_ms(SystemTime::now());
     let environment = Uuid::new_v4();
     let ordered_ids = std::env::var("COHORT_BENCH_DRAIN_IDS").is_ok_and(|v| v == "v7");
     let mut counter = 0u64;

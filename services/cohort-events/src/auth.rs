@@ -1,12 +1,16 @@
-//! SDK key verification with an in-memory cache, so the hot path does not touch PostgreSQL.
+//! SDK key verification through the config service (`InternalService.VerifyKey`), with an
+//! in-memory cache so the hot path does not leave the process. Config's tables are never read.
 //!
-//! A verified key is trusted for the TTL, then checked again. While PostgreSQL is unreachable,
-//! a key verified earlier stays usable (up to the configured maximum age) so a database outage
-//! does not stop ingestion; the verified keys are also kept in a record in the spool directory
-//! (`record`), so a restart during an outage keeps accepting them. A key never verified gets
-//! UNAVAILABLE. Whenever the database answers, it decides: a refused key leaves the cache and
-//! the record. Unknown keys are remembered briefly so a client with a bad key cannot turn every
-//! request into a query.
+//! A verified key is trusted for the TTL, then checked again. While the config service cannot
+//! answer (unreachable, its database down, no answer in time:
+//! [`crate::config::ConfigError::is_unavailable`]), a key verified earlier stays usable (up to
+//! the configured maximum age) so an outage does not stop ingestion; the verified keys are also
+//! kept in a record in the spool directory (`record`), so a restart during an outage keeps
+//! accepting them. A key never verified gets UNAVAILABLE. Whenever the config service answers,
+//! it decides: a refused key (NOT_FOUND, or not an SDK key) leaves the cache and the record.
+//! Any other failure (this service's key refused, an internal error) is no outage: the request
+//! is refused as UNAVAILABLE and the cause logged. Unknown keys are remembered briefly so a
+//! client with a bad key cannot turn every request into a call.
 
 mod record;
 
@@ -14,21 +18,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cohort_db::keys::{KeyKind, Principal};
-use deadpool_postgres::Pool;
-use tracing::warn;
+use tracing::{error, warn};
 use uuid::Uuid;
+
+use crate::config::{ConfigClient, VerifiedKey};
 
 pub(crate) use record::KeyRecord;
 use record::Recorded;
 
 /// How long an unknown key is remembered as unknown.
 const NEGATIVE_TTL: Duration = Duration::from_secs(5);
-/// How long to wait before asking the database again after it failed; also how soon a key
-/// accepted from the record alone is verified again.
+/// How long to wait before asking the config service again after it failed; also how soon a
+/// key accepted from the record alone is verified again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
-/// Longest a key lookup may take.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Most cached keys; the cache is emptied when it grows past this.
 const MAX_ENTRIES: usize = 100_000;
 
@@ -55,7 +57,7 @@ enum Verdict {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     verdict: Verdict,
-    /// Until when the verdict may stand in for a database that cannot answer.
+    /// Until when the verdict may stand in for a config service that cannot answer.
     usable_until: Instant,
     next_check: Instant,
 }
@@ -63,9 +65,9 @@ struct Entry {
 /// Verified SDK keys, by the SHA-256 of the secret (secrets themselves are not kept).
 #[derive(Debug)]
 pub(crate) struct KeyCache {
-    pool: Pool,
+    config: ConfigClient,
     ttl: Duration,
-    /// How long a verification stays usable while the database cannot answer.
+    /// How long a verification stays usable while the config service cannot answer.
     max_stale: Duration,
     record: Arc<KeyRecord>,
     entries: Mutex<HashMap<Vec<u8>, Entry>>,
@@ -73,8 +75,13 @@ pub(crate) struct KeyCache {
 
 impl KeyCache {
     /// `record` holds the keys verified before this start; its maximum age is `max_stale`.
-    pub(crate) fn new(pool: Pool, ttl: Duration, max_stale: Duration, record: Arc<KeyRecord>) -> Self {
-        KeyCache { pool, ttl, max_stale, record, entries: Mutex::new(HashMap::new()) }
+    pub(crate) fn new(
+        config: ConfigClient,
+        ttl: Duration,
+        max_stale: Duration,
+        record: Arc<KeyRecord>,
+    ) -> Self {
+        KeyCache { config, ttl, max_stale, record, entries: Mutex::new(HashMap::new()) }
     }
 
     /// The environment an SDK key belongs to.
@@ -89,16 +96,16 @@ impl KeyCache {
             // Expired: this request refreshes it; concurrent ones keep using it meanwhile.
             self.lock().insert(hash.clone(), Entry { next_check: now + RETRY_AFTER_FAILURE, ..entry });
         }
-        match self.lookup(secret).await {
-            Ok(principal) => {
-                let verdict = verdict(principal.as_ref());
-                match (verdict, principal) {
-                    (Verdict::Environment(environment_id), Some(p)) => self.record.verified(
+        match self.config.verify(&hash).await {
+            Ok(key) => {
+                let verdict = verdict(key.as_ref());
+                match (verdict, key) {
+                    (Verdict::Environment(environment_id), Some(k)) => self.record.verified(
                         &hash,
                         Recorded {
                             environment_id,
-                            organization_id: p.organization_id,
-                            key_id: p.key_id,
+                            organization_id: k.organization_id,
+                            key_id: k.key_id,
                             verified_at_ms: crate::ingest::now_ms(),
                         },
                     ),
@@ -109,6 +116,10 @@ impl KeyCache {
                 self.remember(hash, entry);
                 answer(verdict)
             }
+            Err(reason) if !reason.is_unavailable() => {
+                error!(error = %reason, "the config service did not verify the key");
+                Err(AuthError::Unavailable(reason.to_string()))
+            }
             Err(reason) => {
                 if let Some(entry) = cached
                     && entry.verdict != Verdict::Unknown
@@ -117,7 +128,7 @@ impl KeyCache {
                     warn!(error = %reason, "key lookup failed; using the last verification");
                     return answer(entry.verdict);
                 }
-                // Verified before this process started: accepted until the database can say.
+                // Verified before this process started: accepted until the config service can say.
                 if let Some((recorded, left)) = self.record.get(&hash, crate::ingest::now_ms()) {
                     warn!(error = %reason, key_id = %recorded.key_id, "key lookup failed; using the verified-key record");
                     let verdict = Verdict::Environment(recorded.environment_id);
@@ -126,7 +137,7 @@ impl KeyCache {
                     self.remember(hash, entry);
                     return answer(verdict);
                 }
-                Err(AuthError::Unavailable(reason))
+                Err(AuthError::Unavailable(reason.to_string()))
             }
         }
     }
@@ -139,28 +150,16 @@ impl KeyCache {
         entries.insert(hash, entry);
     }
 
-    async fn lookup(&self, secret: &str) -> Result<Option<Principal>, String> {
-        let query = async {
-            let client = self.pool.get().await.map_err(|e| e.to_string())?;
-            cohort_db::keys::verify(&client, secret).await.map_err(|e| e.to_string())
-        };
-        tokio::time::timeout(LOOKUP_TIMEOUT, query)
-            .await
-            .map_err(|_| format!("no answer from the database within {LOOKUP_TIMEOUT:?}"))?
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn verdict(principal: Option<&Principal>) -> Verdict {
-    match principal {
+fn verdict(key: Option<&VerifiedKey>) -> Verdict {
+    match key {
         None => Verdict::Unknown,
-        Some(p) => match (p.kind, p.environment_id) {
-            (KeyKind::Sdk, Some(env)) => Verdict::Environment(env),
-            _ => Verdict::NotSdk,
-        },
+        Some(VerifiedKey { sdk_environment: Some(env), .. }) => Verdict::Environment(*env),
+        Some(_) => Verdict::NotSdk,
     }
 }
 

@@ -5,13 +5,15 @@
 //! `INSERT ... SELECT ... ON CONFLICT DO NOTHING` into the partitioned tables, deduplicating on
 //! (environment, event id, timestamp). Only after the commit is the spool position persisted,
 //! so a crash in between re-drains the batch and the duplicates are skipped. While PostgreSQL
-//! is unreachable the same batch is retried with exponential backoff and the spool grows.
+//! is unreachable the same batch is retried with jittered exponential backoff and the spool grows.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use cohort_backoff::{Backoff, BackoffPolicy};
+use cohort_core::time::{civil_from_days, day_of};
 use cohort_proto::events::v1 as pb;
 use deadpool_postgres::Pool;
 use futures::SinkExt;
@@ -23,8 +25,6 @@ use crate::metrics::{Metrics, TableLabels};
 use crate::spool::{Position, SpoolError, SpoolReader};
 
 mod copy;
-
-pub use copy::{civil_date, day_of};
 
 /// How the drainer batches and retries.
 #[derive(Debug, Clone)]
@@ -215,7 +215,8 @@ impl Drainer {
 
     /// Stores one batch, retrying with backoff until it succeeds (`true`) or `stop` fires.
     async fn store_with_retry(&mut self, prepared: &Prepared, stop: &CancellationToken) -> bool {
-        let mut backoff = Duration::from_millis(100);
+        let policy = BackoffPolicy { initial: Duration::from_millis(100), max: self.config.max_backoff };
+        let mut backoff = Backoff::new(policy);
         loop {
             match self.store(prepared).await {
                 Ok(stored) => {
@@ -229,12 +230,12 @@ impl Drainer {
                 }
                 Err(e) => {
                     self.metrics.drain_errors.inc();
-                    warn!(error = %e, rows = prepared.rows(), retry_in = ?backoff, "drain failed; retrying");
+                    let delay = backoff.next_delay();
+                    warn!(error = %e, rows = prepared.rows(), retry_in = ?delay, "drain failed; retrying");
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(delay) => {}
                         _ = stop.cancelled() => return false,
                     }
-                    backoff = (backoff * 2).min(self.config.max_backoff);
                 }
             }
         }
@@ -380,13 +381,13 @@ async fn store_on(client: &mut deadpool_postgres::Object, prepared: &Prepared) -
 
 /// The daily partition of `table` holding `day` (days since the epoch, UTC).
 fn partition_name(table: &str, day: i64) -> String {
-    let (y, m, d) = civil_date(day);
+    let (y, m, d) = civil_from_days(day);
     format!("{table}_p{y:04}{m:02}{d:02}")
 }
 
 /// Midnight UTC starting `day`, as a timestamptz literal.
 fn day_start(day: i64) -> String {
-    let (y, m, d) = civil_date(day);
+    let (y, m, d) = civil_from_days(day);
     format!("{y:04}-{m:02}-{d:02} 00:00:00+00")
 }
 

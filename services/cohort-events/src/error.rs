@@ -137,6 +137,9 @@ impl IntoResponse for IngestError {
 pub enum EventsError {
     #[error("database: {0}")]
     Database(#[from] cohort_db::DbError),
+    /// The config service's client could not be set up (the message names the setting).
+    #[error("{0}")]
+    Config(String),
     #[error("spool: {0}")]
     Spool(#[from] SpoolError),
     #[error("gRPC reflection: {0}")]

@@ -2,7 +2,7 @@
 //! validate, spool durably, count. No tonic or axum types here.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use cohort_proto::events::v1 as pb;
 use uuid::Uuid;
@@ -32,9 +32,9 @@ pub(crate) struct Ingest {
     metrics: Arc<Metrics>,
 }
 
-/// Milliseconds since the Unix epoch.
+/// The service's clock, in milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    cohort_core::time::unix_ms(SystemTime::now())
 }
 
 impl Ingest {

@@ -11,7 +11,8 @@
 //! - `ingest`: the domain shared by both front ends (auth, rate limit, validation, spool).
 //! - `validate`: per-event rules with field paths.
 //! - `auth`: SDK key verification with a TTL cache and the record of verified keys in the
-//!   spool directory; `ratelimit`: per-environment buckets.
+//!   spool directory; `config`: the config service's `VerifyKey`, the only way keys are
+//!   verified (config's tables are never read); `ratelimit`: per-environment buckets.
 //! - `grpc`, `http`: thin front ends; `error`: statuses and HTTP responses in one place.
 //! - [`metrics`]: the Prometheus metrics, passed down from one registry.
 
@@ -21,6 +22,7 @@ pub mod settings;
 pub mod spool;
 
 mod auth;
+mod config;
 mod error;
 mod grpc;
 mod http;
@@ -44,6 +46,7 @@ pub use error::EventsError;
 pub use settings::Settings;
 
 use crate::auth::{KeyCache, KeyRecord};
+use crate::config::ConfigClient;
 use crate::drain::{DrainConfig, Drainer};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
@@ -59,7 +62,8 @@ pub const SERVICE_NAME: &str = "cohort.events.v1.EventService";
 pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -> Result<(), EventsError> {
     // One limit on requests in flight, gRPC and HTTP together, so a spike on either front end
     // queues in the spool, not in this process's memory.
-    let limits = Limits { max_concurrent_requests: settings.max_in_flight, request_timeout: settings.request_timeout };
+    let limits =
+        Limits { max_concurrent_requests: settings.max_in_flight, request_timeout: settings.request_timeout };
     let mut skeleton = Skeleton::new("cohort-events", &[SERVICE_NAME], limits);
     let metrics = Arc::new(Metrics::new(skeleton.registry()));
     let readiness = skeleton.readiness();
@@ -69,11 +73,13 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         &cohort_db::PoolOptions {
             max_connections: settings.database.database_max_connections as usize,
             application_name: "cohort-events".to_owned(),
+            // Its own tables only: keys are verified by the config service's API.
+            search_path: vec!["cohort_events".to_owned()],
             ..cohort_db::PoolOptions::default()
         },
     )?;
     if settings.migrate {
-        let applied = cohort_db::migrate(&pool).await?;
+        let applied = cohort_db::migrate(&pool, &cohort_db::migrate::EVENTS).await?;
         info!(?applied, "migrations applied");
     }
 
@@ -90,13 +96,10 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
 
     let key_record =
         Arc::new(KeyRecord::load(&settings.spool_dir, settings.verified_key_max_age, ingest::now_ms()));
+    let config =
+        ConfigClient::new(&settings.config_endpoint, &settings.service_key).map_err(EventsError::Config)?;
     let ingest = Arc::new(Ingest::new(
-        KeyCache::new(
-            pool.clone(),
-            settings.key_cache_ttl,
-            settings.verified_key_max_age,
-            key_record.clone(),
-        ),
+        KeyCache::new(config, settings.key_cache_ttl, settings.verified_key_max_age, key_record.clone()),
         RateLimiter::new(settings.rate_limit_per_environment, settings.rate_limit_burst),
         spool.clone(),
         metrics.clone(),

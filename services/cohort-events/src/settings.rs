@@ -83,10 +83,19 @@ pub struct Settings {
     #[arg(long, env = "COHORT_KEY_CACHE_TTL", value_parser = parse_duration, default_value = "5s")]
     pub key_cache_ttl: Duration,
 
-    /// How long a verified API key stays usable while the database cannot answer, also across
-    /// restarts: verified keys are recorded (as SHA-256 hashes) in the spool directory.
+    /// How long a verified API key stays usable while the config service cannot answer, also
+    /// across restarts: verified keys are recorded (as SHA-256 hashes) in the spool directory.
     #[arg(long, env = "COHORT_VERIFIED_KEY_MAX_AGE", value_parser = parse_duration, default_value = "24h")]
     pub verified_key_max_age: Duration,
+
+    /// The config service, which verifies SDK keys (`InternalService.VerifyKey`).
+    #[arg(long, env = "COHORT_CONFIG_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    pub config_endpoint: String,
+
+    /// This service's key for the config service (`cohort_service_…`); the config service
+    /// knows its SHA-256 (`--service-keys`).
+    #[arg(long, env = "COHORT_SERVICE_KEY", hide_env_values = true, default_value = "")]
+    pub service_key: String,
 
     /// Apply pending database migrations at start-up.
     #[arg(long, env = "COHORT_MIGRATE")]
@@ -146,6 +155,16 @@ impl Settings {
         }
         if self.verified_key_max_age < Duration::from_secs(1) {
             return Err("--verified-key-max-age must be at least 1s".to_owned());
+        }
+        // Last, so a setting wrong above is named even when these are not given.
+        if cohort_db::keys::claimed_kind(&self.service_key) != Some(cohort_db::keys::KeyKind::Service) {
+            return Err("--service-key must be a service key (cohort_service_…)".to_owned());
+        }
+        let endpoint = &self.config_endpoint;
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            || tonic::transport::Endpoint::from_shared(endpoint.clone()).is_err()
+        {
+            return Err(format!("--config-endpoint must be an http:// or https:// URL, got {endpoint:?}"));
         }
         Ok(())
     }

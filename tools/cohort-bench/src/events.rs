@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 use clap::Args;
+use cohort_core::time::unix_ms;
 use cohort_proto::events::v1 as pb;
 use cohort_runtime::parse_duration;
 use prost::Message;
@@ -67,10 +68,6 @@ pub(crate) enum BenchError {
         #[source]
         source: std::io::Error,
     },
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A batch template: three exposures for every metric event, like an SDK's traffic.
@@ -198,7 +195,7 @@ impl Batches {
 
 impl Workload for Batches {
     fn next_request(&mut self, buf: &mut BytesMut) {
-        let ts = now_ms();
+        let ts = unix_ms(SystemTime::now());
         for e in &mut self.batch.events {
             self.counter += 1;
             e.event_id.clear();

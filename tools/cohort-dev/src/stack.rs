@@ -139,13 +139,15 @@ impl Stack {
     pub async fn start(database_url: &str, options: &Options) -> Result<Stack, StackError> {
         let pool = cohort_db::connect(database_url, &cohort_db::PoolOptions::default())
             .map_err(|e| StackError::Database(e.to_string()))?;
-        cohort_db::migrate(&pool).await.map_err(|e| StackError::Migrate(e.to_string()))?;
+        for schema in cohort_db::migrate::ALL {
+            cohort_db::migrate(&pool, schema).await.map_err(|e| StackError::Migrate(e.to_string()))?;
+        }
         pool.close();
 
         // Keys for the services that call the config service; it learns their hashes only.
         let keys = ServiceKeys::generate();
         let config = start_config(database_url, &keys, options).await?;
-        let events = start_events(database_url, options).await?;
+        let events = start_events(database_url, config.grpc, &keys, options).await?;
         let analysis = start_analysis(database_url, config.grpc, &keys, options).await?;
         let evaluation = start_evaluation(config.grpc, events.grpc, options).await?;
         Ok(Stack {
@@ -259,11 +261,19 @@ impl ServiceKeys {
 
     /// The config service's `--service-keys`: names and hashes, never the secrets.
     fn setting(&self) -> String {
-        format!("cohort-analysis={},cohort-events={}", hex::encode(&self.analysis.hash), hex::encode(&self.events.hash))
+        format!(
+            "cohort-analysis={},cohort-events={}",
+            hex::encode(&self.analysis.hash),
+            hex::encode(&self.events.hash)
+        )
     }
 }
 
-async fn start_config(database_url: &str, keys: &ServiceKeys, options: &Options) -> Result<Started, StackError> {
+async fn start_config(
+    database_url: &str,
+    keys: &ServiceKeys,
+    options: &Options,
+) -> Result<Started, StackError> {
     let settings = parse::<cohort_config::settings::Cli>(
         Service::Config,
         options,
@@ -281,13 +291,30 @@ async fn start_config(database_url: &str, keys: &ServiceKeys, options: &Options)
     Started::spawn(Service::Config, options.ports, move |l, s| cohort_config::run(settings, l, s)).await
 }
 
-async fn start_events(database_url: &str, options: &Options) -> Result<Started, StackError> {
+async fn start_events(
+    database_url: &str,
+    config: SocketAddr,
+    keys: &ServiceKeys,
+    options: &Options,
+) -> Result<Started, StackError> {
     let spool = options.spool_dir.display().to_string();
+    let config = format!("http://{config}");
     let settings = parse::<cohort_events::Settings>(
         Service::Events,
         options,
-        // A failed drain retries soon: results should not lag a passing database hiccup.
-        &["--database-url", database_url, "--spool-dir", &spool, "--drain-max-backoff", "1s"],
+        &[
+            "--database-url",
+            database_url,
+            "--spool-dir",
+            &spool,
+            // A failed drain retries soon: results should not lag a passing database hiccup.
+            "--drain-max-backoff",
+            "1s",
+            "--config-endpoint",
+            &config,
+            "--service-key",
+            &keys.events.secret,
+        ],
     )?;
     settings.validate().map_err(|message| StackError::Settings { service: Service::Events, message })?;
     Started::spawn(Service::Events, options.ports, move |l, s| async move {

@@ -1,6 +1,35 @@
-//! RFC 3339 parsing against known Unix times.
+//! The calendar against known days, and RFC 3339 parsing against known Unix times.
 
-use super::parse_rfc3339_millis as p;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::{civil_from_days, day_of, days_from_civil, parse_rfc3339_millis as p, unix_ms};
+
+#[test]
+fn civil_dates_match_known_days() {
+    assert_eq!(civil_from_days(0), (1970, 1, 1));
+    assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+    assert_eq!(day_of(1_767_225_600_000), 20_454);
+    assert_eq!(day_of(1_767_225_599_999), 20_453);
+    assert_eq!(day_of(-1), -1);
+}
+
+#[test]
+fn days_and_dates_round_trip() {
+    for days in -800_000..800_000 {
+        let (y, m, d) = civil_from_days(days);
+        assert_eq!(days_from_civil(y, i64::from(m), i64::from(d)), days, "{y}-{m}-{d}");
+    }
+}
+
+#[test]
+fn unix_ms_counts_from_the_epoch_both_ways() {
+    assert_eq!(unix_ms(UNIX_EPOCH), 0);
+    assert_eq!(unix_ms(UNIX_EPOCH + Duration::from_millis(1_767_225_600_123)), 1_767_225_600_123);
+    assert_eq!(unix_ms(UNIX_EPOCH - Duration::from_millis(1500)), -1500);
+}
 
 #[test]
 fn known_instants() {

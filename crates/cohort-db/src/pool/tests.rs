@@ -45,3 +45,33 @@ async fn a_database_answers_only_while_it_exists() {
         "a dropped check stops reporting"
     );
 }
+
+#[tokio::test]
+async fn each_pool_searches_its_own_schemas_first() {
+    let db = TestDb::new().await;
+    let show = |pool: crate::Pool, setting: &'static str| async move {
+        let client = pool.get().await.unwrap();
+        client.query_one(&format!("SHOW {setting}"), &[]).await.unwrap().get::<_, String>(0)
+    };
+    let events = PoolOptions {
+        search_path: vec!["cohort_events".into(), "cohort_config".into()],
+        ..PoolOptions::default()
+    };
+    // Other options of the URL are kept; the pool's search path wins over the URL's.
+    let url = format!("{}&options=-c%20statement_timeout%3D4321", db.url);
+    let pool = connect(&url, &events).unwrap();
+    assert_eq!(show(pool.clone(), "search_path").await, "cohort_events,cohort_config");
+    assert_eq!(show(pool.clone(), "statement_timeout").await, "4321ms");
+    let client = pool.get().await.unwrap();
+    client.query_one("SELECT count(*) FROM exposures", &[]).await.expect("an events table, unqualified");
+    let err = client.query_one("SELECT count(*) FROM analysis_sums", &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE), "{err}");
+
+    assert_eq!(show(db.pool.clone(), "search_path").await, "cohort_events,cohort_config,cohort_analysis");
+    let plain = connect(&with_database(&server_url(), &db.name), &PoolOptions::default()).unwrap();
+    assert!(!show(plain, "search_path").await.contains("cohort"), "no path: the server's default");
+
+    let bad =
+        PoolOptions { search_path: vec!["cohort_events -c work_mem=1".into()], ..PoolOptions::default() };
+    assert!(connect(&db.url, &bad).is_err(), "a search path entry cannot smuggle in options");
+}

@@ -30,7 +30,13 @@ async fn a_broken_listener_ends_the_service(break_grpc: bool, server: &str) {
     let (listeners, handle) = listeners(break_grpc).await;
     let http = axum::Router::new().route("/ping", axum::routing::get(|| async { "pong" }));
     let mut running = skeleton
-        .serve(listeners, tonic::service::Routes::default(), http, tonic_health::pb::FILE_DESCRIPTOR_SET, |s| s)
+        .serve(
+            listeners,
+            tonic::service::Routes::default(),
+            http,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            |s| s,
+        )
         .unwrap();
     readiness.set(true).await;
     let shutdown = Shutdown::new();
@@ -68,13 +74,22 @@ async fn shutdown_is_not_an_error_and_requests_are_counted_by_route() {
     let http_addr = listeners.http.local_addr().unwrap();
     let http = axum::Router::new().route("/items/{id}", axum::routing::get(|| async { "item" }));
     let mut running = skeleton
-        .serve(listeners, tonic::service::Routes::default(), http, tonic_health::pb::FILE_DESCRIPTOR_SET, |s| s)
+        .serve(
+            listeners,
+            tonic::service::Routes::default(),
+            http,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            |s| s,
+        )
         .unwrap();
     let text = get(http_addr, "/items/7").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.to_ascii_lowercase().contains("x-request-id: abc"), "the request id comes back: {text}");
     let metrics = get(admin_addr, "/metrics").await;
-    assert!(metrics.contains("cohort_http_requests_total{route=\"/items/{id}\",status=\"200\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("cohort_http_requests_total{route=\"/items/{id}\",status=\"200\"} 1"),
+        "{metrics}"
+    );
     let shutdown = Shutdown::new();
     shutdown.cancel();
     assert!(running.until(&shutdown).await.is_ok());

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cohort_backoff::BackoffPolicy;
 use cohort_proto::events::v1 as pb;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -13,7 +14,6 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{EventHandle, EventOptions, MetricEvent, Sink, start};
-use crate::backoff::BackoffPolicy;
 use crate::error::TrackError;
 
 /// What the sink saw and how it answers.

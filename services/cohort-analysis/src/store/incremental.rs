@@ -218,7 +218,9 @@ impl Store {
             .query("SELECT environment_id, experiment_id, basis, through::text FROM analysis_state", &[])
             .await?
             .iter()
-            .map(|r| (ExperimentRef { environment_id: r.get(0), experiment_id: r.get(1) }, (r.get(2), r.get(3))))
+            .map(|r| {
+                (ExperimentRef { environment_id: r.get(0), experiment_id: r.get(1) }, (r.get(2), r.get(3)))
+            })
             .collect();
 
         let mut report = Advanced::default();

@@ -10,8 +10,8 @@ mod tenancy;
 use std::time::{Duration, SystemTime};
 
 use cohort_analysis::analyze::Settings;
-use cohort_analysis::cycle::Analyzer;
 use cohort_analysis::config::ConfigClient;
+use cohort_analysis::cycle::Analyzer;
 use cohort_analysis::metrics::Metrics;
 use cohort_analysis::store::ExperimentRef;
 use cohort_config::domain::{Action, Kind, Op};
@@ -151,7 +151,11 @@ impl World {
     }
 
     /// An analyzer whose metrics are registered in `registry`.
-    pub fn analyzer_in(&self, settings: Settings, registry: &mut prometheus_client::registry::Registry) -> Analyzer {
+    pub fn analyzer_in(
+        &self,
+        settings: Settings,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Analyzer {
         let store = cohort_analysis::store::Store::new(self.db.pool.clone());
         Analyzer::new(store, self.config_service.client(), settings, Metrics::new(registry))
     }
@@ -167,7 +171,8 @@ impl World {
 
     /// Writes as `org`'s admin into its environment.
     pub async fn write_as(&self, org: &Org, op: Op) -> Value {
-        let w = self.config.write(&org.admin, &org.env, op, None).await.unwrap_or_else(|e| panic!("write: {e}"));
+        let w =
+            self.config.write(&org.admin, &org.env, op, None).await.unwrap_or_else(|e| panic!("write: {e}"));
         w.entity.map(|e| e.definition).unwrap_or(Value::Null)
     }
 
@@ -309,7 +314,9 @@ impl Server {
 pub async fn http_get(addr: std::net::SocketAddr, path: &str, authorization: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
+    );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).await.unwrap();

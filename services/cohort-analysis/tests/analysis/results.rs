@@ -68,9 +68,12 @@ async fn results_are_served_to_their_organization_only() {
         assert_eq!(err.code(), code, "{key}");
     }
 
-    let (status, body) =
-        http_get(http_addr, &format!("/api/v1/experiments/{id}/results"), &format!("Bearer {}", w.tenant.admin_key))
-            .await;
+    let (status, body) = http_get(
+        http_addr,
+        &format!("/api/v1/experiments/{id}/results"),
+        &format!("Bearer {}", w.tenant.admin_key),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"experiment_key\":\"served\""));
     server.stop().await;

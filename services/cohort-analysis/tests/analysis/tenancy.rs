@@ -14,7 +14,8 @@ use crate::{Org, Server, World, http_get, two_arm};
 const EVEN: &[(&str, f64, f64)] = &[("control", 0.5, 0.1), ("treatment", 0.5, 0.1)];
 
 async fn purchase_metric(w: &World, org: &Org) {
-    let m = json!({"key": "purchase", "event": "purchase", "aggregation": "conversion", "direction": "increase"});
+    let m =
+        json!({"key": "purchase", "event": "purchase", "aggregation": "conversion", "direction": "increase"});
     w.write_as(org, Op::Create { kind: Kind::Metric, definition: m }).await;
 }
 
@@ -87,18 +88,27 @@ async fn an_experiment_id_reused_in_another_organization_keeps_both_results_apar
     let key = w.tenant.admin_key.as_str();
     for name in [id.to_string(), "mine".to_owned()] {
         let r = c
-            .get_results(authed(key, pb::GetResultsRequest { environment: "production".into(), experiment: name }))
+            .get_results(authed(
+                key,
+                pb::GetResultsRequest { environment: "production".into(), experiment: name },
+            ))
             .await
             .unwrap()
             .into_inner();
-        assert_eq!((r.experiment_key.as_str(), r.exposures.iter().map(|e| e.units).sum::<u64>()), ("mine", 600));
+        assert_eq!(
+            (r.experiment_key.as_str(), r.exposures.iter().map(|e| e.units).sum::<u64>()),
+            ("mine", 600)
+        );
     }
     let history = c
-        .list_results(authed(key, pb::ListResultsRequest {
-            environment: "production".into(),
-            experiment: id.to_string(),
-            ..Default::default()
-        }))
+        .list_results(authed(
+            key,
+            pb::ListResultsRequest {
+                environment: "production".into(),
+                experiment: id.to_string(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -239,4 +249,39 @@ async fn an_experiment_whose_result_cannot_be_stored_does_not_keep_the_others_fr
     assert_eq!(units(&store.latest(w.exp(healthy)).await.unwrap().unwrap()), 50);
     assert!(store.latest(w.exp(broken)).await.unwrap().is_none());
     assert_eq!(failures(&registry, "store"), "1");
+}
+
+#[tokio::test]
+async fn the_analysis_service_runs_as_a_role_with_no_privilege_on_configs_schema() {
+    use cohort_db::testing::Privilege;
+    let w = World::new().await;
+    w.metric("purchase", "purchase", "conversion", "increase", None).await;
+    let id = w.running_experiment(two_arm("walled", &["purchase"], &[])).await;
+    w.traffic(id, 1, 0, 500, EVEN, "purchase", false).await;
+    let url =
+        w.db.role("analysis", &[("cohort_analysis", Privilege::All), ("cohort_events", Privilege::Read)])
+            .await;
+    let pool = cohort_db::connect(
+        &url,
+        &cohort_db::PoolOptions {
+            search_path: ["cohort_analysis", "cohort_events"].map(String::from).into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // The role cannot see what the config service owns ...
+    let denied = pool.get().await.unwrap().query("SELECT count(*) FROM cohort_config.entities", &[]).await;
+    assert_eq!(denied.unwrap_err().code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE));
+    // ... and analysis does its whole job with it: running experiments from the config
+    // service's API, events from the read model, results in its own schema.
+    let analyzer = cohort_analysis::cycle::Analyzer::new(
+        cohort_analysis::store::Store::new(pool.clone()),
+        w.config_service.client(),
+        Settings::default(),
+        cohort_analysis::metrics::Metrics::new(&mut prometheus_client::registry::Registry::default()),
+    );
+    let report = analyzer.cycle().await.unwrap();
+    assert_eq!((report.experiments, report.failed), (1, 0));
+    let r = cohort_analysis::store::Store::new(pool).latest(w.exp(id)).await.unwrap().unwrap();
+    assert_eq!(units(&r), 500);
 }

@@ -86,6 +86,9 @@ impl Store {
                 &[&organization, &environment, &experiment],
             )
             .await?;
-        Ok(rows.iter().map(|r| FoundRow { environment_id: r.get(0), experiment_id: r.get(1), key: r.get(2) }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| FoundRow { environment_id: r.get(0), experiment_id: r.get(1), key: r.get(2) })
+            .collect())
     }
 }

@@ -60,7 +60,7 @@ async fn ready_only_while_the_database_answers() {
     tokio::spawn(conn);
     admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
     let pool = cohort_db::connect(&with_database(&db.url, &name), &Default::default()).unwrap();
-    cohort_db::migrate(&pool).await.unwrap();
+    cohort_db::migrate(&pool, &cohort_db::migrate::CONFIG).await.unwrap();
     pool.close();
     until_ready_is(&server, true).await;
 

@@ -94,6 +94,7 @@ fn subcommands_follow_the_same_rule() {
     let cases: &[(&[&str], &str)] = &[
         (&["--database-url", "postgres://cohort@db:notaport/cohort", "migrate"], "--database-url"),
         (&["migrate", "--shutdown-grace", "5s"], "--shutdown-grace"),
+        (&["migrate", "--schema", "billing"], "--schema"),
         (&["bootstrap"], "--organization"),
         (&["bootstrap", "--organization", " "], "--organization"),
         (&["bootstrap", "--organization", "acme", "--environment", "Not A Key"], "--environment"),
@@ -105,4 +106,32 @@ fn subcommands_follow_the_same_rule() {
     }
     let out = run(&["migrate", "--help"], &[]);
     assert_eq!(out.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn migrate_applies_the_named_services_schema_only() {
+    let db = cohort_db::testing::TestDb::empty().await;
+    for schema in ["events", "config"] {
+        let args =
+            ["--database-url".to_owned(), db.url.clone(), "migrate".into(), "--schema".into(), schema.into()];
+        let out = tokio::task::spawn_blocking(move || {
+            run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{schema}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let client = db.pool.get().await.unwrap();
+    let migrated: Vec<String> = client
+        .query(
+            "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relname = 'schema_migrations' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(migrated, ["cohort_config", "cohort_events"]);
 }

@@ -1,13 +1,13 @@
 //! The record of recently verified SDK keys, kept in the spool directory, so a service
-//! restarted while PostgreSQL is unreachable still accepts the keys it knew and the spool
-//! absorbs the outage.
+//! restarted while the config service cannot answer still accepts the keys it knew and the
+//! spool absorbs the outage.
 //!
 //! Only what the principal needs is kept, by the SHA-256 of the secret (never the secret):
-//! environment, organization, key id, and when the database last vouched for the key. Entries
-//! expire after the configured age and the record holds at most [`MAX_RECORDED_KEYS`]. The file
-//! is replaced atomically (write, fsync, rename, fsync directory) by one writer task, at most
-//! once per [`MIN_WRITE_INTERVAL`]. The record only stands in for the database: whenever the
-//! database answers, its answer wins and a refused key is dropped from the record.
+//! environment, organization, key id, and when the config service last vouched for the key.
+//! Entries expire after the configured age and the record holds at most [`MAX_RECORDED_KEYS`].
+//! The file is replaced atomically (write, fsync, rename, fsync directory) by one writer task,
+//! at most once per [`MIN_WRITE_INTERVAL`]. The record only stands in for the config service:
+//! whenever it answers, its answer wins and a refused key is dropped from the record.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -43,7 +43,7 @@ pub(crate) struct Recorded {
     pub(crate) environment_id: Uuid,
     pub(crate) organization_id: Uuid,
     pub(crate) key_id: Uuid,
-    /// When the database last vouched for the key, in milliseconds since the Unix epoch.
+    /// When the config service last vouched for the key, in milliseconds since the Unix epoch.
     pub(crate) verified_at_ms: i64,
 }
 
@@ -133,7 +133,7 @@ impl KeyRecord {
         Some((recorded, Duration::from_millis(u64::try_from(left).unwrap_or(0))))
     }
 
-    /// The database has just vouched for this key.
+    /// The config service has just vouched for this key.
     pub(crate) fn verified(&self, hash: &[u8], recorded: Recorded) {
         let mut keys = self.lock();
         let changed = match keys.get(hash) {
@@ -156,7 +156,7 @@ impl KeyRecord {
         }
     }
 
-    /// The database refused this key (unknown, revoked, or not an SDK key).
+    /// The config service refused this key (unknown, revoked, or not an SDK key).
     pub(crate) fn forget(&self, hash: &[u8]) {
         if self.lock().remove(hash).is_some() {
             self.mark_changed();

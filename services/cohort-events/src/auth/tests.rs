@@ -1,4 +1,5 @@
-//! Bearer parsing (the cache itself is exercised against PostgreSQL in the integration tests).
+//! Bearer parsing (the cache itself is exercised against a config service in the integration
+//! tests).
 
 use super::{AuthError, bearer};
 

@@ -1,5 +1,5 @@
-//! Encoding spooled events as PostgreSQL binary `COPY` data (one buffer per table), and the
-//! calendar arithmetic for daily partitions.
+//! Encoding spooled events as PostgreSQL binary `COPY` data (one buffer per table), noting the
+//! days (daily partitions) the events fall on.
 //!
 //! Binary COPY: a fixed header, then per row a field count and each field as a length-prefixed
 //! big-endian value (-1 for NULL), then a -1 trailer. Timestamps are microseconds since
@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
+use cohort_core::time::day_of;
 use cohort_proto::events::v1 as pb;
 use tracing::error;
 use uuid::Uuid;
@@ -18,27 +19,6 @@ use crate::spool::{Position, SpoolRecord};
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
-const MS_PER_DAY: i64 = 86_400_000;
-
-/// The UTC day (days since 1970-01-01) of a millisecond timestamp.
-pub fn day_of(ms: i64) -> i64 {
-    ms.div_euclid(MS_PER_DAY)
-}
-
-/// `(year, month, day)` of a day number (days since 1970-01-01), proleptic Gregorian.
-pub fn civil_date(days: i64) -> (i64, u32, u32) {
-    // Howard Hinnant's days_from_civil inverse.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
 
 /// A binary COPY buffer being built.
 struct CopyBuf {

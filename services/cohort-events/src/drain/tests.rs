@@ -1,23 +1,11 @@
-//! COPY encoding and partition calendar arithmetic (storage is tested against PostgreSQL in
-//! the integration tests).
+//! COPY encoding and partition names (storage is tested against PostgreSQL in the
+//! integration tests; the calendar in cohort-core's `time`).
 
 use cohort_proto::events::v1 as pb;
 
-use super::copy::{civil_date, day_of, encode};
+use super::copy::encode;
 use super::{INSERT_EXPOSURES, insert_for_day};
 use crate::spool::{Position, SpoolRecord};
-
-#[test]
-fn civil_dates_match_known_days() {
-    assert_eq!(civil_date(0), (1970, 1, 1));
-    assert_eq!(civil_date(-1), (1969, 12, 31));
-    assert_eq!(civil_date(11_016), (2000, 2, 29));
-    assert_eq!(civil_date(19_782), (2024, 2, 29));
-    assert_eq!(civil_date(20_454), (2026, 1, 1));
-    assert_eq!(day_of(1_767_225_600_000), 20_454);
-    assert_eq!(day_of(1_767_225_599_999), 20_453);
-    assert_eq!(day_of(-1), -1);
-}
 
 #[test]
 fn batches_encode_one_row_per_event_in_each_table() {

@@ -4,8 +4,12 @@ use clap::Parser;
 
 use super::{Settings, parse_bytes};
 
+/// A service key of the right shape (the config service is what knows whether it is valid).
+const SERVICE_KEY: &str = "cohort_service_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The settings from `args`, after a valid `--service-key` (which has no default).
 fn parse(args: &[&str]) -> Settings {
-    let mut all = vec!["cohort-events"];
+    let mut all = vec!["cohort-events", "--service-key", SERVICE_KEY];
     all.extend_from_slice(args);
     Settings::try_parse_from(all).expect("settings parse")
 }
@@ -38,7 +42,25 @@ fn defaults_are_valid() {
     let s = parse(&[]);
     assert_eq!(s.grpc_addr.port(), 50053);
     assert_eq!(s.http_addr.port(), 8083);
+    assert_eq!(s.config_endpoint, "http://127.0.0.1:50051");
     s.validate().unwrap();
+}
+
+#[test]
+fn the_service_key_and_the_config_endpoint_are_checked_last() {
+    let none = Settings::try_parse_from(["cohort-events"]).unwrap();
+    assert!(none.validate().unwrap_err().starts_with("--service-key"));
+    let sdk = "cohort_sdk_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let s = Settings::try_parse_from(["cohort-events", "--service-key", sdk]).unwrap();
+    assert!(s.validate().unwrap_err().starts_with("--service-key"));
+    // Another bad setting is named first.
+    let s = Settings::try_parse_from(["cohort-events", "--drain-batch-size", "0"]).unwrap();
+    assert!(s.validate().unwrap_err().starts_with("--drain-batch-size"));
+    for endpoint in ["127.0.0.1:50051", "grpc://config:50051", "http://config service:50051", "http://"] {
+        let s = parse(&["--config-endpoint", endpoint]);
+        assert!(s.validate().unwrap_err().starts_with("--config-endpoint"), "{endpoint}");
+    }
+    parse(&["--config-endpoint", "https://config.cohort.svc:50051"]).validate().unwrap();
 }
 
 #[test]

@@ -10,8 +10,8 @@ use tonic_types::StatusExt;
 use uuid::Uuid;
 
 use crate::support::{
-    Proxy, Service, count, exposure, exposures, http_request, http_request_full, metric, now_ms, send,
-    stored_ids, wait_until,
+    Config, Proxy, Service, count, exposure, exposures, http_request, http_request_full, metric, now_ms,
+    send, stored_ids, wait_until,
 };
 
 #[tokio::test]
@@ -19,7 +19,8 @@ async fn retried_batches_are_stored_once() {
     let db = TestDb::new().await;
     let tenant = db.seed_tenant("acme").await;
     let spool = tempfile::tempdir().unwrap();
-    let service = Service::start(&db.url, spool.path(), &[]).await;
+    let config = Config::start(&db.url).await;
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
     let mut client = service.client().await;
 
     let experiment = Uuid::new_v4();
@@ -69,7 +70,8 @@ async fn bad_events_are_rejected_by_index_and_field_and_good_ones_kept() {
     let db = TestDb::new().await;
     let tenant = db.seed_tenant("acme").await;
     let spool = tempfile::tempdir().unwrap();
-    let service = Service::start(&db.url, spool.path(), &[]).await;
+    let config = Config::start(&db.url).await;
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
     let mut client = service.client().await;
 
     let experiment = Uuid::new_v4();
@@ -116,7 +118,8 @@ async fn unknown_keys_are_unauthenticated_and_tenants_are_isolated() {
     let a = db.seed_tenant("tenant-a").await;
     let b = db.seed_tenant("tenant-b").await;
     let spool = tempfile::tempdir().unwrap();
-    let service = Service::start(&db.url, spool.path(), &[]).await;
+    let config = Config::start(&db.url).await;
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
     let mut client = service.client().await;
 
     let unknown = cohort_db::keys::generate(cohort_db::keys::KeyKind::Sdk).secret;
@@ -154,7 +157,8 @@ async fn http_json_has_the_same_semantics() {
     let db = TestDb::new().await;
     let tenant = db.seed_tenant("acme").await;
     let spool = tempfile::tempdir().unwrap();
-    let service = Service::start(&db.url, spool.path(), &["--max-request-bytes", "64KiB"]).await;
+    let config = Config::start(&db.url).await;
+    let service = Service::start(&config, &db.url, spool.path(), &["--max-request-bytes", "64KiB"]).await;
 
     let (good, metric_id) = (Uuid::new_v4(), Uuid::new_v4());
     let body = serde_json::json!({"events": [
@@ -205,7 +209,8 @@ async fn rate_limits_refuse_with_a_retry_hint() {
     let other = db.seed_tenant("other").await;
     let spool = tempfile::tempdir().unwrap();
     let flags = ["--rate-limit-per-environment", "100", "--rate-limit-burst", "1000"];
-    let service = Service::start(&db.url, spool.path(), &flags).await;
+    let config = Config::start(&db.url).await;
+    let service = Service::start(&config, &db.url, spool.path(), &flags).await;
     let mut client = service.client().await;
 
     send(&mut client, &tenant.sdk_key, exposures(1000)).await.unwrap();
@@ -247,7 +252,10 @@ async fn a_full_spool_refuses_with_a_retry_hint_and_drops_nothing() {
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let spool = tempfile::tempdir().unwrap();
     let flags = ["--spool-max-bytes", "2MiB", "--spool-segment-bytes", "1MiB"];
-    let service = Service::start(&proxy.url_for(&db.url), spool.path(), &flags).await;
+    let url = proxy.url_for(&db.url);
+    // The config service's database is cut off too: cached keys outlive their TTL.
+    let config = Config::start(&url).await;
+    let service = Service::start(&config, &url, spool.path(), &flags).await;
     let mut client = service.client().await;
     let mut acked = Vec::new();
     let mut sent = Vec::new();
@@ -298,7 +306,8 @@ async fn stream_batches_acknowledges_every_batch_in_one_summary() {
     let db = TestDb::new().await;
     let tenant = db.seed_tenant("acme").await;
     let spool = tempfile::tempdir().unwrap();
-    let service = Service::start(&db.url, spool.path(), &[]).await;
+    let config = Config::start(&db.url).await;
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
     let mut client = service.client().await;
 
     let mut batches: Vec<pb::SendBatchRequest> =
@@ -324,7 +333,8 @@ async fn health_turns_serving_and_shutdown_keeps_the_spool_for_the_next_start() 
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let spool = tempfile::tempdir().unwrap();
     let url = proxy.url_for(&db.url);
-    let service = Service::start(&url, spool.path(), &[]).await;
+    let config = Config::start(&url).await;
+    let service = Service::start(&config, &url, spool.path(), &[]).await;
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.grpc))
         .unwrap()
@@ -356,7 +366,7 @@ async fn health_turns_serving_and_shutdown_keeps_the_spool_for_the_next_start() 
     assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
 
     proxy.restore();
-    let service = Service::start(&url, spool.path(), &[]).await;
+    let service = Service::start(&config, &url, spool.path(), &[]).await;
     wait_until(Duration::from_secs(30), "the spooled events after restart", || async {
         let stored = stored_ids(&db.pool, tenant.environment_id).await;
         ids.iter().all(|id| stored.get(id) == Some(&1))
@@ -370,7 +380,8 @@ async fn metric_values_past_the_analysis_limit_are_rejected_over_grpc_and_http()
     let db = TestDb::new().await;
     let tenant = db.seed_tenant("acme").await;
     let spool = tempfile::tempdir().unwrap();
-    let service = Service::start(&db.url, spool.path(), &[]).await;
+    let config = Config::start(&db.url).await;
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
     let mut client = service.client().await;
 
     // The value of the security test: finite, and one of them broke every analysis cycle.
@@ -414,7 +425,8 @@ async fn the_rate_limit_hint_lets_the_refused_batch_refill() {
     // A full batch refills in 50 ms: a client refused a moment after its previous batch used
     // to be told to come back in the few milliseconds of the deficit.
     let flags = ["--rate-limit-per-environment", "20000", "--rate-limit-burst", "1000"];
-    let service = Service::start(&db.url, spool.path(), &flags).await;
+    let config = Config::start(&db.url).await;
+    let service = Service::start(&config, &db.url, spool.path(), &flags).await;
     let mut client = service.client().await;
     let refill = Duration::from_millis(50);
 

@@ -6,14 +6,15 @@ use std::time::Duration;
 use cohort_db::testing::TestDb;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Load, Process, assert_exactly_once, stored_ids, wait_until};
+use crate::support::{Config, Load, Process, assert_exactly_once, stored_ids, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_service_loses_no_acknowledged_event() {
     let db = TestDb::new().await;
     let tenant = db.seed_tenant("acme").await;
     let spool = tempfile::tempdir().unwrap();
-    let mut process = Process::spawn(&db.url, spool.path()).await;
+    let config = Config::start(&db.url).await;
+    let mut process = Process::spawn(&config, &db.url, spool.path()).await;
 
     let stop = CancellationToken::new();
     let load = Load {
@@ -33,7 +34,7 @@ async fn a_killed_service_loses_no_acknowledged_event() {
     let report = load.await.unwrap();
     assert!(report.acked.len() >= 1000, "only {} events acknowledged before the kill", report.acked.len());
 
-    let process = Process::spawn(&db.url, spool.path()).await;
+    let process = Process::spawn(&config, &db.url, spool.path()).await;
     let acked = report.acked.clone();
     wait_until(Duration::from_secs(60), "every acknowledged event after the restart", || async {
         let stored = stored_ids(&db.pool, tenant.environment_id).await;

@@ -1,48 +1,45 @@
-//! A restart while PostgreSQL is unreachable: keys verified before it are accepted from the
-//! record in the spool directory (so the spool absorbs the outage), keys never verified,
-//! expired entries and keys revoked meanwhile are not.
+//! A restart while the config service cannot answer: keys verified before it are accepted from
+//! the record in the spool directory (so the spool absorbs the outage), keys never verified,
+//! expired entries and keys revoked meanwhile are not. And keys are verified only by the
+//! config service: the events service runs with a role that cannot read config's tables.
 
 use std::path::Path;
 use std::time::Duration;
 
-use cohort_db::testing::TestDb;
-use tokio::net::TcpListener;
+use cohort_db::keys::{KeyKind, generate};
+use cohort_db::testing::{Privilege, TestDb};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::support::{Proxy, Service, exposures, send, stored_ids, wait_until};
-
-/// A PostgreSQL URL at a loopback port nothing listens on.
-async fn dead_database_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("postgres://postgres@127.0.0.1:{port}/cohort")
-}
+use crate::support::{Config, Service, exposures, metric, send, stored_ids, wait_until};
 
 /// Starts a service on `url` and `spool`, has `key` verified with one batch, and stops it.
-async fn verify_once(url: &str, spool: &Path, key: &str) -> Vec<Uuid> {
-    let service = Service::start(url, spool, &[]).await;
+async fn verify_once(config: &Config, url: &str, spool: &Path, key: &str) -> Vec<Uuid> {
+    let service = Service::start(config, url, spool, &[]).await;
     let batch = exposures(5);
     let ids = batch.iter().map(|e| Uuid::parse_str(&e.event_id).unwrap()).collect();
-    send(&mut service.client().await, key, batch).await.expect("verified while the database is up");
+    send(&mut service.client().await, key, batch).await.expect("verified while the config service is up");
     service.stop().await;
     ids
 }
 
 #[tokio::test]
-async fn a_restart_during_a_database_outage_keeps_accepting_known_keys() {
+async fn a_restart_during_a_config_outage_keeps_accepting_known_keys() {
     let db = TestDb::new().await;
     let tenant = db.seed_tenant("acme").await;
     let other = db.seed_tenant("other").await;
+    let config = Config::start(&db.url).await;
     let spool = tempfile::tempdir().unwrap();
-    let mut sent = verify_once(&db.url, spool.path(), &tenant.sdk_key).await;
+    let mut sent = verify_once(&config, &db.url, spool.path(), &tenant.sdk_key).await;
 
     let record = std::fs::read_to_string(spool.path().join("verified-keys.json")).expect("the record");
     assert!(!record.contains(&tenant.sdk_key), "the secret is on disk");
     assert!(record.contains(&tenant.environment_id.to_string()), "{record}");
 
-    let service = Service::start(&dead_database_url().await, spool.path(), &[]).await;
+    config.sever();
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
     let mut client = service.client().await;
     for _ in 0..3 {
         let batch = exposures(100);
@@ -50,16 +47,18 @@ async fn a_restart_during_a_database_outage_keeps_accepting_known_keys() {
         let r = send(&mut client, &tenant.sdk_key, batch).await.expect("a known key during the outage");
         assert_eq!(r.accepted, 100);
     }
-    // Never verified by this replica: the database must say, and it cannot.
-    let unknown = cohort_db::keys::generate(cohort_db::keys::KeyKind::Sdk).secret;
+    // Never verified by this replica: the config service must say, and it cannot.
+    let unknown = generate(KeyKind::Sdk).secret;
     for key in [unknown.as_str(), other.sdk_key.as_str()] {
         let status = send(&mut client, key, exposures(1)).await.unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     }
     service.stop().await;
 
-    // The outage's events were spooled, and drain once the database is back.
-    let service = Service::start(&db.url, spool.path(), &[]).await;
+    // The outage's events were spooled, and are stored (the drain never needed the config
+    // service).
+    config.restore();
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
     wait_until(Duration::from_secs(30), "the events spooled during the outage", || async {
         let stored = stored_ids(&db.pool, tenant.environment_id).await;
         sent.iter().all(|id| stored.contains_key(id))
@@ -72,28 +71,29 @@ async fn a_restart_during_a_database_outage_keeps_accepting_known_keys() {
 async fn an_expired_record_entry_is_not_used() {
     let db = TestDb::new().await;
     let tenant = db.seed_tenant("acme").await;
+    let config = Config::start(&db.url).await;
     let spool = tempfile::tempdir().unwrap();
-    verify_once(&db.url, spool.path(), &tenant.sdk_key).await;
+    verify_once(&config, &db.url, spool.path(), &tenant.sdk_key).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
+    config.sever();
     let flags = ["--verified-key-max-age", "1s"];
-    let service = Service::start(&dead_database_url().await, spool.path(), &flags).await;
+    let service = Service::start(&config, &db.url, spool.path(), &flags).await;
     let status = send(&mut service.client().await, &tenant.sdk_key, exposures(1)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     service.stop().await;
 }
 
 #[tokio::test]
-async fn a_key_revoked_during_the_outage_is_refused_once_the_database_answers() {
+async fn a_key_revoked_during_the_outage_is_refused_once_the_config_service_answers() {
     let db = TestDb::new().await;
     let tenant = db.seed_tenant("acme").await;
-    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let url = proxy.url_for(&db.url);
+    let config = Config::start(&db.url).await;
     let spool = tempfile::tempdir().unwrap();
-    verify_once(&url, spool.path(), &tenant.sdk_key).await;
+    verify_once(&config, &db.url, spool.path(), &tenant.sdk_key).await;
 
-    proxy.sever();
-    let service = Service::start(&url, spool.path(), &[]).await;
+    config.sever();
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
     let mut client = service.client().await;
     send(&mut client, &tenant.sdk_key, exposures(10)).await.expect("accepted from the record");
     db.pool
@@ -106,10 +106,10 @@ async fn a_key_revoked_during_the_outage_is_refused_once_the_database_answers() 
         )
         .await
         .unwrap();
-    // Still the outage: the record stands in for the database.
+    // Still the outage: the record stands in for the config service.
     send(&mut client, &tenant.sdk_key, exposures(10)).await.expect("accepted from the record");
 
-    proxy.restore();
+    config.restore();
     wait_until(Duration::from_secs(20), "the revoked key to be refused", || {
         let mut client = client.clone();
         let key = tenant.sdk_key.clone();
@@ -121,9 +121,93 @@ async fn a_key_revoked_during_the_outage_is_refused_once_the_database_answers() 
     service.stop().await;
 
     // Dropped from the record: the next outage does not bring it back.
-    proxy.sever();
-    let service = Service::start(&url, spool.path(), &[]).await;
+    config.sever();
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
     let status = send(&mut service.client().await, &tenant.sdk_key, exposures(1)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     service.stop().await;
+}
+
+#[tokio::test]
+async fn a_config_service_refusing_this_service_is_no_outage() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let mut config = Config::start(&db.url).await;
+    let spool = tempfile::tempdir().unwrap();
+    verify_once(&config, &db.url, spool.path(), &tenant.sdk_key).await;
+
+    // A service key the config service does not know: it answers PERMISSION_DENIED, which
+    // says nothing about the SDK key, so the record neither vouches for it nor forgets it.
+    let known = std::mem::replace(&mut config.service_key, generate(KeyKind::Service).secret);
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    let status = send(&mut service.client().await, &tenant.sdk_key, exposures(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    service.stop().await;
+    let record = std::fs::read_to_string(spool.path().join("verified-keys.json")).expect("the record");
+    assert!(record.contains(&tenant.environment_id.to_string()), "{record}");
+
+    config.service_key = known;
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    send(&mut service.client().await, &tenant.sdk_key, exposures(1)).await.expect("verified again");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn keys_are_verified_by_the_config_service_never_through_its_tables() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    // A role of the events schema only (the test user is a superuser: revoking from PUBLIC
+    // would prove nothing).
+    let url = db.role("events", &[("cohort_events", Privilege::All)]).await;
+    let role = user_of(&url);
+    // The drainer creates the tables' daily partitions, which only their owner may do.
+    db.pool
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "ALTER TABLE cohort_events.exposures OWNER TO {role};
+             ALTER TABLE cohort_events.metric_events OWNER TO {role};"
+        ))
+        .await
+        .expect("the role owns the event tables");
+    // The role really cannot read config's tables.
+    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect as the role");
+    let connection = tokio::spawn(connection);
+    for table in ["api_keys", "environments", "organizations"] {
+        let error = client.query(&format!("SELECT 1 FROM cohort_config.{table}"), &[]).await.unwrap_err();
+        assert_eq!(error.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{table}: {error}");
+    }
+    drop(client);
+    let _ = connection.await;
+
+    let config = Config::start(&db.url).await;
+    let spool = tempfile::tempdir().unwrap();
+    let service = Service::start(&config, &url, spool.path(), &[]).await;
+    let mut client = service.client().await;
+    let mut batch = exposures(10);
+    batch.push(metric(Uuid::new_v4(), "u", Some(2.0)));
+    let ids: Vec<Uuid> = batch.iter().map(|e| Uuid::parse_str(&e.event_id).unwrap()).collect();
+    let r =
+        send(&mut client, &tenant.sdk_key, batch).await.expect("a valid key, verified by the config service");
+    assert_eq!((r.accepted, r.rejected.len()), (11, 0));
+    let status = send(&mut client, &tenant.admin_key, exposures(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let unknown = generate(KeyKind::Sdk).secret;
+    let status = send(&mut client, &unknown, exposures(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    // The drain, as that role, stores them.
+    wait_until(Duration::from_secs(30), "the events in PostgreSQL", || async {
+        let stored = stored_ids(&db.pool, tenant.environment_id).await;
+        ids.iter().all(|id| stored.get(id) == Some(&1))
+    })
+    .await;
+    service.stop().await;
+}
+
+/// The user of a `postgres://user:password@host/...` URL.
+fn user_of(url: &str) -> String {
+    let authority = url.split_once("://").expect("a URL").1;
+    let userinfo = authority.split_once('@').expect("a user").0;
+    userinfo.split(':').next().unwrap_or(userinfo).to_owned()
 }

@@ -2,11 +2,13 @@
 //! durability guarantees under a crash, a database outage and a load spike.
 //!
 //! # Layout
-//! - `support`: in-process servers on pre-bound listeners, the real binary, a severable TCP
-//!   proxy in front of PostgreSQL, a load generator, event builders, database checks.
+//! - `support`: in-process servers (the config service included) on pre-bound listeners, the
+//!   real binary, a severable TCP proxy in front of PostgreSQL or the config service, a load
+//!   generator, event builders, database checks.
 //! - `api`: dedupe of retries, per-event errors, auth and tenant isolation, HTTP, limits.
 //! - `crash`: SIGKILL in the middle of a load loses nothing acknowledged.
-//! - `keys`: a restart during a database outage accepts the keys verified before it.
+//! - `keys`: a restart while the config service cannot answer accepts the keys verified
+//!   before it; keys are verified by the config service, never through config's tables.
 //! - `outage`: PostgreSQL cut off during a load; the spool absorbs it and drains after.
 //! - `settings`: bad settings of the binary exit 64 with one line.
 //! - `spike`: a 10x spike is absorbed with bounded latency and drained.

@@ -6,7 +6,9 @@ use std::time::Duration;
 use cohort_db::testing::TestDb;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Load, Proxy, Service, assert_exactly_once, exposures, send, stored_ids, wait_until};
+use crate::support::{
+    Config, Load, Proxy, Service, assert_exactly_once, exposures, send, stored_ids, wait_until,
+};
 
 /// How long the database stays unreachable. The issue asks for 30 s: longer than the key
 /// cache TTL, so cached keys must outlive their TTL while PostgreSQL is away.
@@ -18,7 +20,10 @@ async fn a_database_outage_only_grows_the_spool() {
     let tenant = db.seed_tenant("acme").await;
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let spool = tempfile::tempdir().unwrap();
-    let service = Service::start(&proxy.url_for(&db.url), spool.path(), &[]).await;
+    let url = proxy.url_for(&db.url);
+    // One PostgreSQL for both services: the outage stops the config service verifying keys.
+    let config = Config::start(&url).await;
+    let service = Service::start(&config, &url, spool.path(), &[]).await;
     // The key is verified (and cached) while the database is up.
     let warmup = exposures(1);
     send(&mut service.client().await, &tenant.sdk_key, warmup.clone()).await.unwrap();

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 /// A duration whose seconds overflow `Duration`.
 const HUGE: &str = "99999999999999999999s";
+/// A service key of the right shape.
+const SERVICE_KEY: &str = "cohort_service_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 /// Runs the binary with `args` and `env` (and no other `COHORT_*` variable), killed after 30 s.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -58,6 +60,14 @@ fn help_and_version_still_exit_0() {
 }
 
 #[test]
+fn help_does_not_show_the_service_key() {
+    let out = run(&["--help"], &[("COHORT_SERVICE_KEY", SERVICE_KEY)]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--service-key"), "{help}");
+    assert!(!help.contains(SERVICE_KEY), "{help}");
+}
+
+#[test]
 fn a_bad_setting_exits_before_binding() {
     // The address is taken: binding first would fail differently.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -85,6 +95,10 @@ fn every_kind_of_bad_setting_exits_64_with_one_line_naming_it() {
         // A path that cannot be a directory.
         (&["--spool-dir", "/dev/null"], &[], "--spool-dir"),
         (&["--no-such-flag"], &[], "--no-such-flag"),
+        // A key of the wrong kind (or none) for the config service, then its address.
+        (&["--service-key", "cohort_sdk_0123"], &[], "--service-key"),
+        (&[], &[], "--service-key"),
+        (&["--config-endpoint", "config:50051"], &[("COHORT_SERVICE_KEY", SERVICE_KEY)], "--config-endpoint"),
     ];
     for (args, env, setting) in cases {
         assert_usage_error(args, env, setting);

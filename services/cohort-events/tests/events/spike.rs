@@ -6,7 +6,7 @@ use std::time::Duration;
 use cohort_db::testing::TestDb;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Load, Service, assert_exactly_once, stored_ids, wait_until};
+use crate::support::{Config, Load, Service, assert_exactly_once, stored_ids, wait_until};
 
 /// Generous on purpose: debug build, 2 shared cores, other tests running. Ack latency is
 /// measured properly by `cohort-bench events` on a release build.
@@ -17,7 +17,8 @@ async fn a_ten_times_spike_is_absorbed_and_drained() {
     let db = TestDb::new().await;
     let tenant = db.seed_tenant("acme").await;
     let spool = tempfile::tempdir().unwrap();
-    let service = Service::start(&db.url, spool.path(), &[]).await;
+    let config = Config::start(&db.url).await;
+    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
     let base = |tasks| Load {
         addr: service.grpc,
         key: tenant.sdk_key.clone(),

@@ -1,4 +1,5 @@
-//! Test harness: services, clients, a severable proxy, load, and database checks.
+//! Test harness: services (the config service they verify keys with included), clients, a
+//! severable proxy, load, and database checks.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +21,66 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+/// A config service running in this process against the test database, knowing the events
+/// service's key (`--service-keys cohort-events=<hash>`). The events service reaches it through
+/// a proxy, so a test can make it unreachable and bring it back at the same address.
+pub(crate) struct Config {
+    /// Where the events service reaches it (the proxy).
+    pub(crate) endpoint: String,
+    /// The events service's key for it.
+    pub(crate) service_key: String,
+    proxy: Proxy,
+    shutdown: Shutdown,
+}
+
+impl Config {
+    /// Starts a config service on `database_url` (the events service's database, as in
+    /// production: a test that cuts PostgreSQL off cuts it off from both).
+    pub(crate) async fn start(database_url: &str) -> Config {
+        let key = cohort_db::keys::generate(cohort_db::keys::KeyKind::Service);
+        let hashes = format!("cohort-events={}", hex::encode(&key.hash));
+        let settings = cohort_config::settings::Cli::try_parse_from([
+            "cohort-config",
+            "--database-url",
+            database_url,
+            "--service-keys",
+            &hashes,
+            "--shutdown-grace",
+            "1s",
+        ])
+        .expect("config service settings parse")
+        .serve;
+        settings.validate().expect("config service settings are valid");
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Proxy::start(grpc.local_addr().unwrap()).await;
+        let shutdown = Shutdown::new();
+        let listeners = cohort_config::Listeners { grpc, http, admin: None };
+        tokio::spawn(cohort_config::run(settings, listeners, shutdown.clone()));
+        Config { endpoint: format!("http://{}", proxy.addr), service_key: key.secret, proxy, shutdown }
+    }
+
+    /// Makes the config service unreachable: connections to it dropped, new ones refused.
+    pub(crate) fn sever(&self) {
+        self.proxy.sever();
+    }
+
+    pub(crate) fn restore(&self) {
+        self.proxy.restore();
+    }
+
+    /// The events service's flags to reach it.
+    fn flags(&self) -> [&str; 4] {
+        ["--config-endpoint", &self.endpoint, "--service-key", &self.service_key]
+    }
+}
+
+impl Drop for Config {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
 /// An event service running in this process on 127.0.0.1 listeners bound before it starts.
 pub(crate) struct Service {
     pub(crate) grpc: SocketAddr,
@@ -30,9 +91,14 @@ pub(crate) struct Service {
 }
 
 impl Service {
-    /// Starts the service against `database_url` with its spool in `spool_dir`; `extra` are
-    /// more command-line flags.
-    pub(crate) async fn start(database_url: &str, spool_dir: &Path, extra: &[&str]) -> Service {
+    /// Starts the service against `database_url`, verifying keys with `config`, with its spool
+    /// in `spool_dir`; `extra` are more command-line flags.
+    pub(crate) async fn start(
+        config: &Config,
+        database_url: &str,
+        spool_dir: &Path,
+        extra: &[&str],
+    ) -> Service {
         let mut args = vec![
             "cohort-events",
             "--database-url",
@@ -44,6 +110,7 @@ impl Service {
             "--shutdown-grace",
             "10s",
         ];
+        args.extend_from_slice(&config.flags());
         args.extend_from_slice(extra);
         let settings = Settings::try_parse_from(args).expect("test settings parse");
         settings.validate().expect("test settings are valid");
@@ -253,8 +320,8 @@ fn dechunk(mut rest: &str) -> String {
     out
 }
 
-/// A TCP proxy in front of PostgreSQL that a test can sever (every connection dropped, new
-/// ones refused) and restore, without touching the shared server.
+/// A TCP proxy in front of PostgreSQL (or the config service) that a test can sever (every
+/// connection dropped, new ones refused) and restore, without touching the shared server.
 pub(crate) struct Proxy {
     pub(crate) addr: SocketAddr,
     up: Arc<AtomicBool>,
@@ -436,10 +503,13 @@ pub(crate) struct Process {
 }
 
 impl Process {
-    pub(crate) async fn spawn(database_url: &str, spool_dir: &Path) -> Process {
+    pub(crate) async fn spawn(config: &Config, database_url: &str, spool_dir: &Path) -> Process {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cohort-events"))
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"])
             .args(["--database-url", database_url, "--drain-max-backoff", "500ms"])
+            .args(["--config-endpoint", &config.endpoint])
+            // The secret through the environment, as a deployment passes it.
+            .env("COHORT_SERVICE_KEY", &config.service_key)
             .arg("--spool-dir")
             .arg(spool_dir)
             .env("RUST_LOG", "info")

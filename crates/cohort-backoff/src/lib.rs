@@ -1,4 +1,5 @@
-//! Jittered exponential backoff for reconnects and event retries.
+//! Jittered exponential backoff: the delay of every retry loop in Cohort (the SDK's
+//! reconnects and event retries, the services' database and Consul loops).
 //!
 //! The n-th delay (from 0) is drawn uniformly from `[c/2, c]` where
 //! `c = min(max, initial * 2^n)`: the ceiling doubles, and the jitter spreads a fleet of
@@ -27,49 +28,49 @@ impl Default for BackoffPolicy {
 /// One backoff sequence: call [`Backoff::next_delay`] after each failure and
 /// [`Backoff::reset`] after a success.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     policy: BackoffPolicy,
     attempt: u32,
 }
 
 impl Backoff {
-    pub(crate) fn new(policy: BackoffPolicy) -> Self {
+    pub fn new(policy: BackoffPolicy) -> Self {
         Backoff { policy, attempt: 0 }
     }
 
     /// The ceiling of the next delay.
-    pub(crate) fn ceiling(&self) -> Duration {
+    pub fn ceiling(&self) -> Duration {
         // 2^20 * 100 ms is already far above any sensible max; stop doubling there.
         let factor = 1u32 << self.attempt.min(20);
         self.policy.initial.saturating_mul(factor).min(self.policy.max)
     }
 
     /// The next delay, jittered within `[ceiling/2, ceiling]`.
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         jitter(ceiling)
     }
 
     /// A delay at the policy's maximum (jittered), for failures that will not heal soon.
-    pub(crate) fn max_delay(&mut self) -> Duration {
+    pub fn max_delay(&mut self) -> Duration {
         self.attempt = self.attempt.saturating_add(1);
         jitter(self.policy.max)
     }
 
     /// Back to the first delay, after a healthy connection or a delivered batch.
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.attempt = 0;
     }
 
     /// How many delays were taken since the last reset.
-    pub(crate) fn attempts(&self) -> u32 {
+    pub fn attempts(&self) -> u32 {
         self.attempt
     }
 }
 
 /// A uniform draw from `[ceiling/2, ceiling]`.
-pub(crate) fn jitter(ceiling: Duration) -> Duration {
+pub fn jitter(ceiling: Duration) -> Duration {
     let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
     if nanos < 2 {
         return ceiling;
