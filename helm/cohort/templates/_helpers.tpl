@@ -82,6 +82,11 @@ when given. Keys: database-url, bootstrap-token, consul-token.
 {{- include "cohort.fullname" . }}
 {{- end }}
 
+{{/* The Secret holding the services' keys for the config service. */}}
+{{- define "cohort.serviceKeysSecretName" -}}
+{{- printf "%s-service-keys" (include "cohort.fullname" .) }}
+{{- end }}
+
 {{/* Whether the chart creates its Secret (anything that is not an existing Secret). */}}
 {{- define "cohort.createSecret" -}}
 {{- if or (not .Values.database.existingSecret.name) (and .Values.config.bootstrapToken (not .Values.config.bootstrapTokenExistingSecret.name)) (and .Values.consul.enabled .Values.consul.token (not .Values.consul.existingSecret.name)) }}true{{ end }}

@@ -82,7 +82,8 @@ pub struct ServeSettings {
 
     /// Keys of Cohort's own services, as `NAME=SHA256` (the hex SHA-256 of the secret, which
     /// this service never sees), comma-separated. Two entries with one name rotate it: both
-    /// work until the old one is removed. `cohortctl service-key create NAME` makes one.
+    /// work until the old one is removed. A key: `cohort_service_` and 64 random hex digits
+    /// (`openssl rand -hex 32`); its hash: `printf %s "$KEY" | sha256sum`.
     #[arg(long, env = "COHORT_SERVICE_KEYS", value_delimiter = ',')]
     pub service_keys: Vec<String>,
 }
