@@ -123,7 +123,10 @@ proptest! {
             // The look's own crossing probability ≤ P(|Z_k| ≥ c_k) ≤ P(crossing by look k).
             let increment = look.cumulative_alpha - previous_alpha;
             prop_assert!(look.nominal_p >= increment * (1.0 - 1e-9));
-            prop_assert!(look.nominal_p <= look.cumulative_alpha * (1.0 + 1e-12));
+            // Relative 1e-9, as above: the two come from different integrations, and at a
+            // look whose tail is ~1e-14 they agreed only to 3e-12 (gaps 0.0499, 0.0510, 0.297,
+            // 0.450, 0.365 failed at 1e-12).
+            prop_assert!(look.nominal_p <= look.cumulative_alpha * (1.0 + 1e-9));
             previous_alpha = look.cumulative_alpha;
         }
         prop_assert!((previous_alpha - 0.05).abs() < 1e-12);
