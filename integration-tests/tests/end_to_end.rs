@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use cohort_analysis::analyze::ExperimentResult;
 use cohort_core::model::ExperimentStatus;
-use cohort_integration_tests::{Service, TestCluster, authed};
+use cohort_dev::stack::Service;
+use cohort_dev::testing::{TestCluster, authed};
 use cohort_proto::analysis::v1 as apb;
 use cohort_proto::analysis::v1::analysis_service_client::AnalysisServiceClient;
 use cohort_proto::common::v1 as common;

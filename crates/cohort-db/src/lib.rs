@@ -10,6 +10,9 @@
 //!   [`migrate::ANALYSIS`]), each with versioned migrations applied under an advisory lock,
 //!   safe to run twice and from two replicas at once.
 //! - [`keys`]: API key secrets, prefixes and hashes.
+//! - [`tls`]: the connection URL read as libpq reads it, `sslmode` and `sslrootcert` included
+//!   ([`DatabaseUrl`]), TLS through rustls, and [`connect_dedicated`] for a connection of its
+//!   own (LISTEN, session advisory locks). The pool connects through it too.
 //! - `testing` (feature): `TestDb`.
 
 pub mod keys;
@@ -17,16 +20,34 @@ pub mod migrate;
 mod pool;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 pub use deadpool_postgres::{Object as Client, Pool};
 pub use migrate::{Migration, Schema, migrate};
 pub use pool::{HealthCheck, HealthOptions, PoolOptions, connect, ping};
+pub use tls::{Connection, DatabaseUrl, RootCert, SslMode, connect_dedicated};
 
 /// A database failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("invalid database url: {0}")]
     Url(#[source] tokio_postgres::Error),
+    /// A connection setting the URL gets wrong (`sslmode`, `sslrootcert`).
+    #[error("invalid database url: {0}")]
+    UrlSetting(String),
+    /// `sslrootcert` names a file that is missing or holds no usable certificate (`path` is
+    /// `system` for the platform's store).
+    #[error("sslrootcert {path}: {reason}")]
+    RootCert { path: String, reason: String },
+    /// The TLS handshake failed: `target` is `host:port` (and ` at hostaddr`), `reason` says why
+    /// (`certificate is not valid for name "db.internal" (it is for localhost)`).
+    #[error("TLS to {target} refused: {reason}")]
+    Tls { target: String, reason: String },
+    /// A connection of its own ([`connect_dedicated`]) could not be opened; `target` names the
+    /// servers tried. The message carries the whole cause (tokio-postgres's own says only
+    /// `db error`), so `error` is not also a source.
+    #[error("cannot connect to {target}: {}", tls::describe(.error))]
+    Connect { target: String, error: tokio_postgres::Error },
     #[error("database pool: {0}")]
     Pool(String),
     #[error("{context}: {source}")]
@@ -49,7 +70,13 @@ impl DbError {
 }
 
 impl From<deadpool_postgres::PoolError> for DbError {
+    /// A refused TLS handshake becomes [`DbError::Tls`]; anything else [`DbError::Pool`], with
+    /// the cause of a failed connection spelled out.
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        DbError::Pool(e.to_string())
+        match &e {
+            deadpool_postgres::PoolError::Backend(source) => tls::tls_refusal(source)
+                .unwrap_or_else(|| DbError::Pool(format!("cannot connect: {}", tls::describe(source)))),
+            _ => DbError::Pool(e.to_string()),
+        }
     }
 }

@@ -1,12 +1,10 @@
-//! Connection pools from a `postgres://` URL, each with its own `search_path`, and the health
-//! check that pings one.
+//! Connection pools from a `postgres://` URL (TLS as its `sslmode` says), each with its own
+//! `search_path`, and the health check that pings one.
 
 use std::time::Duration;
 
+use crate::{DatabaseUrl, DbError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
-
-use crate::DbError;
 
 /// How a pool connects and how large it grows.
 #[derive(Debug, Clone)]
@@ -37,8 +35,12 @@ impl Default for PoolOptions {
 }
 
 /// Builds a pool. Connections are opened lazily, so this succeeds while the database is down.
+/// The URL's `sslmode` and `sslrootcert` apply to every connection (see [`crate::tls`]); the
+/// `sslrootcert` file is read here, once.
 pub fn connect(url: &str, options: &PoolOptions) -> Result<Pool, DbError> {
-    let mut pg: tokio_postgres::Config = url.parse().map_err(DbError::Url)?;
+    let url = DatabaseUrl::parse(url)?;
+    let tls = url.tls()?;
+    let mut pg = url.into_config();
     pg.connect_timeout(options.connect_timeout);
     if pg.get_application_name().is_none() {
         pg.application_name(&options.application_name);
@@ -53,7 +55,7 @@ pub fn connect(url: &str, options: &PoolOptions) -> Result<Pool, DbError> {
         pg.options(&all);
     }
     // Fast recycling checks the connection is open; a dead one is replaced on next use.
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(pg, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(options.max_connections)
         .runtime(Runtime::Tokio1)

@@ -1,8 +1,11 @@
-//! The analysis cycle at scale: seeds a fresh database with running experiments (written
-//! through cohort-config's store, like the API does) and millions of exposures and metric
-//! events (binary COPY), then times full analysis cycles. With `--latency`, also runs the
-//! event and analysis services in-process and times an event's acknowledgment to its effect
+//! The analysis cycle at scale: runs the config service in-process (cohort-dev's stack, as
+//! the tests do), seeds a fresh database with running experiments (written through the config
+//! service's gRPC API) and millions of exposures and metric events (binary COPY into the event
+//! service's read model), then times full analysis cycles. With `--latency`, also runs the
+//! event and analysis services in the stack and times an event's acknowledgment to its effect
 //! in stored results.
+//!
+//! A quick run: `cargo bench -p cohort-analysis --bench cycle -- --experiments 20 --events 100000 --cycles 1 --delta 1000`
 //!
 //! `cargo bench -p cohort-analysis --bench cycle -- --experiments 1000 --metrics 3 --events 10000000 --cycles 3`
 //!
@@ -20,11 +23,14 @@ use cohort_analysis::config::ConfigClient;
 use cohort_analysis::cycle::{Analyzer, CycleReport};
 use cohort_analysis::metrics::Metrics;
 use cohort_analysis::store::{ExperimentRef, Store};
-use cohort_config::domain::{Action, Kind, Op};
-use cohort_config::store::Store as ConfigStore;
 use cohort_core::time::{civil_from_days, day_of, unix_ms};
 use cohort_db::Pool;
 use cohort_db::testing::{Tenant, TestDb};
+use cohort_dev::stack::{Options, Service, Stack};
+use cohort_dev::testing::authed;
+use cohort_proto::config::v1 as cpb;
+use cohort_proto::config::v1::batch_operation::Operation;
+use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
 use cohort_proto::events::v1 as pb;
 use futures::pin_mut;
 use rand::{Rng, SeedableRng};
@@ -79,6 +85,8 @@ struct Args {
 const EXPOSURE_SHARE: f64 = 0.6;
 /// How many experiments of its environment a unit is exposed to, on average.
 const EXPERIMENTS_PER_UNIT: usize = 3;
+/// Experiments created and started per config write (one batch, one environment version).
+const EXPERIMENTS_PER_BATCH: usize = 200;
 /// Events are spread over this much time before now.
 const SPAN: Duration = Duration::from_secs(2 * 86_400);
 const COUNTRIES: [&str; 8] = ["US", "DE", "FR", "GB", "NL", "BR", "IN", "JP"];
@@ -92,43 +100,6 @@ struct Db {
     _owned: Option<TestDb>,
 }
 
-/// The config service, in-process: analysis reads running experiments from it over gRPC.
-#[derive(Debug)]
-struct ConfigService {
-    url: String,
-    service_key: String,
-    events_key: String,
-    _stop: cohort_runtime::Shutdown,
-}
-
-impl ConfigService {
-    async fn start(database_url: &str) -> ConfigService {
-        let key = cohort_db::keys::generate(cohort_db::keys::KeyKind::Service);
-        let events = cohort_db::keys::generate(cohort_db::keys::KeyKind::Service);
-        let hashes =
-            format!("cohort-analysis={},cohort-events={}", hex::encode(&key.hash), hex::encode(&events.hash));
-        let settings = <cohort_config::settings::Cli as clap::Parser>::try_parse_from([
-            "cohort-config",
-            "--database-url",
-            database_url,
-            "--service-keys",
-            &hashes,
-        ])
-        .expect("config settings")
-        .serve;
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", grpc.local_addr().expect("address"));
-        let stop = cohort_runtime::Shutdown::new();
-        tokio::spawn(cohort_config::run(
-            settings,
-            cohort_config::Listeners { grpc, http, admin: None },
-            stop.clone(),
-        ));
-        ConfigService { url, service_key: key.secret, events_key: events.secret, _stop: stop.clone() }
-    }
-}
-
 /// One seeded environment.
 #[derive(Debug, Clone)]
 struct Env {
@@ -140,9 +111,17 @@ struct Env {
 async fn main() {
     let args = Args::parse();
     let db = open(&args).await;
+    // The stack migrates the database; the event and analysis services join it for --latency
+    // (analysis on its normal 10 s interval).
+    let spool = tempfile::tempdir().expect("spool directory");
+    let options =
+        Options { analysis_interval: Duration::from_secs(10), ..Options::test(spool.path().to_path_buf()) };
+    let mut stack = Stack::new(&db.url, &options).await.expect("preparing the stack");
+    stack.add(Service::Config, &[]).await.expect("starting the config service");
+    let config = Config::new(&stack).await;
     let envs = if seeded(&db).await && args.keep_state {
         println!("reusing the seeded database and its analysis state");
-        load_envs(&db).await
+        load_envs(&db, &config).await
     } else if seeded(&db).await {
         println!("reusing the seeded database; its analysis state starts over");
         let c = db.pool.get().await.expect("connection");
@@ -153,9 +132,9 @@ async fn main() {
         )
         .await
         .expect("reset analysis state");
-        load_envs(&db).await
+        load_envs(&db, &config).await
     } else {
-        seed(&args, &db).await
+        seed(&args, &db, &config).await
     };
     let (exposures, metric_events) = counts(&db.pool).await;
     println!(
@@ -163,11 +142,92 @@ async fn main() {
         envs.iter().map(|e| e.experiments.len()).sum::<usize>(),
         envs.len()
     );
-    let config = ConfigService::start(&db.url).await;
     cycles(&args, &db, &config, &envs, exposures + metric_events).await;
     if args.latency {
-        latency(&args, &db, &config, &envs).await;
+        latency(&args, &db, &mut stack, &envs).await;
     }
+    stack.stop().await.expect("stopping the services");
+}
+
+/// The config service of the stack, as the benchmark uses it: a client of its API, and where
+/// analysis finds it with its service key.
+#[derive(Debug, Clone)]
+struct Config {
+    url: String,
+    service_key: String,
+    client: ConfigServiceClient<tonic::transport::Channel>,
+}
+
+impl Config {
+    async fn new(stack: &Stack) -> Config {
+        let url = stack.addrs(Service::Config).expect("the config service runs").grpc_url();
+        let service_key = stack.service_key(Service::Analysis).expect("analysis's service key").to_owned();
+        let client =
+            ConfigServiceClient::connect(url.clone()).await.expect("connecting to the config service");
+        Config { url, service_key, client }
+    }
+
+    /// `operations` as one batch in `tenant`'s environment, with its admin key: each
+    /// operation's entity afterwards.
+    async fn apply(&self, tenant: &Tenant, operations: Vec<Operation>) -> Vec<cpb::Entity> {
+        let request = cpb::ApplyBatchRequest {
+            environment: tenant.environment_id.to_string(),
+            operations: operations.into_iter().map(|o| cpb::BatchOperation { operation: Some(o) }).collect(),
+        };
+        let response = self
+            .client
+            .clone()
+            .apply_batch(authed(&tenant.admin_key, request))
+            .await
+            .unwrap_or_else(|e| panic!("config write: {e}"))
+            .into_inner();
+        response.results.into_iter().map(|r| r.entity.expect("the entity written")).collect()
+    }
+
+    /// The running experiments of `tenant`'s environment, ordered by key.
+    async fn running(&self, tenant: &Tenant) -> Vec<(Uuid, String)> {
+        let mut running = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = cpb::ListEntitiesRequest {
+                environment: tenant.environment_id.to_string(),
+                kind: cpb::EntityKind::Experiment as i32,
+                page_size: 1000,
+                page_token,
+            };
+            let page = self
+                .client
+                .clone()
+                .list_entities(authed(&tenant.admin_key, request))
+                .await
+                .expect("list experiments")
+                .into_inner();
+            for e in page.entities {
+                let definition: Value = serde_json::from_str(&e.definition_json).expect("a definition");
+                if definition["status"] == "running" {
+                    let id = Uuid::parse_str(definition["id"].as_str().expect("id")).expect("uuid");
+                    running.push((id, e.key));
+                }
+            }
+            if page.next_page_token.is_empty() {
+                return running;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}
+
+fn create(kind: cpb::EntityKind, definition: Value) -> Operation {
+    Operation::Create(cpb::CreateOperation { kind: kind as i32, definition_json: definition.to_string() })
+}
+
+fn start(key: &str) -> Operation {
+    Operation::Transition(cpb::TransitionOperation {
+        key: key.to_owned(),
+        action: cpb::ExperimentAction::Start as i32,
+        expected_revision: 1,
+        reason: String::new(),
+    })
 }
 
 async fn open(args: &Args) -> Db {
@@ -191,9 +251,6 @@ async fn open(args: &Args) -> Db {
         cohort_db::testing::SEARCH_PATH,
     );
     let pool = cohort_db::connect(&url, &cohort_db::PoolOptions::default()).expect("pool");
-    for schema in cohort_db::migrate::ALL {
-        cohort_db::migrate(&pool, schema).await.expect("migrations");
-    }
     Db { url, pool, _owned: None }
 }
 
@@ -228,9 +285,9 @@ async fn tenant(pool: &Pool, name: &str) -> Tenant {
     Tenant { organization_id: org, environment_id: env, admin_key, sdk_key }
 }
 
-/// Environments and their running experiments from a kept database; keys are issued anew
-/// (only their hashes are stored).
-async fn load_envs(db: &Db) -> Vec<Env> {
+/// Environments of a kept database, with keys issued anew (only their hashes are stored), and
+/// their running experiments from the config service.
+async fn load_envs(db: &Db, config: &Config) -> Vec<Env> {
     let c = db.pool.get().await.expect("connection");
     let rows = c
         .query("SELECT id, organization_id FROM environments ORDER BY created_at, id", &[])
@@ -240,22 +297,9 @@ async fn load_envs(db: &Db) -> Vec<Env> {
     for r in rows {
         let (env, org): (Uuid, Uuid) = (r.get(0), r.get(1));
         let (admin_key, sdk_key) = cohort_db::testing::issue_keys(&c, org, env, "bench").await;
-        let experiments = c
-            .query(
-                "SELECT (definition->>'id')::uuid, key FROM entities
-                 WHERE environment_id = $1 AND kind = 'experiment' AND definition->>'status' = 'running'
-                 ORDER BY key",
-                &[&env],
-            )
-            .await
-            .expect("experiments")
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        envs.push(Env {
-            tenant: Tenant { organization_id: org, environment_id: env, admin_key, sdk_key },
-            experiments,
-        });
+        let tenant = Tenant { organization_id: org, environment_id: env, admin_key, sdk_key };
+        let experiments = config.running(&tenant).await;
+        envs.push(Env { tenant, experiments });
     }
     envs
 }
@@ -285,57 +329,35 @@ fn experiment_def(key: &str, metrics: usize) -> Value {
     })
 }
 
-/// Creates the environments, metrics and running experiments through the config store, then
-/// the events, then ANALYZE.
-async fn seed(args: &Args, db: &Db) -> Vec<Env> {
+/// Creates the environments, then metrics and running experiments through the config
+/// service, then the events, then ANALYZE.
+async fn seed(args: &Args, db: &Db, config: &Config) -> Vec<Env> {
     let started = Instant::now();
-    let config = ConfigStore::new(db.pool.clone());
     let per_env = args.experiments.div_ceil(args.environments);
     let mut jobs = Vec::new();
     for e in 0..args.environments {
         let tenant = tenant(&db.pool, &format!("bench-{e}")).await;
         let n = per_env.min(args.experiments.saturating_sub(e * per_env));
         let (config, metrics) = (config.clone(), args.metrics);
-        let pool = db.pool.clone();
         jobs.push(tokio::spawn(async move {
-            let c = pool.get().await.expect("connection");
-            let admin = cohort_db::keys::verify(&c, &tenant.admin_key).await.expect("verify").expect("admin");
-            drop(c);
-            let env = config.environment_by_id(tenant.environment_id).await.expect("env").expect("env row");
-            for m in metric_defs(metrics) {
-                config
-                    .write(&admin, &env, Op::Create { kind: Kind::Metric, definition: m }, None)
-                    .await
-                    .expect("metric");
-            }
+            let defs = metric_defs(metrics).into_iter().map(|m| create(cpb::EntityKind::Metric, m)).collect();
+            config.apply(&tenant, defs).await;
             let mut experiments = Vec::new();
-            for i in 0..n {
-                let key = format!("exp-{i:04}");
-                let env =
-                    config.environment_by_id(tenant.environment_id).await.expect("env").expect("env row");
-                let w = config
-                    .write(
-                        &admin,
-                        &env,
-                        Op::Create { kind: Kind::Experiment, definition: experiment_def(&key, metrics) },
-                        None,
-                    )
-                    .await
-                    .expect("create experiment");
-                let id = Uuid::parse_str(w.entity.expect("entity").definition["id"].as_str().expect("id"))
-                    .expect("uuid");
-                let env =
-                    config.environment_by_id(tenant.environment_id).await.expect("env").expect("env row");
-                config
-                    .write(
-                        &admin,
-                        &env,
-                        Op::Transition { key: key.clone(), action: Action::Start, expected_revision: 1 },
-                        None,
-                    )
-                    .await
-                    .expect("start experiment");
-                experiments.push((id, key));
+            let keys: Vec<String> = (0..n).map(|i| format!("exp-{i:04}")).collect();
+            for chunk in keys.chunks(EXPERIMENTS_PER_BATCH) {
+                let ops = chunk
+                    .iter()
+                    .flat_map(|key| {
+                        [create(cpb::EntityKind::Experiment, experiment_def(key, metrics)), start(key)]
+                    })
+                    .collect();
+                // Each experiment's entity after its create, then after its start.
+                for (written, key) in config.apply(&tenant, ops).await.chunks(2).zip(chunk) {
+                    let definition: Value =
+                        serde_json::from_str(&written[0].definition_json).expect("a definition");
+                    let id = Uuid::parse_str(definition["id"].as_str().expect("id")).expect("uuid");
+                    experiments.push((id, key.clone()));
+                }
             }
             Env { tenant, experiments }
         }));
@@ -344,7 +366,11 @@ async fn seed(args: &Args, db: &Db) -> Vec<Env> {
     for j in jobs {
         envs.push(j.await.expect("seeding task"));
     }
-    println!("seeded {} experiments through the config store in {:.1?}", args.experiments, started.elapsed());
+    println!(
+        "seeded {} experiments through the config service in {:.1?}",
+        args.experiments,
+        started.elapsed()
+    );
 
     let started = Instant::now();
     let now = SystemTime::now();
@@ -530,7 +556,7 @@ async fn copy_metric_events(
     written as usize
 }
 
-fn analyzer(pool: &Pool, config: &ConfigService) -> Analyzer {
+fn analyzer(pool: &Pool, config: &Config) -> Analyzer {
     Analyzer::new(
         Store::new(pool.clone()),
         ConfigClient::new(&config.url, &config.service_key).expect("config client"),
@@ -542,7 +568,7 @@ fn analyzer(pool: &Pool, config: &ConfigService) -> Analyzer {
 /// Times the cold start (no aggregation state yet: cycles rebuild a bounded share of the
 /// experiments each from all their rows until none is pending), then `--cycles` cycles, each
 /// after `--delta` new events arrive.
-async fn cycles(args: &Args, db: &Db, config: &ConfigService, envs: &[Env], events: i64) {
+async fn cycles(args: &Args, db: &Db, config: &Config, envs: &[Env], events: i64) {
     let analyzer = analyzer(&db.pool, config);
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xc1c1e);
     let started = Instant::now();
@@ -672,55 +698,16 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
-/// Runs the event and analysis services in-process (analysis on its normal 10 s interval),
+/// Adds the event and analysis services to the stack (analysis on its normal 10 s interval),
 /// sends batches through the event service, and times each acknowledgment until the stored
 /// result of its experiment counts the batch's units.
-async fn latency(args: &Args, db: &Db, config: &ConfigService, envs: &[Env]) {
+async fn latency(args: &Args, db: &Db, stack: &mut Stack, envs: &[Env]) {
     use cohort_proto::events::v1::event_service_client::EventServiceClient;
 
-    let spool = tempfile::tempdir().expect("spool directory");
-    let events_settings = <cohort_events::Settings as clap::Parser>::try_parse_from([
-        "cohort-events",
-        "--database-url",
-        &db.url,
-        "--spool-dir",
-        spool.path().to_str().expect("utf-8 path"),
-        "--config-endpoint",
-        &config.url,
-        "--service-key",
-        &config.events_key,
-    ])
-    .expect("event service settings");
-    let analysis_settings = <cohort_analysis::settings::Cli as clap::Parser>::try_parse_from([
-        "cohort-analysis",
-        "--database-url",
-        &db.url,
-        "--interval",
-        "10s",
-        "--config-endpoint",
-        &config.url,
-        "--service-key",
-        &config.service_key,
-    ])
-    .expect("analysis settings")
-    .settings;
-    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
-    let (eg, eh, ag, ah) = (bind().await, bind().await, bind().await, bind().await);
-    let (eg, eh, ag, ah) = (eg.expect("bind"), eh.expect("bind"), ag.expect("bind"), ah.expect("bind"));
-    let events_addr = eg.local_addr().expect("address");
-    let stop = cohort_runtime::Shutdown::new();
-    let events = tokio::spawn(cohort_events::run(
-        events_settings,
-        cohort_events::Listeners { grpc: eg, http: eh, admin: None },
-        stop.clone(),
-    ));
-    let analysis = tokio::spawn(cohort_analysis::run(
-        analysis_settings,
-        cohort_analysis::Listeners { grpc: ag, http: ah, admin: None },
-        stop.clone(),
-    ));
+    let events = stack.add(Service::Events, &[]).await.expect("starting the event service");
+    stack.add(Service::Analysis, &[]).await.expect("starting the analysis service");
     let mut client = loop {
-        match EventServiceClient::connect(format!("http://{events_addr}")).await {
+        match EventServiceClient::connect(events.grpc_url()).await {
             Ok(c) => break c,
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -769,10 +756,7 @@ async fn latency(args: &Args, db: &Db, config: &ConfigService, envs: &[Env]) {
                 })),
             });
         }
-        let mut request = tonic::Request::new(pb::SendBatchRequest { events: batch });
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {}", env.tenant.sdk_key).parse().expect("header"));
+        let request = authed(&env.tenant.sdk_key, pb::SendBatchRequest { events: batch });
         let response = client.send_batch(request).await.expect("send batch").into_inner();
         let acked = Instant::now();
         assert_eq!(response.accepted as usize, 2 * n, "{:?}", response.rejected);
@@ -787,9 +771,8 @@ async fn latency(args: &Args, db: &Db, config: &ConfigService, envs: &[Env]) {
         println!("latency trial {}: {key}: ack → results {took:.2?} (load {})", trial + 1, load_average());
         samples.push(took);
     }
-    stop.cancel();
-    let _ = events.await;
-    let _ = analysis.await;
+    stack.stop_service(Service::Analysis).await.expect("stopping the analysis service");
+    stack.stop_service(Service::Events).await.expect("stopping the event service");
     samples.sort();
     if let (Some(min), Some(max)) = (samples.first(), samples.last()) {
         println!("ack → results: median {:.2?}, min {min:.2?}, max {max:.2?}", samples[samples.len() / 2]);

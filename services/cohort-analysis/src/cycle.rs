@@ -10,7 +10,6 @@ use cohort_core::model::MetricDef;
 use cohort_runtime::Condition;
 use cohort_runtime::telemetry::chain;
 use futures::StreamExt;
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -421,7 +420,7 @@ pub async fn lead(
     let retry = interval.min(Duration::from_secs(5));
     let mut backoff = Backoff::new(BackoffPolicy { initial: retry, max: retry });
     loop {
-        let (client, connection) = match tokio_postgres::connect(&database_url, NoTls).await {
+        let (client, connection) = match cohort_db::connect_dedicated(&database_url).await {
             Ok(c) => {
                 backoff.reset();
                 c

@@ -28,12 +28,12 @@ const MAX_PAGE: u32 = 1000;
 
 /// Bootstrap is allowed with this token, or without one while no organization exists.
 #[derive(Debug, Clone, Default)]
-pub struct BootstrapPolicy {
+pub(crate) struct BootstrapPolicy {
     pub token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct Api {
+pub(crate) struct Api {
     pub auth: Arc<Authenticator>,
     pub sync: SyncContext,
     pub bootstrap: BootstrapPolicy,
@@ -44,7 +44,7 @@ type Result<T> = std::result::Result<T, ServiceError>;
 
 impl Api {
     async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
-        self.auth.from_metadata(request.metadata()).await
+        self.auth.principal_from_metadata(request.metadata()).await
     }
 
     /// The environment a request names, if the caller may reach it. Another organization's

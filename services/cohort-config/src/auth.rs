@@ -25,13 +25,13 @@ const CACHE_MAX: u64 = 10_000;
 
 /// The keys of Cohort's own services, by the SHA-256 of their secrets.
 #[derive(Debug, Clone, Default)]
-pub struct ServiceKeys {
+pub(crate) struct ServiceKeys {
     by_hash: HashMap<Vec<u8>, String>,
 }
 
 impl ServiceKeys {
     /// From `NAME=SHA256HEX` entries; the error names the setting and the entry's position.
-    pub fn parse(entries: &[String]) -> Result<ServiceKeys, String> {
+    pub(crate) fn parse(entries: &[String]) -> Result<ServiceKeys, String> {
         let mut by_hash = HashMap::new();
         for (i, entry) in entries.iter().enumerate().filter(|(_, e)| !e.trim().is_empty()) {
             let bad = |why: &str| format!("--service-keys entry {}: {why}", i + 1);
@@ -113,24 +113,30 @@ impl KeyCache {
 }
 
 #[derive(Debug)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     store: Store,
     services: ServiceKeys,
     cache: KeyCache,
 }
 
 impl Authenticator {
-    pub fn new(store: Store, services: ServiceKeys) -> Self {
+    pub(crate) fn new(store: Store, services: ServiceKeys) -> Self {
         Authenticator { store, services, cache: KeyCache::new(CACHE_MAX, CACHE_TTL) }
     }
 
-    pub async fn from_metadata(&self, metadata: &MetadataMap) -> Result<Principal, ServiceError> {
+    pub(crate) async fn principal_from_metadata(
+        &self,
+        metadata: &MetadataMap,
+    ) -> Result<Principal, ServiceError> {
         let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
-        self.from_header(header).await
+        self.principal_from_header(header).await
     }
 
     /// Authenticates an `Authorization` header value.
-    pub async fn from_header(&self, header: Option<&str>) -> Result<Principal, ServiceError> {
+    pub(crate) async fn principal_from_header(
+        &self,
+        header: Option<&str>,
+    ) -> Result<Principal, ServiceError> {
         let secret = header.and_then(cohort_runtime::bearer).ok_or_else(|| {
             ServiceError::Unauthenticated("missing `authorization: Bearer <api key>`".into())
         })?;
@@ -155,20 +161,20 @@ impl Authenticator {
     }
 
     /// Stops trusting a revoked key: its next use asks the database.
-    pub fn forget(&self, key_id: Uuid) {
+    pub(crate) fn forget(&self, key_id: Uuid) {
         self.cache.forget(key_id);
     }
 }
 
 /// Service keys may call the internal API and pause or complete experiments, nothing else.
-pub fn require_service(p: &Principal) -> Result<(), ServiceError> {
+pub(crate) fn require_service(p: &Principal) -> Result<(), ServiceError> {
     match p.kind {
         KeyKind::Service => Ok(()),
         _ => Err(ServiceError::PermissionDenied("this call is for Cohort's own services".into())),
     }
 }
 
-pub fn require_admin(p: &Principal) -> Result<(), ServiceError> {
+pub(crate) fn require_admin(p: &Principal) -> Result<(), ServiceError> {
     match p.kind {
         KeyKind::Admin => Ok(()),
         KeyKind::Sdk => {

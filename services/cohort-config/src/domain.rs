@@ -15,11 +15,11 @@ use crate::error::{ServiceError, Violation};
 
 /// The kinds of entity, and the lifecycle moves, live in cohort-core's model so cohortctl
 /// plans with the same table this service enforces.
-pub use cohort_core::model::{EntityKind as Kind, ExperimentAction as Action};
+pub(crate) use cohort_core::model::{EntityKind as Kind, ExperimentAction as Action};
 
 /// One stored definition.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Entity {
+pub(crate) struct Entity {
     pub kind: Kind,
     pub key: String,
     pub definition: Value,
@@ -28,7 +28,7 @@ pub struct Entity {
 
 /// A requested change to one entity.
 #[derive(Debug, Clone)]
-pub enum Op {
+pub(crate) enum Op {
     Create { kind: Kind, definition: Value },
     Update { kind: Kind, key: String, definition: Value, expected_revision: i64 },
     Delete { kind: Kind, key: String, expected_revision: i64 },
@@ -37,7 +37,7 @@ pub enum Op {
 
 /// What a write will do: the audit row and the new state of one entity.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub kind: Kind,
     pub key: String,
     /// "create", "update", "delete", or a lifecycle action.
@@ -49,10 +49,10 @@ pub struct Plan {
 }
 
 /// The most operations one batch may hold (every list of an environment at its limit).
-pub const MAX_BATCH_OPERATIONS: usize = 50_000;
+pub(crate) const MAX_BATCH_OPERATIONS: usize = 50_000;
 
 /// Plans `op` against `current` (every entity of the environment).
-pub fn plan(op: Op, current: &[Entity]) -> Result<Plan, ServiceError> {
+pub(crate) fn plan(op: Op, current: &[Entity]) -> Result<Plan, ServiceError> {
     let plan = step(op, &|kind, key| current.iter().find(|e| e.kind == kind && e.key == key))?;
     validate(&plan, current)?;
     Ok(plan)
@@ -61,7 +61,7 @@ pub fn plan(op: Op, current: &[Entity]) -> Result<Plan, ServiceError> {
 /// Plans a batch: each operation against the entities as the earlier ones leave them, then
 /// one validation of the environment as it is after all of them. Errors name the operation
 /// (`operations[2].definition.variants[1].weight_bp`).
-pub fn plan_batch(ops: Vec<Op>, current: &[Entity]) -> Result<Vec<Plan>, ServiceError> {
+pub(crate) fn plan_batch(ops: Vec<Op>, current: &[Entity]) -> Result<Vec<Plan>, ServiceError> {
     if ops.len() > MAX_BATCH_OPERATIONS {
         return Err(ServiceError::invalid(
             "operations",
@@ -96,7 +96,7 @@ pub fn plan_batch(ops: Vec<Op>, current: &[Entity]) -> Result<Vec<Plan>, Service
 }
 
 /// Names operation `i` of a batch in an error about it.
-pub fn at_operation(i: usize, e: ServiceError) -> ServiceError {
+pub(crate) fn at_operation(i: usize, e: ServiceError) -> ServiceError {
     let field = |(f, d): Violation| (format!("operations[{i}].{f}"), d);
     match e {
         ServiceError::InvalidArgument(v) => ServiceError::InvalidArgument(v.into_iter().map(field).collect()),
@@ -304,7 +304,7 @@ fn rewrite_path(
 }
 
 /// Builds `Definitions` from stored JSON, in the given order, with each list's keys.
-pub fn assemble<'a>(
+pub(crate) fn assemble<'a>(
     version: u64,
     entities: impl IntoIterator<Item = ((Kind, &'a str), &'a Value)>,
 ) -> Result<(Definitions, BTreeMap<Kind, Vec<String>>), String> {
@@ -328,7 +328,7 @@ pub fn assemble<'a>(
 
 /// Parses a definition of `kind` strictly, naming the bad field, and returns its key and
 /// canonical JSON (the typed model serialized back).
-pub fn canonical(kind: Kind, definition: &Value) -> Result<(String, Value), ServiceError> {
+pub(crate) fn canonical(kind: Kind, definition: &Value) -> Result<(String, Value), ServiceError> {
     fn typed<T: DeserializeOwned + serde::Serialize>(
         definition: &Value,
         key: impl Fn(&T) -> &str,

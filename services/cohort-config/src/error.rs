@@ -3,7 +3,7 @@
 use cohort_runtime::ApiError;
 use tonic::Status;
 
-pub use cohort_runtime::error::Violation;
+pub(crate) use cohort_runtime::error::Violation;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -15,14 +15,14 @@ use crate::error::ServiceError;
 use crate::hub::Hub;
 
 #[derive(Debug, Clone)]
-pub struct HttpState {
+pub(crate) struct HttpState {
     pub auth: Arc<Authenticator>,
     pub hub: Arc<Hub>,
     /// `max-age` for caches, in seconds.
     pub max_age: u64,
 }
 
-pub fn router(state: HttpState) -> Router {
+pub(crate) fn router(state: HttpState) -> Router {
     Router::new().route("/api/v1/config", get(config)).with_state(state)
 }
 
@@ -35,7 +35,7 @@ async fn config(State(state): State<HttpState>, headers: HeaderMap) -> Response 
 
 async fn serve(state: &HttpState, headers: &HeaderMap) -> Result<Response, ServiceError> {
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let p = state.auth.from_header(auth).await?;
+    let p = state.auth.principal_from_header(auth).await?;
     let env = match (p.kind, p.environment_id) {
         (KeyKind::Sdk, Some(env)) => env,
         _ => return Err(ServiceError::PermissionDenied("this endpoint takes an SDK key".into())),

@@ -24,7 +24,7 @@ use futures::StreamExt;
 use pb::sync_response::{Encoded, Message as Out};
 use serde_json::{Map, Value};
 use tokio::sync::{OnceCell, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -38,7 +38,7 @@ use crate::sync::Stream;
 
 /// One version of an environment, shared by all its streams.
 #[derive(Debug)]
-pub struct EnvState {
+pub(crate) struct EnvState {
     pub environment_id: Uuid,
     pub version: u64,
     pub committed_at_ms: i64,
@@ -73,7 +73,7 @@ impl EnvState {
         })
     }
 
-    pub fn snapshot_message(&self) -> pb::Snapshot {
+    pub(crate) fn snapshot_message(&self) -> pb::Snapshot {
         pb::Snapshot {
             environment_id: self.environment_id.to_string(),
             version: self.version,
@@ -83,13 +83,13 @@ impl EnvState {
     }
 
     /// The snapshot as a Sync response, shared by every stream that gets it.
-    pub fn snapshot_response(&self) -> Encoded {
+    pub(crate) fn snapshot_response(&self) -> Encoded {
         self.snapshot_response.get_or_init(|| Encoded::new(Out::Snapshot(self.snapshot_message()))).clone()
     }
 
     /// What brings a client holding version `held` to this state: the shared delta when it is
     /// right behind, else the snapshot (intermediate versions are skipped).
-    pub fn response_after(&self, held: u64) -> (Encoded, Push) {
+    pub(crate) fn response_after(&self, held: u64) -> (Encoded, Push) {
         match &self.delta {
             Some((from, delta)) if *from == held => (delta.clone(), Push::Delta),
             _ => (self.snapshot_response(), Push::Snapshot),
@@ -115,7 +115,7 @@ fn definitions_json(version: u64, entities: &BTreeMap<(Kind, String), Value>) ->
     serde_json::to_vec(&doc).map(Bytes::from).map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
-pub fn change_message(c: &ChangeRow) -> pb::Change {
+pub(crate) fn change_message(c: &ChangeRow) -> pb::Change {
     pb::Change {
         version: c.version,
         kind: pb::EntityKind::from(c.kind) as i32,
@@ -146,7 +146,7 @@ impl EnvEntry {
 
 /// A stream's registration with its environment; dropping it ends the offers.
 #[derive(Debug)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     entry: Arc<EnvEntry>,
     id: u64,
     /// The environment's newest state (the hub offers each new one to the stream itself, so
@@ -165,7 +165,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[derive(Debug)]
-pub struct Hub {
+pub(crate) struct Hub {
     store: Store,
     metrics: Metrics,
     envs: Mutex<HashMap<Uuid, Arc<EnvEntry>>>,
@@ -176,7 +176,7 @@ pub struct Hub {
 const IDLE_EVICTION: Duration = Duration::from_secs(60);
 
 impl Hub {
-    pub fn new(store: Store, metrics: Metrics) -> Self {
+    pub(crate) fn new(store: Store, metrics: Metrics) -> Self {
         Hub { store, metrics, envs: Mutex::new(HashMap::new()), next_subscription: Default::default() }
     }
 
@@ -206,7 +206,11 @@ impl Hub {
 
     /// Subscribes a stream to an environment, loading it on first use: from now on every new
     /// state is offered to the stream.
-    pub async fn subscribe(&self, env: Uuid, stream: Arc<Stream>) -> Result<Subscription, ServiceError> {
+    pub(crate) async fn subscribe(
+        &self,
+        env: Uuid,
+        stream: Arc<Stream>,
+    ) -> Result<Subscription, ServiceError> {
         let (entry, sender) = self.sender(env).await?;
         *entry.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let id = self.next_subscription.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -215,7 +219,7 @@ impl Hub {
     }
 
     /// The newest state of an environment.
-    pub async fn current(&self, env: Uuid) -> Result<Arc<EnvState>, ServiceError> {
+    pub(crate) async fn current(&self, env: Uuid) -> Result<Arc<EnvState>, ServiceError> {
         let (_, sender) = self.sender(env).await?;
         let state = sender.borrow().clone();
         Ok(state)
@@ -229,7 +233,7 @@ impl Hub {
     }
 
     /// A change was committed: bring the environment up to date if this replica serves it.
-    pub async fn notify(&self, env: Uuid, version: u64) {
+    pub(crate) async fn notify(&self, env: Uuid, version: u64) {
         self.metrics.notifications.inc();
         let initialized = {
             let envs = self.envs.lock().unwrap_or_else(|p| p.into_inner());
@@ -244,7 +248,7 @@ impl Hub {
     }
 
     /// Applies every change committed since the published state, publishing one new state.
-    pub async fn refresh(&self, env: Uuid) -> Result<(), ServiceError> {
+    pub(crate) async fn refresh(&self, env: Uuid) -> Result<(), ServiceError> {
         let entry = self.entry(env);
         let Some(sender) = entry.sender.get() else { return Ok(()) };
         let _guard = entry.refresh.lock().await;
@@ -281,7 +285,7 @@ impl Hub {
     }
 
     /// Refreshes every environment this replica serves (after missed notifications).
-    pub async fn refresh_all(&self) {
+    pub(crate) async fn refresh_all(&self) {
         let envs: Vec<Uuid> = {
             let envs = self.envs.lock().unwrap_or_else(|p| p.into_inner());
             envs.iter().filter(|(_, e)| e.sender.initialized()).map(|(id, _)| *id).collect()
@@ -308,7 +312,7 @@ impl Hub {
     }
 
     /// Ends every stream opened with API key `key`; returns how many.
-    pub fn revoke(&self, key: Uuid) -> usize {
+    pub(crate) fn revoke(&self, key: Uuid) -> usize {
         let streams = self.streams();
         let mut ended = 0;
         for stream in streams.iter().filter(|s| s.key() == key) {
@@ -322,7 +326,7 @@ impl Hub {
     }
 
     /// Ends the streams whose key no longer works, in case a revocation notice was missed.
-    pub async fn recheck_keys(&self) {
+    pub(crate) async fn recheck_keys(&self) {
         let mut keys: Vec<Uuid> = self.streams().iter().map(|s| s.key()).collect();
         keys.sort_unstable();
         keys.dedup();
@@ -347,7 +351,7 @@ impl Hub {
     }
 
     /// Environments served here and their stream counts.
-    pub fn stream_counts(&self) -> Vec<(Uuid, i32)> {
+    pub(crate) fn stream_counts(&self) -> Vec<(Uuid, i32)> {
         let envs = self.envs.lock().unwrap_or_else(|p| p.into_inner());
         envs.iter().filter_map(|(id, e)| e.sender.get().map(|s| (*id, s.receiver_count() as i32))).collect()
     }
@@ -357,7 +361,7 @@ impl Hub {
 /// connection, reconnecting with backoff; after every (re)connect and every `poll` it also
 /// refreshes all environments and rechecks the keys of open streams, so a notification lost
 /// while disconnected delays a change or a revocation by at most that long.
-pub async fn follow_changes(
+pub(crate) async fn follow_changes(
     hub: Arc<Hub>,
     auth: Arc<Authenticator>,
     database_url: String,
@@ -367,7 +371,7 @@ pub async fn follow_changes(
     let mut backoff =
         Backoff::new(BackoffPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(5) });
     loop {
-        let delay = match tokio_postgres::connect(&database_url, NoTls).await {
+        let delay = match cohort_db::connect_dedicated(&database_url).await {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {

@@ -14,14 +14,14 @@ use crate::error::ServiceError;
 use crate::store::Store;
 
 #[derive(Debug, Clone)]
-pub struct Internal {
+pub(crate) struct Internal {
     pub auth: Arc<Authenticator>,
     pub store: Store,
 }
 
 impl Internal {
     async fn authorize<T>(&self, request: &Request<T>) -> Result<(), ServiceError> {
-        let p = self.auth.from_metadata(request.metadata()).await?;
+        let p = self.auth.principal_from_metadata(request.metadata()).await?;
         require_service(&p)
     }
 }

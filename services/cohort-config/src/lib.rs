@@ -2,26 +2,27 @@
 //! config stream that pushes every committed change to connected SDKs.
 //!
 //! # Layout
-//! - [`domain`]: write planning without I/O (validation by compiling, revisions, lifecycle).
-//! - [`store`]: every SQL statement; a write is one transaction with its version and audit row.
-//! - [`hub`]: per-environment state shared by all streams, fed by PostgreSQL `LISTEN`.
-//! - [`sync`]: one `Sync` stream session. [`propagation`]: acknowledgment latencies.
-//! - [`api`]: the tonic service. [`internal`]: the internal API for service keys. [`http`]:
-//!   `GET /api/v1/config`. [`auth`]: API keys and service keys.
-//! - [`settings`] and [`run`]: how the process is configured and started.
+//! - `domain`: write planning without I/O (validation by compiling, revisions, lifecycle).
+//! - `store`: every SQL statement; a write is one transaction with its version and audit row.
+//! - `hub`: per-environment state shared by all streams, fed by PostgreSQL `LISTEN`.
+//! - `sync`: one `Sync` stream session. `propagation`: acknowledgment latencies.
+//! - `api`: the tonic service. `internal`: the internal API for service keys. `http`:
+//!   `GET /api/v1/config`. `auth`: API keys and service keys.
+//! - [`settings`], [`run`] and [`bootstrap`]: how the process is configured and started, the
+//!   only public items: other services meet this one over gRPC, never through its code.
 
-pub mod api;
-pub mod auth;
-pub mod domain;
-pub mod error;
-pub mod http;
-pub mod hub;
-pub mod internal;
-pub mod metrics;
-pub mod propagation;
+mod api;
+mod auth;
+mod domain;
+mod error;
+mod http;
+mod hub;
+mod internal;
+mod metrics;
+mod propagation;
 pub mod settings;
-pub mod store;
-pub mod sync;
+mod store;
+mod sync;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,21 @@ use crate::metrics::Metrics;
 use crate::propagation::Propagation;
 use crate::store::Store;
 use crate::sync::SyncContext;
+
+/// Creates the first organization, its environment and an admin key; returns what to print
+/// for the operator (the key's secret is shown only here).
+pub async fn bootstrap(
+    pool: cohort_db::Pool,
+    organization: &str,
+    environment: &str,
+) -> anyhow::Result<String> {
+    let (org, env, key, secret) =
+        Store::new(pool).bootstrap(organization, environment).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(format!(
+        "organization {organization} ({org})\nenvironment  {} ({})\nadmin key    {secret} ({})",
+        env.key, env.id, key.id
+    ))
+}
 
 /// The fully qualified gRPC service name, for health and Consul checks.
 pub const SERVICE_NAME: &str = "cohort.config.v1.ConfigService";

@@ -40,12 +40,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bootstrap { organization, environment } => {
-            let store = cohort_config::store::Store::new(pool()?);
-            let (org, env, key, secret) =
-                store.bootstrap(&organization, &environment).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("organization {organization} ({org})");
-            println!("environment  {} ({})", env.key, env.id);
-            println!("admin key    {} ({})", secret, key.id);
+            println!("{}", cohort_config::bootstrap(pool()?, &organization, &environment).await?);
             Ok(())
         }
         Command::Serve => {

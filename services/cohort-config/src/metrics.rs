@@ -8,14 +8,14 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PushLabels {
+pub(crate) struct PushLabels {
     /// snapshot, delta, heartbeat, pong or go_away.
     pub kind: &'static str,
 }
 
 /// What a config stream was sent, for the `pushes` counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Push {
+pub(crate) enum Push {
     Snapshot,
     Delta,
     Heartbeat,
@@ -38,14 +38,14 @@ impl Push {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WriteLabels {
+pub(crate) struct WriteLabels {
     pub action: &'static str,
     /// ok, or the gRPC code of the refusal.
     pub outcome: &'static str,
 }
 
 #[derive(Debug, Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub streams: Gauge,
     pub pushes: Family<PushLabels, Counter>,
     /// The `pushes` counters by kind, looked up once: the fan-out counts one push per stream.
@@ -59,7 +59,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(registry: &mut Registry) -> Self {
+    pub(crate) fn new(registry: &mut Registry) -> Self {
         let pushes = Family::<PushLabels, Counter>::default();
         let push_counters =
             Push::ALL.map(|kind| pushes.get_or_create(&PushLabels { kind: kind.label() }).clone());
@@ -88,7 +88,7 @@ impl Metrics {
         m
     }
 
-    pub fn pushed(&self, kind: Push) {
+    pub(crate) fn pushed(&self, kind: Push) {
         self.push_counters[kind as usize].inc();
     }
 }

@@ -27,7 +27,7 @@ struct Acks {
 }
 
 #[derive(Debug)]
-pub struct Propagation {
+pub(crate) struct Propagation {
     replica: Uuid,
     store: Store,
     acks: Mutex<Acks>,
@@ -38,7 +38,7 @@ pub struct Propagation {
 }
 
 impl Propagation {
-    pub fn new(replica: Uuid, store: Store) -> Self {
+    pub(crate) fn new(replica: Uuid, store: Store) -> Self {
         Propagation {
             replica,
             store,
@@ -47,7 +47,7 @@ impl Propagation {
         }
     }
 
-    pub fn record(&self, env: Uuid, version: u64, latency_ms: f32) {
+    pub(crate) fn record(&self, env: Uuid, version: u64, latency_ms: f32) {
         let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
         let versions = acks.latencies.entry(env).or_default();
         versions.entry(version).or_default().push(latency_ms);
@@ -58,7 +58,7 @@ impl Propagation {
     }
 
     /// Writes what changed since the last flush, and this replica's stream counts.
-    pub async fn flush(&self, hub: &Hub) -> Result<(), ServiceError> {
+    pub(crate) async fn flush(&self, hub: &Hub) -> Result<(), ServiceError> {
         let _one = self.flushing.lock().await;
         let batch: Vec<(Uuid, u64, Vec<f32>)> = {
             let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
@@ -79,7 +79,7 @@ impl Propagation {
         self.store.record_connected(self.replica, &hub.stream_counts()).await
     }
 
-    pub async fn run(self: Arc<Self>, hub: Arc<Hub>, every: Duration, shutdown: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, hub: Arc<Hub>, every: Duration, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(every);
         let mut prune = tokio::time::interval(Duration::from_secs(3600));
         loop {
@@ -103,7 +103,12 @@ impl Propagation {
     }
 
     /// Every replica's view of one version, merged.
-    pub async fn get(&self, hub: &Hub, env: Uuid, version: u64) -> Result<pb::Propagation, ServiceError> {
+    pub(crate) async fn get(
+        &self,
+        hub: &Hub,
+        env: Uuid,
+        version: u64,
+    ) -> Result<pb::Propagation, ServiceError> {
         self.flush(hub).await?;
         let (mut latencies, connected) = self.store.propagation(env, version).await?;
         latencies.sort_by(f32::total_cmp);
@@ -119,7 +124,7 @@ impl Propagation {
 }
 
 /// Nearest-rank percentile of sorted values (0 when empty).
-pub fn percentile(sorted: &[f32], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f32], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

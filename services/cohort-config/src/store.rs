@@ -15,16 +15,15 @@ use crate::domain::{self, Entity, Kind, Op};
 use crate::error::ServiceError;
 
 mod directory;
-pub use directory::{FoundRow, RunningRow};
 
 /// The channel every replica LISTENs on; the payload is `<environment id>:<version>` for a
 /// committed change, or [`REVOKED_PREFIX`]`<key id>` for a revoked API key.
-pub const NOTIFY_CHANNEL: &str = "cohort_config";
+pub(crate) const NOTIFY_CHANNEL: &str = "cohort_config";
 /// Starts the payload of a revocation notice (not a UUID, so older replicas ignore it).
-pub const REVOKED_PREFIX: &str = "revoked:";
+pub(crate) const REVOKED_PREFIX: &str = "revoked:";
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct EnvRow {
+pub(crate) struct EnvRow {
     pub id: Uuid,
     pub organization_id: Uuid,
     pub key: String,
@@ -49,7 +48,7 @@ impl EnvRow {
 const ENV_COLUMNS: &str = "id, organization_id, key, name, version, created_at";
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApiKeyRow {
+pub(crate) struct ApiKeyRow {
     pub id: Uuid,
     pub kind: KeyKind,
     pub name: String,
@@ -77,7 +76,7 @@ impl ApiKeyRow {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct EntityRow {
+pub(crate) struct EntityRow {
     pub kind: Kind,
     pub key: String,
     pub definition: Value,
@@ -105,7 +104,7 @@ impl EntityRow {
 
 /// The environment's whole config at one version.
 #[derive(Debug, Clone)]
-pub struct SnapshotData {
+pub(crate) struct SnapshotData {
     pub version: u64,
     pub entities: Vec<EntityRow>,
     pub committed_at_ms: i64,
@@ -113,7 +112,7 @@ pub struct SnapshotData {
 
 /// One committed change, from the audit log.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChangeRow {
+pub(crate) struct ChangeRow {
     pub version: u64,
     pub kind: Kind,
     pub key: String,
@@ -123,7 +122,7 @@ pub struct ChangeRow {
 }
 
 #[derive(Debug, Clone)]
-pub struct AuditRow {
+pub(crate) struct AuditRow {
     pub id: i64,
     pub environment_key: Option<String>,
     pub version: Option<i64>,
@@ -140,32 +139,32 @@ pub struct AuditRow {
 
 /// The result of a definition write.
 #[derive(Debug, Clone)]
-pub struct Written {
+pub(crate) struct Written {
     pub entity: Option<EntityRow>,
     pub version: u64,
 }
 
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     pool: Pool,
 }
 
 impl Store {
-    pub fn new(pool: Pool) -> Self {
+    pub(crate) fn new(pool: Pool) -> Self {
         Store { pool }
     }
 
-    pub fn pool(&self) -> &Pool {
+    pub(crate) fn pool(&self) -> &Pool {
         &self.pool
     }
 
-    pub async fn verify_key(&self, secret: &str) -> Result<Option<Principal>, ServiceError> {
+    pub(crate) async fn verify_key(&self, secret: &str) -> Result<Option<Principal>, ServiceError> {
         let client = self.pool.get().await?;
         Ok(keys::verify(&client, secret).await?)
     }
 
     /// An environment of `organization` by key or id.
-    pub async fn environment(
+    pub(crate) async fn environment(
         &self,
         organization: Uuid,
         reference: &str,
@@ -193,7 +192,7 @@ impl Store {
         Ok(row.as_ref().map(EnvRow::from_row))
     }
 
-    pub async fn environment_by_id(&self, id: Uuid) -> Result<Option<EnvRow>, ServiceError> {
+    pub(crate) async fn environment_by_id(&self, id: Uuid) -> Result<Option<EnvRow>, ServiceError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(&format!("SELECT {ENV_COLUMNS} FROM environments WHERE id = $1"), &[&id])
@@ -201,7 +200,7 @@ impl Store {
         Ok(row.as_ref().map(EnvRow::from_row))
     }
 
-    pub async fn list_environments(&self, organization: Uuid) -> Result<Vec<EnvRow>, ServiceError> {
+    pub(crate) async fn list_environments(&self, organization: Uuid) -> Result<Vec<EnvRow>, ServiceError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -212,13 +211,13 @@ impl Store {
         Ok(rows.iter().map(EnvRow::from_row).collect())
     }
 
-    pub async fn organization_count(&self) -> Result<i64, ServiceError> {
+    pub(crate) async fn organization_count(&self) -> Result<i64, ServiceError> {
         let client = self.pool.get().await?;
         Ok(client.query_one("SELECT count(*) FROM organizations", &[]).await?.get(0))
     }
 
     /// Creates an organization, its first environment and an admin key.
-    pub async fn bootstrap(
+    pub(crate) async fn bootstrap(
         &self,
         organization: &str,
         environment: &str,
@@ -257,7 +256,7 @@ impl Store {
         Ok((org, env, key, secret))
     }
 
-    pub async fn create_environment(
+    pub(crate) async fn create_environment(
         &self,
         actor: &Principal,
         key: &str,
@@ -293,7 +292,7 @@ impl Store {
         Ok(env)
     }
 
-    pub async fn create_api_key(
+    pub(crate) async fn create_api_key(
         &self,
         actor: &Principal,
         kind: KeyKind,
@@ -324,7 +323,7 @@ impl Store {
         Ok((row, secret))
     }
 
-    pub async fn list_api_keys(
+    pub(crate) async fn list_api_keys(
         &self,
         organization: Uuid,
         include_revoked: bool,
@@ -342,7 +341,11 @@ impl Store {
         Ok(rows.iter().map(ApiKeyRow::from_row).collect())
     }
 
-    pub async fn revoke_api_key(&self, actor: &Principal, id: Uuid) -> Result<ApiKeyRow, ServiceError> {
+    pub(crate) async fn revoke_api_key(
+        &self,
+        actor: &Principal,
+        id: Uuid,
+    ) -> Result<ApiKeyRow, ServiceError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let updated = tx
@@ -382,7 +385,7 @@ impl Store {
     }
 
     /// Which of `ids` are keys that still work (exist and are not revoked).
-    pub async fn active_keys(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, ServiceError> {
+    pub(crate) async fn active_keys(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, ServiceError> {
         let client = self.pool.get().await?;
         let rows = client
             .query("SELECT id FROM api_keys WHERE id = ANY($1) AND revoked_at IS NULL", &[&ids])
@@ -391,7 +394,7 @@ impl Store {
     }
 
     /// Validates and commits one definition change; returns the entity and the new version.
-    pub async fn write(
+    pub(crate) async fn write(
         &self,
         actor: &Principal,
         env: &EnvRow,
@@ -406,7 +409,7 @@ impl Store {
     /// Validates and commits several definition changes as one version, all or nothing;
     /// returns the entity after each operation (`None` after a delete) and the version.
     /// `reasons` go with the operations of the same index.
-    pub async fn write_batch(
+    pub(crate) async fn write_batch(
         &self,
         actor: &Principal,
         env: &EnvRow,
@@ -497,7 +500,7 @@ impl Store {
         Ok((entities, new_version as u64))
     }
 
-    pub async fn get_entity(
+    pub(crate) async fn get_entity(
         &self,
         env: Uuid,
         kind: Kind,
@@ -514,7 +517,7 @@ impl Store {
     }
 
     /// A page of entities ordered by (kind, key), after `after` when given.
-    pub async fn list_entities(
+    pub(crate) async fn list_entities(
         &self,
         env: Uuid,
         kind: Option<Kind>,
@@ -542,7 +545,7 @@ impl Store {
     }
 
     /// The environment's entities at one consistent version.
-    pub async fn snapshot(&self, env: Uuid) -> Result<SnapshotData, ServiceError> {
+    pub(crate) async fn snapshot(&self, env: Uuid) -> Result<SnapshotData, ServiceError> {
         let mut client = self.pool.get().await?;
         let tx = client
             .build_transaction()
@@ -580,7 +583,12 @@ impl Store {
 
     /// Committed changes with `after < version <= upto`, in order: one per version, except a
     /// batch's version, which has one per operation (see [`versions_contiguous`]).
-    pub async fn changes(&self, env: Uuid, after: u64, upto: u64) -> Result<Vec<ChangeRow>, ServiceError> {
+    pub(crate) async fn changes(
+        &self,
+        env: Uuid,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<ChangeRow>, ServiceError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -606,7 +614,7 @@ impl Store {
     }
 
     /// Audit entries newest first, before `before_id` when given.
-    pub async fn list_audit(
+    pub(crate) async fn list_audit(
         &self,
         organization: Uuid,
         env: Option<Uuid>,
@@ -651,7 +659,7 @@ impl Store {
     }
 
     /// Replaces this replica's recorded latencies for one version.
-    pub async fn record_propagation(
+    pub(crate) async fn record_propagation(
         &self,
         replica: Uuid,
         env: Uuid,
@@ -671,7 +679,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn record_connected(&self, replica: Uuid, counts: &[(Uuid, i32)]) -> Result<(), ServiceError> {
+    pub(crate) async fn record_connected(
+        &self,
+        replica: Uuid,
+        counts: &[(Uuid, i32)],
+    ) -> Result<(), ServiceError> {
         let client = self.pool.get().await?;
         for (env, n) in counts {
             client
@@ -687,7 +699,7 @@ impl Store {
     }
 
     /// Every replica's latencies for one version, and the streams connected now.
-    pub async fn propagation(&self, env: Uuid, version: u64) -> Result<(Vec<f32>, i64), ServiceError> {
+    pub(crate) async fn propagation(&self, env: Uuid, version: u64) -> Result<(Vec<f32>, i64), ServiceError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -709,7 +721,7 @@ impl Store {
     }
 
     /// Deletes propagation rows older than a day.
-    pub async fn prune_propagation(&self) -> Result<(), ServiceError> {
+    pub(crate) async fn prune_propagation(&self) -> Result<(), ServiceError> {
         let client = self.pool.get().await?;
         client.execute("DELETE FROM propagation WHERE updated_at < now() - interval '1 day'", &[]).await?;
         client
@@ -834,7 +846,7 @@ async fn audit_change(
 
 /// Whether `changes` (as [`Store::changes`] returns them) hold every version from
 /// `after + 1` to `upto` and nothing else: versions in order, each one or the next.
-pub fn versions_contiguous(changes: &[ChangeRow], after: u64, upto: u64) -> bool {
+pub(crate) fn versions_contiguous(changes: &[ChangeRow], after: u64, upto: u64) -> bool {
     let mut expected = after + 1;
     let mut last = after;
     for c in changes {

@@ -36,12 +36,12 @@ const MAX_DELTA_CHANGES: u64 = 500;
 /// How long a closing status may wait for room in the queue of a client that does not read.
 const END_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub type Outbound = mpsc::Sender<Result<pb::SyncResponse, Status>>;
+pub(crate) type Outbound = mpsc::Sender<Result<pb::SyncResponse, Status>>;
 type Permit<'a> = mpsc::Permit<'a, Result<pb::SyncResponse, Status>>;
 
 /// Everything a stream session needs, shared by all sessions.
 #[derive(Debug, Clone)]
-pub struct SyncContext {
+pub(crate) struct SyncContext {
     pub hub: Arc<Hub>,
     pub store: Store,
     pub propagation: Arc<Propagation>,
@@ -52,7 +52,7 @@ pub struct SyncContext {
 
 /// A stream as the hub's fan-out and its session share it.
 #[derive(Debug)]
-pub struct Stream {
+pub(crate) struct Stream {
     out: Outbound,
     sent: Mutex<Sent>,
     /// Wakes the session when an offer found the queue full.
@@ -82,12 +82,12 @@ impl Stream {
     }
 
     /// The id of the API key that opened the stream.
-    pub fn key(&self) -> Uuid {
+    pub(crate) fn key(&self) -> Uuid {
         self.key
     }
 
     /// The stream's key was revoked: nothing more is sent but the UNAUTHENTICATED that ends it.
-    pub fn revoke(&self) {
+    pub(crate) fn revoke(&self) {
         // Under the lock that every send takes, so nothing is queued after this returns.
         let _sent = self.sent();
         self.revoked.cancel();
@@ -103,7 +103,7 @@ impl Stream {
 
     /// A new state was published: queue what brings the client to it, unless the session has
     /// the stream or the queue is full (then the session is woken to catch up). Never waits.
-    pub fn offer(&self, state: &EnvState, metrics: &Metrics) {
+    pub(crate) fn offer(&self, state: &EnvState, metrics: &Metrics) {
         let mut sent = self.sent();
         if sent.by_session || state.version <= sent.version || self.is_revoked() {
             return;
@@ -171,7 +171,7 @@ fn revoked() -> Status {
 
 /// Runs one stream, opened with API key `key`, until the client leaves, the server shuts
 /// down, the key is revoked, or sending fails.
-pub async fn session(
+pub(crate) async fn session(
     ctx: SyncContext,
     key: Uuid,
     env: Uuid,

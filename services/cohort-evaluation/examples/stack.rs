@@ -179,22 +179,14 @@ async fn main() -> anyhow::Result<()> {
     let db = cohort_db::testing::TestDb::new().await;
     let tenant = db.seed_tenant("loadtest").await;
 
-    let config_settings = cohort_config::settings::Cli::try_parse_from([
-        "cohort-config",
-        "--database-url",
-        &db.url,
-        "--shutdown-grace",
-        "5s",
-    ])?
-    .serve;
-    let (grpc, http) = (TcpListener::bind("127.0.0.1:0").await?, TcpListener::bind("127.0.0.1:0").await?);
-    let config_addr = grpc.local_addr()?;
-    let config_stop = Shutdown::new();
-    let config = tokio::spawn(cohort_config::run(
-        config_settings,
-        cohort_config::Listeners { grpc, http, admin: None },
-        config_stop.clone(),
-    ));
+    // The config service is off the measured path: started as in every test.
+    let config = cohort_dev::stack::Instance::start(
+        cohort_dev::stack::Service::Config,
+        &[("--database-url", &db.url), ("--shutdown-grace", "5s")],
+        cohort_dev::stack::Ports::Any,
+    )
+    .await?;
+    let config_addr = config.addrs().grpc;
 
     let sink = TcpListener::bind("127.0.0.1:0").await?;
     let sink_addr = sink.local_addr()?;
@@ -242,8 +234,7 @@ async fn main() -> anyhow::Result<()> {
     evaluation.await??;
     sink_stop.cancel();
     sink.await??;
-    config_stop.cancel();
-    config.await??;
+    config.stop().await?;
     drop(db);
     Ok(())
 }

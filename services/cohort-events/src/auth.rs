@@ -16,8 +16,9 @@ mod record;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use cohort_core::time::unix_ms;
 use tracing::{error, warn};
 use uuid::Uuid;
 
@@ -106,7 +107,7 @@ impl KeyCache {
                             environment_id,
                             organization_id: k.organization_id,
                             key_id: k.key_id,
-                            verified_at_ms: crate::ingest::now_ms(),
+                            verified_at_ms: unix_ms(SystemTime::now()),
                         },
                     ),
                     _ => self.record.forget(&hash),
@@ -129,7 +130,7 @@ impl KeyCache {
                     return answer(entry.verdict);
                 }
                 // Verified before this process started: accepted until the config service can say.
-                if let Some((recorded, left)) = self.record.get(&hash, crate::ingest::now_ms()) {
+                if let Some((recorded, left)) = self.record.get(&hash, unix_ms(SystemTime::now())) {
                     warn!(error = %reason, key_id = %recorded.key_id, "key lookup failed; using the verified-key record");
                     let verdict = Verdict::Environment(recorded.environment_id);
                     let entry =
@@ -171,14 +172,9 @@ fn answer(verdict: Verdict) -> Result<Uuid, AuthError> {
     }
 }
 
-/// The key in an `authorization: Bearer <key>` header value.
+/// The key in an `authorization: Bearer <key>` header value (read as every service reads it).
 pub(crate) fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
-    let value = header.ok_or(AuthError::Missing)?.trim();
-    let (scheme, key) = value.split_once(' ').ok_or(AuthError::Missing)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || key.trim().is_empty() {
-        return Err(AuthError::Missing);
-    }
-    Ok(key.trim())
+    header.and_then(cohort_runtime::bearer).ok_or(AuthError::Missing)
 }
 
 #[cfg(test)]

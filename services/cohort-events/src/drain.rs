@@ -9,11 +9,11 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use cohort_backoff::{Backoff, BackoffPolicy};
-use cohort_core::time::{civil_from_days, day_of};
+use cohort_core::time::{civil_from_days, day_of, unix_ms};
 use cohort_proto::events::v1 as pb;
 use deadpool_postgres::Pool;
 use futures::SinkExt;
@@ -168,7 +168,7 @@ impl Drainer {
                 break;
             }
             if last_ahead.is_none_or(|t: Instant| t.elapsed() > Duration::from_secs(3600)) {
-                let today = day_of(crate::ingest::now_ms());
+                let today = day_of(unix_ms(SystemTime::now()));
                 let days: BTreeSet<i64> = (today - DAYS_BEHIND..=today + DAYS_AHEAD).collect();
                 match self.ensure_partitions(&days).await {
                     Ok(()) => last_ahead = Some(Instant::now()),

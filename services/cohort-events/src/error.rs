@@ -1,12 +1,10 @@
-//! The service's errors: what a request can fail with ([`IngestError`], mapped to gRPC statuses
-//! and HTTP responses in one place each) and what start-up can fail with ([`EventsError`]).
+//! The service's errors: what a request can fail with ([`IngestError`], answered as a
+//! `cohort_runtime::ApiError`, which maps it to gRPC and HTTP) and what start-up can fail with
+//! ([`EventsError`]).
 
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use cohort_runtime::ApiError;
 use tracing::error;
 
 use crate::auth::AuthError;
@@ -14,6 +12,9 @@ use crate::spool::SpoolError;
 
 /// How long a client should wait after the spool was full.
 pub(crate) const SPOOL_FULL_RETRY: Duration = Duration::from_secs(5);
+/// How long a client should wait when the service cannot take a request now (shutting down,
+/// the spool failing, the API key not verifiable).
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 
 /// Why a whole request failed (single bad events are rejections, not errors).
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +25,6 @@ pub(crate) enum IngestError {
     TooManyEvents { got: usize, max: usize },
     #[error("a batch holds at least one event")]
     EmptyBatch,
-    #[error("invalid request body: {0}")]
-    BadBody(String),
     #[error("rate limit of the environment reached; retry in {retry_after:?}")]
     RateLimited { retry_after: Duration },
     #[error("event spool is full; retry in {retry_after:?}")]
@@ -46,89 +45,34 @@ impl From<SpoolError> for IngestError {
     }
 }
 
-impl IngestError {
-    /// The gRPC code, which is also the metric label of refused requests.
-    pub(crate) fn code(&self) -> Code {
-        match self {
-            IngestError::Auth(AuthError::Missing | AuthError::Unknown) => Code::Unauthenticated,
-            IngestError::Auth(AuthError::NotSdk) => Code::PermissionDenied,
-            IngestError::Auth(AuthError::Unavailable(_)) => Code::Unavailable,
-            IngestError::TooManyEvents { .. } | IngestError::EmptyBatch | IngestError::BadBody(_) => {
-                Code::InvalidArgument
+/// What the client is told; internal failures are logged with their cause here, not leaked.
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> ApiError {
+        let unavailable = |message: &str| ApiError::Unavailable {
+            message: message.to_owned(),
+            retry_after: Some(UNAVAILABLE_RETRY),
+        };
+        match e {
+            IngestError::Auth(e @ (AuthError::Missing | AuthError::Unknown)) => {
+                ApiError::Unauthenticated(e.to_string())
             }
-            IngestError::RateLimited { .. } | IngestError::SpoolFull { .. } => Code::ResourceExhausted,
-            IngestError::ShuttingDown | IngestError::Spool(_) => Code::Unavailable,
-        }
-    }
-
-    pub(crate) fn retry_after(&self) -> Option<Duration> {
-        match self {
-            IngestError::RateLimited { retry_after } | IngestError::SpoolFull { retry_after } => {
-                Some(*retry_after)
-            }
-            IngestError::Auth(AuthError::Unavailable(_))
-            | IngestError::ShuttingDown
-            | IngestError::Spool(_) => Some(Duration::from_secs(1)),
-            _ => None,
-        }
-    }
-
-    /// What the client is told; internal failures are logged with their cause, not leaked.
-    fn public_message(&self) -> String {
-        match self {
-            IngestError::Spool(e) => {
-                error!(error = %e, "event spool failure");
-                "the event spool cannot take writes now; retry later".to_owned()
-            }
+            IngestError::Auth(e @ AuthError::NotSdk) => ApiError::PermissionDenied(e.to_string()),
             IngestError::Auth(AuthError::Unavailable(e)) => {
                 error!(error = %e, "api key verification failed");
-                "cannot verify the API key now; retry later".to_owned()
+                unavailable("cannot verify the API key now; retry later")
             }
-            other => other.to_string(),
-        }
-    }
-}
-
-impl From<IngestError> for Status {
-    fn from(e: IngestError) -> Status {
-        let code = e.code();
-        let message = e.public_message();
-        let retry = e.retry_after();
-        let bad_batch = matches!(e, IngestError::TooManyEvents { .. } | IngestError::EmptyBatch);
-        if retry.is_none() && !bad_batch {
-            return Status::new(code, message);
-        }
-        let mut details = ErrorDetails::new();
-        if let Some(delay) = retry {
-            details.set_retry_info(Some(delay));
-        }
-        if bad_batch {
-            details.add_bad_request_violation("events", message.clone());
-        }
-        Status::with_error_details(code, message, details)
-    }
-}
-
-impl IntoResponse for IngestError {
-    fn into_response(self) -> Response {
-        let status = match self.code() {
-            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Code::PermissionDenied => StatusCode::FORBIDDEN,
-            Code::InvalidArgument => StatusCode::BAD_REQUEST,
-            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let retry = self.retry_after();
-        let body = serde_json::json!({ "error": self.public_message() });
-        let mut response = (status, axum::Json(body)).into_response();
-        if let Some(delay) = retry {
-            let secs = delay.as_secs_f64().ceil().max(1.0) as u64;
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
+            e @ (IngestError::TooManyEvents { .. } | IngestError::EmptyBatch) => {
+                ApiError::invalid("events", e.to_string())
+            }
+            e @ (IngestError::RateLimited { retry_after } | IngestError::SpoolFull { retry_after }) => {
+                ApiError::ResourceExhausted { message: e.to_string(), retry_after: Some(retry_after) }
+            }
+            e @ IngestError::ShuttingDown => unavailable(&e.to_string()),
+            IngestError::Spool(e) => {
+                error!(error = %e, "event spool failure");
+                unavailable("the event spool cannot take writes now; retry later")
             }
         }
-        response
     }
 }
 
@@ -149,3 +93,6 @@ pub enum EventsError {
     #[error("background task {task} panicked or was cancelled")]
     Task { task: &'static str },
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,5 @@
 //! The gRPC front end: `cohort.events.v1.EventService`. Handlers only decode, call
-//! [`Ingest`], and encode; errors become statuses in `From<IngestError> for Status`.
+//! [`Ingest`], and encode; its `cohort_runtime::ApiError`s become statuses with `?`.
 
 use std::sync::Arc;
 

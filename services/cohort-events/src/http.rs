@@ -14,10 +14,10 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use cohort_proto::events::v1 as pb;
+use cohort_runtime::ApiError;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
-use crate::error::IngestError;
 use crate::ingest::Ingest;
 
 /// The routes, with the ingestion domain as state.
@@ -108,36 +108,38 @@ struct JsonOutcome {
 
 #[instrument(skip_all, fields(bytes = body.len()))]
 async fn send_batch(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let environment = match ingest.authenticate(authorization).await {
-        Ok(env) => env,
-        Err(e) => return e.into_response(),
-    };
-    // Attribute and property maps would otherwise keep the last of a repeated key silently.
-    if let Some(d) = cohort_core::json::duplicate_key(&body) {
-        return IngestError::BadBody(format!("{}: {d}", d.path)).into_response();
-    }
-    let mut de = serde_json::Deserializer::from_slice(&body);
-    let batch: JsonBatch = match serde_path_to_error::deserialize(&mut de) {
-        Ok(b) => b,
-        Err(e) => return IngestError::BadBody(e.to_string()).into_response(),
-    };
-    let events = batch.events.into_iter().map(pb::Event::from).collect();
-    match ingest.send_batch(environment, events).await {
-        Ok(outcome) => axum::Json(JsonOutcome {
-            accepted: outcome.accepted,
-            rejected: outcome
-                .rejected
-                .iter()
-                .map(|r| JsonRejected {
-                    index: r.index,
-                    event_id: r.event_id.clone(),
-                    field: r.field.clone(),
-                    reason: r.reason(),
-                })
-                .collect(),
-        })
-        .into_response(),
+    match accept(&ingest, &headers, &body).await {
+        Ok(outcome) => axum::Json(outcome).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+async fn accept(ingest: &Ingest, headers: &HeaderMap, body: &[u8]) -> Result<JsonOutcome, ApiError> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let environment = ingest.authenticate(authorization).await?;
+    // Attribute and property maps would otherwise keep the last of a repeated key silently.
+    if let Some(d) = cohort_core::json::duplicate_key(body) {
+        return Err(ApiError::invalid(d.path.clone(), d.to_string()));
+    }
+    let batch: JsonBatch = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "body".to_owned() } else { path };
+            ApiError::invalid(field, e.inner().to_string())
+        })?;
+    let events = batch.events.into_iter().map(pb::Event::from).collect();
+    let outcome = ingest.send_batch(environment, events).await?;
+    Ok(JsonOutcome {
+        accepted: outcome.accepted,
+        rejected: outcome
+            .rejected
+            .iter()
+            .map(|r| JsonRejected {
+                index: r.index,
+                event_id: r.event_id.clone(),
+                field: r.field.clone(),
+                reason: r.reason(),
+            })
+            .collect(),
+    })
 }

@@ -1,10 +1,14 @@
 //! The ingestion domain, shared by the gRPC and HTTP front ends: authenticate, rate-limit,
-//! validate, spool durably, count. No tonic or axum types here.
+//! validate, spool durably, count. No tonic or axum types here: a refused request is an
+//! `ApiError`, which each front end turns into its protocol's answer.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use cohort_core::time::unix_ms;
+
 use cohort_proto::events::v1 as pb;
+use cohort_runtime::ApiError;
 use uuid::Uuid;
 
 use crate::auth::KeyCache;
@@ -32,24 +36,19 @@ pub(crate) struct Ingest {
     metrics: Arc<Metrics>,
 }
 
-/// The service's clock, in milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    cohort_core::time::unix_ms(SystemTime::now())
-}
-
 impl Ingest {
     pub(crate) fn new(keys: KeyCache, limiter: RateLimiter, spool: Spool, metrics: Arc<Metrics>) -> Self {
         Ingest { keys, limiter, spool, metrics }
     }
 
     /// The environment of the SDK key in an `authorization` header value.
-    pub(crate) async fn authenticate(&self, authorization: Option<&str>) -> Result<Uuid, IngestError> {
+    pub(crate) async fn authenticate(&self, authorization: Option<&str>) -> Result<Uuid, ApiError> {
         let result = async {
             let key = crate::auth::bearer(authorization)?;
-            Ok(self.keys.environment(key).await?)
+            self.keys.environment(key).await
         }
         .await;
-        result.inspect_err(|e: &IngestError| self.metrics.refuse(code_label(e)))
+        result.map_err(|e| self.refuse(e.into()))
     }
 
     /// Validates `events` for `environment` and makes the valid ones durable.
@@ -57,8 +56,15 @@ impl Ingest {
         &self,
         environment: Uuid,
         events: Vec<pb::Event>,
-    ) -> Result<BatchOutcome, IngestError> {
-        self.accept(environment, events).await.inspect_err(|e| self.metrics.refuse(code_label(e)))
+    ) -> Result<BatchOutcome, ApiError> {
+        self.accept(environment, events).await.map_err(|e| self.refuse(e))
+    }
+
+    /// Counts a refused request by its code.
+    fn refuse(&self, e: IngestError) -> ApiError {
+        let e = ApiError::from(e);
+        self.metrics.refuse(e.code_name());
+        e
     }
 
     async fn accept(&self, environment: Uuid, events: Vec<pb::Event>) -> Result<BatchOutcome, IngestError> {
@@ -71,7 +77,7 @@ impl Ingest {
         self.limiter
             .try_acquire(environment, events.len(), Instant::now())
             .map_err(|retry_after| IngestError::RateLimited { retry_after })?;
-        let now = now_ms();
+        let now = unix_ms(SystemTime::now());
         let mut rejected = Vec::new();
         let mut accepted = Vec::with_capacity(events.len());
         for (i, event) in events.into_iter().enumerate() {
@@ -94,16 +100,5 @@ impl Ingest {
             self.metrics.accepted.inc_by(u64::from(count));
         }
         Ok(BatchOutcome { accepted: count, rejected })
-    }
-}
-
-fn code_label(e: &IngestError) -> &'static str {
-    match e.code() {
-        tonic::Code::Unauthenticated => "unauthenticated",
-        tonic::Code::PermissionDenied => "permission_denied",
-        tonic::Code::InvalidArgument => "invalid_argument",
-        tonic::Code::ResourceExhausted => "resource_exhausted",
-        tonic::Code::Unavailable => "unavailable",
-        _ => "internal",
     }
 }

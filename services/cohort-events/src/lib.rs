@@ -13,7 +13,9 @@
 //! - `auth`: SDK key verification with a TTL cache and the record of verified keys in the
 //!   spool directory; `config`: the config service's `VerifyKey`, the only way keys are
 //!   verified (config's tables are never read); `ratelimit`: per-environment buckets.
-//! - `grpc`, `http`: thin front ends; `error`: statuses and HTTP responses in one place.
+//! - `grpc`, `http`: thin front ends; `error`: the request errors, answered as
+//!   `cohort_runtime::ApiError` (its one mapping to gRPC statuses and HTTP responses), and
+//!   the start-up errors.
 //! - [`metrics`]: the Prometheus metrics, passed down from one registry.
 
 pub mod drain;
@@ -31,9 +33,10 @@ mod ratelimit;
 mod validate;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::DefaultBodyLimit;
+use cohort_core::time::unix_ms;
 use cohort_proto::events::v1::event_service_server::EventServiceServer;
 pub use cohort_runtime::Listeners;
 use cohort_runtime::{Limits, Shutdown, Skeleton};
@@ -94,8 +97,11 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         .await
         .map_err(|_| EventsError::Task { task: "spool recovery" })??;
 
-    let key_record =
-        Arc::new(KeyRecord::load(&settings.spool_dir, settings.verified_key_max_age, ingest::now_ms()));
+    let key_record = Arc::new(KeyRecord::load(
+        &settings.spool_dir,
+        settings.verified_key_max_age,
+        unix_ms(SystemTime::now()),
+    ));
     let config =
         ConfigClient::new(&settings.config_endpoint, &settings.service_key).map_err(EventsError::Config)?;
     let ingest = Arc::new(Ingest::new(
@@ -169,7 +175,7 @@ async fn update_gauges(spool: spool::Spool, metrics: Arc<Metrics>, stop: Cancell
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let age = spool.oldest_undrained_age(ingest::now_ms());
+                let age = spool.oldest_undrained_age(unix_ms(SystemTime::now()));
                 metrics.oldest_undrained_seconds.set(age.as_secs_f64());
             }
             _ = stop.cancelled() => return,

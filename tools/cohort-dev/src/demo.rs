@@ -7,7 +7,7 @@ use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use cohort_dev::stack::Stack;
+use cohort_dev::stack::{Service, Stack};
 
 pub(crate) const EXPERIMENT: &str = "checkout-button";
 pub(crate) const FLAG: &str = "new-navigation";
@@ -28,7 +28,7 @@ fn authed<T>(key: &str, m: T) -> tonic::Request<T> {
 
 pub(crate) async fn apply(stack: &Stack) -> anyhow::Result<Demo> {
     let mut c: ConfigServiceClient<Channel> =
-        ConfigServiceClient::connect(format!("http://{}", stack.config_grpc)).await?;
+        ConfigServiceClient::connect(stack.addrs(Service::Config).expect("config runs").grpc_url()).await?;
     let boot = c
         .bootstrap(pb::BootstrapRequest {
             organization: "demo".into(),

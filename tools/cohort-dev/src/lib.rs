@@ -1,8 +1,12 @@
-//! `cohort-dev` as a library: all of Cohort's services started in one process, for `make dev`
-//! and the end-to-end test (integration-tests/).
+//! `cohort-dev` as a library: Cohort's services started in one process, for `make dev`, every
+//! service's tests and the end-to-end test (integration-tests/).
 //!
 //! # Layout
-//! - [`stack`]: `Stack::start` runs config, events, analysis and evaluation against one
-//!   database, on the usual ports or any free ones; each service can be stopped or killed.
+//! - [`stack`]: [`stack::Stack`] runs config, events, analysis and evaluation (all, or those
+//!   asked for) against one database, on the usual ports or any free ones; each service can be
+//!   stopped, killed and restarted where it was.
+//! - [`testing`] (feature `testing`): [`testing::TestCluster`], a stack on a fresh database.
 
 pub mod stack;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use cohort_dev::stack::{Options, Stack};
+use cohort_dev::stack::{Options, Service, Stack};
 use cohort_runtime::{parse_duration, wait_for_signal};
 
 /// Runs PostgreSQL (found or started), the config, evaluation, events and analysis services, a
@@ -53,16 +53,21 @@ async fn main() -> anyhow::Result<()> {
     let spool = std::env::temp_dir().join(format!("cohort-dev-spool-{}", std::process::id()));
     let stack = Stack::start(&db.url, &Options::dev(spool.clone())).await.context("starting the services")?;
     println!("{}", stack.describe());
+    let (config, evaluation) = match (stack.addrs(Service::Config), stack.addrs(Service::Evaluation)) {
+        (Some(c), Some(e)) => (c, e),
+        _ => anyhow::bail!("the stack started without config or evaluation"),
+    };
     let demo = demo::apply(&stack).await.context("applying the demo")?;
     println!("\nadmin key    {}", demo.admin_key);
     println!("sdk key      {}", demo.sdk_key);
     println!(
-        "\ntry:  COHORT_ENDPOINT=http://{} COHORT_API_KEY={} cargo run -q -p cohort-ctl -- list\n",
-        stack.config_grpc, demo.admin_key
+        "\ntry:  COHORT_ENDPOINT={} COHORT_API_KEY={} cargo run -q -p cohort-ctl -- list\n",
+        config.grpc_url(),
+        demo.admin_key
     );
     println!(
         "      curl -s -H 'authorization: Bearer {}' -d '{{\"context\": {{\"targeting_key\": \"user-1\"}}}}' http://{}/api/v1/evaluate\n",
-        demo.sdk_key, stack.evaluation_http
+        demo.sdk_key, evaluation.http
     );
 
     let traffic = traffic::Traffic::start(&stack, &demo, args.users_per_second, args.effect).await?;

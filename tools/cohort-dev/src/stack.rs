@@ -116,74 +116,220 @@ pub enum StackError {
     Lost { service: Service },
     #[error("{service} is not running")]
     NotRunning { service: Service },
+    #[error("{service} is running already")]
+    AlreadyRunning { service: Service },
+    #[error("{service} was not stopped, so it cannot be restarted")]
+    NotStopped { service: Service },
 }
 
-/// The running services and their addresses.
+/// Where a service listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addrs {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub admin: SocketAddr,
+}
+
+impl Addrs {
+    /// The gRPC endpoint as clients name it.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+}
+
+/// Flags for one service, as `(flag, value)`; an empty value is a flag without one. They
+/// replace the stack's own flag of the same name, or are added to them.
+pub type Flags<'a> = &'a [(&'a str, &'a str)];
+
+/// Flags as a service was started with, owned.
+type OwnedFlags = Vec<(String, String)>;
+
+/// The services of one installation, started in this process against one database: all four
+/// ([`Stack::start`]), or those a test needs ([`Stack::new`], then [`Stack::add`]).
 #[derive(Debug)]
 pub struct Stack {
-    pub config_grpc: SocketAddr,
-    pub config_http: SocketAddr,
-    pub events_grpc: SocketAddr,
-    pub events_http: SocketAddr,
-    pub analysis_grpc: SocketAddr,
-    pub analysis_http: SocketAddr,
-    pub evaluation_grpc: SocketAddr,
-    pub evaluation_http: SocketAddr,
+    database_url: String,
+    options: Options,
+    keys: ServiceKeys,
     /// In start order; stopped in reverse.
-    running: Vec<Running>,
+    running: Vec<Instance>,
+    /// Services stopped or killed, with what they need to start again where they were.
+    gone: Vec<(Service, OwnedFlags, Addrs)>,
 }
 
 impl Stack {
     /// Migrates the database, then starts config, events, analysis and evaluation. On an
     /// error, the services already started are killed.
     pub async fn start(database_url: &str, options: &Options) -> Result<Stack, StackError> {
+        let mut stack = Stack::new(database_url, options).await?;
+        for service in [Service::Config, Service::Events, Service::Analysis, Service::Evaluation] {
+            stack.add(service, &[]).await?;
+        }
+        Ok(stack)
+    }
+
+    /// Migrates the database and makes the services' keys; starts nothing.
+    pub async fn new(database_url: &str, options: &Options) -> Result<Stack, StackError> {
         let pool = cohort_db::connect(database_url, &cohort_db::PoolOptions::default())
             .map_err(|e| StackError::Database(e.to_string()))?;
         for schema in cohort_db::migrate::ALL {
             cohort_db::migrate(&pool, schema).await.map_err(|e| StackError::Migrate(e.to_string()))?;
         }
         pool.close();
-
-        // Keys for the services that call the config service; it learns their hashes only.
-        let keys = ServiceKeys::generate();
-        let config = start_config(database_url, &keys, options).await?;
-        let events = start_events(database_url, config.grpc, &keys, options).await?;
-        let analysis = start_analysis(database_url, config.grpc, &keys, options).await?;
-        let evaluation = start_evaluation(config.grpc, events.grpc, options).await?;
         Ok(Stack {
-            config_grpc: config.grpc,
-            config_http: config.http,
-            events_grpc: events.grpc,
-            events_http: events.http,
-            analysis_grpc: analysis.grpc,
-            analysis_http: analysis.http,
-            evaluation_grpc: evaluation.grpc,
-            evaluation_http: evaluation.http,
-            running: vec![config.running, events.running, analysis.running, evaluation.running],
+            database_url: database_url.to_owned(),
+            options: options.clone(),
+            // Keys for the services that call the config service; it learns their hashes only.
+            keys: ServiceKeys::generate(),
+            running: Vec::new(),
+            gone: Vec::new(),
         })
     }
 
-    /// Where everything listens, one line per service.
+    /// Starts `service` with the stack's flags for it (its database, its peers' endpoints,
+    /// its service key), changed by `flags`. Peers it calls must be running, unless `flags`
+    /// name their endpoints.
+    pub async fn add(&mut self, service: Service, flags: Flags<'_>) -> Result<Addrs, StackError> {
+        if self.is_running(service) {
+            return Err(StackError::AlreadyRunning { service });
+        }
+        let mut all = self.flags(service, flags)?;
+        for (name, value) in flags {
+            match all.iter_mut().find(|(n, _)| n == name) {
+                Some(existing) => existing.1 = (*value).to_owned(),
+                None => all.push(((*name).to_owned(), (*value).to_owned())),
+            }
+        }
+        let sockets = Sockets::bind(service, self.options.ports)?;
+        self.launch(service, all, sockets).await
+    }
+
+    /// Starts a stopped or killed `service` again, with the same flags, on the same ports.
+    pub async fn restart(&mut self, service: Service) -> Result<Addrs, StackError> {
+        let at = self
+            .gone
+            .iter()
+            .rposition(|(s, _, _)| *s == service)
+            .ok_or(StackError::NotStopped { service })?;
+        let (_, flags, addrs) = self.gone.remove(at);
+        let sockets = Sockets::bind_exact(service, addrs)?;
+        self.launch(service, flags, sockets).await
+    }
+
+    async fn launch(
+        &mut self,
+        service: Service,
+        flags: Vec<(String, String)>,
+        sockets: Sockets,
+    ) -> Result<Addrs, StackError> {
+        let instance = Instance::launch(service, flags, sockets).await?;
+        let addrs = instance.addrs;
+        self.running.push(instance);
+        Ok(addrs)
+    }
+
+    /// The stack's own flags for `service`. A peer's endpoint is needed only when `overrides`
+    /// do not name it.
+    fn flags(&self, service: Service, overrides: Flags<'_>) -> Result<Vec<(String, String)>, StackError> {
+        let named = |flag: &str| overrides.iter().any(|(n, _)| *n == flag);
+        let peer = |flag: &str, peer: Service| -> Result<Option<(String, String)>, StackError> {
+            if named(flag) {
+                return Ok(None);
+            }
+            let addrs = self.running_addrs(peer).ok_or(StackError::NotRunning { service: peer })?;
+            Ok(Some((flag.to_owned(), addrs.grpc_url())))
+        };
+        let pair = |n: &str, v: String| (n.to_owned(), v);
+        let database = pair("--database-url", self.database_url.clone());
+        let mut flags = match service {
+            Service::Config => vec![
+                database,
+                pair("--heartbeat-interval", millis(self.options.heartbeat_interval)),
+                pair("--service-keys", self.keys.setting()),
+            ],
+            Service::Events => vec![
+                database,
+                pair("--spool-dir", self.options.spool_dir.display().to_string()),
+                // A failed drain retries soon: results should not lag a passing database hiccup.
+                pair("--drain-max-backoff", "1s".into()),
+                pair("--service-key", self.keys.events.secret.clone()),
+            ],
+            Service::Analysis => vec![
+                database,
+                pair("--interval", millis(self.options.analysis_interval)),
+                pair("--service-key", self.keys.analysis.secret.clone()),
+            ],
+            // The first request for a key waits for its environment rather than failing.
+            Service::Evaluation => {
+                vec![pair("--init-timeout", "5s".into()), pair("--request-timeout", "10s".into())]
+            }
+        };
+        if matches!(service, Service::Events | Service::Analysis | Service::Evaluation) {
+            flags.extend(peer("--config-endpoint", Service::Config)?);
+        }
+        if service == Service::Evaluation {
+            flags.extend(peer("--events-endpoint", Service::Events)?);
+        }
+        flags.push(pair("--shutdown-grace", millis(self.options.shutdown_grace)));
+        Ok(flags)
+    }
+
+    /// Where `service` listens, or listened last when it was stopped or killed (its
+    /// clients still point there); `None` when it was never started.
+    pub fn addrs(&self, service: Service) -> Option<Addrs> {
+        self.running_addrs(service)
+            .or_else(|| self.gone.iter().rev().find(|(s, _, _)| *s == service).map(|(_, _, a)| *a))
+    }
+
+    fn running_addrs(&self, service: Service) -> Option<Addrs> {
+        self.running.iter().find(|r| r.service == service).map(|r| r.addrs)
+    }
+
+    /// The secret key `service` (events or analysis) uses with the config service.
+    pub fn service_key(&self, service: Service) -> Option<&str> {
+        match service {
+            Service::Events => Some(&self.keys.events.secret),
+            Service::Analysis => Some(&self.keys.analysis.secret),
+            Service::Config | Service::Evaluation => None,
+        }
+    }
+
+    /// The config service's `--service-keys` for this stack's keys (hashes only).
+    pub fn service_keys_setting(&self) -> String {
+        self.keys.setting()
+    }
+
+    /// Where everything listens, one line per running service.
     pub fn describe(&self) -> String {
-        [
-            format!(
-                "config       gRPC http://{}   HTTP http://{}/api/v1/config",
-                self.config_grpc, self.config_http
-            ),
-            format!(
-                "evaluation   gRPC http://{}   HTTP http://{}/api/v1/evaluate",
-                self.evaluation_grpc, self.evaluation_http
-            ),
-            format!(
-                "events       gRPC http://{}   HTTP http://{}/api/v1/events/batch",
-                self.events_grpc, self.events_http
-            ),
-            format!(
-                "analysis     gRPC http://{}   HTTP http://{}/api/v1/experiments/{{id}}/results",
-                self.analysis_grpc, self.analysis_http
-            ),
-        ]
-        .join("\n")
+        let path = |service| match service {
+            Service::Config => "/api/v1/config",
+            Service::Evaluation => "/api/v1/evaluate",
+            Service::Events => "/api/v1/events/batch",
+            Service::Analysis => "/api/v1/experiments/{id}/results",
+        };
+        self.running
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:<12} gRPC {}   HTTP {}{}   admin {}",
+                    r.service.as_str(),
+                    r.addrs.grpc_url(),
+                    r.addrs.http_url(),
+                    path(r.service),
+                    r.addrs.admin_url()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Whether `service` is still running (not stopped or killed through this stack).
@@ -217,33 +363,15 @@ impl Stack {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn take(&mut self, service: Service) -> Result<Running, StackError> {
+    fn take(&mut self, service: Service) -> Result<Instance, StackError> {
         let at = self
             .running
             .iter()
             .position(|r| r.service == service)
             .ok_or(StackError::NotRunning { service })?;
-        Ok(self.running.remove(at))
-    }
-}
-
-/// A started service and where it listens.
-#[derive(Debug)]
-struct Started {
-    running: Running,
-    grpc: SocketAddr,
-    http: SocketAddr,
-}
-
-impl Started {
-    async fn spawn<F, Fut>(service: Service, ports: Ports, run: F) -> Result<Started, StackError>
-    where
-        F: FnOnce(Listeners, Shutdown) -> Fut + Send + 'static,
-        Fut: Future<Output = anyhow::Result<()>>,
-    {
-        let (sockets, grpc, http) = Sockets::bind(service, ports)?;
-        let running = Running::spawn(service, sockets, run).await?;
-        Ok(Started { running, grpc, http })
+        let running = self.running.remove(at);
+        self.gone.push((service, running.flags.clone(), running.addrs));
+        Ok(running)
     }
 }
 
@@ -251,6 +379,12 @@ impl Started {
 struct ServiceKeys {
     analysis: cohort_db::keys::NewKey,
     events: cohort_db::keys::NewKey,
+}
+
+impl fmt::Debug for ServiceKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServiceKeys { .. }")
+    }
 }
 
 impl ServiceKeys {
@@ -269,118 +403,9 @@ impl ServiceKeys {
     }
 }
 
-async fn start_config(
-    database_url: &str,
-    keys: &ServiceKeys,
-    options: &Options,
-) -> Result<Started, StackError> {
-    let settings = parse::<cohort_config::settings::Cli>(
-        Service::Config,
-        options,
-        &[
-            "--database-url",
-            database_url,
-            "--heartbeat-interval",
-            &millis(options.heartbeat_interval),
-            "--service-keys",
-            &keys.setting(),
-        ],
-    )?
-    .serve;
-    settings.validate().map_err(|message| StackError::Settings { service: Service::Config, message })?;
-    Started::spawn(Service::Config, options.ports, move |l, s| cohort_config::run(settings, l, s)).await
-}
-
-async fn start_events(
-    database_url: &str,
-    config: SocketAddr,
-    keys: &ServiceKeys,
-    options: &Options,
-) -> Result<Started, StackError> {
-    let spool = options.spool_dir.display().to_string();
-    let config = format!("http://{config}");
-    let settings = parse::<cohort_events::Settings>(
-        Service::Events,
-        options,
-        &[
-            "--database-url",
-            database_url,
-            "--spool-dir",
-            &spool,
-            // A failed drain retries soon: results should not lag a passing database hiccup.
-            "--drain-max-backoff",
-            "1s",
-            "--config-endpoint",
-            &config,
-            "--service-key",
-            &keys.events.secret,
-        ],
-    )?;
-    settings.validate().map_err(|message| StackError::Settings { service: Service::Events, message })?;
-    Started::spawn(Service::Events, options.ports, move |l, s| async move {
-        cohort_events::run(settings, l, s).await.map_err(anyhow::Error::from)
-    })
-    .await
-}
-
-async fn start_analysis(
-    database_url: &str,
-    config: SocketAddr,
-    keys: &ServiceKeys,
-    options: &Options,
-) -> Result<Started, StackError> {
-    let config = format!("http://{config}");
-    let settings = parse::<cohort_analysis::settings::Cli>(
-        Service::Analysis,
-        options,
-        &[
-            "--database-url",
-            database_url,
-            "--interval",
-            &millis(options.analysis_interval),
-            "--config-endpoint",
-            &config,
-            "--service-key",
-            &keys.analysis.secret,
-        ],
-    )?
-    .settings;
-    settings.validate().map_err(|message| StackError::Settings { service: Service::Analysis, message })?;
-    Started::spawn(Service::Analysis, options.ports, move |l, s| cohort_analysis::run(settings, l, s)).await
-}
-
-async fn start_evaluation(
-    config: SocketAddr,
-    events: SocketAddr,
-    options: &Options,
-) -> Result<Started, StackError> {
-    let (config, events) = (format!("http://{config}"), format!("http://{events}"));
-    let settings = parse::<cohort_evaluation::Settings>(
-        Service::Evaluation,
-        options,
-        // The first request for a key waits for its environment rather than failing.
-        &[
-            "--config-endpoint",
-            &config,
-            "--events-endpoint",
-            &events,
-            "--init-timeout",
-            "5s",
-            "--request-timeout",
-            "10s",
-        ],
-    )?;
-    settings.validate().map_err(|message| StackError::Settings { service: Service::Evaluation, message })?;
-    Started::spawn(Service::Evaluation, options.ports, move |l, s| cohort_evaluation::run(settings, l, s))
-        .await
-}
-
-/// A service's settings from flags, as its binary would parse them (so defaults and
-/// validation are the binary's), with the stack's shutdown grace.
-fn parse<T: Parser>(service: Service, options: &Options, args: &[&str]) -> Result<T, StackError> {
-    let name = format!("cohort-{service}");
-    let grace = millis(options.shutdown_grace);
-    let argv = [name.as_str()].into_iter().chain(args.iter().copied()).chain(["--shutdown-grace", &grace]);
+/// A service's settings from its command line, as its binary would parse them (so defaults
+/// and validation are the binary's).
+fn parse<T: Parser>(service: Service, argv: &[String]) -> Result<T, StackError> {
     T::try_parse_from(argv)
         .map_err(|e| StackError::Settings { service, message: e.to_string().trim().to_owned() })
 }
@@ -396,17 +421,33 @@ fn millis(d: Duration) -> String {
 struct Sockets {
     grpc: std::net::TcpListener,
     http: std::net::TcpListener,
+    admin: std::net::TcpListener,
+    addrs: Addrs,
 }
 
 impl Sockets {
-    fn bind(service: Service, ports: Ports) -> Result<(Sockets, SocketAddr, SocketAddr), StackError> {
+    fn bind(service: Service, ports: Ports) -> Result<Sockets, StackError> {
         let (grpc_port, http_port) = match ports {
             Ports::Usual => service.usual_ports(),
             Ports::Any => (0, 0),
         };
-        let (grpc, grpc_addr) = bind(service, grpc_port)?;
-        let (http, http_addr) = bind(service, http_port)?;
-        Ok((Sockets { grpc, http }, grpc_addr, http_addr))
+        let (grpc, grpc_addr) = bind(service, grpc_port, true)?;
+        let (http, http_addr) = bind(service, http_port, true)?;
+        let (admin, admin_addr) = bind(service, 0, true)?;
+        Ok(Sockets {
+            grpc,
+            http,
+            admin,
+            addrs: Addrs { grpc: grpc_addr, http: http_addr, admin: admin_addr },
+        })
+    }
+
+    /// The ports a service had before, for a restart where its clients expect it.
+    fn bind_exact(service: Service, addrs: Addrs) -> Result<Sockets, StackError> {
+        let (grpc, _) = bind(service, addrs.grpc.port(), false)?;
+        let (http, _) = bind(service, addrs.http.port(), false)?;
+        let (admin, _) = bind(service, addrs.admin.port(), false)?;
+        Ok(Sockets { grpc, http, admin, addrs })
     }
 
     /// Must run inside the service's runtime.
@@ -414,17 +455,24 @@ impl Sockets {
         Ok(Listeners {
             grpc: tokio::net::TcpListener::from_std(self.grpc)?,
             http: tokio::net::TcpListener::from_std(self.http)?,
-            admin: None,
+            admin: Some(tokio::net::TcpListener::from_std(self.admin)?),
         })
     }
 }
 
-/// Binds `127.0.0.1:port`, or any free port when it is taken.
-fn bind(service: Service, port: u16) -> Result<(std::net::TcpListener, SocketAddr), StackError> {
+/// Binds `127.0.0.1:port`, or (when `fallback`) any free port when it is taken.
+fn bind(
+    service: Service,
+    port: u16,
+    fallback: bool,
+) -> Result<(std::net::TcpListener, SocketAddr), StackError> {
     let error = |source| StackError::Bind { service, port, source };
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
-        .or_else(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
-        .map_err(error)?;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port));
+    let listener = match listener {
+        Err(_) if fallback => std::net::TcpListener::bind(("127.0.0.1", 0)),
+        other => other,
+    }
+    .map_err(error)?;
     listener.set_nonblocking(true).map_err(error)?;
     let addr = listener.local_addr().map_err(error)?;
     Ok((listener, addr))
@@ -437,25 +485,87 @@ enum Exit {
     Killed,
 }
 
-/// One service on its own thread and single-threaded runtime.
+/// One service on its own thread and single-threaded runtime, as its binary would run: a
+/// [`Stack`] is made of these; tests that run several replicas of one service start them
+/// directly.
 #[derive(Debug)]
-struct Running {
+pub struct Instance {
     service: Service,
+    addrs: Addrs,
+    /// Its flags, for a restart.
+    flags: Vec<(String, String)>,
     shutdown: Shutdown,
     /// Sending (or dropping, when the stack is dropped) kills the service.
     kill: oneshot::Sender<()>,
     exited: oneshot::Receiver<Exit>,
 }
 
-impl Running {
+impl Instance {
+    /// Starts `service` with exactly `flags` (its command line without the program name) on
+    /// `ports`.
+    pub async fn start(service: Service, flags: Flags<'_>, ports: Ports) -> Result<Instance, StackError> {
+        let flags = flags.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+        Instance::launch(service, flags, Sockets::bind(service, ports)?).await
+    }
+
+    async fn launch(
+        service: Service,
+        flags: Vec<(String, String)>,
+        sockets: Sockets,
+    ) -> Result<Instance, StackError> {
+        let mut argv = vec![format!("cohort-{service}")];
+        for (name, value) in &flags {
+            argv.push(name.clone());
+            if !value.is_empty() {
+                argv.push(value.clone());
+            }
+        }
+        let instance = match service {
+            Service::Config => {
+                let settings = parse::<cohort_config::settings::Cli>(service, &argv)?.serve;
+                settings.validate().map_err(|message| StackError::Settings { service, message })?;
+                Instance::spawn(service, sockets, move |l, s| cohort_config::run(settings, l, s)).await?
+            }
+            Service::Events => {
+                let settings = parse::<cohort_events::Settings>(service, &argv)?;
+                settings.validate().map_err(|message| StackError::Settings { service, message })?;
+                Instance::spawn(service, sockets, move |l, s| async move {
+                    cohort_events::run(settings, l, s).await.map_err(anyhow::Error::from)
+                })
+                .await?
+            }
+            Service::Analysis => {
+                let settings = parse::<cohort_analysis::settings::Cli>(service, &argv)?.settings;
+                settings.validate().map_err(|message| StackError::Settings { service, message })?;
+                Instance::spawn(service, sockets, move |l, s| cohort_analysis::run(settings, l, s)).await?
+            }
+            Service::Evaluation => {
+                let settings = parse::<cohort_evaluation::Settings>(service, &argv)?;
+                settings.validate().map_err(|message| StackError::Settings { service, message })?;
+                Instance::spawn(service, sockets, move |l, s| cohort_evaluation::run(settings, l, s)).await?
+            }
+        };
+        Ok(Instance { flags, ..instance })
+    }
+
+    /// Where it listens.
+    pub fn addrs(&self) -> Addrs {
+        self.addrs
+    }
+
+    pub fn service(&self) -> Service {
+        self.service
+    }
+
     /// Starts `run` on a new thread with its own runtime, built there so that no runtime is
     /// ever dropped inside another (which tokio forbids).
-    async fn spawn<F, Fut>(service: Service, sockets: Sockets, run: F) -> Result<Running, StackError>
+    async fn spawn<F, Fut>(service: Service, sockets: Sockets, run: F) -> Result<Instance, StackError>
     where
         F: FnOnce(Listeners, Shutdown) -> Fut + Send + 'static,
         Fut: Future<Output = anyhow::Result<()>>,
     {
         let runtime_error = |source| StackError::Runtime { service, source };
+        let addrs = sockets.addrs;
         let shutdown = Shutdown::new();
         let (kill, killed) = oneshot::channel::<()>();
         let (built_tx, built) = oneshot::channel::<std::io::Result<()>>();
@@ -496,14 +606,15 @@ impl Running {
             })
             .map_err(runtime_error)?;
         match built.await {
-            Ok(Ok(())) => Ok(Running { service, shutdown, kill, exited }),
+            Ok(Ok(())) => Ok(Instance { service, addrs, flags: Vec::new(), shutdown, kill, exited }),
             Ok(Err(e)) => Err(runtime_error(e)),
             Err(_) => Err(StackError::Lost { service }),
         }
     }
 
-    async fn stop(self) -> Result<(), StackError> {
-        let Running { service, shutdown, kill, exited } = self;
+    /// Stops it gracefully, as SIGTERM would; the error is how `run` ended, if not cleanly.
+    pub async fn stop(self) -> Result<(), StackError> {
+        let Instance { service, shutdown, kill, exited, .. } = self;
         // Held until the thread reports: dropping it would turn the stop into a kill.
         let _kill = kill;
         shutdown.cancel();
@@ -514,7 +625,8 @@ impl Running {
         }
     }
 
-    async fn kill(self) {
+    /// Kills it like a crash. Returns once it is gone.
+    pub async fn kill(self) {
         let _ = self.kill.send(());
         // A dropped sender means the thread is gone already, which is what was asked.
         let _ = self.exited.await;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use crate::demo::{Demo, EXPERIMENT};
 use crate::traffic::Traffic;
-use cohort_dev::stack::Stack;
+use cohort_dev::stack::{Service, Stack};
 
 fn pct(x: Option<f64>) -> String {
     x.map_or("—".into(), |v| format!("{:+.1}%", v * 100.0))
@@ -25,7 +25,7 @@ pub(crate) async fn print(stack: &Stack, demo: &Demo, traffic: &Traffic) {
         traffic.client.dropped_events()
     );
     let result = async {
-        let mut c = AnalysisServiceClient::connect(format!("http://{}", stack.analysis_grpc)).await.ok()?;
+        let mut c = AnalysisServiceClient::connect(stack.addrs(Service::Analysis)?.grpc_url()).await.ok()?;
         let mut request = tonic::Request::new(pb::GetResultsRequest {
             environment: "production".into(),
             experiment: EXPERIMENT.into(),

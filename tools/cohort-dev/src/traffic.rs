@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken as Stop;
 
 use crate::demo::{Demo, EXPERIMENT, FLAG};
-use cohort_dev::stack::Stack;
+use cohort_dev::stack::{Service, Stack};
 
 /// The control's purchase rate.
 const BASE_RATE: f64 = 0.10;
@@ -34,8 +34,8 @@ impl Traffic {
         effect: f64,
     ) -> anyhow::Result<Traffic> {
         let client = Client::builder(demo.sdk_key.clone())
-            .config_endpoint(format!("http://{}", stack.config_grpc))
-            .event_endpoint(format!("http://{}", stack.events_grpc))
+            .config_endpoint(stack.addrs(Service::Config).expect("config runs").grpc_url())
+            .event_endpoint(stack.addrs(Service::Events).expect("events run").grpc_url())
             .init_timeout(Duration::from_secs(10))
             .build()
             .await

@@ -24,7 +24,7 @@ async fn a_planted_effect_is_found_and_an_aa_test_is_not() {
     let report = analyzer.cycle().await.unwrap();
     assert_eq!((report.experiments, report.looks, report.failed), (2, 2, 0));
 
-    let store = Store::new(w.db.pool.clone());
+    let store = Store::new(w.db().pool.clone());
     let r = store.latest(w.exp(effect)).await.unwrap().unwrap();
     assert_eq!(r.look, 1);
     let c = &r.metrics[0].comparisons[0];
@@ -52,7 +52,7 @@ async fn a_skewed_split_raises_srm_and_double_exposures_are_excluded() {
     // Ten units also saw the other variant.
     w.traffic(id, 4, 0, 10, &[("treatment", 0.5, 0.0), ("control", 0.5, 0.0)], "purchase", false).await;
     w.analyzer(Settings::default()).cycle().await.unwrap();
-    let r = Store::new(w.db.pool.clone()).latest(w.exp(id)).await.unwrap().unwrap();
+    let r = Store::new(w.db().pool.clone()).latest(w.exp(id)).await.unwrap().unwrap();
     assert!(r.srm.detected, "{:?}", r.srm);
     assert!(r.excluded_units > 0 && r.excluded_units <= 10, "{}", r.excluded_units);
     assert_eq!(r.units.values().sum::<u64>() + r.excluded_units, 10_000);
@@ -68,15 +68,12 @@ async fn a_harmful_guardrail_pauses_the_experiment() {
     let report = w.analyzer(Settings::default()).cycle().await.unwrap();
     assert_eq!(report.paused, 1);
     assert_eq!(w.status("risky").await, "paused");
-    let client = w.db.pool.get().await.unwrap();
-    let row = client
-        .query_one("SELECT actor_name, reason FROM audit_log WHERE action = 'pause' AND key = 'risky'", &[])
-        .await
-        .unwrap();
-    let (actor, reason): (String, String) = (row.get(0), row.get(1));
+    let pauses: Vec<_> = w.audit("risky").await.into_iter().filter(|e| e.action == "pause").collect();
+    assert_eq!(pauses.len(), 1, "{pauses:?}");
+    let (actor, reason) = (pauses[0].actor_name.clone(), pauses[0].reason.clone());
     assert_eq!(actor, "cohort-analysis");
     assert!(reason.starts_with("guardrail errors is worse than its threshold"), "{reason}");
-    let r = Store::new(w.db.pool.clone()).latest(w.exp(id)).await.unwrap().unwrap();
+    let r = Store::new(w.db().pool.clone()).latest(w.exp(id)).await.unwrap().unwrap();
     assert!(r.paused_by_guardrail.is_some());
     // Paused experiments are no longer analyzed.
     assert_eq!(w.analyzer(Settings::default()).cycle().await.unwrap().experiments, 0);
@@ -89,7 +86,7 @@ async fn a_killed_leader_is_replaced_and_no_look_is_lost_or_duplicated() {
     let id = w.running_experiment(two_arm("steady", &["purchase"], &[])).await;
     let stop = CancellationToken::new();
     let fast = Duration::from_millis(200);
-    let pool = w.db.pool.clone();
+    let pool = w.db().pool.clone();
     let looks = move || {
         let pool = pool.clone();
         async move {
@@ -117,14 +114,14 @@ async fn a_killed_leader_is_replaced_and_no_look_is_lost_or_duplicated() {
     w.traffic(id, 6, 0, 2_000, &[("control", 0.5, 0.1), ("treatment", 0.5, 0.1)], "purchase", false).await;
     let first = tokio::spawn(cohort_analysis::cycle::lead(
         Arc::new(w.analyzer(Settings::default())),
-        w.db.url.clone(),
+        w.db().url.clone(),
         fast,
         crate::condition(),
         stop.clone(),
     ));
     let standby = tokio::spawn(cohort_analysis::cycle::lead(
         Arc::new(w.analyzer(Settings::default())),
-        w.db.url.clone(),
+        w.db().url.clone(),
         fast,
         crate::condition(),
         stop.clone(),
@@ -142,7 +139,7 @@ async fn a_killed_leader_is_replaced_and_no_look_is_lost_or_duplicated() {
     stop.cancel();
     let _ = standby.await;
     assert_eq!(looks().await, [1, 2, 3], "contiguous looks, each once");
-    let (fractions, _) = Store::new(w.db.pool.clone()).look_fractions(w.exp(id)).await.unwrap();
+    let (fractions, _) = Store::new(w.db().pool.clone()).look_fractions(w.exp(id)).await.unwrap();
     assert!(fractions.windows(2).all(|f| f[0] < f[1]), "{fractions:?}");
 }
 
@@ -153,7 +150,7 @@ async fn a_leader_whose_cycles_keep_failing_is_not_ready() {
     let id = w.running_experiment(two_arm("stuck", &["purchase"], &[])).await;
     w.traffic(id, 1, 0, 100, &[("control", 0.5, 0.1), ("treatment", 0.5, 0.1)], "purchase", false).await;
     // No advance can commit: every cycle fails as a whole.
-    w.db.pool
+    w.db().pool
         .get()
         .await
         .unwrap()
@@ -168,7 +165,7 @@ async fn a_leader_whose_cycles_keep_failing_is_not_ready() {
     let stop = cohort_runtime::Shutdown::new();
     let leader = tokio::spawn(cohort_analysis::cycle::lead(
         Arc::new(w.analyzer(Settings::default())),
-        w.db.url.clone(),
+        w.db().url.clone(),
         Duration::from_millis(100),
         cycles.clone(),
         stop.clone(),
@@ -182,7 +179,14 @@ async fn a_leader_whose_cycles_keep_failing_is_not_ready() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(unready_after.is_some(), "readiness never reflected the failing cycles");
-    w.db.pool.get().await.unwrap().batch_execute("DROP TRIGGER refuse ON analysis_watermark").await.unwrap();
+    w.db()
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .batch_execute("DROP TRIGGER refuse ON analysis_watermark")
+        .await
+        .unwrap();
     let mut ready_again = false;
     for _ in 0..100 {
         if cycles.holds() {

@@ -6,13 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use cohort_analysis::analyze::{Aggregates, EventSums};
 use cohort_analysis::store::{Basis, ExperimentSums, RebuildLimits, Store};
-use cohort_config::domain::{Action, Op};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::World;
+use crate::{Action, World, transition};
 
 /// Rebuild whatever needs it, however long it takes.
 const ALL: RebuildLimits = RebuildLimits { experiments: usize::MAX, time: Duration::MAX };
@@ -115,12 +114,12 @@ async fn random_round(w: &World, experiments: &[Uuid], rng: &mut ChaCha8Rng, n: 
         values.push(value);
         mts.push(at(rng));
     }
-    let c = w.db.pool.get().await.unwrap();
+    let c = w.db().pool.get().await.unwrap();
     c.execute(
         "INSERT INTO exposures (environment_id, event_id, experiment_id, unit, variant, config_version, attributes, ts, received_at)
          SELECT $1, gen_random_uuid(), x, u, v, 1, a, t, now()
          FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[]) AS r(x, u, v, a, t)",
-        &[&w.env.id, &exps, &units, &variants, &attrs, &ts],
+        &[&w.tenant.environment_id, &exps, &units, &variants, &attrs, &ts],
     )
     .await
     .unwrap();
@@ -128,7 +127,7 @@ async fn random_round(w: &World, experiments: &[Uuid], rng: &mut ChaCha8Rng, n: 
         "INSERT INTO metric_events (environment_id, event_id, unit, event, value, properties, ts, received_at)
          SELECT $1, gen_random_uuid(), u, e, v, '{}', t, now()
          FROM unnest($2::text[], $3::text[], $4::float8[], $5::timestamptz[]) AS r(u, e, v, t)",
-        &[&w.env.id, &munits, &events, &values, &mts],
+        &[&w.tenant.environment_id, &munits, &events, &values, &mts],
     )
     .await
     .unwrap();
@@ -137,7 +136,7 @@ async fn random_round(w: &World, experiments: &[Uuid], rng: &mut ChaCha8Rng, n: 
 fn basis(w: &World, id: Uuid, breakdowns: &[&str]) -> Basis {
     Basis {
         experiment_id: id,
-        environment_id: w.env.id,
+        environment_id: w.tenant.environment_id,
         events: vec!["purchase".into(), "order".into(), "load".into()],
         breakdowns: breakdowns.iter().map(|s| (*s).to_owned()).collect(),
     }
@@ -166,7 +165,7 @@ async fn incremental_state_equals_a_from_scratch_aggregation_round_after_round()
     let w = world_with_metrics().await;
     let a = w.running_experiment(experiment("a")).await;
     let b = w.running_experiment(experiment("b")).await;
-    let store = Store::new(w.db.pool.clone());
+    let store = Store::new(w.db().pool.clone());
     let bases = [basis(&w, a, &["country"]), basis(&w, b, &["country"])];
     let mut rng = ChaCha8Rng::seed_from_u64(11);
 
@@ -191,14 +190,14 @@ async fn incremental_state_equals_a_from_scratch_aggregation_round_after_round()
 async fn a_late_earlier_exposure_moves_the_first_exposure_and_its_events() {
     let w = world_with_metrics().await;
     let id = w.running_experiment(experiment("late")).await;
-    let store = Store::new(w.db.pool.clone());
+    let store = Store::new(w.db().pool.clone());
     let bases = [basis(&w, id, &["country"])];
     let now = SystemTime::now();
     let hours = |h: u64| now - Duration::from_secs(3600 * h);
-    let c = w.db.pool.get().await.unwrap();
+    let c = w.db().pool.get().await.unwrap();
     let expose = |variant: &'static str, country: &'static str, at: SystemTime| {
         let c = &c;
-        let env = w.env.id;
+        let env = w.tenant.environment_id;
         async move {
             c.execute(
                 "INSERT INTO exposures (environment_id, event_id, experiment_id, unit, variant, config_version, attributes, ts, received_at)
@@ -211,7 +210,7 @@ async fn a_late_earlier_exposure_moves_the_first_exposure_and_its_events() {
     };
     let event = |value: f64, at: SystemTime| {
         let c = &c;
-        let env = w.env.id;
+        let env = w.tenant.environment_id;
         async move {
             c.execute(
                 "INSERT INTO metric_events (environment_id, event_id, unit, event, value, properties, ts, received_at)
@@ -260,17 +259,17 @@ async fn a_resumed_experiment_and_a_changed_basis_are_rebuilt() {
     let w = world_with_metrics().await;
     let a = w.running_experiment(experiment("resumed")).await;
     let b = w.running_experiment(experiment("steady")).await;
-    let store = Store::new(w.db.pool.clone());
+    let store = Store::new(w.db().pool.clone());
     let analyzer = w.analyzer(cohort_analysis::analyze::Settings::default());
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     random_round(&w, &[a, b], &mut rng, 200).await;
     analyzer.cycle().await.unwrap();
 
     // Paused for a cycle, during which its events arrive: resumed, it is rebuilt from all rows.
-    w.write(Op::Transition { key: "resumed".into(), action: Action::Pause, expected_revision: 2 }).await;
+    w.write(transition("resumed", Action::Pause, 2)).await;
     random_round(&w, &[a, b], &mut rng, 200).await;
     assert_eq!(analyzer.cycle().await.unwrap().experiments, 1);
-    w.write(Op::Transition { key: "resumed".into(), action: Action::Resume, expected_revision: 3 }).await;
+    w.write(transition("resumed", Action::Resume, 3)).await;
     random_round(&w, &[a, b], &mut rng, 200).await;
     analyzer.cycle().await.unwrap();
     let bases = [basis(&w, a, &["country"]), basis(&w, b, &["country"])];
@@ -287,7 +286,7 @@ async fn a_resumed_experiment_and_a_changed_basis_are_rebuilt() {
 async fn racing_advances_apply_each_event_once() {
     let w = world_with_metrics().await;
     let id = w.running_experiment(experiment("raced")).await;
-    let store = Store::new(w.db.pool.clone());
+    let store = Store::new(w.db().pool.clone());
     let bases = [basis(&w, id, &["country"])];
     let mut rng = ChaCha8Rng::seed_from_u64(13);
     store.advance(&bases, ALL, true).await.unwrap();
@@ -314,7 +313,7 @@ async fn a_cold_start_rebuilds_a_bounded_share_per_cycle_and_analyzes_only_those
 
     let first = analyzer.cycle().await.unwrap();
     assert_eq!((first.rebuilt, first.pending, first.experiments), (2, 1, 2));
-    let store = Store::new(w.db.pool.clone());
+    let store = Store::new(w.db().pool.clone());
     let mut without_results = 0;
     for id in &ids {
         without_results += usize::from(store.latest(w.exp(*id)).await.unwrap().is_none());
@@ -355,7 +354,7 @@ async fn a_cold_start_stops_rebuilding_when_its_time_is_up() {
         (second.rebuilt, second.pending, second.experiments),
         (ids.len() - first.rebuilt, 0, ids.len())
     );
-    let store = Store::new(w.db.pool.clone());
+    let store = Store::new(w.db().pool.clone());
     let bases: Vec<Basis> = ids.iter().map(|id| basis(&w, *id, &["country"])).collect();
     assert_matches_scratch(&store, &bases, "after a time-bounded cold start").await;
 }

@@ -1,5 +1,7 @@
-//! The analysis service against a real PostgreSQL: experiments written through the config
-//! service's store, synthetic exposures and events inserted directly, cycles run in-process.
+//! The analysis service against a real PostgreSQL: the config service run by the shared test
+//! stack (cohort-dev's `TestCluster`), experiments written through its gRPC API, synthetic
+//! exposures and events inserted directly into the event service's read model, cycles run
+//! in-process.
 
 mod cycle;
 mod incremental;
@@ -14,103 +16,94 @@ use cohort_analysis::config::ConfigClient;
 use cohort_analysis::cycle::Analyzer;
 use cohort_analysis::metrics::Metrics;
 use cohort_analysis::store::ExperimentRef;
-use cohort_config::domain::{Action, Kind, Op};
-use cohort_config::store::{EnvRow, Store as ConfigStore};
-use cohort_db::keys::Principal;
 use cohort_db::testing::{Tenant, TestDb};
+use cohort_dev::stack::{Addrs, Service};
+use cohort_dev::testing::{TestCluster, authed};
+use cohort_proto::config::v1 as cpb;
+use cohort_proto::config::v1::batch_operation::Operation;
+use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
+pub use cohort_proto::config::v1::{EntityKind as Kind, ExperimentAction as Action};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
+use tonic::transport::Channel;
 use uuid::Uuid;
 
-/// The config service in-process, which analysis reads over gRPC with its service key.
+/// A write of `definition`, a new entity of `kind`.
+pub fn create(kind: Kind, definition: Value) -> Operation {
+    Operation::Create(cpb::CreateOperation { kind: kind as i32, definition_json: definition.to_string() })
+}
+
+/// A lifecycle move of experiment `key`, read at `expected_revision`.
+pub fn transition(key: &str, action: Action, expected_revision: i64) -> Operation {
+    Operation::Transition(cpb::TransitionOperation {
+        key: key.to_owned(),
+        action: action as i32,
+        expected_revision,
+        reason: String::new(),
+    })
+}
+
+/// A tenant with the event tables ready, on a cluster running the config service (which
+/// analysis reads from with its service key); config is written through the config service's
+/// API with the tenant's admin key.
 #[derive(Debug)]
-pub struct ConfigService {
-    pub url: String,
-    pub service_key: String,
-    shutdown: cohort_runtime::Shutdown,
-}
-
-impl ConfigService {
-    pub async fn start(database_url: &str) -> ConfigService {
-        let key = cohort_db::keys::generate(cohort_db::keys::KeyKind::Service);
-        let hashes = format!("cohort-analysis={}", hex::encode(&key.hash));
-        let settings = <cohort_config::settings::Cli as clap::Parser>::try_parse_from([
-            "cohort-config",
-            "--database-url",
-            database_url,
-            "--service-keys",
-            &hashes,
-            "--shutdown-grace",
-            "1s",
-        ])
-        .unwrap()
-        .serve;
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", grpc.local_addr().unwrap());
-        let shutdown = cohort_runtime::Shutdown::new();
-        let listeners = cohort_config::Listeners { grpc, http, admin: None };
-        tokio::spawn(cohort_config::run(settings, listeners, shutdown.clone()));
-        ConfigService { url, service_key: key.secret, shutdown }
-    }
-
-    pub fn client(&self) -> ConfigClient {
-        ConfigClient::new(&self.url, &self.service_key).unwrap()
-    }
-}
-
-impl Drop for ConfigService {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-/// A tenant with the event tables ready, a config store to write through, and the config
-/// service analysis reads from.
 pub struct World {
-    pub config_service: ConfigService,
-    pub db: TestDb,
+    pub cluster: TestCluster,
     pub tenant: Tenant,
-    pub config: ConfigStore,
-    pub admin: Principal,
-    pub env: EnvRow,
-}
-
-impl std::fmt::Debug for World {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("World").field("db", &self.db.name).finish()
-    }
+    config: ConfigServiceClient<Channel>,
 }
 
 impl World {
     pub async fn new() -> World {
-        let db = TestDb::new().await;
-        let tenant = db.seed_tenant("acme").await;
-        let client = db.pool.get().await.unwrap();
+        let cluster = TestCluster::with(&[Service::Config]).await;
+        let tenant = cluster.seed_organization("acme").await;
         // The event service creates daily partitions as it drains; tests write directly.
-        client
+        cluster
+            .db()
+            .pool
+            .get()
+            .await
+            .unwrap()
             .batch_execute(
                 "CREATE TABLE exposures_any PARTITION OF exposures DEFAULT;
                  CREATE TABLE metric_events_any PARTITION OF metric_events DEFAULT;",
             )
             .await
             .unwrap();
-        let admin = cohort_db::keys::verify(&client, &tenant.admin_key).await.unwrap().unwrap();
-        drop(client);
-        let config = ConfigStore::new(db.pool.clone());
-        let env = config.environment_by_id(tenant.environment_id).await.unwrap().unwrap();
-        let config_service = ConfigService::start(&db.url).await;
-        World { config_service, db, tenant, config, admin, env }
+        let config = cluster.config().await;
+        World { cluster, tenant, config }
     }
 
-    pub async fn write(&self, op: Op) -> Value {
-        let w = self
+    /// The cluster's database.
+    pub fn db(&self) -> &TestDb {
+        self.cluster.db()
+    }
+
+    /// `operations` as one batch in `tenant`'s environment, with its admin key: each
+    /// operation's entity definition afterwards (null after a delete).
+    async fn apply(&self, tenant: &Tenant, operations: Vec<Operation>) -> Vec<Value> {
+        let request = cpb::ApplyBatchRequest {
+            environment: tenant.environment_id.to_string(),
+            operations: operations.into_iter().map(|o| cpb::BatchOperation { operation: Some(o) }).collect(),
+        };
+        let response = self
             .config
-            .write(&self.admin, &self.env, op, None)
+            .clone()
+            .apply_batch(authed(&tenant.admin_key, request))
             .await
-            .unwrap_or_else(|e| panic!("write: {e}"));
-        w.entity.map(|e| e.definition).unwrap_or(Value::Null)
+            .unwrap_or_else(|e| panic!("write: {e}"))
+            .into_inner();
+        response
+            .results
+            .into_iter()
+            .map(|r| r.entity.map_or(Value::Null, |e| serde_json::from_str(&e.definition_json).unwrap()))
+            .collect()
+    }
+
+    /// Writes as this world's admin; the entity's definition afterwards.
+    pub async fn write(&self, op: Operation) -> Value {
+        self.apply(&self.tenant, vec![op]).await.remove(0)
     }
 
     pub async fn metric(
@@ -125,25 +118,56 @@ impl World {
         if let Some(t) = threshold {
             m["guardrail_threshold"] = t.into();
         }
-        self.write(Op::Create { kind: Kind::Metric, definition: m }).await;
+        self.write(create(Kind::Metric, m)).await;
     }
 
     /// Creates and starts an experiment; returns its id.
     pub async fn running_experiment(&self, definition: Value) -> Uuid {
+        self.running_experiment_in(&self.tenant, definition).await
+    }
+
+    /// Creates and starts an experiment in `tenant`'s environment (as two operations of one
+    /// batch); returns its id.
+    pub async fn running_experiment_in(&self, tenant: &Tenant, definition: Value) -> Uuid {
         let key = definition["key"].as_str().unwrap().to_owned();
-        let created = self.write(Op::Create { kind: Kind::Experiment, definition }).await;
-        self.write(Op::Transition { key, action: Action::Start, expected_revision: 1 }).await;
-        Uuid::parse_str(created["id"].as_str().unwrap()).unwrap()
+        let written = self
+            .apply(tenant, vec![create(Kind::Experiment, definition), transition(&key, Action::Start, 1)])
+            .await;
+        Uuid::parse_str(written[0]["id"].as_str().unwrap()).unwrap()
     }
 
     /// An experiment of this world's environment, as analysis keys it.
     pub fn exp(&self, experiment_id: Uuid) -> ExperimentRef {
-        ExperimentRef { environment_id: self.env.id, experiment_id }
+        ExperimentRef { environment_id: self.tenant.environment_id, experiment_id }
     }
 
+    /// Experiment `key`'s status, as the config service reports it.
     pub async fn status(&self, key: &str) -> String {
-        let e = self.config.get_entity(self.env.id, Kind::Experiment, key).await.unwrap().unwrap();
-        e.definition["status"].as_str().unwrap().to_owned()
+        let request = cpb::GetEntityRequest {
+            environment: self.tenant.environment_id.to_string(),
+            kind: Kind::Experiment as i32,
+            key: key.to_owned(),
+        };
+        let e = self.config.clone().get_entity(authed(&self.tenant.admin_key, request)).await.unwrap();
+        let definition: Value = serde_json::from_str(&e.into_inner().definition_json).unwrap();
+        definition["status"].as_str().unwrap().to_owned()
+    }
+
+    /// The config service's audit entries for experiment `key` (its first page, newest first).
+    pub async fn audit(&self, key: &str) -> Vec<cpb::AuditEntry> {
+        let request = cpb::ListAuditRequest {
+            environment: self.tenant.environment_id.to_string(),
+            kind: Kind::Experiment as i32,
+            key: key.to_owned(),
+            ..Default::default()
+        };
+        let audit = self.config.clone().list_audit(authed(&self.tenant.admin_key, request)).await.unwrap();
+        audit.into_inner().entries
+    }
+
+    /// A client of the config service with analysis's service key, as the service has.
+    pub fn config_client(&self) -> ConfigClient {
+        ConfigClient::new(&self.cluster.config_url(), &self.cluster.service_key(Service::Analysis)).unwrap()
     }
 
     pub fn analyzer(&self, settings: Settings) -> Analyzer {
@@ -156,24 +180,29 @@ impl World {
         settings: Settings,
         registry: &mut prometheus_client::registry::Registry,
     ) -> Analyzer {
-        let store = cohort_analysis::store::Store::new(self.db.pool.clone());
-        Analyzer::new(store, self.config_service.client(), settings, Metrics::new(registry))
+        let store = cohort_analysis::store::Store::new(self.db().pool.clone());
+        Analyzer::new(store, self.config_client(), settings, Metrics::new(registry))
     }
 
-    /// Another organization in the same database, written through the same config store.
+    /// Another organization on the same installation.
     pub async fn other_organization(&self, name: &str) -> Org {
-        let tenant = self.db.seed_tenant(name).await;
-        let client = self.db.pool.get().await.unwrap();
-        let admin = cohort_db::keys::verify(&client, &tenant.admin_key).await.unwrap().unwrap();
-        let env = self.config.environment_by_id(tenant.environment_id).await.unwrap().unwrap();
-        Org { tenant, admin, env }
+        Org { tenant: self.cluster.seed_organization(name).await }
     }
 
     /// Writes as `org`'s admin into its environment.
-    pub async fn write_as(&self, org: &Org, op: Op) -> Value {
-        let w =
-            self.config.write(&org.admin, &org.env, op, None).await.unwrap_or_else(|e| panic!("write: {e}"));
-        w.entity.map(|e| e.definition).unwrap_or(Value::Null)
+    pub async fn write_as(&self, org: &Org, op: Operation) -> Value {
+        self.apply(&org.tenant, vec![op]).await.remove(0)
+    }
+
+    /// Starts the analysis service in the cluster, its cycles an hour apart (tests run them
+    /// themselves); where it listens.
+    pub async fn start_analysis(&mut self) -> Addrs {
+        self.cluster.add(Service::Analysis, &[("--interval", "1h")]).await
+    }
+
+    /// Stops the analysis service gracefully; panics when it does not stop cleanly.
+    pub async fn stop_analysis(&mut self) {
+        self.cluster.stop_service(Service::Analysis).await;
     }
 
     /// [`World::traffic_in`] this world's environment.
@@ -188,7 +217,8 @@ impl World {
         event: &str,
         country: bool,
     ) {
-        self.traffic_in(self.env.id, experiment, seed, first, n, variants, event, country).await
+        self.traffic_in(self.tenant.environment_id, experiment, seed, first, n, variants, event, country)
+            .await
     }
 
     /// Units `first..first+n` exposed to a variant drawn by `weights`, each converting on
@@ -230,7 +260,7 @@ impl World {
             units.push(unit);
             assigned.push((*variant).to_owned());
         }
-        let client = self.db.pool.get().await.unwrap();
+        let client = self.db().pool.get().await.unwrap();
         client
             .execute(
                 "INSERT INTO exposures (environment_id, event_id, experiment_id, unit, variant, config_version, attributes, ts, received_at)
@@ -256,73 +286,22 @@ pub fn condition() -> cohort_runtime::Condition {
     cohort_runtime::Readiness::new(reporter, &[]).condition("analysis cycles")
 }
 
-/// A second organization: its tenant, admin principal and environment.
+/// A second organization.
 #[derive(Debug)]
 pub struct Org {
     pub tenant: Tenant,
-    pub admin: Principal,
-    pub env: EnvRow,
 }
 
 impl Org {
     pub fn exp(&self, experiment_id: Uuid) -> ExperimentRef {
-        ExperimentRef { environment_id: self.env.id, experiment_id }
-    }
-}
-
-/// The analysis service's `run` on loopback ports against a world's database (its cycles an
-/// hour apart: tests run them themselves).
-#[derive(Debug)]
-pub struct Server {
-    pub grpc: std::net::SocketAddr,
-    pub http: std::net::SocketAddr,
-    shutdown: cohort_runtime::Shutdown,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Server {
-    pub async fn start(w: &World) -> Server {
-        let settings = <cohort_analysis::settings::Cli as clap::Parser>::try_parse_from([
-            "cohort-analysis",
-            "--database-url",
-            &w.db.url,
-            "--interval",
-            "1h",
-            "--config-endpoint",
-            &w.config_service.url,
-            "--service-key",
-            &w.config_service.service_key,
-        ])
-        .unwrap()
-        .settings;
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
-        let shutdown = cohort_runtime::Shutdown::new();
-        let listeners = cohort_analysis::Listeners { grpc, http, admin: None };
-        let task = tokio::spawn(cohort_analysis::run(settings, listeners, shutdown.clone()));
-        Server { grpc: grpc_addr, http: http_addr, shutdown, task }
-    }
-
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
+        ExperimentRef { environment_id: self.tenant.environment_id, experiment_id }
     }
 }
 
 /// `GET path` over HTTP/1.1 with an `authorization` header value: the status and the body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str, authorization: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).await.unwrap();
-    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    (status, body)
+    let response = cohort_dev::testing::http::get(addr, path, &[("authorization", authorization)]).await;
+    (response.status, response.body)
 }
 
 pub fn two_arm(key: &str, primary: &[&str], guardrails: &[&str]) -> Value {

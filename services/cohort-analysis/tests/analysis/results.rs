@@ -1,28 +1,23 @@
 //! Results over gRPC and HTTP, scoped to the caller's organization.
 
 use cohort_analysis::analyze::Settings;
+use cohort_dev::testing::authed;
 use cohort_proto::analysis::v1 as pb;
 use cohort_proto::analysis::v1::analysis_service_client::AnalysisServiceClient;
 use tonic::Code;
 
-use crate::{Server, World, http_get, two_arm};
-
-fn authed<T>(key: &str, m: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(m);
-    r.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
-    r
-}
+use crate::{World, http_get, two_arm};
 
 #[tokio::test]
 async fn results_are_served_to_their_organization_only() {
-    let w = World::new().await;
-    let other = w.db.seed_tenant("other").await;
+    let mut w = World::new().await;
+    let other = w.db().seed_tenant("other").await;
     w.metric("purchase", "purchase", "conversion", "increase", None).await;
     let id = w.running_experiment(two_arm("served", &["purchase"], &[])).await;
     w.traffic(id, 9, 0, 4_000, &[("control", 0.5, 0.1), ("treatment", 0.5, 0.1)], "purchase", false).await;
     w.analyzer(Settings::default()).cycle().await.unwrap();
 
-    let server = Server::start(&w).await;
+    let server = w.start_analysis().await;
     let (grpc_addr, http_addr) = (server.grpc, server.http);
     let mut c = AnalysisServiceClient::connect(format!("http://{grpc_addr}")).await.unwrap();
 
@@ -76,5 +71,5 @@ async fn results_are_served_to_their_organization_only() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"experiment_key\":\"served\""));
-    server.stop().await;
+    w.stop_analysis().await;
 }

@@ -3,28 +3,24 @@
 //! tenant's data stops the analysis of the others.
 
 use cohort_analysis::analyze::Settings;
-use cohort_config::domain::{Action, Kind, Op};
 use cohort_proto::analysis::v1 as pb;
 use cohort_proto::analysis::v1::analysis_service_client::AnalysisServiceClient;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{Org, Server, World, http_get, two_arm};
+use crate::{Kind, Org, World, create, http_get, two_arm};
 
 const EVEN: &[(&str, f64, f64)] = &[("control", 0.5, 0.1), ("treatment", 0.5, 0.1)];
 
 async fn purchase_metric(w: &World, org: &Org) {
     let m =
         json!({"key": "purchase", "event": "purchase", "aggregation": "conversion", "direction": "increase"});
-    w.write_as(org, Op::Create { kind: Kind::Metric, definition: m }).await;
+    w.write_as(org, create(Kind::Metric, m)).await;
 }
 
 /// Creates and starts an experiment in `org`'s environment; its id.
 async fn run_in(w: &World, org: &Org, definition: serde_json::Value) -> Uuid {
-    let key = definition["key"].as_str().unwrap().to_owned();
-    let created = w.write_as(org, Op::Create { kind: Kind::Experiment, definition }).await;
-    w.write_as(org, Op::Transition { key, action: Action::Start, expected_revision: 1 }).await;
-    Uuid::parse_str(created["id"].as_str().unwrap()).unwrap()
+    w.running_experiment_in(&org.tenant, definition).await
 }
 
 fn units(r: &cohort_analysis::analyze::ExperimentResult) -> u64 {
@@ -37,16 +33,17 @@ async fn exposures_sent_in_one_environment_never_count_in_another_environments_e
     let b = w.other_organization("globex").await;
     purchase_metric(&w, &b).await;
     let id = run_in(&w, &b, two_arm("checkout", &["purchase"], &[])).await;
-    w.traffic_in(b.env.id, id, 1, 0, 1_000, EVEN, "purchase", false).await;
+    w.traffic_in(b.tenant.environment_id, id, 1, 0, 1_000, EVEN, "purchase", false).await;
     let analyzer = w.analyzer(Settings::default());
     analyzer.cycle().await.unwrap();
 
     // Exposures stored under acme's environment (sent with acme's SDK key) naming globex's
     // experiment id, which globex's clients see in every decision. The next cycle folds new
     // rows in incrementally: the path that once joined on the experiment id alone.
-    w.traffic_in(w.env.id, id, 2, 5_000, 200, &[("treatment", 1.0, 1.0)], "purchase", false).await;
+    w.traffic_in(w.tenant.environment_id, id, 2, 5_000, 200, &[("treatment", 1.0, 1.0)], "purchase", false)
+        .await;
     analyzer.cycle().await.unwrap();
-    let store = cohort_analysis::store::Store::new(w.db.pool.clone());
+    let store = cohort_analysis::store::Store::new(w.db().pool.clone());
     let r = store.latest(b.exp(id)).await.unwrap().unwrap();
     assert_eq!(units(&r), 1_000, "globex's result counts globex's units only: {:?}", r.units);
     assert!(store.latest(w.exp(id)).await.unwrap().is_none(), "acme runs no such experiment");
@@ -54,7 +51,7 @@ async fn exposures_sent_in_one_environment_never_count_in_another_environments_e
 
 #[tokio::test]
 async fn an_experiment_id_reused_in_another_organization_keeps_both_results_apart() {
-    let w = World::new().await;
+    let mut w = World::new().await;
     let b = w.other_organization("globex").await;
     w.metric("purchase", "purchase", "conversion", "increase", None).await;
     purchase_metric(&w, &b).await;
@@ -64,20 +61,20 @@ async fn an_experiment_id_reused_in_another_organization_keeps_both_results_apar
     let mut mine = two_arm("mine", &["purchase"], &[]);
     mine["id"] = json!(id);
     assert_eq!(w.running_experiment(mine).await, id);
-    w.traffic_in(b.env.id, id, 3, 0, 1_000, EVEN, "purchase", false).await;
+    w.traffic_in(b.tenant.environment_id, id, 3, 0, 1_000, EVEN, "purchase", false).await;
     w.traffic(id, 4, 0, 600, EVEN, "purchase", false).await;
 
     // One cycle over both: the colliding ids once failed every cycle of every organization.
     let report = w.analyzer(Settings::default()).cycle().await.unwrap();
     assert_eq!((report.experiments, report.failed), (2, 0));
-    let store = cohort_analysis::store::Store::new(w.db.pool.clone());
+    let store = cohort_analysis::store::Store::new(w.db().pool.clone());
     let (ours, theirs) =
         (store.latest(w.exp(id)).await.unwrap().unwrap(), store.latest(b.exp(id)).await.unwrap().unwrap());
     assert_eq!((units(&ours), ours.experiment_key.as_str()), (600, "mine"));
     assert_eq!((units(&theirs), theirs.experiment_key.as_str()), (1_000, "theirs"));
 
     // Every read path answers acme with acme's experiment, by id or by key.
-    let server = Server::start(&w).await;
+    let server = w.start_analysis().await;
     let mut c = AnalysisServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
     fn authed<T>(key: &str, m: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(m);
@@ -129,7 +126,7 @@ async fn an_experiment_id_reused_in_another_organization_keeps_both_results_apar
         assert_eq!(status, 400, "{query}: {body}");
         assert!(body.contains("environment"), "{body}");
     }
-    server.stop().await;
+    w.stop_analysis().await;
 }
 
 #[tokio::test]
@@ -140,10 +137,10 @@ async fn a_metric_value_beyond_the_documented_range_is_left_out_and_overflows_no
     w.traffic(id, 5, 0, 400, EVEN, "unrelated", false).await;
     let analyzer = w.analyzer(Settings::default());
     analyzer.cycle().await.unwrap();
-    let c = w.db.pool.get().await.unwrap();
+    let c = w.db().pool.get().await.unwrap();
     let insert = |unit: &'static str, value: f64| {
         let c = &c;
-        let env = w.env.id;
+        let env = w.tenant.environment_id;
         async move {
             c.execute(
                 "INSERT INTO metric_events (environment_id, event_id, unit, event, value, ts, received_at)
@@ -161,13 +158,13 @@ async fn a_metric_value_beyond_the_documented_range_is_left_out_and_overflows_no
     insert("user-3", -1e15).await;
     let report = analyzer.cycle().await.unwrap();
     assert_eq!(report.failed, 0);
-    let r = cohort_analysis::store::Store::new(w.db.pool.clone()).latest(w.exp(id)).await.unwrap().unwrap();
+    let r = cohort_analysis::store::Store::new(w.db().pool.clone()).latest(w.exp(id)).await.unwrap().unwrap();
     let json = serde_json::to_string(&r).unwrap();
     assert!(!json.contains("e308") && !json.contains("Infinity"), "{json}");
-    let sums = cohort_analysis::store::Store::new(w.db.pool.clone())
+    let sums = cohort_analysis::store::Store::new(w.db().pool.clone())
         .sums(&[cohort_analysis::store::Basis {
             experiment_id: id,
-            environment_id: w.env.id,
+            environment_id: w.tenant.environment_id,
             events: vec!["revenue".into()],
             breakdowns: vec!["country".into()],
         }])
@@ -180,7 +177,7 @@ async fn a_metric_value_beyond_the_documented_range_is_left_out_and_overflows_no
 /// Makes every insert of `experiment`'s rows into `table` fail, as data no statement can
 /// take would.
 async fn plant_failure(w: &World, table: &str, experiment: Uuid) {
-    let c = w.db.pool.get().await.unwrap();
+    let c = w.db().pool.get().await.unwrap();
     c.batch_execute(&format!(
         "CREATE FUNCTION planted_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
@@ -216,7 +213,7 @@ async fn an_experiment_whose_aggregation_fails_is_set_aside_and_the_others_are_a
 
     let first = analyzer.cycle().await.expect("one experiment's failure is not the cycle's");
     assert_eq!((first.experiments, first.failed, first.quarantined), (2, 1, 1));
-    let store = cohort_analysis::store::Store::new(w.db.pool.clone());
+    let store = cohort_analysis::store::Store::new(w.db().pool.clone());
     for id in [healthy, also] {
         assert_eq!(units(&store.latest(w.exp(id)).await.unwrap().unwrap()), 300);
     }
@@ -245,7 +242,7 @@ async fn an_experiment_whose_result_cannot_be_stored_does_not_keep_the_others_fr
 
     let report = analyzer.cycle().await.unwrap();
     assert_eq!((report.failed, report.quarantined), (1, 1));
-    let store = cohort_analysis::store::Store::new(w.db.pool.clone());
+    let store = cohort_analysis::store::Store::new(w.db().pool.clone());
     assert_eq!(units(&store.latest(w.exp(healthy)).await.unwrap().unwrap()), 50);
     assert!(store.latest(w.exp(broken)).await.unwrap().is_none());
     assert_eq!(failures(&registry, "store"), "1");
@@ -258,9 +255,10 @@ async fn the_analysis_service_runs_as_a_role_with_no_privilege_on_configs_schema
     w.metric("purchase", "purchase", "conversion", "increase", None).await;
     let id = w.running_experiment(two_arm("walled", &["purchase"], &[])).await;
     w.traffic(id, 1, 0, 500, EVEN, "purchase", false).await;
-    let url =
-        w.db.role("analysis", &[("cohort_analysis", Privilege::All), ("cohort_events", Privilege::Read)])
-            .await;
+    let url = w
+        .db()
+        .role("analysis", &[("cohort_analysis", Privilege::All), ("cohort_events", Privilege::Read)])
+        .await;
     let pool = cohort_db::connect(
         &url,
         &cohort_db::PoolOptions {
@@ -276,7 +274,7 @@ async fn the_analysis_service_runs_as_a_role_with_no_privilege_on_configs_schema
     // service's API, events from the read model, results in its own schema.
     let analyzer = cohort_analysis::cycle::Analyzer::new(
         cohort_analysis::store::Store::new(pool.clone()),
-        w.config_service.client(),
+        w.config_client(),
         Settings::default(),
         cohort_analysis::metrics::Metrics::new(&mut prometheus_client::registry::Registry::default()),
     );

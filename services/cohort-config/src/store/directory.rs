@@ -10,7 +10,7 @@ use crate::error::ServiceError;
 
 /// A running experiment: where it runs, its entity revision and its definition.
 #[derive(Debug, Clone)]
-pub struct RunningRow {
+pub(crate) struct RunningRow {
     pub environment_id: Uuid,
     pub organization_id: Uuid,
     pub revision: i64,
@@ -19,20 +19,22 @@ pub struct RunningRow {
 
 /// An experiment a name can mean.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundRow {
+pub(crate) struct FoundRow {
     pub environment_id: Uuid,
     pub experiment_id: Uuid,
     pub key: String,
 }
 
 impl Store {
-    pub async fn verify_key_hash(&self, key_hash: &[u8]) -> Result<Option<Principal>, ServiceError> {
+    pub(crate) async fn verify_key_hash(&self, key_hash: &[u8]) -> Result<Option<Principal>, ServiceError> {
         let client = self.pool.get().await?;
         Ok(keys::verify_hash(&client, key_hash).await?)
     }
 
     /// Every running experiment, and the metrics of the environments that run one.
-    pub async fn running(&self) -> Result<(Vec<RunningRow>, Vec<(Uuid, serde_json::Value)>), ServiceError> {
+    pub(crate) async fn running(
+        &self,
+    ) -> Result<(Vec<RunningRow>, Vec<(Uuid, serde_json::Value)>), ServiceError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -69,7 +71,7 @@ impl Store {
 
     /// The experiments of `organization` named `experiment` (key or id) in the environment
     /// `environment` (key or id), or in any of its environments when that is empty.
-    pub async fn find_experiments(
+    pub(crate) async fn find_experiments(
         &self,
         organization: Uuid,
         environment: &str,

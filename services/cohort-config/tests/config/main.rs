@@ -12,25 +12,20 @@ mod stream;
 
 use std::net::SocketAddr;
 
-use clap::Parser;
-use cohort_config::settings::Cli;
-use cohort_config::{Listeners, run};
+use cohort_dev::stack::{Instance, Ports, Service};
 use cohort_proto::config::v1 as pb;
 use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
-use cohort_runtime::Shutdown;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-/// One running config-service replica.
+/// One running config-service replica (several may share a database), started by the same
+/// code as every other service in tests and `make dev`.
 #[derive(Debug)]
 pub struct Server {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     /// `/metrics`, `/healthz`, `/readyz`.
     pub admin: SocketAddr,
-    shutdown: Shutdown,
-    task: JoinHandle<anyhow::Result<()>>,
+    instance: Instance,
 }
 
 impl Server {
@@ -40,26 +35,24 @@ impl Server {
 
     /// A replica with more flags; a flag in `extra` replaces the test default of that name.
     pub async fn start_with(database_url: &str, extra: &[&str]) -> Server {
-        let mut args = vec!["cohort-config", "--database-url", database_url];
-        for [flag, value] in
-            [["--heartbeat-interval", "500ms"], ["--poll-interval", "1s"], ["--shutdown-grace", "5s"]]
+        let mut flags = vec![("--database-url", database_url)];
+        for (flag, value) in
+            [("--heartbeat-interval", "500ms"), ("--poll-interval", "1s"), ("--shutdown-grace", "5s")]
         {
             if !extra.contains(&flag) {
-                args.extend([flag, value]);
+                flags.push((flag, value));
             }
         }
-        args.extend_from_slice(extra);
-        let settings = Cli::try_parse_from(args).expect("settings parse").serve;
-        settings.validate().expect("settings are valid");
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (grpc_addr, http_addr, admin_addr) =
-            (grpc.local_addr().unwrap(), http.local_addr().unwrap(), admin.local_addr().unwrap());
-        let shutdown = Shutdown::new();
-        let task =
-            tokio::spawn(run(settings, Listeners { grpc, http, admin: Some(admin) }, shutdown.clone()));
-        Server { grpc: grpc_addr, http: http_addr, admin: admin_addr, shutdown, task }
+        let mut extra = extra.iter().copied().peekable();
+        while let Some(flag) = extra.next() {
+            let value = extra.next_if(|v| !v.starts_with("--")).unwrap_or("");
+            flags.push((flag, value));
+        }
+        let instance = Instance::start(Service::Config, &flags, Ports::Any)
+            .await
+            .unwrap_or_else(|e| panic!("starting the config service: {e}"));
+        let addrs = instance.addrs();
+        Server { grpc: addrs.grpc, http: addrs.http, admin: addrs.admin, instance }
     }
 
     pub async fn client(&self) -> ConfigServiceClient<Channel> {
@@ -68,17 +61,11 @@ impl Server {
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.expect("server task").expect("server ran cleanly");
+        self.instance.stop().await.unwrap_or_else(|e| panic!("server ran cleanly: {e}"));
     }
 }
 
-/// A request carrying `authorization: Bearer <key>`.
-pub fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
-    r
-}
+pub use cohort_dev::testing::authed;
 
 pub fn flag_json(key: &str, on: bool) -> String {
     serde_json::json!({
@@ -117,67 +104,12 @@ pub async fn create(
         .into_inner()
 }
 
-/// A minimal HTTP/1.1 GET, returning status, headers (lowercased names) and body.
+/// `GET path`: status, headers (lowercase names) and body.
 pub async fn http_get(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, Vec<(String, String)>, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
-}
-
-/// A TCP proxy in front of a server; cutting it drops every connection at once, which is what
-/// a client sees when the server's process dies.
-#[derive(Debug)]
-pub struct Proxy {
-    pub addr: SocketAddr,
-    cut: tokio_util::sync::CancellationToken,
-}
-
-impl Proxy {
-    pub async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = tokio_util::sync::CancellationToken::new();
-        let stop = cut.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut inbound, _) = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => return },
-                };
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
-                    tokio::select! {
-                        _ = stop.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    }
-                });
-            }
-        });
-        Proxy { addr, cut }
-    }
-
-    pub fn cut(&self) {
-        self.cut.cancel();
-    }
+    let r = cohort_dev::testing::http::get(addr, path, headers).await;
+    (r.status, r.headers, r.body)
 }

@@ -14,7 +14,9 @@ use tonic::{Code, Streaming};
 
 use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
 
-use crate::{Proxy, Server, authed, create, flag_json};
+use cohort_dev::testing::Proxy;
+
+use crate::{Server, authed, create, flag_json};
 
 struct Stream {
     tx: mpsc::Sender<pb::SyncRequest>,
@@ -282,7 +284,7 @@ async fn clients_of_a_killed_replica_reconnect_elsewhere_and_miss_nothing() {
     held.apply(&s.next().await.unwrap());
 
     // Replica A's process dies: every connection to it drops, with no goodbye.
-    to_a.cut();
+    to_a.sever();
     // The stream ends with an error or simply stops; no GoAway from a killed process.
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         loop {

@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::Parser;
-use cohort_db::testing::{Tenant, TestDb};
-use cohort_evaluation::{Listeners, Settings};
+use cohort_db::testing::Tenant;
+use cohort_dev::stack::Service;
+use cohort_dev::testing::TestCluster;
 use cohort_proto::config::v1 as cpb;
 use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
 use cohort_proto::evaluation::v1::evaluation_service_client::EvaluationServiceClient;
@@ -32,12 +32,7 @@ use tonic::{Request, Response, Status, Streaming};
 /// How long a test waits for anything before failing.
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
-/// A request carrying `authorization: Bearer <key>`.
-pub fn authed<T>(key: &str, message: T) -> Request<T> {
-    let mut r = Request::new(message);
-    r.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
-    r
-}
+pub use cohort_dev::testing::authed;
 
 /// An event service that stores every event it is sent.
 #[derive(Debug, Clone, Default)]
@@ -68,21 +63,8 @@ impl EventService for FakeEvents {
     }
 }
 
-/// A server task and how to stop it.
-#[derive(Debug)]
-struct Running {
-    shutdown: Shutdown,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.expect("server task").expect("server ran cleanly");
-    }
-}
-
-/// PostgreSQL, the config service, a fake event service and the evaluation service.
+/// PostgreSQL and the config service (from the shared test cluster), a fake event service and
+/// the evaluation service.
 #[derive(Debug)]
 pub struct Stack {
     pub tenant: Tenant,
@@ -91,11 +73,8 @@ pub struct Stack {
     pub http: SocketAddr,
     pub admin: SocketAddr,
     pub events: FakeEvents,
-    config: Running,
-    evaluation: Running,
-    events_server: Running,
-    // Dropped last: the database outlives the servers using it.
-    _db: TestDb,
+    events_server: (Shutdown, JoinHandle<Result<(), tonic::transport::Error>>),
+    cluster: TestCluster,
 }
 
 impl Stack {
@@ -103,38 +82,20 @@ impl Stack {
         Stack::start_with(&[]).await
     }
 
-    /// Starts everything; `extra` are more evaluation-service flags.
+    /// Starts everything; `extra` are more evaluation-service flags, each with a value.
     pub async fn start_with(extra: &[&str]) -> Stack {
-        let db = TestDb::new().await;
-        let tenant = db.seed_tenant("acme").await;
-
-        let settings = cohort_config::settings::Cli::try_parse_from([
-            "cohort-config",
-            "--database-url",
-            &db.url,
-            "--heartbeat-interval",
-            "500ms",
-            "--poll-interval",
-            "1s",
-            "--shutdown-grace",
-            "5s",
-        ])
-        .expect("config settings parse")
-        .serve;
-        settings.validate().expect("config settings are valid");
-        let (grpc, http) = (bind().await, bind().await);
-        let config_addr = grpc.local_addr().unwrap();
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(cohort_config::run(
-            settings,
-            cohort_config::Listeners { grpc, http, admin: None },
-            shutdown.clone(),
-        ));
-        let config = Running { shutdown, task };
+        let mut cluster = TestCluster::empty().await;
+        let tenant = cluster.db().seed_tenant("acme").await;
+        let config = cluster
+            .add(
+                Service::Config,
+                &[("--heartbeat-interval", "500ms"), ("--poll-interval", "1s"), ("--shutdown-grace", "5s")],
+            )
+            .await;
 
         let events = FakeEvents::default();
-        let listener = bind().await;
-        let events_addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let events_url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = Shutdown::new();
         let stop = shutdown.clone();
         let server = tonic::transport::Server::builder()
@@ -143,48 +104,20 @@ impl Stack {
                 TcpListenerStream::new(listener),
                 async move { stop.cancelled().await },
             );
-        let task = tokio::spawn(async move { server.await.map_err(anyhow::Error::from) });
-        let events_server = Running { shutdown, task };
+        let events_server = (shutdown, tokio::spawn(server));
 
-        let config_url = format!("http://{config_addr}");
-        let events_url = format!("http://{events_addr}");
-        let mut args = vec![
-            "cohort-evaluation",
-            "--config-endpoint",
-            &config_url,
-            "--events-endpoint",
-            &events_url,
-            "--init-timeout",
-            "5s",
-            "--request-timeout",
-            "10s",
-            "--shutdown-grace",
-            "10s",
-        ];
-        args.extend_from_slice(extra);
-        let settings = Settings::try_parse_from(args).expect("evaluation settings parse");
-        settings.validate().expect("evaluation settings are valid");
-        let (grpc, http, admin) = (bind().await, bind().await, bind().await);
-        let (grpc_addr, http_addr, admin_addr) =
-            (grpc.local_addr().unwrap(), http.local_addr().unwrap(), admin.local_addr().unwrap());
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(cohort_evaluation::run(
-            settings,
-            Listeners { grpc, http, admin: Some(admin) },
-            shutdown.clone(),
-        ));
-        let evaluation = Running { shutdown, task };
+        let mut flags = vec![("--events-endpoint", events_url.as_str()), ("--shutdown-grace", "10s")];
+        flags.extend(extra.chunks(2).map(|pair| (pair[0], pair[1])));
+        let evaluation = cluster.add(Service::Evaluation, &flags).await;
         Stack {
             tenant,
-            config_addr,
-            grpc: grpc_addr,
-            http: http_addr,
-            admin: admin_addr,
+            config_addr: config.grpc,
+            grpc: evaluation.grpc,
+            http: evaluation.http,
+            admin: evaluation.admin,
             events,
-            config,
-            evaluation,
             events_server,
-            _db: db,
+            cluster,
         }
     }
 
@@ -269,21 +202,20 @@ impl Stack {
         http_request(self.admin, "GET", "/metrics", &[], "").await.2
     }
 
-    /// Asks the config service to stop and returns at once; [`Stack::stop`] waits for it.
-    pub fn stop_config_service(&self) {
-        self.config.shutdown.cancel();
+    /// Kills the config service, as a crash would.
+    pub async fn kill_config_service(&mut self) {
+        self.cluster.kill(Service::Config).await;
     }
 
     /// Stops the evaluation service first (its clients flush to the others), then the rest.
     pub async fn stop(self) {
-        self.evaluation.stop().await;
-        self.events_server.stop().await;
-        self.config.stop().await;
+        let Stack { cluster, events_server: (shutdown, task), .. } = self;
+        let mut cluster = cluster;
+        cluster.stop_service(Service::Evaluation).await;
+        shutdown.cancel();
+        task.await.expect("event server task").expect("event server ran cleanly");
+        cluster.stop().await;
     }
-}
-
-async fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0")
 }
 
 /// A flag that serves `on` to everyone when `on`, else `off`.
@@ -296,7 +228,7 @@ pub fn flag_json(key: &str, on: bool) -> String {
     .to_string()
 }
 
-/// A minimal HTTP/1.1 request, returning status, headers (lowercased names) and body.
+/// One HTTP/1.1 request: status, headers (lowercase names) and body.
 pub async fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -304,29 +236,8 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
+    let r = cohort_dev::testing::http::request(addr, method, path, headers, body).await;
+    (r.status, r.headers, r.body)
 }
 
 /// The value of header `name` (lowercase), if present.

@@ -9,7 +9,7 @@ use crate::{Stack, authed, flag_json, http_request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stays_ready_and_serving_while_the_config_service_is_down() {
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
     assert_eq!(http_request(stack.admin, "GET", "/readyz", &[], "").await.0, 200);
     stack.create("production", cpb::EntityKind::Flag, flag_json("f", true)).await;
     let context = common::EvaluationContext { targeting_key: "u".into(), attributes: Default::default() };
@@ -18,7 +18,7 @@ async fn stays_ready_and_serving_while_the_config_service_is_down() {
     let key = stack.tenant.sdk_key.clone();
     let before = client.evaluate(authed(&key, request())).await.expect("served").into_inner();
 
-    stack.stop_config_service();
+    stack.kill_config_service().await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(http_request(stack.admin, "GET", "/readyz", &[], "").await.0, 200);
     let after = client.evaluate(authed(&key, request())).await.expect("served from memory").into_inner();

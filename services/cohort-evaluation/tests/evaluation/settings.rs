@@ -1,68 +1,18 @@
 //! Bad settings of the `cohort-evaluation` binary: each kind exits 64 with one line on stderr naming the
 //! setting, before anything is bound or connected, without a panic.
 
-use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use cohort_dev::testing::{Binary, Case, HUGE_DURATION as HUGE};
 
-/// A duration whose seconds overflow `Duration`.
-const HUGE: &str = "99999999999999999999s";
-
-/// Runs the binary with `args` and `env` (and no other `COHORT_*` variable), killed after 30 s.
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cohort-evaluation"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("COHORT_") {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("wait for the binary").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("binary output")
-}
-
-/// Flags, environment variables, and the setting the error must name.
-type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-
-fn assert_usage_error(args: &[&str], env: &[(&str, &str)], setting: &str) {
-    let out = run(args, env);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(64), "{args:?} {env:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?} {env:?}: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{args:?} {env:?}: not one line: {stderr}");
-    assert!(lines[0].contains(setting), "{args:?} {env:?}: {setting} is not named: {stderr}");
-}
+const BINARY: Binary = Binary(env!("CARGO_BIN_EXE_cohort-evaluation"));
 
 #[test]
 fn help_and_version_still_exit_0() {
-    for flag in ["--help", "--version"] {
-        let out = run(&[flag], &[]);
-        assert_eq!(out.status.code(), Some(0), "{flag}");
-        assert!(!out.stdout.is_empty(), "{flag}");
-    }
+    BINARY.assert_help_and_version();
 }
 
 #[test]
 fn a_bad_setting_exits_before_binding() {
-    // The address is taken: binding first would fail differently.
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap().to_string();
-    assert_usage_error(&["--grpc-addr", &addr, "--shutdown-grace", HUGE], &[], "--shutdown-grace");
+    BINARY.assert_settings_checked_before_binding();
 }
 
 #[test]
@@ -84,7 +34,5 @@ fn every_kind_of_bad_setting_exits_64_with_one_line_naming_it() {
         (&["--events-endpoint", "http://[bad"], &[], "--events-endpoint"),
         (&["--no-such-flag"], &[], "--no-such-flag"),
     ];
-    for (args, env, setting) in cases {
-        assert_usage_error(args, env, setting);
-    }
+    BINARY.assert_usage_errors(cases);
 }

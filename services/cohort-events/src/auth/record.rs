@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use cohort_core::time::unix_ms;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -215,7 +216,7 @@ impl KeyRecord {
 
     async fn save_in_background(self: Arc<Self>) {
         let record = self.clone();
-        let saved = tokio::task::spawn_blocking(move || record.save(crate::ingest::now_ms())).await;
+        let saved = tokio::task::spawn_blocking(move || record.save(unix_ms(SystemTime::now()))).await;
         match saved {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {

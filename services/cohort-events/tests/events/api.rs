@@ -3,24 +3,22 @@
 
 use std::time::Duration;
 
-use cohort_db::testing::TestDb;
 use cohort_proto::events::v1 as pb;
 use tonic::Code;
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
 use crate::support::{
-    Config, Proxy, Service, count, exposure, exposures, http_request, http_request_full, metric, now_ms,
-    send, stored_ids, wait_until,
+    Cluster, count, exposure, exposures, http_request, http_request_full, metric, now_ms, send, stored_ids,
+    wait_until,
 };
 
 #[tokio::test]
 async fn retried_batches_are_stored_once() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let spool = tempfile::tempdir().unwrap();
-    let config = Config::start(&db.url).await;
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let pool = cluster.pool();
+    let service = cluster.start_events(&[]).await;
     let mut client = service.client().await;
 
     let experiment = Uuid::new_v4();
@@ -34,15 +32,15 @@ async fn retried_batches_are_stored_once() {
     let marker = Uuid::new_v4();
     send(&mut client, &tenant.sdk_key, vec![metric(marker, "m", None)]).await.unwrap();
     wait_until(Duration::from_secs(30), "the marker to be stored", || async {
-        stored_ids(&db.pool, tenant.environment_id).await.contains_key(&marker)
+        stored_ids(&pool, tenant.environment_id).await.contains_key(&marker)
     })
     .await;
-    assert_eq!(count(&db.pool, "exposures", tenant.environment_id).await, 50);
-    assert_eq!(count(&db.pool, "metric_events", tenant.environment_id).await, 51);
+    assert_eq!(count(&pool, "exposures", tenant.environment_id).await, 50);
+    assert_eq!(count(&pool, "metric_events", tenant.environment_id).await, 51);
     assert_eq!(service.metric("cohort_events_duplicates_skipped_total").await, 200.0);
 
     // What was stored is what was sent.
-    let client_db = db.pool.get().await.unwrap();
+    let client_db = pool.get().await.unwrap();
     let row = client_db
         .query_one(
             "SELECT unit, variant, config_version, attributes->>'country', experiment_id FROM exposures
@@ -62,16 +60,15 @@ async fn retried_batches_are_stored_once() {
         .unwrap()
         .get(0);
     assert_eq!(value, None);
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn bad_events_are_rejected_by_index_and_field_and_good_ones_kept() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let spool = tempfile::tempdir().unwrap();
-    let config = Config::start(&db.url).await;
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let pool = cluster.pool();
+    let service = cluster.start_events(&[]).await;
     let mut client = service.client().await;
 
     let experiment = Uuid::new_v4();
@@ -104,22 +101,21 @@ async fn bad_events_are_rejected_by_index_and_field_and_good_ones_kept() {
     assert_eq!(send(&mut client, &tenant.sdk_key, vec![]).await.unwrap_err().code(), Code::InvalidArgument);
 
     wait_until(Duration::from_secs(30), "the two good events", || async {
-        count(&db.pool, "exposures", tenant.environment_id).await == 1
-            && count(&db.pool, "metric_events", tenant.environment_id).await == 1
+        count(&pool, "exposures", tenant.environment_id).await == 1
+            && count(&pool, "metric_events", tenant.environment_id).await == 1
     })
     .await;
     assert_eq!(service.metric("cohort_events_rejected_events_total").await, 5.0);
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn unknown_keys_are_unauthenticated_and_tenants_are_isolated() {
-    let db = TestDb::new().await;
-    let a = db.seed_tenant("tenant-a").await;
-    let b = db.seed_tenant("tenant-b").await;
-    let spool = tempfile::tempdir().unwrap();
-    let config = Config::start(&db.url).await;
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    let mut cluster = Cluster::start().await;
+    let a = cluster.db().seed_tenant("tenant-a").await;
+    let b = cluster.db().seed_tenant("tenant-b").await;
+    let pool = cluster.pool();
+    let service = cluster.start_events(&[]).await;
     let mut client = service.client().await;
 
     let unknown = cohort_db::keys::generate(cohort_db::keys::KeyKind::Sdk).secret;
@@ -136,29 +132,28 @@ async fn unknown_keys_are_unauthenticated_and_tenants_are_isolated() {
     let marker = Uuid::new_v4();
     send(&mut client, &b.sdk_key, vec![metric(marker, "b", None)]).await.unwrap();
     wait_until(Duration::from_secs(30), "both tenants' events", || async {
-        count(&db.pool, "exposures", a.environment_id).await == 20
-            && stored_ids(&db.pool, b.environment_id).await.contains_key(&marker)
+        count(&pool, "exposures", a.environment_id).await == 20
+            && stored_ids(&pool, b.environment_id).await.contains_key(&marker)
     })
     .await;
-    assert_eq!(count(&db.pool, "exposures", b.environment_id).await, 0);
-    let b_ids = stored_ids(&db.pool, b.environment_id).await;
+    assert_eq!(count(&pool, "exposures", b.environment_id).await, 0);
+    let b_ids = stored_ids(&pool, b.environment_id).await;
     assert_eq!(b_ids.len(), 1);
 
     // Revoked keys stop working once the cache entry expires (the test uses a short TTL
     // service below); unknown keys never reach a write.
     let (status, body) =
-        http_request(service.http, "POST", "/api/v1/events/batch", Some(&unknown), "{\"events\":[]}").await;
+        http_request(service.http(), "POST", "/api/v1/events/batch", Some(&unknown), "{\"events\":[]}").await;
     assert_eq!(status, 401, "{body}");
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn http_json_has_the_same_semantics() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let spool = tempfile::tempdir().unwrap();
-    let config = Config::start(&db.url).await;
-    let service = Service::start(&config, &db.url, spool.path(), &["--max-request-bytes", "64KiB"]).await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let pool = cluster.pool();
+    let service = cluster.start_events(&[("--max-request-bytes", "64KiB")]).await;
 
     let (good, metric_id) = (Uuid::new_v4(), Uuid::new_v4());
     let body = serde_json::json!({"events": [
@@ -171,7 +166,7 @@ async fn http_json_has_the_same_semantics() {
     ]});
     let path = "/api/v1/events/batch";
     let (status, text) =
-        http_request(service.http, "POST", path, Some(&tenant.sdk_key), &body.to_string()).await;
+        http_request(service.http(), "POST", path, Some(&tenant.sdk_key), &body.to_string()).await;
     assert_eq!(status, 200, "{text}");
     let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(answer["accepted"], 2);
@@ -179,38 +174,36 @@ async fn http_json_has_the_same_semantics() {
     assert_eq!(answer["rejected"][0]["reason"], "events[1].exposure.unit: must be 1 to 256 bytes");
 
     let (status, text) =
-        http_request(service.http, "POST", path, Some(&tenant.sdk_key), "{\"events\": [{\"bogus\": 1}]}")
+        http_request(service.http(), "POST", path, Some(&tenant.sdk_key), "{\"events\": [{\"bogus\": 1}]}")
             .await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("events[0]"), "{text}");
     // A key written twice (here an attribute) is refused and named, not kept last-wins.
     let twice = r#"{"events": [{"event_id": "e", "timestamp_ms": 1, "exposure": {"unit": "u", "attributes": {"country": "DE", "country": "FR"}}}]}"#;
-    let (status, text) = http_request(service.http, "POST", path, Some(&tenant.sdk_key), twice).await;
+    let (status, text) = http_request(service.http(), "POST", path, Some(&tenant.sdk_key), twice).await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("events[0].exposure.attributes.country: duplicate key"), "{text}");
-    let (status, _) = http_request(service.http, "POST", path, None, &body.to_string()).await;
+    let (status, _) = http_request(service.http(), "POST", path, None, &body.to_string()).await;
     assert_eq!(status, 401);
     let huge = format!("{{\"events\": [], \"pad\": \"{}\"}}", "x".repeat(100_000));
-    let (status, _) = http_request(service.http, "POST", path, Some(&tenant.sdk_key), &huge).await;
+    let (status, _) = http_request(service.http(), "POST", path, Some(&tenant.sdk_key), &huge).await;
     assert_eq!(status, 413);
 
     wait_until(Duration::from_secs(30), "the HTTP events", || async {
-        let ids = stored_ids(&db.pool, tenant.environment_id).await;
+        let ids = stored_ids(&pool, tenant.environment_id).await;
         ids.contains_key(&good) && ids.contains_key(&metric_id)
     })
     .await;
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn rate_limits_refuse_with_a_retry_hint() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let other = db.seed_tenant("other").await;
-    let spool = tempfile::tempdir().unwrap();
-    let flags = ["--rate-limit-per-environment", "100", "--rate-limit-burst", "1000"];
-    let config = Config::start(&db.url).await;
-    let service = Service::start(&config, &db.url, spool.path(), &flags).await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let other = cluster.db().seed_tenant("other").await;
+    let flags = [("--rate-limit-per-environment", "100"), ("--rate-limit-burst", "1000")];
+    let service = cluster.start_events(&flags).await;
     let mut client = service.client().await;
 
     send(&mut client, &tenant.sdk_key, exposures(1000)).await.unwrap();
@@ -223,7 +216,7 @@ async fn rate_limits_refuse_with_a_retry_hint() {
     send(&mut client, &other.sdk_key, exposures(1000)).await.unwrap();
 
     let (status, headers, _) = http_request_full(
-        service.http,
+        service.http(),
         "POST",
         "/api/v1/events/batch",
         Some(&tenant.sdk_key),
@@ -232,7 +225,7 @@ async fn rate_limits_refuse_with_a_retry_hint() {
     .await;
     assert_eq!(status, 429);
     assert!(headers.get("retry-after").is_some_and(|v| v.parse::<u64>().unwrap() >= 1), "{headers:?}");
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 fn json_batch(n: usize) -> String {
@@ -247,15 +240,12 @@ fn json_batch(n: usize) -> String {
 
 #[tokio::test]
 async fn a_full_spool_refuses_with_a_retry_hint_and_drops_nothing() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let spool = tempfile::tempdir().unwrap();
-    let flags = ["--spool-max-bytes", "2MiB", "--spool-segment-bytes", "1MiB"];
-    let url = proxy.url_for(&db.url);
     // The config service's database is cut off too: cached keys outlive their TTL.
-    let config = Config::start(&url).await;
-    let service = Service::start(&config, &url, spool.path(), &flags).await;
+    let mut cluster = Cluster::behind_postgres_proxy().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let pool = cluster.pool();
+    let flags = [("--spool-max-bytes", "2MiB"), ("--spool-segment-bytes", "1MiB")];
+    let service = cluster.start_events(&flags).await;
     let mut client = service.client().await;
     let mut acked = Vec::new();
     let mut sent = Vec::new();
@@ -263,7 +253,7 @@ async fn a_full_spool_refuses_with_a_retry_hint_and_drops_nothing() {
     send(&mut client, &tenant.sdk_key, first.clone()).await.unwrap();
     acked.extend(first.iter().map(|e| Uuid::parse_str(&e.event_id).unwrap()));
 
-    proxy.sever();
+    cluster.postgres().sever();
     let status = loop {
         let batch = exposures(500);
         let ids: Vec<Uuid> = batch.iter().map(|e| Uuid::parse_str(&e.event_id).unwrap()).collect();
@@ -276,7 +266,7 @@ async fn a_full_spool_refuses_with_a_retry_hint_and_drops_nothing() {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.get_details_retry_info().and_then(|r| r.retry_delay).is_some());
     let (code, headers, _) = http_request_full(
-        service.http,
+        service.http(),
         "POST",
         "/api/v1/events/batch",
         Some(&tenant.sdk_key),
@@ -286,28 +276,27 @@ async fn a_full_spool_refuses_with_a_retry_hint_and_drops_nothing() {
     assert_eq!(code, 429);
     assert!(headers.contains_key("retry-after"));
 
-    proxy.restore();
+    cluster.postgres().restore();
     wait_until(Duration::from_secs(60), "the backlog to drain", || async {
-        count(&db.pool, "exposures", tenant.environment_id).await as usize >= acked.len()
+        count(&pool, "exposures", tenant.environment_id).await as usize >= acked.len()
     })
     .await;
     sent.extend(first.iter().map(|e| Uuid::parse_str(&e.event_id).unwrap()));
-    crate::support::assert_exactly_once(&stored_ids(&db.pool, tenant.environment_id).await, &acked, &sent);
+    crate::support::assert_exactly_once(&stored_ids(&pool, tenant.environment_id).await, &acked, &sent);
     // With room again, appends are accepted.
     wait_until(Duration::from_secs(30), "the spool to have room", || async {
         send(&mut service.client().await, &tenant.sdk_key, exposures(10)).await.is_ok()
     })
     .await;
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn stream_batches_acknowledges_every_batch_in_one_summary() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let spool = tempfile::tempdir().unwrap();
-    let config = Config::start(&db.url).await;
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let pool = cluster.pool();
+    let service = cluster.start_events(&[]).await;
     let mut client = service.client().await;
 
     let mut batches: Vec<pb::SendBatchRequest> =
@@ -320,23 +309,20 @@ async fn stream_batches_acknowledges_every_batch_in_one_summary() {
     assert_eq!(summary.rejected.len(), 1);
     assert_eq!((summary.rejected[0].batch, summary.rejected[0].index), (2, 7));
     wait_until(Duration::from_secs(30), "499 exposures", || async {
-        count(&db.pool, "exposures", tenant.environment_id).await == 499
+        count(&pool, "exposures", tenant.environment_id).await == 499
     })
     .await;
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn health_turns_serving_and_shutdown_keeps_the_spool_for_the_next_start() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let spool = tempfile::tempdir().unwrap();
-    let url = proxy.url_for(&db.url);
-    let config = Config::start(&url).await;
-    let service = Service::start(&config, &url, spool.path(), &[]).await;
+    let mut cluster = Cluster::behind_postgres_proxy().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let pool = cluster.pool();
+    let service = cluster.start_events(&[]).await;
 
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.grpc))
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.grpc()))
         .unwrap()
         .connect()
         .await
@@ -351,37 +337,35 @@ async fn health_turns_serving_and_shutdown_keeps_the_spool_for_the_next_start() 
         }
     })
     .await;
-    let (status, _) = http_request(service.admin, "GET", "/readyz", None, "").await;
+    let (status, _) = http_request(service.admin(), "GET", "/readyz", None, "").await;
     assert_eq!(status, 200);
     let _ = &mut health;
 
     // Accept while the database is away, then stop: the events stay in the spool.
     let mut client = service.client().await;
     send(&mut client, &tenant.sdk_key, exposures(1)).await.unwrap();
-    proxy.sever();
+    cluster.postgres().sever();
     let batch = exposures(300);
     let ids: Vec<Uuid> = batch.iter().map(|e| Uuid::parse_str(&e.event_id).unwrap()).collect();
     send(&mut client, &tenant.sdk_key, batch).await.unwrap();
-    let took = service.stop().await;
+    let took = cluster.stop_events().await;
     assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
 
-    proxy.restore();
-    let service = Service::start(&config, &url, spool.path(), &[]).await;
+    cluster.postgres().restore();
+    cluster.restart_events().await;
     wait_until(Duration::from_secs(30), "the spooled events after restart", || async {
-        let stored = stored_ids(&db.pool, tenant.environment_id).await;
+        let stored = stored_ids(&pool, tenant.environment_id).await;
         ids.iter().all(|id| stored.get(id) == Some(&1))
     })
     .await;
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn metric_values_past_the_analysis_limit_are_rejected_over_grpc_and_http() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let spool = tempfile::tempdir().unwrap();
-    let config = Config::start(&db.url).await;
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let service = cluster.start_events(&[]).await;
     let mut client = service.client().await;
 
     // The value of the security test: finite, and one of them broke every analysis cycle.
@@ -406,27 +390,30 @@ async fn metric_values_past_the_analysis_limit_are_rejected_over_grpc_and_http()
         {"event_id": Uuid::new_v4(), "timestamp_ms": now_ms(),
          "metric": {"unit": "u", "name": "buy", "value": 1.7976931348623157e308}},
     ]});
-    let (status, text) =
-        http_request(service.http, "POST", "/api/v1/events/batch", Some(&tenant.sdk_key), &body.to_string())
-            .await;
+    let (status, text) = http_request(
+        service.http(),
+        "POST",
+        "/api/v1/events/batch",
+        Some(&tenant.sdk_key),
+        &body.to_string(),
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
     let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(answer["accepted"], 0);
     assert_eq!(answer["rejected"][0]["field"], "events[0].metric.value");
     assert_eq!(answer["rejected"][0]["reason"], "events[0].metric.value: must be at most 1e15 in magnitude");
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn the_rate_limit_hint_lets_the_refused_batch_refill() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let spool = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
     // A full batch refills in 50 ms: a client refused a moment after its previous batch used
     // to be told to come back in the few milliseconds of the deficit.
-    let flags = ["--rate-limit-per-environment", "20000", "--rate-limit-burst", "1000"];
-    let config = Config::start(&db.url).await;
-    let service = Service::start(&config, &db.url, spool.path(), &flags).await;
+    let flags = [("--rate-limit-per-environment", "20000"), ("--rate-limit-burst", "1000")];
+    let service = cluster.start_events(&flags).await;
     let mut client = service.client().await;
     let refill = Duration::from_millis(50);
 
@@ -447,7 +434,7 @@ async fn the_rate_limit_hint_lets_the_refused_batch_refill() {
     let mut retry_after = None;
     for _ in 0..50 {
         let (status, headers, _) = http_request_full(
-            service.http,
+            service.http(),
             "POST",
             "/api/v1/events/batch",
             Some(&tenant.sdk_key),
@@ -461,5 +448,5 @@ async fn the_rate_limit_hint_lets_the_refused_batch_refill() {
     }
     // 100 ms rounded up to whole seconds.
     assert_eq!(retry_after.as_deref(), Some("1"));
-    service.stop().await;
+    cluster.stop_events().await;
 }

@@ -3,18 +3,16 @@
 
 use std::time::Duration;
 
-use cohort_db::testing::TestDb;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Config, Load, Process, assert_exactly_once, stored_ids, wait_until};
+use crate::support::{Cluster, Load, Process, assert_exactly_once, stored_ids, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_service_loses_no_acknowledged_event() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let spool = tempfile::tempdir().unwrap();
-    let config = Config::start(&db.url).await;
-    let mut process = Process::spawn(&config, &db.url, spool.path()).await;
+    // The real binary, verifying keys with the cluster's config service.
+    let cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let mut process = Process::spawn(&cluster).await;
 
     let stop = CancellationToken::new();
     let load = Load {
@@ -34,13 +32,17 @@ async fn a_killed_service_loses_no_acknowledged_event() {
     let report = load.await.unwrap();
     assert!(report.acked.len() >= 1000, "only {} events acknowledged before the kill", report.acked.len());
 
-    let process = Process::spawn(&config, &db.url, spool.path()).await;
+    let process = Process::spawn(&cluster).await;
     let acked = report.acked.clone();
     wait_until(Duration::from_secs(60), "every acknowledged event after the restart", || async {
-        let stored = stored_ids(&db.pool, tenant.environment_id).await;
+        let stored = stored_ids(&cluster.db().pool, tenant.environment_id).await;
         acked.iter().all(|id| stored.contains_key(id))
     })
     .await;
-    assert_exactly_once(&stored_ids(&db.pool, tenant.environment_id).await, &report.acked, &report.sent);
+    assert_exactly_once(
+        &stored_ids(&cluster.db().pool, tenant.environment_id).await,
+        &report.acked,
+        &report.sent,
+    );
     drop(process);
 }

@@ -3,43 +3,41 @@
 //! expired entries and keys revoked meanwhile are not. And keys are verified only by the
 //! config service: the events service runs with a role that cannot read config's tables.
 
-use std::path::Path;
 use std::time::Duration;
 
 use cohort_db::keys::{KeyKind, generate};
-use cohort_db::testing::{Privilege, TestDb};
+use cohort_db::testing::Privilege;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::support::{Config, Service, exposures, metric, send, stored_ids, wait_until};
+use crate::support::{Cluster, exposures, metric, send, stored_ids, wait_until};
 
-/// Starts a service on `url` and `spool`, has `key` verified with one batch, and stops it.
-async fn verify_once(config: &Config, url: &str, spool: &Path, key: &str) -> Vec<Uuid> {
-    let service = Service::start(config, url, spool, &[]).await;
+/// Starts the event service, has `key` verified with one batch, and stops it.
+async fn verify_once(cluster: &mut Cluster, key: &str) -> Vec<Uuid> {
+    let service = cluster.start_events(&[]).await;
     let batch = exposures(5);
     let ids = batch.iter().map(|e| Uuid::parse_str(&e.event_id).unwrap()).collect();
     send(&mut service.client().await, key, batch).await.expect("verified while the config service is up");
-    service.stop().await;
+    cluster.stop_events().await;
     ids
 }
 
 #[tokio::test]
 async fn a_restart_during_a_config_outage_keeps_accepting_known_keys() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let other = db.seed_tenant("other").await;
-    let config = Config::start(&db.url).await;
-    let spool = tempfile::tempdir().unwrap();
-    let mut sent = verify_once(&config, &db.url, spool.path(), &tenant.sdk_key).await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let other = cluster.db().seed_tenant("other").await;
+    let pool = cluster.pool();
+    let mut sent = verify_once(&mut cluster, &tenant.sdk_key).await;
 
-    let record = std::fs::read_to_string(spool.path().join("verified-keys.json")).expect("the record");
+    let record = std::fs::read_to_string(cluster.spool_dir().join("verified-keys.json")).expect("the record");
     assert!(!record.contains(&tenant.sdk_key), "the secret is on disk");
     assert!(record.contains(&tenant.environment_id.to_string()), "{record}");
 
-    config.sever();
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    cluster.sever_config();
+    let service = cluster.start_events(&[]).await;
     let mut client = service.client().await;
     for _ in 0..3 {
         let batch = exposures(100);
@@ -53,50 +51,47 @@ async fn a_restart_during_a_config_outage_keeps_accepting_known_keys() {
         let status = send(&mut client, key, exposures(1)).await.unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     }
-    service.stop().await;
+    cluster.stop_events().await;
 
     // The outage's events were spooled, and are stored (the drain never needed the config
     // service).
-    config.restore();
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    cluster.restore_config();
+    cluster.start_events(&[]).await;
     wait_until(Duration::from_secs(30), "the events spooled during the outage", || async {
-        let stored = stored_ids(&db.pool, tenant.environment_id).await;
+        let stored = stored_ids(&pool, tenant.environment_id).await;
         sent.iter().all(|id| stored.contains_key(id))
     })
     .await;
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn an_expired_record_entry_is_not_used() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let config = Config::start(&db.url).await;
-    let spool = tempfile::tempdir().unwrap();
-    verify_once(&config, &db.url, spool.path(), &tenant.sdk_key).await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    verify_once(&mut cluster, &tenant.sdk_key).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    config.sever();
-    let flags = ["--verified-key-max-age", "1s"];
-    let service = Service::start(&config, &db.url, spool.path(), &flags).await;
+    cluster.sever_config();
+    let service = cluster.start_events(&[("--verified-key-max-age", "1s")]).await;
     let status = send(&mut service.client().await, &tenant.sdk_key, exposures(1)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn a_key_revoked_during_the_outage_is_refused_once_the_config_service_answers() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let config = Config::start(&db.url).await;
-    let spool = tempfile::tempdir().unwrap();
-    verify_once(&config, &db.url, spool.path(), &tenant.sdk_key).await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    verify_once(&mut cluster, &tenant.sdk_key).await;
 
-    config.sever();
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    cluster.sever_config();
+    let service = cluster.start_events(&[]).await;
     let mut client = service.client().await;
     send(&mut client, &tenant.sdk_key, exposures(10)).await.expect("accepted from the record");
-    db.pool
+    cluster
+        .db()
+        .pool
         .get()
         .await
         .unwrap()
@@ -109,7 +104,7 @@ async fn a_key_revoked_during_the_outage_is_refused_once_the_config_service_answ
     // Still the outage: the record stands in for the config service.
     send(&mut client, &tenant.sdk_key, exposures(10)).await.expect("accepted from the record");
 
-    config.restore();
+    cluster.restore_config();
     wait_until(Duration::from_secs(20), "the revoked key to be refused", || {
         let mut client = client.clone();
         let key = tenant.sdk_key.clone();
@@ -118,51 +113,49 @@ async fn a_key_revoked_during_the_outage_is_refused_once_the_config_service_answ
         }
     })
     .await;
-    service.stop().await;
+    cluster.stop_events().await;
 
     // Dropped from the record: the next outage does not bring it back.
-    config.sever();
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    cluster.sever_config();
+    let service = cluster.start_events(&[]).await;
     let status = send(&mut service.client().await, &tenant.sdk_key, exposures(1)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn a_config_service_refusing_this_service_is_no_outage() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let mut config = Config::start(&db.url).await;
-    let spool = tempfile::tempdir().unwrap();
-    verify_once(&config, &db.url, spool.path(), &tenant.sdk_key).await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    verify_once(&mut cluster, &tenant.sdk_key).await;
 
     // A service key the config service does not know: it answers PERMISSION_DENIED, which
     // says nothing about the SDK key, so the record neither vouches for it nor forgets it.
-    let known = std::mem::replace(&mut config.service_key, generate(KeyKind::Service).secret);
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    let unknown_key = generate(KeyKind::Service).secret;
+    let service = cluster.start_events(&[("--service-key", &unknown_key)]).await;
     let status = send(&mut service.client().await, &tenant.sdk_key, exposures(1)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    service.stop().await;
-    let record = std::fs::read_to_string(spool.path().join("verified-keys.json")).expect("the record");
+    cluster.stop_events().await;
+    let record = std::fs::read_to_string(cluster.spool_dir().join("verified-keys.json")).expect("the record");
     assert!(record.contains(&tenant.environment_id.to_string()), "{record}");
 
-    config.service_key = known;
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    // The stack's own key again.
+    let service = cluster.start_events(&[]).await;
     send(&mut service.client().await, &tenant.sdk_key, exposures(1)).await.expect("verified again");
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 #[tokio::test]
 async fn keys_are_verified_by_the_config_service_never_through_its_tables() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let pool = cluster.pool();
     // A role of the events schema only (the test user is a superuser: revoking from PUBLIC
     // would prove nothing).
-    let url = db.role("events", &[("cohort_events", Privilege::All)]).await;
+    let url = cluster.db().role("events", &[("cohort_events", Privilege::All)]).await;
     let role = user_of(&url);
     // The drainer creates the tables' daily partitions, which only their owner may do.
-    db.pool
-        .get()
+    pool.get()
         .await
         .unwrap()
         .batch_execute(&format!(
@@ -181,9 +174,8 @@ async fn keys_are_verified_by_the_config_service_never_through_its_tables() {
     drop(client);
     let _ = connection.await;
 
-    let config = Config::start(&db.url).await;
-    let spool = tempfile::tempdir().unwrap();
-    let service = Service::start(&config, &url, spool.path(), &[]).await;
+    // The config service on the database as before; the event service as the role.
+    let service = cluster.start_events(&[("--database-url", &url)]).await;
     let mut client = service.client().await;
     let mut batch = exposures(10);
     batch.push(metric(Uuid::new_v4(), "u", Some(2.0)));
@@ -198,11 +190,11 @@ async fn keys_are_verified_by_the_config_service_never_through_its_tables() {
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     // The drain, as that role, stores them.
     wait_until(Duration::from_secs(30), "the events in PostgreSQL", || async {
-        let stored = stored_ids(&db.pool, tenant.environment_id).await;
+        let stored = stored_ids(&pool, tenant.environment_id).await;
         ids.iter().all(|id| stored.get(id) == Some(&1))
     })
     .await;
-    service.stop().await;
+    cluster.stop_events().await;
 }
 
 /// The user of a `postgres://user:password@host/...` URL.

@@ -2,9 +2,10 @@
 //! durability guarantees under a crash, a database outage and a load spike.
 //!
 //! # Layout
-//! - `support`: in-process servers (the config service included) on pre-bound listeners, the
-//!   real binary, a severable TCP proxy in front of PostgreSQL or the config service, a load
-//!   generator, event builders, database checks.
+//! - `support`: the shared test stack (`cohort_dev::testing::TestCluster`: a fresh database,
+//!   the config service and this one in-process) with the config service behind a severable
+//!   TCP proxy (PostgreSQL too, for outages), the real binary, a load generator, event
+//!   builders, database checks.
 //! - `api`: dedupe of retries, per-event errors, auth and tenant isolation, HTTP, limits.
 //! - `crash`: SIGKILL in the middle of a load loses nothing acknowledged.
 //! - `keys`: a restart while the config service cannot answer accepts the keys verified

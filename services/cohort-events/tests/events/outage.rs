@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
-use cohort_db::testing::TestDb;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{
-    Config, Load, Proxy, Service, assert_exactly_once, exposures, send, stored_ids, wait_until,
-};
+use crate::support::{Cluster, Load, assert_exactly_once, exposures, send, stored_ids, wait_until};
 
 /// How long the database stays unreachable. The issue asks for 30 s: longer than the key
 /// cache TTL, so cached keys must outlive their TTL while PostgreSQL is away.
@@ -16,21 +13,18 @@ const OUTAGE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_only_grows_the_spool() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let spool = tempfile::tempdir().unwrap();
-    let url = proxy.url_for(&db.url);
     // One PostgreSQL for both services: the outage stops the config service verifying keys.
-    let config = Config::start(&url).await;
-    let service = Service::start(&config, &url, spool.path(), &[]).await;
+    let mut cluster = Cluster::behind_postgres_proxy().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let pool = cluster.pool();
+    let service = cluster.start_events(&[]).await;
     // The key is verified (and cached) while the database is up.
     let warmup = exposures(1);
     send(&mut service.client().await, &tenant.sdk_key, warmup.clone()).await.unwrap();
 
     let stop = CancellationToken::new();
     let load = Load {
-        addr: service.grpc,
+        addr: service.grpc(),
         key: tenant.sdk_key.clone(),
         tasks: 4,
         batch: 100,
@@ -39,12 +33,12 @@ async fn a_database_outage_only_grows_the_spool() {
     }
     .spawn(stop.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    proxy.sever();
+    cluster.postgres().sever();
     let spool_before = service.metric("cohort_events_spool_bytes").await;
     tokio::time::sleep(OUTAGE).await;
     let spool_during = service.metric("cohort_events_spool_bytes").await;
     let age_during = service.metric("cohort_events_oldest_undrained_event_age_seconds").await;
-    proxy.restore();
+    cluster.postgres().restore();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();
     let mut report = load.await.unwrap();
@@ -60,13 +54,13 @@ async fn a_database_outage_only_grows_the_spool() {
 
     let acked = report.acked.clone();
     wait_until(Duration::from_secs(120), "the backlog to drain", || async {
-        stored_ids(&db.pool, tenant.environment_id).await.len() >= acked.len()
+        stored_ids(&pool, tenant.environment_id).await.len() >= acked.len()
     })
     .await;
-    assert_exactly_once(&stored_ids(&db.pool, tenant.environment_id).await, &report.acked, &report.sent);
+    assert_exactly_once(&stored_ids(&pool, tenant.environment_id).await, &report.acked, &report.sent);
     wait_until(Duration::from_secs(10), "the age gauge to return to 0", || async {
         service.metric("cohort_events_oldest_undrained_event_age_seconds").await == 0.0
     })
     .await;
-    service.stop().await;
+    cluster.stop_events().await;
 }

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use cohort_db::testing::TestDb;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Config, Load, Service, assert_exactly_once, stored_ids, wait_until};
+use crate::support::{Cluster, Load, assert_exactly_once, stored_ids, wait_until};
 
 /// Generous on purpose: debug build, 2 shared cores, other tests running. Ack latency is
 /// measured properly by `cohort-bench events` on a release build.
@@ -14,13 +13,12 @@ const P99_BOUND: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_times_spike_is_absorbed_and_drained() {
-    let db = TestDb::new().await;
-    let tenant = db.seed_tenant("acme").await;
-    let spool = tempfile::tempdir().unwrap();
-    let config = Config::start(&db.url).await;
-    let service = Service::start(&config, &db.url, spool.path(), &[]).await;
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let pool = cluster.pool();
+    let service = cluster.start_events(&[]).await;
     let base = |tasks| Load {
-        addr: service.grpc,
+        addr: service.grpc(),
         key: tenant.sdk_key.clone(),
         tasks,
         batch: 100,
@@ -56,9 +54,9 @@ async fn a_ten_times_spike_is_absorbed_and_drained() {
     report.sent.extend(spike.sent);
     let acked = report.acked.clone();
     wait_until(Duration::from_secs(60), "the drain to catch up", || async {
-        stored_ids(&db.pool, tenant.environment_id).await.len() >= acked.len()
+        stored_ids(&pool, tenant.environment_id).await.len() >= acked.len()
     })
     .await;
-    assert_exactly_once(&stored_ids(&db.pool, tenant.environment_id).await, &report.acked, &report.sent);
-    service.stop().await;
+    assert_exactly_once(&stored_ids(&pool, tenant.environment_id).await, &report.acked, &report.sent);
+    cluster.stop_events().await;
 }

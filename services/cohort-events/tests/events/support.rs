@@ -1,148 +1,168 @@
-//! Test harness: services (the config service they verify keys with included), clients, a
-//! severable proxy, load, and database checks.
+//! Test harness: the services on the shared test stack (`cohort_dev::testing::TestCluster`),
+//! the config service behind a severable proxy, clients, load, and database checks.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use cohort_events::{Listeners, Settings};
+use cohort_dev::stack::{Addrs, Service};
+use cohort_dev::testing::{Proxy, TestCluster, http};
 use cohort_proto::events::v1 as pb;
 use cohort_proto::events::v1::event_service_client::EventServiceClient;
-use cohort_runtime::Shutdown;
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-/// A config service running in this process against the test database, knowing the events
-/// service's key (`--service-keys cohort-events=<hash>`). The events service reaches it through
-/// a proxy, so a test can make it unreachable and bring it back at the same address.
-pub(crate) struct Config {
-    /// Where the events service reaches it (the proxy).
-    pub(crate) endpoint: String,
-    /// The events service's key for it.
-    pub(crate) service_key: String,
-    proxy: Proxy,
-    shutdown: Shutdown,
+/// A test's services: a [`TestCluster`] (a fresh migrated database, the services' keys) with
+/// a config service that the event service reaches through a proxy, so a test can make it
+/// unreachable and bring it back at the same address. The event service is started and
+/// stopped by the test ([`Cluster::start_events`]), as often as it likes.
+pub(crate) struct Cluster {
+    cluster: TestCluster,
+    /// In front of the config service's gRPC port.
+    config: Proxy,
+    /// In front of PostgreSQL, when both services reach it through one.
+    postgres: Option<Proxy>,
 }
 
-impl Config {
-    /// Starts a config service on `database_url` (the events service's database, as in
-    /// production: a test that cuts PostgreSQL off cuts it off from both).
-    pub(crate) async fn start(database_url: &str) -> Config {
-        let key = cohort_db::keys::generate(cohort_db::keys::KeyKind::Service);
-        let hashes = format!("cohort-events={}", hex::encode(&key.hash));
-        let settings = cohort_config::settings::Cli::try_parse_from([
-            "cohort-config",
-            "--database-url",
-            database_url,
-            "--service-keys",
-            &hashes,
-            "--shutdown-grace",
-            "1s",
-        ])
-        .expect("config service settings parse")
-        .serve;
-        settings.validate().expect("config service settings are valid");
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Proxy::start(grpc.local_addr().unwrap()).await;
-        let shutdown = Shutdown::new();
-        let listeners = cohort_config::Listeners { grpc, http, admin: None };
-        tokio::spawn(cohort_config::run(settings, listeners, shutdown.clone()));
-        Config { endpoint: format!("http://{}", proxy.addr), service_key: key.secret, proxy, shutdown }
+impl Cluster {
+    /// A config service on the cluster's database.
+    pub(crate) async fn start() -> Cluster {
+        Cluster::with(false).await
+    }
+
+    /// Both services reach PostgreSQL through a proxy ([`Cluster::postgres`]), as in
+    /// production one server: cutting it off cuts off both, so the config service cannot
+    /// verify keys either.
+    pub(crate) async fn behind_postgres_proxy() -> Cluster {
+        Cluster::with(true).await
+    }
+
+    async fn with(postgres_proxy: bool) -> Cluster {
+        let mut cluster = TestCluster::empty().await;
+        let postgres = match postgres_proxy {
+            true => Some(Proxy::start(server_addr(&cluster.db().url).await).await),
+            false => None,
+        };
+        let database = postgres.as_ref().map(|p| p.url_for(&cluster.db().url));
+        let flags: Vec<(&str, &str)> = database.iter().map(|url| ("--database-url", url.as_str())).collect();
+        let addrs = cluster.add(Service::Config, &flags).await;
+        let config = Proxy::start(addrs.grpc).await;
+        Cluster { cluster, config, postgres }
+    }
+
+    /// The cluster's database (its URL, pool and tenants), reached directly.
+    pub(crate) fn db(&self) -> &cohort_db::testing::TestDb {
+        self.cluster.db()
+    }
+
+    /// A pool on the cluster's database that outlives borrows of the cluster.
+    pub(crate) fn pool(&self) -> cohort_db::Pool {
+        self.cluster.db().pool.clone()
+    }
+
+    /// The event service's default spool directory.
+    pub(crate) fn spool_dir(&self) -> &Path {
+        self.cluster.spool_dir()
+    }
+
+    /// The proxy in front of PostgreSQL; panics unless made by [`Cluster::behind_postgres_proxy`].
+    pub(crate) fn postgres(&self) -> &Proxy {
+        self.postgres.as_ref().expect("a cluster behind a PostgreSQL proxy")
+    }
+
+    /// Where the event service reaches the config service (the proxy).
+    pub(crate) fn config_endpoint(&self) -> String {
+        self.config.url()
+    }
+
+    /// The event service's key for the config service.
+    pub(crate) fn service_key(&self) -> String {
+        self.cluster.service_key(Service::Events)
     }
 
     /// Makes the config service unreachable: connections to it dropped, new ones refused.
-    pub(crate) fn sever(&self) {
-        self.proxy.sever();
+    pub(crate) fn sever_config(&self) {
+        self.config.sever();
     }
 
-    pub(crate) fn restore(&self) {
-        self.proxy.restore();
+    pub(crate) fn restore_config(&self) {
+        self.config.restore();
     }
 
-    /// The events service's flags to reach it.
-    fn flags(&self) -> [&str; 4] {
-        ["--config-endpoint", &self.endpoint, "--service-key", &self.service_key]
+    /// Starts the event service with the stack's flags, reaching the config service through
+    /// its proxy (and PostgreSQL through its proxy, when there is one), retrying a failed
+    /// drain within 500 ms; `extra` flags replace those or are added.
+    pub(crate) async fn start_events(&mut self, extra: &[(&str, &str)]) -> Events {
+        let endpoint = self.config_endpoint();
+        let database = self.postgres.as_ref().map(|p| p.url_for(&self.cluster.db().url));
+        let mut flags = vec![("--config-endpoint", endpoint.as_str()), ("--drain-max-backoff", "500ms")];
+        flags.extend(database.iter().map(|url| ("--database-url", url.as_str())));
+        for &(name, value) in extra {
+            match flags.iter_mut().find(|flag| flag.0 == name) {
+                Some(flag) => flag.1 = value,
+                None => flags.push((name, value)),
+            }
+        }
+        Events(self.cluster.add(Service::Events, &flags).await)
+    }
+
+    /// Starts the stopped event service again where it was (same ports), with the same flags.
+    pub(crate) async fn restart_events(&mut self) {
+        self.cluster.restart(Service::Events).await;
+    }
+
+    /// Stops the event service gracefully (panics unless it stops cleanly); returns how long
+    /// that took.
+    pub(crate) async fn stop_events(&mut self) -> Duration {
+        let started = Instant::now();
+        self.cluster.stop_service(Service::Events).await;
+        started.elapsed()
     }
 }
 
-impl Drop for Config {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+/// The address of the server of a `postgres://user@host:port/database` URL.
+async fn server_addr(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").expect("a URL with a scheme").1;
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host_port = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };
+    tokio::net::lookup_host(&host_port)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .unwrap_or_else(|| panic!("cannot resolve the database server {host_port}"))
+}
+
+/// Where a running event service listens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Events(Addrs);
+
+impl Events {
+    pub(crate) fn grpc(&self) -> SocketAddr {
+        self.0.grpc
     }
-}
 
-/// An event service running in this process on 127.0.0.1 listeners bound before it starts.
-pub(crate) struct Service {
-    pub(crate) grpc: SocketAddr,
-    pub(crate) http: SocketAddr,
-    pub(crate) admin: SocketAddr,
-    shutdown: Shutdown,
-    task: JoinHandle<Result<(), cohort_events::EventsError>>,
-}
+    pub(crate) fn http(&self) -> SocketAddr {
+        self.0.http
+    }
 
-impl Service {
-    /// Starts the service against `database_url`, verifying keys with `config`, with its spool
-    /// in `spool_dir`; `extra` are more command-line flags.
-    pub(crate) async fn start(
-        config: &Config,
-        database_url: &str,
-        spool_dir: &Path,
-        extra: &[&str],
-    ) -> Service {
-        let mut args = vec![
-            "cohort-events",
-            "--database-url",
-            database_url,
-            "--spool-dir",
-            spool_dir.to_str().expect("utf-8 temp path"),
-            "--drain-max-backoff",
-            "500ms",
-            "--shutdown-grace",
-            "10s",
-        ];
-        args.extend_from_slice(&config.flags());
-        args.extend_from_slice(extra);
-        let settings = Settings::try_parse_from(args).expect("test settings parse");
-        settings.validate().expect("test settings are valid");
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (grpc_addr, http_addr, admin_addr) =
-            (grpc.local_addr().unwrap(), http.local_addr().unwrap(), admin.local_addr().unwrap());
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(cohort_events::run(
-            settings,
-            Listeners { grpc, http, admin: Some(admin) },
-            shutdown.clone(),
-        ));
-        Service { grpc: grpc_addr, http: http_addr, admin: admin_addr, shutdown, task }
+    pub(crate) fn admin(&self) -> SocketAddr {
+        self.0.admin
     }
 
     pub(crate) async fn client(&self) -> EventServiceClient<Channel> {
-        connect(self.grpc).await
-    }
-
-    /// Graceful shutdown; returns what `run` returned and how long it took.
-    pub(crate) async fn stop(self) -> Duration {
-        let started = Instant::now();
-        self.shutdown.cancel();
-        self.task.await.expect("service task").expect("service stops cleanly");
-        started.elapsed()
+        connect(self.0.grpc).await
     }
 
     /// The value of one metric line (`name{labels}` prefix) on the admin server.
     pub(crate) async fn metric(&self, prefix: &str) -> f64 {
-        let (_, body) = http_request(self.admin, "GET", "/metrics", None, "").await;
+        let (_, body) = http_request(self.0.admin, "GET", "/metrics", None, "").await;
         body.lines()
             .filter(|l| l.starts_with(prefix))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -169,7 +189,7 @@ pub(crate) async fn send(
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    cohort_core::time::unix_ms(std::time::SystemTime::now())
 }
 
 pub(crate) fn exposure(id: Uuid, experiment: Uuid, unit: &str) -> pb::Event {
@@ -262,7 +282,7 @@ pub(crate) fn assert_exactly_once(stored: &HashMap<Uuid, i64>, acked: &[Uuid], s
     assert_eq!(unknown, 0, "stored ids that were never sent");
 }
 
-/// A minimal HTTP/1.1 client: one request per connection; returns status and body.
+/// One HTTP/1.1 request (the shared test client) with a bearer `key`; status and body.
 pub(crate) async fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -282,105 +302,11 @@ pub(crate) async fn http_request_full(
     key: Option<&str>,
     body: &str,
 ) -> (u16, HashMap<String, String>, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect http");
-    let auth = key.map(|k| format!("authorization: Bearer {k}\r\n")).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect::<HashMap<_, _>>();
-    let body = if headers.get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    (status, headers, body)
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n.min(after.len())]);
-        rest = after.get(n + 2..).unwrap_or("");
-    }
-    out
-}
-
-/// A TCP proxy in front of PostgreSQL (or the config service) that a test can sever (every
-/// connection dropped, new ones refused) and restore, without touching the shared server.
-pub(crate) struct Proxy {
-    pub(crate) addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    cut: Arc<Mutex<CancellationToken>>,
-    task: JoinHandle<()>,
-}
-
-impl Proxy {
-    pub(crate) async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let cut = Arc::new(Mutex::new(CancellationToken::new()));
-        let (up2, cut2) = (up.clone(), cut.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::Acquire) {
-                    drop(inbound);
-                    continue;
-                }
-                let token = cut2.lock().unwrap().clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = token.cancelled() => {}
-                    }
-                });
-            }
-        });
-        Proxy { addr, up, cut, task }
-    }
-
-    /// Drops every proxied connection and refuses new ones.
-    pub(crate) fn sever(&self) {
-        self.up.store(false, Ordering::Release);
-        let mut cut = self.cut.lock().unwrap();
-        cut.cancel();
-        *cut = CancellationToken::new();
-    }
-
-    pub(crate) fn restore(&self) {
-        self.up.store(true, Ordering::Release);
-    }
-
-    /// `url` with its host and port replaced by the proxy's.
-    pub(crate) fn url_for(&self, url: &str) -> String {
-        let (scheme, rest) = url.split_once("://").unwrap();
-        let (authority, path) = rest.split_once('/').unwrap();
-        let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
-        format!("{scheme}://{user}{}/{path}", self.addr)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-        self.cut.lock().unwrap().cancel();
-    }
+    let authorization = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend(authorization.as_deref().map(|a| ("authorization", a)));
+    let response = http::request(addr, method, path, &headers, body).await;
+    (response.status, response.headers.into_iter().collect(), response.body)
 }
 
 /// What a load run saw.
@@ -503,15 +429,17 @@ pub(crate) struct Process {
 }
 
 impl Process {
-    pub(crate) async fn spawn(config: &Config, database_url: &str, spool_dir: &Path) -> Process {
+    /// Starts the binary on the cluster's database and spool directory, verifying keys with
+    /// the cluster's config service.
+    pub(crate) async fn spawn(cluster: &Cluster) -> Process {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cohort-events"))
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--database-url", database_url, "--drain-max-backoff", "500ms"])
-            .args(["--config-endpoint", &config.endpoint])
+            .args(["--database-url", &cluster.db().url, "--drain-max-backoff", "500ms"])
+            .args(["--config-endpoint", &cluster.config_endpoint()])
             // The secret through the environment, as a deployment passes it.
-            .env("COHORT_SERVICE_KEY", &config.service_key)
+            .env("COHORT_SERVICE_KEY", cluster.service_key())
             .arg("--spool-dir")
-            .arg(spool_dir)
+            .arg(cluster.spool_dir())
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())

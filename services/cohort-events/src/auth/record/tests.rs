@@ -1,8 +1,9 @@
 //! The verified-key record on disk: round trip, expiry, bound, refusals, and what the file holds.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use cohort_core::time::unix_ms;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -92,11 +93,11 @@ fn an_unreadable_file_is_an_empty_record() {
 #[tokio::test]
 async fn the_writer_saves_changes_and_once_more_at_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let record = Arc::new(KeyRecord::load(dir.path(), DAY, crate::ingest::now_ms()));
+    let record = Arc::new(KeyRecord::load(dir.path(), DAY, unix_ms(SystemTime::now())));
     let stop = CancellationToken::new();
     let writer = tokio::spawn(record.clone().run_writer(stop.clone()));
     let (first, second) = (cohort_db::keys::hash("first"), cohort_db::keys::hash("second"));
-    record.verified(&first, recorded(crate::ingest::now_ms()));
+    record.verified(&first, recorded(unix_ms(SystemTime::now())));
     let path = dir.path().join(RECORD_FILE);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !path.exists() {
@@ -104,10 +105,10 @@ async fn the_writer_saves_changes_and_once_more_at_stop() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Saved by the next write or, at the latest, by the last one at stop.
-    record.verified(&second, recorded(crate::ingest::now_ms()));
+    record.verified(&second, recorded(unix_ms(SystemTime::now())));
     stop.cancel();
     writer.await.unwrap();
-    let reloaded = KeyRecord::load(dir.path(), DAY, crate::ingest::now_ms());
-    assert!(reloaded.get(&first, crate::ingest::now_ms()).is_some());
-    assert!(reloaded.get(&second, crate::ingest::now_ms()).is_some());
+    let reloaded = KeyRecord::load(dir.path(), DAY, unix_ms(SystemTime::now()));
+    assert!(reloaded.get(&first, unix_ms(SystemTime::now())).is_some());
+    assert!(reloaded.get(&second, unix_ms(SystemTime::now())).is_some());
 }

@@ -36,7 +36,7 @@ pub mod source;
 
 pub use error::CtlError;
 
-use cli::{Cli, Command, EnvCommand, KeysCommand};
+use cli::{Cli, Command, EnvCommand, KeysCommand, ServiceKeyCommand};
 use client::Client;
 use console::Console;
 use lifecycle::Action;
@@ -54,6 +54,11 @@ pub enum Outcome {
 /// been printed yet.
 pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
     let g = &cli.global;
+    // Made offline: no endpoint or key needed.
+    if let Command::ServiceKey(ServiceKeyCommand::Create { name }) = &cli.command {
+        commands::service_key_create(name, con)?;
+        return Ok(Outcome::Done);
+    }
     let mut client = Client::connect(&g.endpoint, g.api_key.as_deref(), g.timeout).await?;
     let env = g.environment.as_str();
     match cli.command {
@@ -75,6 +80,7 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
         Command::Keys(KeysCommand::Revoke { id }) => {
             commands::keys_revoke(&mut client, &id, con).await?;
         }
+        Command::ServiceKey(ServiceKeyCommand::Create { name }) => commands::service_key_create(&name, con)?,
         Command::Apply(a) => {
             let opts = apply::ApplyOptions {
                 paths: a.files,

@@ -133,6 +133,27 @@ fn key_json(k: &pb::ApiKey) -> Value {
 }
 
 /// `keys create`: SDK keys belong to `environment`; admin keys to the organization.
+/// A new service key: the secret for the service, the hash entry for the config service.
+pub fn service_key_create(name: &str, con: &mut Console<'_>) -> Result<(), CtlError> {
+    let name_ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b' ');
+    if !name_ok {
+        return Err(CtlError::Usage(
+            "service-key name: 1 to 64 letters, digits, '-', '_' or spaces (e.g. cohort-analysis)".into(),
+        ));
+    }
+    let key = cohort_db::keys::generate(cohort_db::keys::KeyKind::Service);
+    let entry = format!("{name}={}", hex::encode(&key.hash));
+    if con.is_json() {
+        con.json(&serde_json::json!({"name": name, "secret": key.secret, "service_keys_entry": entry}))?;
+    } else {
+        con.line(format!("service key for {name:?}; its secret is shown only now:"))?;
+        con.line(format!("  secret (the service's COHORT_SERVICE_KEY)       {}", key.secret))?;
+        con.line(format!("  config service --service-keys entry (the hash)  {entry}"))?;
+    }
+    Ok(())
+}
+
 pub async fn keys_create(
     client: &mut Client,
     kind: KeyKind,

@@ -226,3 +226,36 @@ async fn lifecycle_commands_move_experiments_and_refuse_illegal_moves() {
     deleted.ok();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn service_key_create_makes_a_key_the_config_service_accepts_from_its_hash() {
+    use cohort_dev::stack::{Instance, Ports, Service};
+    use cohort_proto::config::v1 as pb;
+    use cohort_proto::config::v1::internal_service_client::InternalServiceClient;
+
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url).await;
+    // Offline: no API key, and the endpoint is not used.
+    let made = ctl(&server, None, &["-o", "json", "service-key", "create", "cohort-analysis"]).await.json();
+    let (secret, entry) = (made["secret"].as_str().unwrap(), made["service_keys_entry"].as_str().unwrap());
+    assert!(secret.starts_with("cohort_service_"), "{made}");
+    assert!(entry.starts_with("cohort-analysis=") && !entry.contains(secret), "{made}");
+    let bad = ctl(&server, None, &["service-key", "create", "no/slashes"]).await;
+    assert!(bad.error().contains("service-key name"), "{}", bad.error());
+
+    let config = Instance::start(
+        Service::Config,
+        &[("--database-url", &db.url), ("--service-keys", entry)],
+        Ports::Any,
+    )
+    .await
+    .unwrap();
+    let mut internal = InternalServiceClient::connect(config.addrs().grpc_url()).await.unwrap();
+    let as_service = cohort_dev::testing::authed(secret, pb::ListRunningRequest {});
+    internal.list_running(as_service).await.expect("the new key is a service key");
+    let other = cohort_db::keys::generate(cohort_db::keys::KeyKind::Service).secret;
+    let refused = internal.list_running(cohort_dev::testing::authed(&other, pb::ListRunningRequest {})).await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
+    config.stop().await.unwrap();
+    server.stop().await;
+}

@@ -10,42 +10,25 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use clap::Parser;
-use cohort_config::settings::Cli as ServerCli;
-use cohort_config::{Listeners, run as serve};
 use cohort_ctl::cli::Cli;
 use cohort_ctl::console::Console;
 use cohort_ctl::{CtlError, Outcome};
-use cohort_runtime::Shutdown;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use cohort_dev::stack::{Instance, Ports, Service};
 
-/// One running config service.
+/// One running config service, started as every service is in tests.
 #[derive(Debug)]
 pub struct Server {
     pub grpc: SocketAddr,
-    shutdown: Shutdown,
-    task: JoinHandle<anyhow::Result<()>>,
+    instance: Instance,
 }
 
 impl Server {
     pub async fn start(database_url: &str) -> Server {
-        let args = [
-            "cohort-config",
-            "--database-url",
-            database_url,
-            "--poll-interval",
-            "1s",
-            "--shutdown-grace",
-            "5s",
-        ];
-        let settings = ServerCli::try_parse_from(args).expect("settings parse").serve;
-        settings.validate().expect("settings are valid");
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = grpc.local_addr().unwrap();
-        let shutdown = Shutdown::new();
-        let task = tokio::spawn(serve(settings, Listeners { grpc, http, admin: None }, shutdown.clone()));
-        Server { grpc: addr, shutdown, task }
+        let flags = [("--database-url", database_url), ("--poll-interval", "1s"), ("--shutdown-grace", "5s")];
+        let instance = Instance::start(Service::Config, &flags, Ports::Any)
+            .await
+            .unwrap_or_else(|e| panic!("starting the config service: {e}"));
+        Server { grpc: instance.addrs().grpc, instance }
     }
 
     pub fn endpoint(&self) -> String {
@@ -53,8 +36,7 @@ impl Server {
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.expect("server task").expect("server ran cleanly");
+        self.instance.stop().await.unwrap_or_else(|e| panic!("server ran cleanly: {e}"));
     }
 }
 

@@ -57,6 +57,9 @@ pub enum Command {
     /// API keys of the organization.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Keys for Cohort's own services (analysis and events calling the config service).
+    #[command(subcommand, name = "service-key")]
+    ServiceKey(ServiceKeyCommand),
     /// Make the environment hold the definitions in files (YAML or JSON), idempotently.
     Apply(ApplyArgs),
     /// Print one definition (YAML, or JSON with -o json), ready to edit and apply.
@@ -140,6 +143,18 @@ pub enum KeysCommand {
     },
     /// Revoke a key by id.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceKeyCommand {
+    /// Make a service key, offline: prints its secret (for the service's COHORT_SERVICE_KEY)
+    /// and the NAME=SHA256 entry for the config service's --service-keys. The config service
+    /// stores only the hash; to rotate, list the old and new entries until every replica of
+    /// the service uses the new secret, then drop the old one.
+    Create {
+        /// The service's name, as audit entries will show it (e.g. cohort-analysis).
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,0 +1,164 @@
+//! [`TestCluster`]: Cohort's services in-process on 127.0.0.1:0 against a fresh PostgreSQL
+//! database, started by the same [`Stack`] as `make dev`. Every service's tests and the
+//! end-to-end test use it, with all four services or only those a test needs.
+
+use std::path::Path;
+
+use cohort_db::testing::{Tenant, TestDb};
+use cohort_proto::analysis::v1::analysis_service_client::AnalysisServiceClient;
+use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
+use cohort_proto::evaluation::v1::evaluation_service_client::EvaluationServiceClient;
+use cohort_proto::events::v1::event_service_client::EventServiceClient;
+use tempfile::TempDir;
+use tonic::transport::Channel;
+
+use crate::stack::{Addrs, Flags, Options, Service, Stack};
+
+mod binary;
+pub mod http;
+mod proxy;
+
+pub use binary::{Binary, Case, HUGE_DURATION};
+pub use proxy::Proxy;
+
+/// A request carrying `authorization: Bearer <key>`.
+pub fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {key}").parse().expect("an API key is a valid header value");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// Services on any free ports of 127.0.0.1, an empty migrated database of their own, a
+/// temporary spool directory, an analysis cycle every second.
+///
+/// Dropping it kills whatever still runs, then drops the database and the spool (fields drop
+/// in declaration order); [`TestCluster::stop`] stops the services gracefully instead.
+#[derive(Debug)]
+pub struct TestCluster {
+    stack: Stack,
+    db: TestDb,
+    spool: TempDir,
+}
+
+impl TestCluster {
+    /// Config, events, analysis and evaluation.
+    pub async fn start() -> TestCluster {
+        TestCluster::with(&[Service::Config, Service::Events, Service::Analysis, Service::Evaluation]).await
+    }
+
+    /// Only `services`, in the order given (a service's peers first), with the stack's flags.
+    pub async fn with(services: &[Service]) -> TestCluster {
+        let mut cluster = TestCluster::empty().await;
+        for service in services {
+            cluster.add(*service, &[]).await;
+        }
+        cluster
+    }
+
+    /// A migrated database and the services' keys; no service yet (see [`TestCluster::add`]).
+    pub async fn empty() -> TestCluster {
+        // Services' logs only when asked for: `RUST_LOG=info cargo test ...`.
+        if std::env::var_os("RUST_LOG").is_some() {
+            cohort_runtime::init_tracing(cohort_runtime::settings::LogFormat::Text);
+        }
+        let db = TestDb::new().await;
+        let spool = tempfile::tempdir().expect("a temporary spool directory");
+        let stack = Stack::new(&db.url, &Options::test(spool.path().to_path_buf()))
+            .await
+            .unwrap_or_else(|e| panic!("preparing the stack: {e}"));
+        TestCluster { stack, db, spool }
+    }
+
+    /// Starts `service` with the stack's flags changed by `flags`; panics when it cannot.
+    pub async fn add(&mut self, service: Service, flags: Flags<'_>) -> Addrs {
+        self.stack.add(service, flags).await.unwrap_or_else(|e| panic!("starting {service}: {e}"))
+    }
+
+    /// Starts a stopped or killed `service` again where it was, with the same flags.
+    pub async fn restart(&mut self, service: Service) -> Addrs {
+        self.stack.restart(service).await.unwrap_or_else(|e| panic!("restarting {service}: {e}"))
+    }
+
+    /// The cluster's database (its URL, tenants, direct checks).
+    pub fn db(&self) -> &TestDb {
+        &self.db
+    }
+
+    /// The event service's default spool directory.
+    pub fn spool_dir(&self) -> &Path {
+        self.spool.path()
+    }
+
+    /// Another organization on the same installation (environment `production`, an admin and
+    /// an SDK key), as an operator would create it.
+    pub async fn seed_organization(&self, name: &str) -> Tenant {
+        self.db.seed_tenant(name).await
+    }
+
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    /// Where `service` listens (or listened last, once stopped or killed); panics when it
+    /// was never started.
+    pub fn addrs(&self, service: Service) -> Addrs {
+        self.stack.addrs(service).unwrap_or_else(|| panic!("{service} was never started"))
+    }
+
+    /// The secret key `service` (events or analysis) uses with the config service.
+    pub fn service_key(&self, service: Service) -> String {
+        self.stack.service_key(service).unwrap_or_else(|| panic!("{service} has no service key")).to_owned()
+    }
+
+    pub fn config_url(&self) -> String {
+        self.addrs(Service::Config).grpc_url()
+    }
+
+    pub fn events_url(&self) -> String {
+        self.addrs(Service::Events).grpc_url()
+    }
+
+    pub async fn config(&self) -> ConfigServiceClient<Channel> {
+        ConfigServiceClient::connect(self.config_url()).await.expect("connecting to the config service")
+    }
+
+    pub async fn events(&self) -> EventServiceClient<Channel> {
+        EventServiceClient::connect(self.events_url()).await.expect("connecting to the event service")
+    }
+
+    pub async fn analysis(&self) -> AnalysisServiceClient<Channel> {
+        AnalysisServiceClient::connect(self.addrs(Service::Analysis).grpc_url())
+            .await
+            .expect("connecting to the analysis service")
+    }
+
+    pub async fn evaluation(&self) -> EvaluationServiceClient<Channel> {
+        EvaluationServiceClient::connect(self.addrs(Service::Evaluation).grpc_url())
+            .await
+            .expect("connecting to the evaluation service")
+    }
+
+    /// Kills `service` like a crashed process: its connections drop with no goodbye.
+    pub async fn kill(&mut self, service: Service) {
+        self.stack.kill(service).await.unwrap_or_else(|e| panic!("killing {service}: {e}"));
+    }
+
+    /// Stops `service` gracefully, as SIGTERM would; panics when it fails to stop cleanly.
+    pub async fn stop_service(&mut self, service: Service) {
+        self.stack.stop_service(service).await.unwrap_or_else(|e| panic!("stopping {service}: {e}"));
+    }
+
+    /// Like [`TestCluster::stop_service`], returning how the service ended.
+    pub async fn try_stop_service(&mut self, service: Service) -> Result<(), crate::stack::StackError> {
+        self.stack.stop_service(service).await
+    }
+
+    /// Stops every service still running, gracefully; panics when one fails to stop cleanly.
+    pub async fn stop(self) {
+        let TestCluster { stack, db, spool } = self;
+        stack.stop().await.unwrap_or_else(|e| panic!("stopping the services: {e}"));
+        drop(db);
+        drop(spool);
+    }
+}
