@@ -28,6 +28,7 @@
 //! - [`hash`]: MurmurHash3 and `bucket(salt, unit)`, spec version 1.
 //! - [`evaluate()`] / [`evaluate_all()`]: decisions with OpenFeature-aligned reasons.
 //! - [`Context`]: the targeting key and typed attributes.
+//! - [`error`]: an error and its causes on one line.
 //! - [`json`]: strict JSON parsing (duplicate keys are errors) for every JSON door.
 //! - [`time`]: the one calendar (days to and from dates, `unix_ms`, RFC 3339), clock-free.
 //! - `conformance` (feature `conformance`): the shared JSON conformance suite and its runner.
@@ -36,6 +37,7 @@ mod compile;
 mod condition;
 mod config;
 mod context;
+pub mod error;
 mod eval;
 pub mod hash;
 pub mod json;

@@ -46,7 +46,7 @@ pub enum DbError {
     /// A connection of its own ([`connect_dedicated`]) could not be opened; `target` names the
     /// servers tried. The message carries the whole cause (tokio-postgres's own says only
     /// `db error`), so `error` is not also a source.
-    #[error("cannot connect to {target}: {}", tls::describe(.error))]
+    #[error("cannot connect to {target}: {}", cohort_core::error::chain(.error))]
     Connect { target: String, error: tokio_postgres::Error },
     #[error("database pool: {0}")]
     Pool(String),
@@ -74,8 +74,9 @@ impl From<deadpool_postgres::PoolError> for DbError {
     /// the cause of a failed connection spelled out.
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match &e {
-            deadpool_postgres::PoolError::Backend(source) => tls::tls_refusal(source)
-                .unwrap_or_else(|| DbError::Pool(format!("cannot connect: {}", tls::describe(source)))),
+            deadpool_postgres::PoolError::Backend(source) => tls::tls_refusal(source).unwrap_or_else(|| {
+                DbError::Pool(format!("cannot connect: {}", cohort_core::error::chain(source)))
+            }),
             _ => DbError::Pool(e.to_string()),
         }
     }

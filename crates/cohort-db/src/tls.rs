@@ -404,22 +404,6 @@ fn connect_error(source: tokio_postgres::Error, config: &Config) -> DbError {
     })
 }
 
-/// An error and its sources on one line, each layer once (tokio-postgres's `db error` says
-/// nothing without the server's message under it).
-pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        let part = e.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = e.source();
-    }
-    text
-}
-
 /// [`DbError::Tls`] if `error` is (or wraps) a refused handshake.
 pub(crate) fn tls_refusal(error: &tokio_postgres::Error) -> Option<DbError> {
     let mut source = std::error::Error::source(error);

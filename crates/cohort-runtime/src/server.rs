@@ -138,7 +138,7 @@ impl Skeleton {
                 crate::grpc_incoming(listeners.grpc),
                 stop.clone().cancelled_owned(),
             );
-        tasks.spawn(async move { ("gRPC", grpc_server.await.map_err(|e| crate::telemetry::chain(&e))) });
+        tasks.spawn(async move { ("gRPC", grpc_server.await.map_err(|e| cohort_core::error::chain(&e))) });
 
         let http = http_layers(http, requests, in_flight, limits.request_timeout);
         let (incoming, failed) = FailFast::new(listeners.http);

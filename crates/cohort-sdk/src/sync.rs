@@ -198,7 +198,7 @@ impl SyncTask {
     async fn session(&mut self, endpoint: &Endpoint, known: u64, healthy: &mut bool) -> End {
         let channel = match endpoint.connect().await {
             Ok(c) => c,
-            Err(e) => return End::Failed(format!("connect: {}", source_chain(&e))),
+            Err(e) => return End::Failed(format!("connect: {}", cohort_core::error::chain(&e))),
         };
         let mut client = ConfigServiceClient::new(channel);
         let (tx, rx) = mpsc::channel::<SyncRequest>(64);
@@ -377,18 +377,6 @@ fn classify(status: &Status) -> End {
         Code::Unauthenticated | Code::PermissionDenied => End::Rejected(status.message().to_owned()),
         code => End::Failed(format!("{code:?}: {}", status.message())),
     }
-}
-
-/// An error with its sources, `a: b: c`.
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Writes each newly applied config to the cache file, latest first: configs that arrive

@@ -39,7 +39,7 @@ impl From<StoreError> for ApiError {
         if e.is_unavailable() {
             ApiError::unavailable("results cannot be read now; retry later")
         } else {
-            tracing::error!(error = %cohort_runtime::telemetry::chain(&e), "results query failed");
+            tracing::error!(error = %cohort_core::error::chain(&e), "results query failed");
             ApiError::Internal
         }
     }

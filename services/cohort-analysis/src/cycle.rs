@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use cohort_backoff::{Backoff, BackoffPolicy};
+use cohort_core::error::chain;
 use cohort_core::model::MetricDef;
 use cohort_runtime::Condition;
-use cohort_runtime::telemetry::chain;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};

@@ -16,7 +16,7 @@ mod incremental;
 pub use incremental::{Advanced, Basis, ExperimentSums, RebuildLimits};
 
 /// What went wrong; the cause is the error's source (log it with
-/// `cohort_runtime::telemetry::chain`).
+/// `cohort_core::error::chain`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no database connection")]

@@ -66,7 +66,10 @@ impl Client {
             .timeout(timeout)
             .connect()
             .await
-            .map_err(|e| CtlError::Connect { endpoint: endpoint.to_owned(), reason: error_chain(&e) })?;
+            .map_err(|e| CtlError::Connect {
+                endpoint: endpoint.to_owned(),
+                reason: cohort_core::error::chain(&e),
+            })?;
         let has_key = auth.is_some();
         Ok(Client { rpc: ConfigServiceClient::with_interceptor(channel, Auth(auth)), has_key })
     }
@@ -144,20 +147,4 @@ impl Client {
             .find(|e| e.key == env || e.id == env)
             .ok_or_else(|| CtlError::NotFound(format!("environment {env:?} does not exist")))
     }
-}
-
-/// A transport error with its causes, which is where the useful part usually is.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        // Layers often repeat their cause in their own message; say each thing once.
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }

@@ -18,7 +18,7 @@ mod binary;
 pub mod http;
 mod proxy;
 
-pub use binary::{Binary, Case, HUGE_DURATION};
+pub use binary::{Binary, Case, HUGE_DURATION, Process, free_addr};
 pub use proxy::Proxy;
 
 /// A request carrying `authorization: Bearer <key>`.

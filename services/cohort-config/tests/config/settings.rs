@@ -1,7 +1,9 @@
 //! Bad settings of the `cohort-config` binary: each kind exits 64 with one line on stderr naming the
 //! setting, before anything is bound or connected, without a panic.
 
-use cohort_dev::testing::{Binary, Case, HUGE_DURATION as HUGE};
+use std::time::{Duration, Instant};
+
+use cohort_dev::testing::{Binary, Case, HUGE_DURATION as HUGE, free_addr, http};
 
 const BINARY: Binary = Binary(env!("CARGO_BIN_EXE_cohort-config"));
 
@@ -82,4 +84,41 @@ async fn migrate_applies_the_named_services_schema_only() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(migrated, ["cohort_config", "cohort_events"]);
+}
+
+/// The skeleton's promise, seen from outside: a server of a running process whose listener dies
+/// ends the process with a non-zero status and a line naming that server, rather than leaving
+/// a process that looks alive.
+#[tokio::test]
+async fn a_process_whose_grpc_listener_dies_exits_non_zero() {
+    let db = cohort_db::testing::TestDb::new().await;
+    let (grpc, http_addr, admin) = (free_addr(), free_addr(), free_addr());
+    let args = [
+        "--database-url".to_owned(),
+        db.url.clone(),
+        "--grpc-addr".into(),
+        grpc.to_string(),
+        "--http-addr".into(),
+        http_addr.to_string(),
+        "--admin-addr".into(),
+        admin.to_string(),
+    ];
+    let process = BINARY.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Connecting first: `http::get` panics on a refused connection.
+        let bound = tokio::net::TcpStream::connect(admin).await.is_ok();
+        if bound && http::get(admin, "/readyz", &[]).await.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the service never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    process.break_listener(grpc);
+    let out = tokio::task::spawn_blocking(move || process.wait(Duration::from_secs(30))).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exited {:?}: {stderr}", out.status);
+    assert!(out.status.code().is_some(), "an exit, not a signal: {:?}", out.status);
+    assert!(stderr.contains("gRPC"), "the dead server is named: {stderr}");
 }
