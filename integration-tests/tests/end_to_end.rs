@@ -6,6 +6,9 @@
 //! and sees nothing of them, and its revoked key stops working within seconds; a harmful
 //! guardrail pauses a second experiment and the SDK sees it paused; the config service dies
 //! and the SDK keeps serving its last-known-good config.
+//!
+//! It runs twice: in plaintext, as `make dev` does, and with TLS on every listener and mutual
+//! TLS between the services (and from the test's clients), as a secured deployment does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -59,7 +62,17 @@ struct Traffic {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_experiment_runs_from_bootstrap_to_results_and_survives_a_config_outage() {
-    let mut cluster = TestCluster::start().await;
+    the_whole_path(TestCluster::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_path_over_tls_with_mutual_tls_between_services() {
+    let cluster = TestCluster::start_tls().await;
+    assert!(cluster.config_url().starts_with("https://"), "{}", cluster.config_url());
+    the_whole_path(cluster).await;
+}
+
+async fn the_whole_path(mut cluster: TestCluster) {
     let mut config = cluster.config().await;
     let keys = bootstrap_and_define(&mut config).await;
 
@@ -404,6 +417,7 @@ async fn the_sdk_outlives_the_config_service(
 
     let restarted = Client::builder(sdk_key)
         .config_endpoint(cluster.config_url())
+        .tls(cluster.client_tls())
         .cache_file(cache_file)
         .init_timeout(Duration::from_millis(500))
         .build()
@@ -423,6 +437,7 @@ async fn sdk(cluster: &TestCluster, sdk_key: &str, cache_file: &Path) -> Client 
     Client::builder(sdk_key)
         .config_endpoint(cluster.config_url())
         .event_endpoint(cluster.events_url())
+        .tls(cluster.client_tls())
         .cache_file(cache_file)
         .init_timeout(Duration::from_secs(10))
         .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))

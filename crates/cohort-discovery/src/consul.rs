@@ -40,6 +40,9 @@ pub struct Check {
     pub grpc: String,
     #[serde(rename = "GRPCUseTLS", default)]
     pub grpc_use_tls: bool,
+    /// The check learns only health, and the agent need not hold Cohort's CA.
+    #[serde(rename = "TLSSkipVerify", default)]
+    pub tls_skip_verify: bool,
     #[serde(rename = "Interval")]
     pub interval: String,
     #[serde(rename = "Timeout")]
@@ -55,6 +58,19 @@ pub struct Instance {
     pub id: String,
     pub address: String,
     pub port: u16,
+    /// Registered as serving TLS (`Meta.scheme` = `https`).
+    pub tls: bool,
+}
+
+impl Instance {
+    /// `http://address:port`, or `https://` for an instance serving TLS.
+    pub fn uri(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        match self.address.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => format!("{scheme}://[{v6}]:{}", self.port),
+            Err(_) => format!("{scheme}://{}:{}", self.address, self.port),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +95,8 @@ struct ServiceEntry {
     address: String,
     #[serde(rename = "Port")]
     port: u16,
+    #[serde(rename = "Meta", default)]
+    meta: Option<BTreeMap<String, String>>,
 }
 
 /// A client of the local Consul agent.
@@ -182,6 +200,7 @@ impl ConsulClient {
                 // An empty service address means the node's address, per Consul's docs.
                 address: if e.service.address.is_empty() { e.node.address } else { e.service.address },
                 port: e.service.port,
+                tls: e.service.meta.as_ref().and_then(|m| m.get("scheme")).is_some_and(|s| s == "https"),
             })
             .collect();
         instances.sort();

@@ -24,6 +24,8 @@ pub use watch::{Upstream, balanced_channel};
 pub enum DiscoveryError {
     #[error("invalid consul address {0:?}: {1}")]
     Address(String, String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("consul request {path}: {source}")]
     Http {
         path: String,

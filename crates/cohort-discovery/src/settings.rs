@@ -56,12 +56,14 @@ impl ConsulArgs {
     }
 
     /// Registers this instance, with a gRPC health check of `health_service`, if Consul is
-    /// configured. Returns the registration to undo at shutdown.
+    /// configured; `tls` when it serves TLS (clients then connect with `https`). Returns the
+    /// registration to undo at shutdown.
     pub async fn register(
         &self,
         default_name: &str,
         grpc: SocketAddr,
         health_service: &str,
+        tls: bool,
     ) -> Result<Option<Registered>, DiscoveryError> {
         let Some(client) = self.client()? else { return Ok(None) };
         let name = self.consul_service_name.clone().unwrap_or_else(|| default_name.to_owned());
@@ -82,10 +84,14 @@ impl ConsulArgs {
             tags: vec!["cohort".into(), "grpc".into()],
             address: address.clone(),
             port: grpc.port(),
-            meta: BTreeMap::from([("version".into(), env!("CARGO_PKG_VERSION").into())]),
+            meta: BTreeMap::from([
+                ("version".into(), env!("CARGO_PKG_VERSION").into()),
+                ("scheme".into(), if tls { "https" } else { "http" }.into()),
+            ]),
             check: Some(Check {
                 grpc: format!("{address}:{}/{health_service}", grpc.port()),
-                grpc_use_tls: false,
+                grpc_use_tls: tls,
+                tls_skip_verify: tls,
                 interval: consul_duration(self.consul_check_interval),
                 timeout: "5s".into(),
                 deregister_critical_service_after: "1m".into(),
@@ -133,6 +139,7 @@ impl ConsulArgs {
         default_name: &str,
         grpc: SocketAddr,
         health_service: &str,
+        tls: bool,
     ) -> Option<RegistrationTask> {
         self.consul_http_addr.as_ref()?;
         let (args, name, health) = (self.clone(), default_name.to_owned(), health_service.to_owned());
@@ -143,7 +150,7 @@ impl ConsulArgs {
             let mut backoff = Backoff::new(policy);
             loop {
                 let delay = backoff.next_delay();
-                match args.register(&name, grpc, &health).await {
+                match args.register(&name, grpc, &health, tls).await {
                     Ok(registered) => return registered,
                     Err(e) => warn!(error = %e, retry_in = ?delay, "consul registration failed"),
                 }

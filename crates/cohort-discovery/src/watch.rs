@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cohort_backoff::{Backoff, BackoffPolicy};
+use cohort_transport::{ClientTls, LoadedTls};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
@@ -25,41 +26,52 @@ pub enum Upstream {
 /// How long one blocking query may wait (Consul adds a little jitter itself).
 const WAIT: Duration = Duration::from_secs(30);
 
-fn endpoint(uri: &str, connect_timeout: Duration) -> Result<Endpoint, DiscoveryError> {
-    Endpoint::from_shared(uri.to_owned())
-        .map(|e| {
-            e.connect_timeout(connect_timeout)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_while_idle(true)
-        })
+fn endpoint(uri: &str, tls: &LoadedTls, connect_timeout: Duration) -> Result<Endpoint, DiscoveryError> {
+    cohort_transport::endpoint(uri, tls)
+        .map(|e| e.connect_timeout(connect_timeout))
         .map_err(|e| DiscoveryError::Endpoint(uri.into(), e.to_string()))
 }
 
 /// A channel that balances over the upstream's instances and follows changes until
 /// `shutdown`. Requests wait (up to their own deadline) while no instance is known.
+///
+/// `tls` applies to `https://` endpoints; a Consul instance registered as serving TLS is
+/// reached with `https`, its certificate checked for the service's name unless `tls` names
+/// another.
 pub fn balanced_channel(
     upstream: Upstream,
+    tls: &ClientTls,
     connect_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<Channel, DiscoveryError> {
     match upstream {
         Upstream::Static(uris) => {
+            let tls = load(tls)?;
             let endpoints =
-                uris.iter().map(|u| endpoint(u, connect_timeout)).collect::<Result<Vec<_>, _>>()?;
+                uris.iter().map(|u| endpoint(u, &tls, connect_timeout)).collect::<Result<Vec<_>, _>>()?;
             Ok(Channel::balance_list(endpoints.into_iter()))
         }
         Upstream::Consul { client, service } => {
+            let named = ClientTls {
+                server_name: tls.server_name.clone().or_else(|| Some(service.clone())),
+                ..tls.clone()
+            };
+            let tls = load(&named)?;
             let (channel, tx) = Channel::balance_channel(64);
-            tokio::spawn(follow(*client, service, connect_timeout, tx, shutdown));
+            tokio::spawn(follow(*client, service, tls, connect_timeout, tx, shutdown));
             Ok(channel)
         }
     }
 }
 
+fn load(tls: &ClientTls) -> Result<LoadedTls, DiscoveryError> {
+    tls.load().map_err(|e| DiscoveryError::Tls(e.to_string()))
+}
+
 async fn follow(
     client: ConsulClient,
     service: String,
+    tls: LoadedTls,
     connect_timeout: Duration,
     tx: tokio::sync::mpsc::Sender<Change<String, Endpoint>>,
     shutdown: CancellationToken,
@@ -91,8 +103,7 @@ async fn follow(
                     if current.get(id) == Some(instance) {
                         continue;
                     }
-                    let uri = format!("http://{}:{}", instance.address, instance.port);
-                    match endpoint(&uri, connect_timeout) {
+                    match endpoint(&instance.uri(), &tls, connect_timeout) {
                         Ok(e) => {
                             if tx.send(Change::Insert(id.clone(), e)).await.is_err() {
                                 return;

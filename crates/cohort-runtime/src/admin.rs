@@ -36,11 +36,11 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::Shutdown;
+use crate::incoming::Incoming;
 
 /// Whether the service can do its job now; mirrored into gRPC health for `services`.
 #[derive(Clone)]
@@ -202,17 +202,22 @@ struct AdminState {
 
 /// Serves the admin endpoints until `shutdown` fires.
 pub async fn serve_admin(
-    listener: TcpListener,
+    incoming: Incoming,
     registry: Arc<Registry>,
     readiness: Readiness,
     shutdown: Shutdown,
-) -> std::io::Result<()> {
+) -> Result<(), String> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(AdminState { registry, readiness });
-    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    let (incoming, failed) = incoming.fail_fast();
+    let server = axum::serve(incoming, app).with_graceful_shutdown(async move { shutdown.cancelled().await });
+    tokio::select! {
+        r = server => r.map_err(|e| e.to_string()),
+        e = failed => Err(e),
+    }
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
@@ -250,6 +255,7 @@ mod tests {
 
     use super::{Readiness, serve_admin};
     use crate::Shutdown;
+    use crate::incoming::Incoming;
 
     /// A health service on a local port, and a client of it.
     async fn health() -> (tonic_health::server::HealthReporter, HealthClient<tonic::transport::Channel>) {
@@ -294,7 +300,8 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = listener.local_addr().unwrap();
         let stop = Shutdown::new();
-        tokio::spawn(serve_admin(listener, Default::default(), readiness.clone(), stop.clone()));
+        let incoming = Incoming::start(listener, None).unwrap();
+        tokio::spawn(serve_admin(incoming, Default::default(), readiness.clone(), stop.clone()));
         let database = readiness.condition("database");
         let cache = readiness.condition("cache");
         readiness.set(true).await;

@@ -12,25 +12,32 @@
 //! - [`auth`]: the `Bearer` credential of an `authorization` header.
 //! - [`error`]: [`ApiError`], the one failed answer and its mapping to gRPC and HTTP.
 //! - `listen`: [`Listeners`] bound in `main`, and [`shutdown_on_signal`].
+//! - [`tls`]: TLS for the listeners (certificate files reloaded when they change, optional
+//!   client certificates) and the `--tls-*` settings; clients use `cohort-transport`.
+//! - `incoming`: a listener's connections, plaintext or TLS.
 //! - [`server`]: the one service skeleton ([`Skeleton`]): health, reflection, the tower stack
 //!   on every RPC and route, supervised servers, drain.
 
 pub mod admin;
 pub mod auth;
 pub mod error;
+mod incoming;
 mod listen;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use admin::{Condition, Readiness, serve_admin};
 pub use auth::bearer;
 pub use error::ApiError;
-pub use listen::{Listeners, grpc_incoming, http_incoming, shutdown_on_signal};
-pub use server::{Limits, Running, ServerStopped, Skeleton};
+pub use incoming::{Conn, Incoming};
+pub use listen::{Listeners, shutdown_on_signal};
+pub use server::{Limits, Running, ServeError, ServerStopped, Skeleton};
 pub use settings::{
     CommonArgs, DatabaseArgs, EX_USAGE, MAX_DURATION, parse_duration, parse_settings, usage_error,
 };
 pub use shutdown::{Shutdown, wait_for_signal};
 pub use telemetry::init_tracing;
+pub use tls::{ClientAuth, ServerTls, TlsArgs, TlsError};

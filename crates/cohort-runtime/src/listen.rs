@@ -49,20 +49,6 @@ pub fn shutdown_on_signal() -> Shutdown {
     shutdown
 }
 
-/// A gRPC listener's connections with `TCP_NODELAY`, for `serve_with_incoming`: tonic's own
-/// `tcp_nodelay` applies only to sockets it binds, and without it a small response waits on
-/// Nagle for the peer's delayed ACK (40 ms on Linux). The stream ends with an error only when
-/// the socket itself fails (see [`accept`]), which ends the server.
-pub fn grpc_incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<TcpStream>> {
-    futures::stream::unfold(Some(listener), |listener| async move {
-        let l = listener?;
-        match accept(&l).await {
-            Ok((tcp, _)) => Some((Ok(tcp), Some(l))),
-            Err(e) => Some((Err(e), None)),
-        }
-    })
-}
-
 /// Accepts the next connection with `TCP_NODELAY`. Errors of one connection (reset, aborted)
 /// and running out of file descriptors (it passes as connections close) are waited out; any
 /// other error means the listening socket is unusable and is returned.
@@ -89,13 +75,4 @@ pub(crate) async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream
             },
         }
     }
-}
-
-/// An HTTP listener for `axum::serve` whose connections have `TCP_NODELAY`, for the same
-/// reason as [`grpc_incoming`].
-pub fn http_incoming(listener: TcpListener) -> impl axum::serve::Listener<Io = TcpStream, Addr = SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    })
 }

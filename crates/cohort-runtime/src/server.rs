@@ -21,7 +21,6 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,13 +33,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tonic::body::Body;
 use tonic::service::Routes;
 use tower::{BoxError, Layer, Service, ServiceBuilder};
 use tracing::{Instrument, error, info, warn};
 
+use crate::incoming::Incoming;
+use crate::tls::{ServerTls, Side, TlsArgs, TlsError};
 use crate::{Listeners, Readiness, Shutdown};
 
 /// How much work a service takes on at once, and for how long.
@@ -57,6 +57,15 @@ impl Default for Limits {
     fn default() -> Self {
         Limits { max_concurrent_requests: 10_000, request_timeout: Duration::from_secs(30) }
     }
+}
+
+/// Why the servers could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
 }
 
 /// A server that ended on its own, before shutdown: the process must not live on.
@@ -76,6 +85,7 @@ pub struct Skeleton {
     registry: Registry,
     requests: RequestMetrics,
     limits: Limits,
+    tls: Option<ServerTls>,
 }
 
 impl std::fmt::Debug for Skeleton {
@@ -97,7 +107,15 @@ impl Skeleton {
             registry,
             requests,
             limits,
+            tls: None,
         }
+    }
+
+    /// Serves every listener over TLS as `args` say (plaintext when they name no
+    /// certificate); the files are read now, and again whenever they change.
+    pub fn tls(mut self, args: &TlsArgs) -> Result<Skeleton, TlsError> {
+        self.tls = ServerTls::load(args)?;
+        Ok(self)
     }
 
     pub fn readiness(&self) -> Readiness {
@@ -119,8 +137,8 @@ impl Skeleton {
         http: axum::Router,
         descriptors: &'static [u8],
         grpc: impl FnOnce(tonic::transport::Server) -> tonic::transport::Server,
-    ) -> Result<Running, tonic_reflection::server::Error> {
-        let Skeleton { name, readiness, add_health, registry, requests, limits } = self;
+    ) -> Result<Running, ServeError> {
+        let Skeleton { name, readiness, add_health, registry, requests, limits, tls } = self;
         learn_methods(descriptors);
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(descriptors)
@@ -128,6 +146,10 @@ impl Skeleton {
         let routes = add_health(routes).add_service(reflection);
 
         let stop = Shutdown::new();
+        if let Some(tls) = &tls {
+            tls.watch(stop.clone());
+        }
+        let on = |side| tls.clone().map(|t| (t, side));
         let mut tasks = JoinSet::new();
         // One bound on requests in progress over all connections and both protocols.
         let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests));
@@ -135,13 +157,13 @@ impl Skeleton {
             .layer(grpc_layers(requests.clone(), in_flight.clone(), limits.request_timeout))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
-                crate::grpc_incoming(listeners.grpc),
+                Incoming::start(listeners.grpc, on(Side::Service))?.into_stream(),
                 stop.clone().cancelled_owned(),
             );
         tasks.spawn(async move { ("gRPC", grpc_server.await.map_err(|e| cohort_core::error::chain(&e))) });
 
         let http = http_layers(http, requests, in_flight, limits.request_timeout);
-        let (incoming, failed) = FailFast::new(listeners.http);
+        let (incoming, failed) = Incoming::start(listeners.http, on(Side::Service))?.fail_fast();
         let server = axum::serve(incoming, http).with_graceful_shutdown(stop.clone().cancelled_owned());
         tasks.spawn(async move {
             let outcome = tokio::select! {
@@ -151,13 +173,11 @@ impl Skeleton {
             ("HTTP", outcome)
         });
         if let Some(listener) = listeners.admin {
+            let incoming = Incoming::start(listener, on(Side::Admin))?;
             let (registry, readiness, stop) = (Arc::new(registry), readiness.clone(), stop.clone());
-            tasks.spawn(async move {
-                (
-                    "admin",
-                    crate::serve_admin(listener, registry, readiness, stop).await.map_err(|e| e.to_string()),
-                )
-            });
+            tasks.spawn(
+                async move { ("admin", crate::serve_admin(incoming, registry, readiness, stop).await) },
+            );
         }
         Ok(Running { name, readiness, stop, tasks })
     }
@@ -207,42 +227,6 @@ impl Running {
         } else {
             info!(service = self.name, "stopped");
         }
-    }
-}
-
-/// An HTTP listener that accepts like [`crate::http_incoming`] but reports a fatal accept
-/// error (the socket is gone) instead of retrying it forever as `axum::serve` would.
-struct FailFast {
-    listener: TcpListener,
-    failed: Option<tokio::sync::oneshot::Sender<String>>,
-}
-
-impl FailFast {
-    fn new(listener: TcpListener) -> (FailFast, impl Future<Output = String>) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let failed = async move { rx.await.unwrap_or_else(|_| "the listener was dropped".to_owned()) };
-        (FailFast { listener, failed: Some(tx) }, failed)
-    }
-}
-
-impl axum::serve::Listener for FailFast {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        match crate::listen::accept(&self.listener).await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                if let Some(tx) = self.failed.take() {
-                    let _ = tx.send(format!("accepting connections: {e}"));
-                }
-                std::future::pending().await
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
     }
 }
 

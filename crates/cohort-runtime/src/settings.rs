@@ -2,7 +2,6 @@
 //! one way a bad setting ends a process: exit code 64 and one line naming it.
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
@@ -77,6 +76,9 @@ pub struct CommonArgs {
     /// Kubernetes' terminationGracePeriodSeconds must be longer.
     #[arg(long, env = "COHORT_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "20s")]
     pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// The PostgreSQL connection.
@@ -95,14 +97,15 @@ pub struct DatabaseArgs {
 impl DatabaseArgs {
     /// Checks the URL the way the pool will read it; the message names the setting and does
     /// not repeat the URL (it may hold a password).
+    /// `sslmode` and `sslrootcert` included: the CA file is read now, so a missing one is a
+    /// bad setting rather than a failure at the first connection.
     pub fn validate(&self) -> Result<(), String> {
-        let config = tokio_postgres::Config::from_str(&self.database_url).map_err(|e| {
-            // The cause says which part is wrong; the error alone only that something is.
-            match std::error::Error::source(&e) {
-                Some(cause) => format!("--database-url is not a valid PostgreSQL URL: {e}: {cause}"),
-                None => format!("--database-url is not a valid PostgreSQL URL: {e}"),
-            }
+        let url = cohort_db::DatabaseUrl::parse(&self.database_url).map_err(|e| {
+            // The chain says which part is wrong; the error alone only that something is.
+            format!("--database-url is not a valid PostgreSQL URL: {}", cohort_core::error::chain(&e))
         })?;
+        url.tls().map_err(|e| format!("--database-url: {e}"))?;
+        let config = url.config();
         if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
             return Err("--database-url names no host".into());
         }

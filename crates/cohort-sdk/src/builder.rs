@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use cohort_backoff::BackoffPolicy;
 use cohort_core::{Definitions, compile};
+use cohort_transport::{ClientTls, LoadedTls};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -43,6 +44,7 @@ pub struct ClientBuilder {
     events: EventOptions,
     flush_timeout: Duration,
     fail_on_rejected_key: bool,
+    tls: ClientTls,
 }
 
 impl ClientBuilder {
@@ -61,6 +63,7 @@ impl ClientBuilder {
             events: EventOptions::default(),
             flush_timeout: Duration::from_secs(5),
             fail_on_rejected_key: false,
+            tls: ClientTls::default(),
         }
     }
 
@@ -176,6 +179,14 @@ impl ClientBuilder {
         self
     }
 
+    /// TLS for `https://` endpoints: the CA bundle to trust instead of the system's roots, a
+    /// client certificate for servers that ask for one, or the name the servers' certificates
+    /// are issued for when the endpoints are addresses. The files are read by `build()`.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
     fn validate(&self) -> Result<(), SdkError> {
         let positive = |option: &'static str, d: Duration| {
             if d.is_zero() {
@@ -215,16 +226,11 @@ impl ClientBuilder {
         Ok(())
     }
 
-    fn endpoint(&self, uri: &str) -> Result<Endpoint, SdkError> {
-        let invalid = |message: String| SdkError::InvalidEndpoint { endpoint: uri.to_owned(), message };
-        Ok(Endpoint::from_shared(uri.to_owned())
-            .map_err(|e| invalid(e.to_string()))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            // HTTP/2 pings find a dead TCP connection even when heartbeats cannot tell.
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true))
+    fn endpoint(&self, uri: &str, tls: &LoadedTls) -> Result<Endpoint, SdkError> {
+        // HTTP/2 pings (set there) find a dead TCP connection even when heartbeats cannot tell.
+        Ok(cohort_transport::endpoint(uri, tls)
+            .map_err(|e| SdkError::InvalidEndpoint { endpoint: uri.to_owned(), message: e.to_string() })?
+            .connect_timeout(self.connect_timeout))
     }
 
     /// Builds the client: loads the cache (or bootstrap), starts the stream and event delivery,
@@ -240,10 +246,12 @@ impl ClientBuilder {
         } else {
             Some(bearer(&self.sdk_key).filter(|_| !self.sdk_key.is_empty()).ok_or(SdkError::InvalidKey)?)
         };
+        let tls =
+            self.tls.load().map_err(|e| SdkError::InvalidOption { option: "tls", message: e.to_string() })?;
         let config_endpoints =
-            self.config_endpoints.iter().map(|u| self.endpoint(u)).collect::<Result<Vec<_>, _>>()?;
+            self.config_endpoints.iter().map(|u| self.endpoint(u, &tls)).collect::<Result<Vec<_>, _>>()?;
         let event_endpoints =
-            self.event_endpoints.iter().map(|u| self.endpoint(u)).collect::<Result<Vec<_>, _>>()?;
+            self.event_endpoints.iter().map(|u| self.endpoint(u, &tls)).collect::<Result<Vec<_>, _>>()?;
 
         let store = Arc::new(Store::new());
         let fingerprint = cache::key_fingerprint(&self.sdk_key);

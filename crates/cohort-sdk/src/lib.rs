@@ -59,6 +59,7 @@ pub use builder::ClientBuilder;
 pub use client::{Client, ConfigGuard, Stats};
 /// The bounds of the reconnect and event retry backoff (from `cohort-backoff`).
 pub use cohort_backoff::BackoffPolicy;
+pub use cohort_transport::ClientTls;
 pub use decision::{Assignment, Details, Evaluation};
 pub use error::{SdkError, TrackError};
 pub use events::{EventOptions, MAX_BATCH_SIZE, MAX_SENDERS as MAX_EVENT_SENDERS, MetricEvent};

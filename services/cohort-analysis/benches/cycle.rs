@@ -559,7 +559,7 @@ async fn copy_metric_events(
 fn analyzer(pool: &Pool, config: &Config) -> Analyzer {
     Analyzer::new(
         Store::new(pool.clone()),
-        ConfigClient::new(&config.url, &config.service_key).expect("config client"),
+        ConfigClient::new(&config.url, &config.service_key, &Default::default()).expect("config client"),
         Settings::default(),
         Metrics::new(&mut prometheus_client::registry::Registry::default()),
     )

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use cohort_core::model::{ExperimentDef, MetricDef};
 use cohort_proto::config::v1 as pb;
+use cohort_transport::ClientTls;
 use pb::config_service_client::ConfigServiceClient;
 use pb::internal_service_client::InternalServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::store::{ExperimentRef, Running};
@@ -56,12 +57,12 @@ pub struct ConfigClient {
 
 impl ConfigClient {
     /// Connects lazily: the analysis service starts while the config service is down.
-    pub fn new(endpoint: &str, service_key: &str) -> Result<ConfigClient, String> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| format!("--config-endpoint {endpoint:?}: {e}"))?
+    pub fn new(endpoint: &str, service_key: &str, tls: &ClientTls) -> Result<ConfigClient, String> {
+        let tls = tls.load().map_err(|e| e.to_string())?;
+        let channel = cohort_transport::endpoint(endpoint, &tls)
+            .map_err(|e| format!("--config-endpoint: {e}"))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
             .connect_lazy();
         let authorization = format!("Bearer {service_key}")
             .parse()

@@ -48,11 +48,16 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     if settings.migrate {
         cohort_db::migrate(&pool, &cohort_db::migrate::ANALYSIS).await?;
     }
-    let mut skeleton = Skeleton::new("cohort-analysis", &[SERVICE_NAME], Limits::default());
+    let mut skeleton =
+        Skeleton::new("cohort-analysis", &[SERVICE_NAME], Limits::default()).tls(&settings.common.tls)?;
     let metrics = metrics::Metrics::new(skeleton.registry());
     let store = store::Store::new(pool);
-    let config = config::ConfigClient::new(&settings.config_endpoint, &settings.service_key)
-        .map_err(anyhow::Error::msg)?;
+    let config = config::ConfigClient::new(
+        &settings.config_endpoint,
+        &settings.service_key,
+        &settings.common.tls.client(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let analyzer =
         Arc::new(cycle::Analyzer::new(store.clone(), config.clone(), settings.analysis(), metrics));
     // Ready while the database answers (results are read from it) and, on the leader, while
@@ -77,7 +82,12 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         skeleton.serve(listeners, routes, api::router(api), cohort_proto::FILE_DESCRIPTOR_SET, |s| s)?;
     readiness.set(true).await;
     info!("analysis service ready");
-    let registration = settings.consul.spawn_registration("cohort-analysis", grpc_addr, SERVICE_NAME);
+    let registration = settings.consul.spawn_registration(
+        "cohort-analysis",
+        grpc_addr,
+        SERVICE_NAME,
+        settings.common.tls.tls_cert.is_some(),
+    );
 
     let outcome = running.until(&shutdown).await;
     readiness.set(false).await;

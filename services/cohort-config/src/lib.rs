@@ -80,7 +80,8 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
         let applied = cohort_db::migrate(&pool, &cohort_db::migrate::CONFIG).await?;
         info!(applied = ?applied, "migrations up to date");
     }
-    let mut skeleton = Skeleton::new("cohort-config", &[SERVICE_NAME], Limits::default());
+    let mut skeleton =
+        Skeleton::new("cohort-config", &[SERVICE_NAME], Limits::default()).tls(&settings.common.tls)?;
     let metrics = Metrics::new(skeleton.registry());
     let store = Store::new(pool);
     let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
@@ -142,7 +143,12 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
     )?;
     readiness.set(true).await;
     info!(%grpc_addr, %http_addr, %replica, "config service ready");
-    let registration = settings.consul.spawn_registration("cohort-config", grpc_addr, SERVICE_NAME);
+    let registration = settings.consul.spawn_registration(
+        "cohort-config",
+        grpc_addr,
+        SERVICE_NAME,
+        settings.common.tls.tls_cert.is_some(),
+    );
 
     let outcome = running.until(&shutdown).await;
     info!("shutting down");

@@ -69,8 +69,7 @@ impl Endpoints {
 
 impl Followed {
     fn set(&self, instances: &[Instance]) -> Arc<[String]> {
-        let uris: Arc<[String]> =
-            instances.iter().map(|i| format!("http://{}:{}", i.address, i.port)).collect();
+        let uris: Arc<[String]> = instances.iter().map(Instance::uri).collect();
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = uris.clone();
         uris
     }

@@ -82,6 +82,8 @@ pub struct ClientOptions {
     pub exposure_dedup_capacity: usize,
     pub max_queued_events: usize,
     pub event_senders: usize,
+    /// For `https://` endpoints (checked at start-up; each client reads the files again).
+    pub tls: cohort_sdk::ClientTls,
 }
 
 /// Environment counters, registered by [`crate::metrics::Metrics`].
@@ -271,6 +273,7 @@ impl Environments {
             .exposure_dedup_capacity(o.exposure_dedup_capacity)
             .max_queued_events(o.max_queued_events)
             .event_senders(o.event_senders)
+            .tls(o.tls.clone())
             .build()
             .await;
         let elapsed_ms = started.elapsed().as_millis() as u64;

@@ -50,7 +50,8 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         max_concurrent_requests: settings.max_concurrent_requests,
         request_timeout: settings.request_timeout,
     };
-    let mut skeleton = Skeleton::new("cohort-evaluation", &[SERVICE_NAME], limits);
+    let mut skeleton =
+        Skeleton::new("cohort-evaluation", &[SERVICE_NAME], limits).tls(&settings.common.tls)?;
     let metrics = Arc::new(Metrics::new(skeleton.registry()));
 
     // Background work (Consul followers, the idle reaper) stops on `tasks`.
@@ -62,6 +63,8 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         ),
         None => (Endpoints::fixed(&settings.config_endpoint), Endpoints::fixed(&settings.events_endpoint)),
     };
+    let tls = settings.common.tls.client();
+    tls.load()?;
     let environments = Environments::new(
         ClientOptions {
             config,
@@ -72,6 +75,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
             exposure_dedup_capacity: settings.exposure_dedup_capacity,
             max_queued_events: settings.max_queued_events,
             event_senders: settings.event_senders,
+            tls,
         },
         metrics.environments.clone(),
     );
@@ -105,7 +109,12 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     )?;
     readiness.set(true).await;
     info!(%grpc_addr, %http_addr, "evaluation service ready");
-    let registration = settings.consul.spawn_registration("cohort-evaluation", grpc_addr, SERVICE_NAME);
+    let registration = settings.consul.spawn_registration(
+        "cohort-evaluation",
+        grpc_addr,
+        SERVICE_NAME,
+        settings.common.tls.tls_cert.is_some(),
+    );
 
     let outcome = running.until(&shutdown).await;
     info!("shutting down");

@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use cohort_proto::config::v1 as pb;
+use cohort_transport::ClientTls;
 use pb::internal_service_client::InternalServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 /// Longest a verification may take, connecting included.
@@ -61,11 +62,11 @@ pub(crate) struct ConfigClient {
 }
 
 impl ConfigClient {
-    pub(crate) fn new(endpoint: &str, service_key: &str) -> Result<ConfigClient, String> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| format!("--config-endpoint {endpoint:?}: {e}"))?
+    pub(crate) fn new(endpoint: &str, service_key: &str, tls: &ClientTls) -> Result<ConfigClient, String> {
+        let tls = tls.load().map_err(|e| e.to_string())?;
+        let channel = cohort_transport::endpoint(endpoint, &tls)
+            .map_err(|e| format!("--config-endpoint: {e}"))?
             .connect_timeout(VERIFY_TIMEOUT)
-            .tcp_nodelay(true)
             // A connection that went silent (a partition, not a refusal) is noticed and
             // replaced instead of timing out every verification.
             .http2_keep_alive_interval(Duration::from_secs(10))

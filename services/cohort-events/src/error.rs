@@ -86,10 +86,12 @@ pub enum EventsError {
     Config(String),
     #[error("spool: {0}")]
     Spool(#[from] SpoolError),
-    #[error("gRPC reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("{0}")]
+    Tls(#[from] cohort_runtime::TlsError),
+    #[error("{0}")]
+    Serve(#[from] cohort_runtime::ServeError),
     #[error("{server} server: {message}")]
-    Serve { server: &'static str, message: String },
+    Server { server: &'static str, message: String },
     #[error("background task {task} panicked or was cancelled")]
     Task { task: &'static str },
 }

@@ -67,7 +67,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     // queues in the spool, not in this process's memory.
     let limits =
         Limits { max_concurrent_requests: settings.max_in_flight, request_timeout: settings.request_timeout };
-    let mut skeleton = Skeleton::new("cohort-events", &[SERVICE_NAME], limits);
+    let mut skeleton = Skeleton::new("cohort-events", &[SERVICE_NAME], limits).tls(&settings.common.tls)?;
     let metrics = Arc::new(Metrics::new(skeleton.registry()));
     let readiness = skeleton.readiness();
 
@@ -103,7 +103,8 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         unix_ms(SystemTime::now()),
     ));
     let config =
-        ConfigClient::new(&settings.config_endpoint, &settings.service_key).map_err(EventsError::Config)?;
+        ConfigClient::new(&settings.config_endpoint, &settings.service_key, &settings.common.tls.client())
+            .map_err(EventsError::Config)?;
     let ingest = Arc::new(Ingest::new(
         KeyCache::new(config, settings.key_cache_ttl, settings.verified_key_max_age, key_record.clone()),
         RateLimiter::new(settings.rate_limit_per_environment, settings.rate_limit_burst),
@@ -130,7 +131,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let grpc_addr = listeners
         .grpc
         .local_addr()
-        .map_err(|e| EventsError::Serve { server: "gRPC", message: e.to_string() })?;
+        .map_err(|e| EventsError::Server { server: "gRPC", message: e.to_string() })?;
     info!(grpc_addr = %local(&listeners.grpc), http_addr = %local(&listeners.http), "serving");
     let max_bytes = settings.max_request_bytes as usize;
     let routes = Routes::new(
@@ -141,7 +142,12 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let mut running = skeleton.serve(listeners, routes, http, cohort_proto::FILE_DESCRIPTOR_SET, |s| s)?;
     readiness.set(true).await;
     info!("ready");
-    let registration = settings.consul.spawn_registration("cohort-events", grpc_addr, SERVICE_NAME);
+    let registration = settings.consul.spawn_registration(
+        "cohort-events",
+        grpc_addr,
+        SERVICE_NAME,
+        settings.common.tls.tls_cert.is_some(),
+    );
 
     let outcome = running.until(&shutdown).await;
     // Tell load balancers, probes and Consul first.
@@ -162,7 +168,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
             let _ = record_writer.await;
         })
         .await;
-    outcome.map_err(|e| EventsError::Serve { server: e.server, message: e.reason })
+    outcome.map_err(|e| EventsError::Server { server: e.server, message: e.reason })
 }
 
 fn local(listener: &TcpListener) -> String {

@@ -45,6 +45,30 @@ pub struct Global {
     /// Deadline for connecting and for each call, e.g. `500ms`, `30s`, `2m`.
     #[arg(long, env = "COHORT_TIMEOUT", value_parser = parse_duration, default_value = "30s", global = true)]
     pub timeout: Duration,
+
+    /// For an `https://` endpoint: PEM CA certificates the service's certificate must chain
+    /// to, instead of the system's roots.
+    #[arg(long, env = "COHORT_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
+
+    /// A PEM client certificate (with `--client-key`) for a service that asks for one.
+    #[arg(long, env = "COHORT_CLIENT_CERT", requires = "client_key", global = true)]
+    pub client_cert: Option<std::path::PathBuf>,
+
+    /// The private key of `--client-cert`.
+    #[arg(long, env = "COHORT_CLIENT_KEY", requires = "client_cert", global = true)]
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+impl Global {
+    /// TLS for an `https://` endpoint.
+    pub fn tls(&self) -> cohort_transport::ClientTls {
+        cohort_transport::ClientTls {
+            ca_file: self.ca_file.clone(),
+            identity: self.client_cert.clone().zip(self.client_key.clone()),
+            server_name: None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

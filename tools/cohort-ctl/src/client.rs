@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use cohort_proto::config::v1 as pb;
+use cohort_transport::ClientTls;
 use pb::config_service_client::ConfigServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use crate::definition::Kind;
@@ -45,6 +46,7 @@ impl Client {
         endpoint: &str,
         api_key: Option<&str>,
         timeout: Duration,
+        tls: &ClientTls,
     ) -> Result<Client, CtlError> {
         let auth =
             match api_key.map(str::trim).filter(|k| !k.is_empty()) {
@@ -53,15 +55,9 @@ impl Client {
                 })?),
                 None => None,
             };
-        if endpoint.starts_with("https://") {
-            return Err(CtlError::Usage(
-                "https endpoints are not supported by this build: reach the service over plain \
-                 gRPC (e.g. through a port-forward or a TLS-terminating sidecar)"
-                    .into(),
-            ));
-        }
-        let channel = Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| CtlError::Usage(format!("--endpoint {endpoint:?} is not a URL: {e}")))?
+        let tls = tls.load().map_err(|e| CtlError::Usage(e.to_string()))?;
+        let channel = cohort_transport::endpoint(endpoint, &tls)
+            .map_err(|e| CtlError::Usage(format!("--endpoint: {e}")))?
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect()

@@ -59,7 +59,7 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
         commands::service_key_create(name, con)?;
         return Ok(Outcome::Done);
     }
-    let mut client = Client::connect(&g.endpoint, g.api_key.as_deref(), g.timeout).await?;
+    let mut client = Client::connect(&g.endpoint, g.api_key.as_deref(), g.timeout, &g.tls()).await?;
     let env = g.environment.as_str();
     match cli.command {
         Command::Bootstrap(a) => {

@@ -35,6 +35,39 @@ pub struct Options {
     pub heartbeat_interval: Duration,
     /// How long each service may take to stop gracefully.
     pub shutdown_grace: Duration,
+    /// TLS on every listener, and mutual TLS between the services; plaintext when `None`.
+    pub tls: Option<StackTls>,
+}
+
+/// The files of a stack served over TLS: one CA, and one certificate (for `127.0.0.1`, usable
+/// by servers and clients) that every service serves and presents to its peers, which
+/// require a certificate of that CA.
+#[derive(Debug, Clone)]
+pub struct StackTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl StackTls {
+    /// What a client of the stack trusts and presents.
+    pub fn client(&self) -> cohort_transport::ClientTls {
+        cohort_transport::ClientTls {
+            ca_file: Some(self.ca.clone()),
+            identity: Some((self.cert.clone(), self.key.clone())),
+            server_name: None,
+        }
+    }
+
+    fn flags(&self) -> Vec<(String, String)> {
+        let path = |p: &PathBuf| p.display().to_string();
+        vec![
+            ("--tls-cert".into(), path(&self.cert)),
+            ("--tls-key".into(), path(&self.key)),
+            ("--tls-client-ca".into(), path(&self.ca)),
+            ("--tls-ca".into(), path(&self.ca)),
+        ]
+    }
 }
 
 impl Options {
@@ -46,6 +79,7 @@ impl Options {
             analysis_interval: Duration::from_secs(2),
             heartbeat_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            tls: None,
         }
     }
 
@@ -57,6 +91,7 @@ impl Options {
             analysis_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -129,20 +164,26 @@ pub struct Addrs {
     pub http: SocketAddr,
     /// `/metrics`, `/healthz`, `/readyz`.
     pub admin: SocketAddr,
+    /// Served over TLS.
+    pub tls: bool,
 }
 
 impl Addrs {
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
     /// The gRPC endpoint as clients name it.
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc)
+        format!("{}://{}", self.scheme(), self.grpc)
     }
 
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.http)
+        format!("{}://{}", self.scheme(), self.http)
     }
 
     pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin)
+        format!("{}://{}", self.scheme(), self.admin)
     }
 }
 
@@ -280,6 +321,9 @@ impl Stack {
             flags.extend(peer("--events-endpoint", Service::Events)?);
         }
         flags.push(pair("--shutdown-grace", millis(self.options.shutdown_grace)));
+        if let Some(tls) = &self.options.tls {
+            flags.extend(tls.flags());
+        }
         Ok(flags)
     }
 
@@ -438,7 +482,7 @@ impl Sockets {
             grpc,
             http,
             admin,
-            addrs: Addrs { grpc: grpc_addr, http: http_addr, admin: admin_addr },
+            addrs: Addrs { grpc: grpc_addr, http: http_addr, admin: admin_addr, tls: false },
         })
     }
 
@@ -513,6 +557,8 @@ impl Instance {
         flags: Vec<(String, String)>,
         sockets: Sockets,
     ) -> Result<Instance, StackError> {
+        let mut sockets = sockets;
+        sockets.addrs.tls = flags.iter().any(|(name, _)| name == "--tls-cert");
         let mut argv = vec![format!("cohort-{service}")];
         for (name, value) in &flags {
             argv.push(name.clone());

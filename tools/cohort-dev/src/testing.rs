@@ -12,7 +12,9 @@ use cohort_proto::events::v1::event_service_client::EventServiceClient;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
-use crate::stack::{Addrs, Flags, Options, Service, Stack};
+use cohort_transport::ClientTls;
+
+use crate::stack::{Addrs, Flags, Options, Service, Stack, StackTls};
 
 mod binary;
 pub mod http;
@@ -39,6 +41,8 @@ pub struct TestCluster {
     stack: Stack,
     db: TestDb,
     spool: TempDir,
+    /// With TLS: the certificates' directory, and what clients trust and present.
+    tls: Option<(TempDir, ClientTls)>,
 }
 
 impl TestCluster {
@@ -56,18 +60,59 @@ impl TestCluster {
         cluster
     }
 
+    /// All four services over TLS, with mutual TLS between them: a CA of the test's own, one
+    /// certificate for `127.0.0.1` that every service serves and presents, client
+    /// certificates required everywhere (the clients of [`TestCluster::client_tls`] present
+    /// it too).
+    pub async fn start_tls() -> TestCluster {
+        let mut cluster = TestCluster::empty_with(true).await;
+        for service in [Service::Config, Service::Events, Service::Analysis, Service::Evaluation] {
+            cluster.add(service, &[]).await;
+        }
+        cluster
+    }
+
     /// A migrated database and the services' keys; no service yet (see [`TestCluster::add`]).
     pub async fn empty() -> TestCluster {
+        TestCluster::empty_with(false).await
+    }
+
+    async fn empty_with(tls: bool) -> TestCluster {
         // Services' logs only when asked for: `RUST_LOG=info cargo test ...`.
         if std::env::var_os("RUST_LOG").is_some() {
             cohort_runtime::init_tracing(cohort_runtime::settings::LogFormat::Text);
         }
         let db = TestDb::new().await;
         let spool = tempfile::tempdir().expect("a temporary spool directory");
-        let stack = Stack::new(&db.url, &Options::test(spool.path().to_path_buf()))
+        let mut options = Options::test(spool.path().to_path_buf());
+        let tls = tls.then(|| {
+            let dir = tempfile::tempdir().expect("a certificates directory");
+            let pki = cohort_transport::testing::Pki::new("Cohort test CA");
+            let leaf = pki.leaf(&["127.0.0.1", "localhost"]).write(dir.path(), "service");
+            let files = StackTls { ca: pki.write_ca(dir.path(), "ca"), cert: leaf.cert, key: leaf.key };
+            let client = files.client();
+            options.tls = Some(files);
+            (dir, client)
+        });
+        let stack =
+            Stack::new(&db.url, &options).await.unwrap_or_else(|e| panic!("preparing the stack: {e}"));
+        TestCluster { stack, db, spool, tls }
+    }
+
+    /// What a client of this cluster trusts and presents: nothing special in plaintext.
+    pub fn client_tls(&self) -> ClientTls {
+        self.tls.as_ref().map(|(_, c)| c.clone()).unwrap_or_default()
+    }
+
+    /// A channel to `service`'s gRPC listener, over TLS when the cluster serves it.
+    pub async fn channel(&self, service: Service) -> Channel {
+        let url = self.addrs(service).grpc_url();
+        let tls = self.client_tls().load().expect("the cluster's certificates load");
+        cohort_transport::endpoint(&url, &tls)
+            .expect("a valid endpoint")
+            .connect()
             .await
-            .unwrap_or_else(|e| panic!("preparing the stack: {e}"));
-        TestCluster { stack, db, spool }
+            .unwrap_or_else(|e| panic!("connecting to {service} at {url}: {}", cohort_core::error::chain(&e)))
     }
 
     /// Starts `service` with the stack's flags changed by `flags`; panics when it cannot.
@@ -120,23 +165,19 @@ impl TestCluster {
     }
 
     pub async fn config(&self) -> ConfigServiceClient<Channel> {
-        ConfigServiceClient::connect(self.config_url()).await.expect("connecting to the config service")
+        ConfigServiceClient::new(self.channel(Service::Config).await)
     }
 
     pub async fn events(&self) -> EventServiceClient<Channel> {
-        EventServiceClient::connect(self.events_url()).await.expect("connecting to the event service")
+        EventServiceClient::new(self.channel(Service::Events).await)
     }
 
     pub async fn analysis(&self) -> AnalysisServiceClient<Channel> {
-        AnalysisServiceClient::connect(self.addrs(Service::Analysis).grpc_url())
-            .await
-            .expect("connecting to the analysis service")
+        AnalysisServiceClient::new(self.channel(Service::Analysis).await)
     }
 
     pub async fn evaluation(&self) -> EvaluationServiceClient<Channel> {
-        EvaluationServiceClient::connect(self.addrs(Service::Evaluation).grpc_url())
-            .await
-            .expect("connecting to the evaluation service")
+        EvaluationServiceClient::new(self.channel(Service::Evaluation).await)
     }
 
     /// Kills `service` like a crashed process: its connections drop with no goodbye.
@@ -156,9 +197,10 @@ impl TestCluster {
 
     /// Stops every service still running, gracefully; panics when one fails to stop cleanly.
     pub async fn stop(self) {
-        let TestCluster { stack, db, spool } = self;
+        let TestCluster { stack, db, spool, tls } = self;
         stack.stop().await.unwrap_or_else(|e| panic!("stopping the services: {e}"));
         drop(db);
         drop(spool);
+        drop(tls);
     }
 }

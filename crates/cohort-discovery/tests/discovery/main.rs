@@ -40,7 +40,7 @@ async fn registration_has_a_grpc_check_and_deregisters() {
     let consul = FakeConsul::start().await;
     let grpc: std::net::SocketAddr = "127.0.0.1:50051".parse().unwrap();
     let registered = args(&consul, "10.1.2.3")
-        .register("cohort-config", grpc, "cohort.config.v1.ConfigService")
+        .register("cohort-config", grpc, "cohort.config.v1.ConfigService", true)
         .await
         .unwrap()
         .unwrap();
@@ -54,6 +54,15 @@ async fn registration_has_a_grpc_check_and_deregisters() {
     let check = r.check.as_ref().unwrap();
     assert_eq!(check.grpc, "10.1.2.3:50051/cohort.config.v1.ConfigService");
     assert_eq!((check.interval.as_str(), check.deregister_critical_service_after.as_str()), ("5s", "1m"));
+    // Serving TLS: the check uses it, and clients learn to connect with https.
+    assert!(check.grpc_use_tls);
+    assert_eq!(r.meta.get("scheme").map(String::as_str), Some("https"));
+    let (found, _) = ConsulClient::new(&consul.url(), None)
+        .unwrap()
+        .healthy("svc", 0, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(found[0].uri(), "https://10.1.2.3:50051");
     registered.deregister().await;
     assert!(consul.services().is_empty());
     // Consul answers 404 for an unknown service ID.
@@ -79,12 +88,12 @@ async fn blocking_queries_wait_for_a_change_or_the_wait_time() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let grpc = "127.0.0.1:4000".parse().unwrap();
-    args(&consul, "127.0.0.1").register("svc", grpc, "svc").await.unwrap();
+    args(&consul, "127.0.0.1").register("svc", grpc, "svc", false).await.unwrap();
     let (instances, newer) =
         tokio::time::timeout(Duration::from_secs(5), blocked).await.unwrap().unwrap().unwrap();
     assert!(newer > index);
     assert_eq!(instances.len(), 1);
-    assert_eq!((instances[0].address.as_str(), instances[0].port), ("127.0.0.1", 4000));
+    assert_eq!(instances[0].uri(), "http://127.0.0.1:4000");
     consul.set_passing(&instances[0].id, false);
     let (passing, _) = client.healthy("svc", 0, Duration::from_secs(1)).await.unwrap();
     assert!(passing.is_empty(), "?passing filters out critical instances");
@@ -102,18 +111,19 @@ async fn a_balanced_channel_follows_membership() {
     let consul = FakeConsul::start().await;
     let serving = health_server(tonic_health::ServingStatus::Serving).await;
     let draining = health_server(tonic_health::ServingStatus::NotServing).await;
-    let first = args(&consul, "127.0.0.1").register("svc", serving, "svc").await.unwrap().unwrap();
+    let first = args(&consul, "127.0.0.1").register("svc", serving, "svc", false).await.unwrap().unwrap();
 
     let stop = CancellationToken::new();
     let upstream = Upstream::Consul {
         client: Box::new(ConsulClient::new(&consul.url(), None).unwrap()),
         service: "svc".into(),
     };
-    let channel = balanced_channel(upstream, Duration::from_secs(1), stop.clone()).unwrap();
+    let channel =
+        balanced_channel(upstream, &Default::default(), Duration::from_secs(1), stop.clone()).unwrap();
     assert_eq!(status_via(channel.clone()).await, Some(ServingStatus::Serving));
 
     // The first instance fails its check and a second one registers: traffic moves.
-    args(&consul, "127.0.0.1").register("svc", draining, "svc").await.unwrap();
+    args(&consul, "127.0.0.1").register("svc", draining, "svc", false).await.unwrap();
     consul.set_passing(first.id(), false);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -137,6 +147,8 @@ async fn a_balanced_channel_follows_membership() {
 async fn static_upstreams_need_no_consul() {
     let serving = health_server(tonic_health::ServingStatus::Serving).await;
     let upstream = Upstream::Static(vec![format!("http://{serving}")]);
-    let channel = balanced_channel(upstream, Duration::from_secs(1), CancellationToken::new()).unwrap();
+    let channel =
+        balanced_channel(upstream, &Default::default(), Duration::from_secs(1), CancellationToken::new())
+            .unwrap();
     assert_eq!(status_via(channel).await, Some(ServingStatus::Serving));
 }

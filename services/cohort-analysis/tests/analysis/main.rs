@@ -167,7 +167,12 @@ impl World {
 
     /// A client of the config service with analysis's service key, as the service has.
     pub fn config_client(&self) -> ConfigClient {
-        ConfigClient::new(&self.cluster.config_url(), &self.cluster.service_key(Service::Analysis)).unwrap()
+        ConfigClient::new(
+            &self.cluster.config_url(),
+            &self.cluster.service_key(Service::Analysis),
+            &Default::default(),
+        )
+        .unwrap()
     }
 
     pub fn analyzer(&self, settings: Settings) -> Analyzer {

@@ -5,6 +5,7 @@
 mod apply;
 mod binary;
 mod commands;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,15 +25,23 @@ pub struct Server {
 
 impl Server {
     pub async fn start(database_url: &str) -> Server {
-        let flags = [("--database-url", database_url), ("--poll-interval", "1s"), ("--shutdown-grace", "5s")];
+        Server::start_with(database_url, &[]).await
+    }
+
+    /// With `extra` flags (TLS settings).
+    pub async fn start_with(database_url: &str, extra: &[(&str, &str)]) -> Server {
+        let mut flags =
+            vec![("--database-url", database_url), ("--poll-interval", "1s"), ("--shutdown-grace", "5s")];
+        flags.extend_from_slice(extra);
         let instance = Instance::start(Service::Config, &flags, Ports::Any)
             .await
             .unwrap_or_else(|e| panic!("starting the config service: {e}"));
         Server { grpc: instance.addrs().grpc, instance }
     }
 
+    /// `http://` or, when it serves TLS, `https://`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.grpc)
+        self.instance.addrs().grpc_url()
     }
 
     pub async fn stop(self) {
@@ -117,6 +126,7 @@ pub async fn version(server: &Server, key: &str) -> u64 {
         &server.endpoint(),
         Some(key),
         std::time::Duration::from_secs(10),
+        &Default::default(),
     )
     .await
     .unwrap();
