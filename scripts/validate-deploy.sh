@@ -114,16 +114,19 @@ run() {
 
 # validate NAME FILE: the manifests in FILE against the Kubernetes schemas of both versions
 # (strict: unknown fields are errors; a kind without a schema is an error too, except the
-# ServiceMonitor CRD), then the policy checks below, which also check the ServiceMonitor.
+# ServiceMonitor and cert-manager Certificate CRDs), then the policy checks below, which also
+# check those two.
 validate() {
   local name=$1 file=$2 version out status unknown
   [[ -s $file ]] || { fail "$name: nothing rendered"; return; }
   for version in "$K8S_VERSION" "$K8S_MIN_VERSION"; do
     out=$("$VALIDATE" --strict --quiet -k "$version" "$file" 2>&1) && status=0 || status=$?
     # kubernetes-validate only warns about kinds it has no schema for (it has no flag to make
-    # that an error): every such warning fails here, except for the ServiceMonitor CRD, which
-    # check_manifests validates against its own schema.
-    unknown=$(grep '^WARN' <<<"$out" | grep -v 'kind ServiceMonitor with api version monitoring.coreos.com/v1 ' || true)
+    # that an error): every such warning fails here, except for the ServiceMonitor and
+    # Certificate CRDs, which the policy checks validate against their own schemas.
+    unknown=$(grep '^WARN' <<<"$out" \
+      | grep -v -e 'kind ServiceMonitor with api version monitoring.coreos.com/v1 ' \
+        -e 'kind Certificate with api version cert-manager.io/v1 ' || true)
     if [[ $status -ne 0 || -n $unknown ]]; then
       fail "$name: kubernetes-validate --strict -k $version"
       printf '%s\n' "$out" | sed 's/^/      /' >&2
@@ -133,8 +136,9 @@ validate() {
   done
   run "$name: policy checks" "$PY" - "$file" <<'PY'
 """Checks no OpenAPI schema can: the pod hardening the chart promises, shutdown ordering, probes,
-and the ServiceMonitor CRD's structure."""
-import re, sys, yaml, jsonschema
+TLS wiring, and the ServiceMonitor and Certificate CRDs' structure."""
+import os, re, sys, yaml, jsonschema
+from urllib.parse import urlsplit
 
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 errors = []
@@ -150,6 +154,8 @@ def seconds(text):
     return float(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
 
 LONG_RUNNING = {"Deployment", "StatefulSet"}
+services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+cert_secrets = {d["spec"].get("secretName") for d in docs if d["kind"] == "Certificate"}
 for d in docs:
     kind, name = d["kind"], d["metadata"]["name"]
     where = f"{kind}/{name}"
@@ -173,13 +179,40 @@ for d in docs:
             env = {e["name"]: e for e in c.get("env", [])}
             need("COHORT_DATABASE_URL" not in env or "secretKeyRef" in env["COHORT_DATABASE_URL"].get("valueFrom", {}),
                  cw, "COHORT_DATABASE_URL must come from a Secret")
-            if kind in LONG_RUNNING:
+            tls = "COHORT_TLS_CERT" in env
+            if kind in LONG_RUNNING and tls:
+                # The kubelet's gRPC probes cannot do TLS: HTTPS on the admin port instead.
+                for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                    get = c.get(probe, {}).get("httpGet", {})
+                    need("grpc" not in c.get(probe, {}) and get.get("scheme") == "HTTPS" and get.get("path") == path
+                         and get.get("port") in ("metrics", 9090), cw,
+                         f"with TLS, {probe} must be an HTTPS GET of {path} on the admin port")
+            elif kind in LONG_RUNNING:
                 for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                     need("grpc" in c.get(probe, {}), cw, f"{probe} must be a gRPC probe")
                 need(c.get("livenessProbe", {}).get("grpc", {}).get("service", "") == "", cw,
                      "liveness must ask for the server (service \"\")")
                 need(c.get("readinessProbe", {}).get("grpc", {}).get("service", "").startswith("cohort."), cw,
                      "readiness must ask for the fully qualified cohort service")
+            if tls:
+                # The Secret as a directory: a subPath mount never sees a renewed certificate.
+                tls_dir = os.path.dirname(env["COHORT_TLS_CERT"].get("value", ""))
+                secrets = {v["name"]: v["secret"].get("secretName") for v in pod.get("volumes", []) if "secret" in v}
+                mount = next((m for m in c.get("volumeMounts", []) if m["mountPath"] == tls_dir), {})
+                need(mount.get("name") in secrets and "subPath" not in mount and mount.get("readOnly") is True, cw,
+                     f"the TLS Secret must be mounted read-only at {tls_dir}, without subPath")
+                need(not cert_secrets or secrets.get(mount.get("name")) in cert_secrets, cw,
+                     "the TLS volume must be the Secret the Certificate writes")
+                for name in ("COHORT_TLS_KEY", "COHORT_TLS_CA", "COHORT_TLS_CLIENT_CA"):
+                    need(env.get(name, {}).get("value", "").startswith(tls_dir + "/"), cw, f"{name} must be in {tls_dir}")
+                need(env.get("COHORT_TLS_CLIENT_AUTH", {}).get("value") in ("optional", "required"), cw,
+                     "COHORT_TLS_CLIENT_AUTH must be optional or required")
+                for name in ("COHORT_CONFIG_ENDPOINT", "COHORT_EVENTS_ENDPOINT"):
+                    for uri in filter(None, env.get(name, {}).get("value", "").split(",")):
+                        u = urlsplit(uri.strip())
+                        need(not (u.scheme == "http" and u.hostname in services), cw,
+                             f"{name}: {uri} is a Service of these manifests, which serve TLS: https://")
+            if kind in LONG_RUNNING:
                 grace = seconds(env.get("COHORT_SHUTDOWN_GRACE", {}).get("value", "20s"))
                 pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
                 total = pod.get("terminationGracePeriodSeconds", 30)
@@ -227,6 +260,56 @@ for d in docs:
     if d["kind"] == "ServiceMonitor":
         for e in jsonschema.Draft7Validator(SERVICE_MONITOR).iter_errors(d):
             errors.append(f"ServiceMonitor/{d['metadata'].get('name')}: {'.'.join(map(str, e.path))}: {e.message}")
+        for ep in d["spec"]["endpoints"]:
+            need(ep.get("scheme", "http").lower() == "http" or "ca" in ep.get("tlsConfig", {}),
+                 f"ServiceMonitor/{d['metadata']['name']}", "an https endpoint needs tlsConfig.ca")
+
+# cert-manager's Certificate (cert-manager.io/v1): the fields the manifests use, against the
+# CRD's structure; and its names must cover every Service that is called over TLS.
+GO_DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|\u00b5s|ms|s|m|h))+$"
+USAGES = ["signing", "digital signature", "content commitment", "key encipherment", "key agreement",
+          "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any",
+          "server auth", "client auth", "code signing", "email protection", "s/mime", "ipsec end system",
+          "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"]
+labels = {"type": "object", "additionalProperties": {"type": "string"}}
+CERTIFICATE = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "cert-manager.io/v1"}, "kind": {"const": "Certificate"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {"type": "object", "required": ["secretName", "issuerRef"], "additionalProperties": False, "properties": {
+            "secretName": {"type": "string", "minLength": 1},
+            "secretTemplate": {"type": "object", "additionalProperties": False,
+                               "properties": {"labels": labels, "annotations": labels}},
+            "commonName": {"type": "string"},
+            "dnsNames": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True},
+            "ipAddresses": {"type": "array", "items": {"type": "string"}},
+            "uris": {"type": "array", "items": {"type": "string"}},
+            "duration": {"type": "string", "pattern": GO_DURATION},
+            "renewBefore": {"type": "string", "pattern": GO_DURATION},
+            "isCA": {"type": "boolean"},
+            "usages": {"type": "array", "items": {"enum": USAGES}},
+            "privateKey": {"type": "object", "additionalProperties": False, "properties": {
+                "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                "rotationPolicy": {"enum": ["Never", "Always"]},
+                "size": {"type": "integer"}}},
+            "issuerRef": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+                "name": {"type": "string", "minLength": 1}, "kind": {"type": "string"}, "group": {"type": "string"}}}}}}}
+for d in docs:
+    if d["kind"] == "Certificate":
+        where = f"Certificate/{d['metadata'].get('name')}"
+        for e in jsonschema.Draft7Validator(CERTIFICATE).iter_errors(d):
+            errors.append(f"{where}: {'.'.join(map(str, e.path))}: {e.message}")
+        usages = set(d["spec"].get("usages", []))
+        need({"server auth", "client auth"} <= usages, where, "needs the server auth and client auth usages (mTLS)")
+        names = set(d["spec"].get("dnsNames", []))
+        ns = d["metadata"].get("namespace")
+        for svc in sorted(services):
+            if svc.endswith("-headless"):
+                continue
+            wanted = [svc] + ([f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"] if ns else [])
+            need(set(wanted) <= names, where, f"dnsNames must include {', '.join(sorted(set(wanted) - names))}")
 
 for e in errors:
     print(e)
@@ -293,11 +376,17 @@ bad_values "a negative shutdownGraceSeconds" "/shutdownGraceSeconds" --set shutd
 bad_values "a short config.bootstrapToken" "/config/bootstrapToken" --set config.bootstrapToken=short
 bad_values "no database.url and no database.existingSecret.name" "/database/existingSecret/name" --set database.url=
 bad_values "an unknown events.persistence access mode" "/events/persistence/accessModes" --set 'events.persistence.accessModes={ReadWriteSometimes}'
+bad_values "tls.enabled without a certificate" "/tls/certManager/enabled" --set tls.enabled=true
+bad_values "tls.existingSecret with tls.certManager" "/tls/certManager/enabled" --set tls.enabled=true \
+  --set tls.existingSecret=cohort-tls --set tls.certManager.enabled=true --set tls.certManager.issuerRef.name=ca
+bad_values "tls.certManager without an issuerRef.name" "/tls/certManager/issuerRef/name" --set tls.enabled=true --set tls.certManager.enabled=true
+bad_values "an unknown tls.clientAuth" "/tls/clientAuth" --set tls.enabled=true --set tls.existingSecret=cohort-tls --set tls.clientAuth=sometimes
 must_fail "chart rejects events.autoscaling.maxReplicas < minReplicas" "maxReplicas \(2\) must be at least minReplicas \(4\)" \
   "$HELM" template cohort "$CHART" --set events.autoscaling.minReplicas=4 --set events.autoscaling.maxReplicas=2
 
-# The plain manifests.
-for tree in k8s/base k8s/overlays/production; do
+# The plain manifests: the base and every overlay.
+for tree in k8s/base k8s/overlays/*/; do
+  tree=${tree%/}
   if "$KUBECTL" kustomize "$tree" >"$WORK/kustomize.yaml" 2>"$WORK/kustomize.err"; then
     pass "kubectl kustomize $tree"
     validate "kubectl kustomize $tree" "$WORK/kustomize.yaml"

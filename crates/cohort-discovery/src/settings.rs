@@ -126,10 +126,10 @@ impl Registered {
 
 /// Registration kept up in the background: retried with backoff until it succeeds, so a
 /// service starts and serves while its agent is unreachable.
+/// Without Consul it does nothing.
 #[derive(Debug)]
 pub struct RegistrationTask {
-    stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<Option<Registered>>,
+    running: Option<(tokio_util::sync::CancellationToken, tokio::task::JoinHandle<Option<Registered>>)>,
 }
 
 impl ConsulArgs {
@@ -140,8 +140,10 @@ impl ConsulArgs {
         grpc: SocketAddr,
         health_service: &str,
         tls: bool,
-    ) -> Option<RegistrationTask> {
-        self.consul_http_addr.as_ref()?;
+    ) -> RegistrationTask {
+        if self.consul_http_addr.is_none() {
+            return RegistrationTask { running: None };
+        }
         let (args, name, health) = (self.clone(), default_name.to_owned(), health_service.to_owned());
         let stop = tokio_util::sync::CancellationToken::new();
         let cancelled = stop.clone();
@@ -160,7 +162,7 @@ impl ConsulArgs {
                 }
             }
         });
-        Some(RegistrationTask { stop, task })
+        RegistrationTask { running: Some((stop, task)) }
     }
 }
 
@@ -168,8 +170,9 @@ impl RegistrationTask {
     /// Stops retrying and deregisters if registered. Call first thing at shutdown, so callers
     /// stop routing here while the service drains.
     pub async fn finish(self) {
-        self.stop.cancel();
-        if let Ok(Some(registered)) = self.task.await {
+        let Some((stop, task)) = self.running else { return };
+        stop.cancel();
+        if let Ok(Some(registered)) = task.await {
             registered.deregister().await;
         }
     }

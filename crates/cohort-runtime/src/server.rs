@@ -210,6 +210,25 @@ impl Running {
         Err(ServerStopped { server, reason })
     }
 
+    /// The rest of a service's life: serves until `shutdown` (or until a server dies), then
+    /// turns readiness off, runs `leaving` (deregistration, telling streams to go away), and
+    /// drains with `after` within `grace`. `Err` if a server died.
+    pub async fn serve_until(
+        mut self,
+        shutdown: &Shutdown,
+        grace: Duration,
+        leaving: impl Future<Output = ()>,
+        after: impl Future<Output = ()>,
+    ) -> Result<(), ServerStopped> {
+        let outcome = self.until(shutdown).await;
+        info!(service = self.name, "shutting down");
+        // Load balancers and probes first.
+        self.readiness.set(false).await;
+        leaving.await;
+        self.drain(grace, after).await;
+        outcome
+    }
+
     /// Stops the servers (in-flight requests finish), then runs `after` (background work,
     /// final flushes), all within `grace`.
     pub async fn drain(mut self, grace: Duration, after: impl Future<Output = ()>) {

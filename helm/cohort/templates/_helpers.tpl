@@ -208,6 +208,70 @@ grpc:
 {{- end }}
 {{- end }}
 
+{{/* An HTTPS probe of the admin port: dict "path" "/healthz" "timing" .values.probes.liveness */}}
+{{- define "cohort.httpsProbe" -}}
+httpGet:
+  path: {{ .path }}
+  port: metrics
+  scheme: HTTPS
+{{- with .timing }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret with the TLS certificate (tls.crt, tls.key, ca.crt): tls.existingSecret, else the one
+cert-manager writes. Also the templates' guard for what the schema checks.
+*/}}
+{{- define "cohort.tlsSecretName" -}}
+{{- $t := .Values.tls }}
+{{- if and $t.existingSecret $t.certManager.enabled }}
+{{- fail "tls: set tls.existingSecret or tls.certManager.enabled, not both" }}
+{{- else if $t.existingSecret }}
+{{- $t.existingSecret }}
+{{- else if $t.certManager.enabled }}
+{{- if not $t.certManager.issuerRef.name }}
+{{- fail "tls.certManager.enabled needs tls.certManager.issuerRef.name (the cert-manager Issuer or ClusterIssuer that signs the certificate)" }}
+{{- end }}
+{{- printf "%s-tls" (include "cohort.fullname" .) }}
+{{- else }}
+{{- fail "tls.enabled needs a certificate: set tls.existingSecret or tls.certManager.enabled" }}
+{{- end }}
+{{- end }}
+
+{{/* The URL scheme components call each other with. */}}
+{{- define "cohort.scheme" -}}
+{{- if .Values.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* This release's endpoint of a component: dict "root" $ "component" "config" "port" 50051 */}}
+{{- define "cohort.peerEndpoint" -}}
+{{- printf "%s://%s:%d" (include "cohort.scheme" .root) (include "cohort.componentName" .) (int .port) }}
+{{- end }}
+
+{{/* Where the TLS Secret is mounted; cohort.tlsEnv names its files. */}}
+{{- define "cohort.tlsDir" -}}
+/etc/cohort/tls
+{{- end }}
+
+{{/* TLS env, when enabled. */}}
+{{- define "cohort.tlsEnv" -}}
+{{- if .Values.tls.enabled }}
+{{- $dir := include "cohort.tlsDir" . -}}
+- name: COHORT_TLS_CERT
+  value: {{ printf "%s/tls.crt" $dir }}
+- name: COHORT_TLS_KEY
+  value: {{ printf "%s/tls.key" $dir }}
+# Peers' server certificates, and the client certificates of callers, chain to the one CA.
+- name: COHORT_TLS_CA
+  value: {{ printf "%s/ca.crt" $dir }}
+- name: COHORT_TLS_CLIENT_CA
+  value: {{ printf "%s/ca.crt" $dir }}
+- name: COHORT_TLS_CLIENT_AUTH
+  value: {{ .Values.tls.clientAuth | quote }}
+{{- end }}
+{{- end }}
+
 {{/*
 The pod template of a component. Parameters (a dict):
   root        the top-level context ($)
@@ -289,6 +353,9 @@ spec:
         {{- with .env }}
         {{- . | nindent 8 }}
         {{- end }}
+        {{- with include "cohort.tlsEnv" $root | trim }}
+        {{- . | nindent 8 }}
+        {{- end }}
         {{- with include "cohort.consulEnv" $ctx | trim }}
         {{- . | nindent 8 }}
         {{- end }}
@@ -299,6 +366,17 @@ spec:
         {{- with $v.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- if $root.Values.tls.enabled }}
+      # The kubelet's gRPC probes cannot speak TLS: the admin port's /healthz and /readyz over
+      # HTTPS instead (the kubelet does not verify the certificate, the admin port asks for no
+      # client certificate). /readyz reports what readiness on the gRPC health service would.
+      startupProbe:
+        {{- include "cohort.httpsProbe" (dict "path" "/healthz" "timing" $v.probes.startup) | nindent 8 }}
+      livenessProbe:
+        {{- include "cohort.httpsProbe" (dict "path" "/healthz" "timing" $v.probes.liveness) | nindent 8 }}
+      readinessProbe:
+        {{- include "cohort.httpsProbe" (dict "path" "/readyz" "timing" $v.probes.readiness) | nindent 8 }}
+      {{- else }}
       # gRPC health: readiness asks for the service itself (SERVING only once it can work),
       # liveness and start-up for the server as a whole ("").
       startupProbe:
@@ -307,6 +385,7 @@ spec:
         {{- include "cohort.grpcProbe" (dict "port" .grpcPort "service" "" "timing" $v.probes.liveness) | nindent 8 }}
       readinessProbe:
         {{- include "cohort.grpcProbe" (dict "port" .grpcPort "service" .grpcService "timing" $v.probes.readiness) | nindent 8 }}
+      {{- end }}
       {{- if gt (int $root.Values.preStopSleepSeconds) 0 }}
       lifecycle:
         preStop:
@@ -320,6 +399,13 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- if $root.Values.tls.enabled }}
+        # The whole directory, never subPath: a subPath mount would keep the first certificate
+        # when the Secret is renewed.
+        - name: tls
+          mountPath: {{ include "cohort.tlsDir" $root }}
+          readOnly: true
+        {{- end }}
         {{- with .volumeMounts }}
         {{- . | nindent 8 }}
         {{- end }}
@@ -327,6 +413,12 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    {{- if $root.Values.tls.enabled }}
+    # Renewals reach the running pods in place (no checksum annotation: nothing restarts).
+    - name: tls
+      secret:
+        secretName: {{ include "cohort.tlsSecretName" $root }}
+    {{- end }}
   {{- with $v.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}

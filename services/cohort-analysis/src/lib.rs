@@ -78,7 +78,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let api = Arc::new(api::Api { store, config });
     let grpc_addr = listeners.grpc.local_addr()?;
     let routes = Routes::new(AnalysisServiceServer::from_arc(api.clone()));
-    let mut running =
+    let running =
         skeleton.serve(listeners, routes, api::router(api), cohort_proto::FILE_DESCRIPTOR_SET, |s| s)?;
     readiness.set(true).await;
     info!("analysis service ready");
@@ -89,17 +89,10 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         settings.common.tls.tls_cert.is_some(),
     );
 
-    let outcome = running.until(&shutdown).await;
-    readiness.set(false).await;
-    if let Some(r) = registration {
-        r.finish().await;
-    }
-    running
-        .drain(settings.common.shutdown_grace, async {
-            // A cycle in flight finishes its experiment writes or rolls back.
-            tasks.cancel();
-            let _ = leader.await;
-        })
-        .await;
-    Ok(outcome?)
+    let after = async {
+        // A cycle in flight finishes its experiment writes or rolls back.
+        tasks.cancel();
+        let _ = leader.await;
+    };
+    Ok(running.serve_until(&shutdown, settings.common.shutdown_grace, registration.finish(), after).await?)
 }

@@ -126,7 +126,7 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     let router = http::router(http::HttpState { auth, hub: hub.clone(), max_age: settings.http_max_age });
-    let mut running = skeleton.serve(
+    let running = skeleton.serve(
         listeners,
         Routes::new(ConfigServiceServer::new(api)).add_service(InternalServiceServer::new(
             internal::Internal { auth: internal_auth, store: store.clone() },
@@ -150,21 +150,16 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
         settings.common.tls.tls_cert.is_some(),
     );
 
-    let outcome = running.until(&shutdown).await;
-    info!("shutting down");
-    readiness.set(false).await;
-    if let Some(r) = registration {
-        r.finish().await;
-    }
-    // Streams end after their GoAway; then the servers can finish.
-    streams.cancel();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    running
-        .drain(settings.common.shutdown_grace, async {
-            tasks.cancel();
-            let _ = follower.await;
-            let _ = flusher.await;
-        })
-        .await;
-    Ok(outcome?)
+    let leaving = async {
+        registration.finish().await;
+        // Streams end after their GoAway; then the servers can finish.
+        streams.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let after = async {
+        tasks.cancel();
+        let _ = follower.await;
+        let _ = flusher.await;
+    };
+    Ok(running.serve_until(&shutdown, settings.common.shutdown_grace, leaving, after).await?)
 }

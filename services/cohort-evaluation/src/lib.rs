@@ -94,7 +94,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         cors: Arc::new(http::Cors::new(&settings.cors_origins)),
         max_cache: settings.http_max_cache,
     });
-    let mut running = skeleton.serve(
+    let running = skeleton.serve(
         listeners,
         Routes::new(EvaluationServiceServer::new(Api { evaluator })),
         router,
@@ -116,19 +116,11 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         settings.common.tls.tls_cert.is_some(),
     );
 
-    let outcome = running.until(&shutdown).await;
-    info!("shutting down");
-    readiness.set(false).await;
-    if let Some(r) = registration {
-        r.finish().await;
-    }
-    running
-        .drain(settings.common.shutdown_grace, async {
-            tasks.cancel();
-            let _ = reaper.await;
-            // Last: queued exposures reach the event service before the process exits.
-            environments.close_all().await;
-        })
-        .await;
-    Ok(outcome?)
+    let after = async {
+        tasks.cancel();
+        let _ = reaper.await;
+        // Last: queued exposures reach the event service before the process exits.
+        environments.close_all().await;
+    };
+    Ok(running.serve_until(&shutdown, settings.common.shutdown_grace, registration.finish(), after).await?)
 }

@@ -139,7 +139,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     );
     // Refuses larger bodies with 413 before they are buffered.
     let http = http::router(ingest).layer(DefaultBodyLimit::max(max_bytes));
-    let mut running = skeleton.serve(listeners, routes, http, cohort_proto::FILE_DESCRIPTOR_SET, |s| s)?;
+    let running = skeleton.serve(listeners, routes, http, cohort_proto::FILE_DESCRIPTOR_SET, |s| s)?;
     readiness.set(true).await;
     info!("ready");
     let registration = settings.consul.spawn_registration(
@@ -149,26 +149,21 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         settings.common.tls.tls_cert.is_some(),
     );
 
-    let outcome = running.until(&shutdown).await;
-    // Tell load balancers, probes and Consul first.
-    readiness.set(false).await;
-    if let Some(r) = registration {
-        r.finish().await;
-    }
     // Servers stop accepting and finish in-flight requests (their appends included); then
     // the writer finishes the group in flight, fsyncs and stops; the drainer stops after its
     // current transaction (the next start resumes from the checkpoint); the verified-key
     // record gets its last write.
+    let after = async {
+        spool.close().await;
+        drain_stop.cancel();
+        let _ = drainer.await;
+        let _ = gauges.await;
+        let _ = record_writer.await;
+    };
     running
-        .drain(settings.common.shutdown_grace, async {
-            spool.close().await;
-            drain_stop.cancel();
-            let _ = drainer.await;
-            let _ = gauges.await;
-            let _ = record_writer.await;
-        })
-        .await;
-    outcome.map_err(|e| EventsError::Server { server: e.server, message: e.reason })
+        .serve_until(&shutdown, settings.common.shutdown_grace, registration.finish(), after)
+        .await
+        .map_err(|e| EventsError::Server { server: e.server, message: e.reason })
 }
 
 fn local(listener: &TcpListener) -> String {
