@@ -117,6 +117,7 @@ async fn bootstrap_and_define(config: &mut ConfigServiceClient<Channel>) -> Keys
                 kind: cpb::KeyKind::Sdk as i32,
                 name: "e2e app".into(),
                 environment: ENV.into(),
+                ..Default::default()
             },
         ))
         .await

@@ -85,6 +85,44 @@ pub struct Principal {
     pub organization_id: Uuid,
     /// The SDK key's environment; `None` for admin keys.
     pub environment_id: Option<Uuid>,
+    /// An admin key that may read but not write.
+    pub read_only: bool,
+    /// The environments an admin key may reach; `None` for every environment.
+    pub environments: Option<Vec<Uuid>>,
+    /// When the key stops working (Unix ms), checked on every use (a cached key too).
+    pub expires_at_ms: Option<i64>,
+}
+
+impl Principal {
+    /// A principal of `kind` with every right of its kind (no scope limits, no expiry).
+    pub fn unlimited(key_id: Uuid, key_name: String, kind: KeyKind, organization_id: Uuid) -> Principal {
+        Principal {
+            key_id,
+            key_name,
+            kind,
+            organization_id,
+            environment_id: None,
+            read_only: false,
+            environments: None,
+            expires_at_ms: None,
+        }
+    }
+
+    /// Whether the key may reach environment `id` (its own, for an SDK key; one of its list,
+    /// for a limited admin key).
+    pub fn reaches(&self, id: Uuid) -> bool {
+        match (self.kind, self.environment_id, &self.environments) {
+            (KeyKind::Sdk, Some(own), _) => own == id,
+            (KeyKind::Sdk, None, _) => false,
+            (_, _, Some(list)) => list.contains(&id),
+            (_, _, None) => true,
+        }
+    }
+
+    /// Whether the key has expired at `now_ms`.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
 }
 
 /// Looks a secret up by its hash. `Ok(None)` for unknown, malformed or revoked keys, and for
@@ -96,28 +134,42 @@ pub async fn verify(client: &tokio_postgres::Client, secret: &str) -> Result<Opt
     verify_hash(client, &hash(secret)).await
 }
 
-/// Looks a key up by the SHA-256 of its secret. `Ok(None)` for unknown or revoked keys.
+/// Looks a key up by the SHA-256 of its secret. `Ok(None)` for unknown, revoked or expired
+/// keys. Records the use (`last_used_at`, at most once a minute per key).
 pub async fn verify_hash(
     client: &tokio_postgres::Client,
     key_hash: &[u8],
 ) -> Result<Option<Principal>, DbError> {
     let row = client
         .query_opt(
-            "SELECT id, name, kind, organization_id, environment_id FROM api_keys
-             WHERE key_hash = $1 AND revoked_at IS NULL",
+            "SELECT id, name, kind, organization_id, environment_id, read_only, environment_ids,
+                    (extract(epoch FROM expires_at) * 1000)::bigint,
+                    last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
+             FROM api_keys
+             WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
             &[&key_hash],
         )
         .await
         .map_err(DbError::query("verify api key"))?;
-    Ok(row.and_then(|r| {
-        Some(Principal {
-            key_id: r.get(0),
-            key_name: r.get(1),
-            kind: KeyKind::parse(r.get(2))?,
-            organization_id: r.get(3),
-            environment_id: r.get(4),
-        })
-    }))
+    let Some(r) = row else { return Ok(None) };
+    let Some(kind) = KeyKind::parse(r.get(2)) else { return Ok(None) };
+    let principal = Principal {
+        key_id: r.get(0),
+        key_name: r.get(1),
+        kind,
+        organization_id: r.get(3),
+        environment_id: r.get(4),
+        read_only: r.get(5),
+        environments: r.get(6),
+        expires_at_ms: r.get(7),
+    };
+    if r.get::<_, bool>(8) {
+        client
+            .execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", &[&principal.key_id])
+            .await
+            .map_err(DbError::query("record api key use"))?;
+    }
+    Ok(Some(principal))
 }
 
 #[cfg(test)]

@@ -37,11 +37,14 @@ pub struct Schema {
 /// propagation.
 pub const CONFIG: Schema = Schema {
     name: "cohort_config",
-    migrations: &[Migration {
-        version: 1,
-        name: "config",
-        sql: include_str!("../migrations/config/0001_config.sql"),
-    }],
+    migrations: &[
+        Migration { version: 1, name: "config", sql: include_str!("../migrations/config/0001_config.sql") },
+        Migration {
+            version: 2,
+            name: "key_scopes",
+            sql: include_str!("../migrations/config/0002_key_scopes.sql"),
+        },
+    ],
 };
 
 /// The event service's exposures and metric events (and their daily partitions): the event

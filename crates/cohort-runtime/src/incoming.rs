@@ -192,3 +192,14 @@ impl axum::serve::Listener for Incoming {
         Ok(self.local)
     }
 }
+
+/// The peer of an HTTP connection, for `into_make_service_with_connect_info` (axum knows only
+/// its own listeners' addresses).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Incoming>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Incoming>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}

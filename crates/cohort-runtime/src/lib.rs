@@ -15,6 +15,7 @@
 //! - [`tls`]: TLS for the listeners (certificate files reloaded when they change, optional
 //!   client certificates) and the `--tls-*` settings; clients use `cohort-transport`.
 //! - `incoming`: a listener's connections, plaintext or TLS.
+//! - [`throttle`]: per-key rate limits and slowed failed authentications.
 //! - [`server`]: the one service skeleton ([`Skeleton`]): health, reflection, the tower stack
 //!   on every RPC and route, supervised servers, drain.
 
@@ -27,12 +28,13 @@ pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod throttle;
 pub mod tls;
 
 pub use admin::{Condition, Readiness, serve_admin};
 pub use auth::bearer;
 pub use error::ApiError;
-pub use incoming::{Conn, Incoming};
+pub use incoming::{Conn, Incoming, Peer};
 pub use listen::{Listeners, shutdown_on_signal};
 pub use server::{Limits, Running, ServeError, ServerStopped, Skeleton};
 pub use settings::{
@@ -40,4 +42,5 @@ pub use settings::{
 };
 pub use shutdown::{Shutdown, wait_for_signal};
 pub use telemetry::init_tracing;
+pub use throttle::{FailedAuth, KeyRateLimit};
 pub use tls::{ClientAuth, ServerTls, TlsArgs, TlsError};

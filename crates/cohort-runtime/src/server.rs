@@ -39,7 +39,9 @@ use tonic::service::Routes;
 use tower::{BoxError, Layer, Service, ServiceBuilder};
 use tracing::{Instrument, error, info, warn};
 
+use crate::ApiError;
 use crate::incoming::Incoming;
+use crate::throttle::{FailedAuth, KeyRateLimit};
 use crate::tls::{ServerTls, Side, TlsArgs, TlsError};
 use crate::{Listeners, Readiness, Shutdown};
 
@@ -51,11 +53,37 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Longest a handler may take to answer (a stream's answer is its start).
     pub request_timeout: Duration,
+    /// Requests per second one API key may make (bursts of `per_key_burst`); 0 for no limit.
+    pub per_key_rate: u32,
+    pub per_key_burst: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_concurrent_requests: 10_000, request_timeout: Duration::from_secs(30) }
+        Limits {
+            max_concurrent_requests: 10_000,
+            request_timeout: Duration::from_secs(30),
+            per_key_rate: 0,
+            per_key_burst: 0,
+        }
+    }
+}
+
+/// What the stack knows of callers: keys over their rate, addresses failing to authenticate.
+#[derive(Debug, Clone)]
+struct Guard {
+    keys: Option<Arc<KeyRateLimit>>,
+    failures: Arc<FailedAuth>,
+}
+
+impl Guard {
+    /// RESOURCE_EXHAUSTED when the request's key is over its rate.
+    fn check_key(&self, headers: &http::HeaderMap) -> Result<(), ApiError> {
+        let Some(keys) = &self.keys else { return Ok(()) };
+        match headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(crate::bearer) {
+            Some(secret) => keys.check(secret),
+            None => Ok(()),
+        }
     }
 }
 
@@ -138,7 +166,7 @@ impl Skeleton {
         descriptors: &'static [u8],
         grpc: impl FnOnce(tonic::transport::Server) -> tonic::transport::Server,
     ) -> Result<Running, ServeError> {
-        let Skeleton { name, readiness, add_health, registry, requests, limits, tls } = self;
+        let Skeleton { name, readiness, add_health, mut registry, requests, limits, tls } = self;
         learn_methods(descriptors);
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(descriptors)
@@ -153,8 +181,17 @@ impl Skeleton {
         let mut tasks = JoinSet::new();
         // One bound on requests in progress over all connections and both protocols.
         let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests));
+        let guard = Guard {
+            keys: KeyRateLimit::new(limits.per_key_rate, limits.per_key_burst).map(Arc::new),
+            failures: Arc::new(FailedAuth::default()),
+        };
+        registry.sub_registry_with_prefix("cohort").register(
+            "auth_failures_slowed",
+            "Failed authentications answered late: their address was past its allowance",
+            guard.failures.slowed_counter(),
+        );
         let grpc_server = grpc(tonic::transport::Server::builder())
-            .layer(grpc_layers(requests.clone(), in_flight.clone(), limits.request_timeout))
+            .layer(grpc_layers(requests.clone(), in_flight.clone(), limits.request_timeout, guard.clone()))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 Incoming::start(listeners.grpc, on(Side::Service))?.into_stream(),
@@ -162,8 +199,10 @@ impl Skeleton {
             );
         tasks.spawn(async move { ("gRPC", grpc_server.await.map_err(|e| cohort_core::error::chain(&e))) });
 
-        let http = http_layers(http, requests, in_flight, limits.request_timeout);
+        let http = http_layers(http, requests, in_flight, limits.request_timeout, guard);
         let (incoming, failed) = Incoming::start(listeners.http, on(Side::Service))?.fail_fast();
+        // Handlers and layers see the peer's address (failed authentications count by it).
+        let http = http.into_make_service_with_connect_info::<crate::incoming::Peer>();
         let server = axum::serve(incoming, http).with_graceful_shutdown(stop.clone().cancelled_owned());
         tasks.spawn(async move {
             let outcome = tokio::select! {
@@ -358,12 +397,13 @@ fn grpc_layers(
     metrics: RequestMetrics,
     in_flight: Arc<tokio::sync::Semaphore>,
     timeout: Duration,
+    guard: Guard,
 ) -> GrpcLayers {
     ServiceBuilder::new()
         // Outermost, so every request is counted and timed with its final code, including
         // the ones shed or timed out below (their errors become statuses here), and runs in a
         // span that carries its request id.
-        .layer(ObserveLayer { metrics })
+        .layer(ObserveLayer { metrics, guard: guard.clone() })
         // A saturated service answers RESOURCE_EXHAUSTED at once instead of queueing: queued
         // requests would only add latency, and clients retry with backoff.
         .layer(tower::load_shed::LoadShedLayer::new())
@@ -373,16 +413,65 @@ fn grpc_layers(
         // Innermost: bounds the handler itself, so an answer never outlives its usefulness
         // even when the client sent no deadline.
         .layer(tower::timeout::TimeoutLayer::new(timeout))
+        // Innermost, past the limits: a key over its rate is answered without its handler.
+        .layer(KeyGateLayer { guard })
         .into_inner()
 }
 
+#[derive(Debug, Clone)]
+struct KeyGateLayer {
+    guard: Guard,
+}
+
+impl<S> Layer<S> for KeyGateLayer {
+    type Service = KeyGate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyGate { inner, guard: self.guard.clone() }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct KeyGate<S> {
+    inner: S,
+    guard: Guard,
+}
+
+impl<S, B> Service<http::Request<B>> for KeyGate<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The routes are always ready; nothing is reserved that an unanswered call would keep.
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        match self.guard.check_key(request.headers()) {
+            Ok(()) => Box::pin(self.inner.call(request)),
+            Err(e) => {
+                let response = tonic::Status::from(e).into_http();
+                Box::pin(async move { Ok(response) })
+            }
+        }
+    }
+}
+
 type GrpcLayers = tower::layer::util::Stack<
-    tower::timeout::TimeoutLayer,
+    KeyGateLayer,
     tower::layer::util::Stack<
-        tower::limit::GlobalConcurrencyLimitLayer,
+        tower::timeout::TimeoutLayer,
         tower::layer::util::Stack<
-            tower::load_shed::LoadShedLayer,
-            tower::layer::util::Stack<ObserveLayer, tower::layer::util::Identity>,
+            tower::limit::GlobalConcurrencyLimitLayer,
+            tower::layer::util::Stack<
+                tower::load_shed::LoadShedLayer,
+                tower::layer::util::Stack<ObserveLayer, tower::layer::util::Identity>,
+            >,
         >,
     >,
 >;
@@ -390,13 +479,14 @@ type GrpcLayers = tower::layer::util::Stack<
 #[derive(Debug, Clone)]
 struct ObserveLayer {
     metrics: RequestMetrics,
+    guard: Guard,
 }
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Observe { inner, metrics: self.metrics.clone() }
+        Observe { inner, metrics: self.metrics.clone(), guard: self.guard.clone() }
     }
 }
 
@@ -404,6 +494,7 @@ impl<S> Layer<S> for ObserveLayer {
 struct Observe<S> {
     inner: S,
     metrics: RequestMetrics,
+    guard: Guard,
 }
 
 impl<S, B> Service<http::Request<B>> for Observe<S>
@@ -423,16 +514,25 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = method_label(request.uri().path());
         let id = request_id(request.headers());
+        let from = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|a| a.ip());
         let span = tracing::debug_span!("grpc", method, request_id = %id);
         let started = Instant::now();
         let response = span.in_scope(|| self.inner.call(request));
-        let metrics = self.metrics.clone();
+        let (metrics, failures) = (self.metrics.clone(), self.guard.failures.clone());
         Box::pin(
             async move {
                 let mut response = match response.await {
                     Ok(r) => r,
                     Err(e) => status_of_error(e.into()).into_http(),
                 };
+                if response.headers().get("grpc-status").is_some_and(|v| v == "16") {
+                    // UNAUTHENTICATED: past an address's allowance of failures, answered late.
+                    failures.failed(from).await;
+                }
                 if let Ok(v) = http::HeaderValue::from_str(&id) {
                     response.headers_mut().insert("x-request-id", v);
                 }
@@ -495,19 +595,30 @@ fn http_layers(
     metrics: RequestMetrics,
     in_flight: Arc<tokio::sync::Semaphore>,
     timeout: Duration,
+    guard: Guard,
 ) -> axum::Router {
     use axum::error_handling::HandleErrorLayer;
     use axum::response::IntoResponse;
     let observe =
         axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
-            let metrics = metrics.clone();
+            let (metrics, guard) = (metrics.clone(), guard.clone());
             async move {
                 let route =
                     request.extensions().get::<MatchedPath>().map_or("unmatched", |p| intern(p.as_str()));
                 let id = request_id(request.headers());
                 let span = tracing::debug_span!("http", route, request_id = %id);
                 let started = Instant::now();
-                let mut response = next.run(request).instrument(span).await;
+                let from = request
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<crate::incoming::Peer>>()
+                    .map(|info| info.0.0.ip());
+                let mut response = match guard.check_key(request.headers()) {
+                    Ok(()) => next.run(request).instrument(span).await,
+                    Err(e) => e.into_response(),
+                };
+                if response.status() == http::StatusCode::UNAUTHORIZED {
+                    guard.failures.failed(from).await;
+                }
                 if let Ok(v) = http::HeaderValue::from_str(&id) {
                     response.headers_mut().insert("x-request-id", v);
                 }

@@ -16,10 +16,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::auth::{Authenticator, require_admin};
+use crate::auth::{Authenticator, require_admin, require_organization_write, require_write};
 use crate::domain::{self, Action, Kind, Op};
 use crate::error::ServiceError;
 use crate::metrics::WriteLabels;
+use crate::store::KeyScope;
 use crate::store::{ApiKeyRow, AuditRow, EntityRow, EnvRow, Written};
 use crate::sync::{SyncContext, session};
 
@@ -41,6 +42,9 @@ pub(crate) struct Api {
 }
 
 type Result<T> = std::result::Result<T, ServiceError>;
+
+/// The longest a rotated key's old secret keeps working.
+const MAX_OVERLAP_MS: i64 = 30 * 24 * 3600 * 1000;
 
 impl Api {
     async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
@@ -71,7 +75,10 @@ impl Api {
                 if reference.is_empty() {
                     return Err(ServiceError::invalid("environment", "name an environment by key or id"));
                 }
-                self.sync.store.environment(p.organization_id, reference).await?.ok_or_else(not_found)
+                // A key limited to some environments cannot tell the others from absent ones.
+                let env =
+                    self.sync.store.environment(p.organization_id, reference).await?.ok_or_else(not_found)?;
+                if p.reaches(env.id) { Ok(env) } else { Err(not_found()) }
             }
         }
     }
@@ -90,7 +97,7 @@ impl Api {
             let service_transition =
                 matches!(&op, Op::Transition { action: Action::Pause | Action::Complete, .. });
             if !(p.kind == KeyKind::Service && service_transition) {
-                require_admin(p)?;
+                require_write(p)?;
             }
             let env = self.environment(p, env).await?;
             self.sync.store.write(p, &env, op, reason).await
@@ -230,6 +237,10 @@ fn key_message(k: ApiKeyRow) -> pb::ApiKey {
         environment: k.environment_key.unwrap_or_default(),
         created_at_ms: unix_ms(k.created_at),
         revoked_at_ms: k.revoked_at.map_or(0, unix_ms),
+        read_only: k.read_only,
+        environments: k.environments.unwrap_or_default(),
+        expires_at_ms: k.expires_at.map_or(0, unix_ms),
+        last_used_at_ms: k.last_used_at.map_or(0, unix_ms),
     }
 }
 
@@ -317,7 +328,7 @@ impl ConfigService for Api {
         request: Request<pb::CreateEnvironmentRequest>,
     ) -> std::result::Result<Response<pb::Environment>, Status> {
         let p = self.principal(&request).await?;
-        require_admin(&p)?;
+        require_organization_write(&p)?;
         let r = request.into_inner();
         environment_key(&r.key)?;
         let name = if r.name.trim().is_empty() { r.key.clone() } else { r.name.trim().to_owned() };
@@ -332,7 +343,11 @@ impl ConfigService for Api {
         let p = self.principal(&request).await?;
         let envs = match p.environment_id {
             Some(_) => vec![self.environment(&p, "").await?],
-            None => self.sync.store.list_environments(p.organization_id).await?,
+            None => {
+                let mut envs = self.sync.store.list_environments(p.organization_id).await?;
+                envs.retain(|e| p.reaches(e.id));
+                envs
+            }
         };
         Ok(Response::new(pb::ListEnvironmentsResponse {
             environments: envs.iter().map(environment_message).collect(),
@@ -344,7 +359,7 @@ impl ConfigService for Api {
         request: Request<pb::CreateApiKeyRequest>,
     ) -> std::result::Result<Response<pb::CreateApiKeyResponse>, Status> {
         let p = self.principal(&request).await?;
-        require_admin(&p)?;
+        require_write(&p)?;
         let r = request.into_inner();
         let name = r.name.trim();
         if name.is_empty() || name.len() > 128 {
@@ -355,19 +370,50 @@ impl ConfigService for Api {
                 if !r.environment.is_empty() {
                     return Err(ServiceError::invalid(
                         "environment",
-                        "admin keys belong to the organization; leave it empty",
+                        "admin keys belong to the organization; limit them with `environments`",
                     )
                     .into());
                 }
+                require_organization_write(&p)?;
                 (KeyKind::Admin, None)
             }
             Ok(pb::KeyKind::Sdk) => {
                 required(&r.environment, "environment")?;
+                if r.read_only || !r.environments.is_empty() {
+                    return Err(ServiceError::invalid(
+                        "read_only",
+                        "SDK keys read their one environment already; scopes are for admin keys",
+                    )
+                    .into());
+                }
                 (KeyKind::Sdk, Some(self.environment(&p, &r.environment).await?))
             }
             _ => return Err(ServiceError::invalid("kind", "must be admin or sdk").into()),
         };
-        let (key, secret) = self.sync.store.create_api_key(&p, kind, name, env.as_ref()).await?;
+        let mut environments = None;
+        if !r.environments.is_empty() {
+            let mut ids = Vec::with_capacity(r.environments.len());
+            for (i, reference) in r.environments.iter().enumerate() {
+                let env = self.environment(&p, reference).await.map_err(|e| match e {
+                    ServiceError::NotFound(m) => ServiceError::invalid(format!("environments[{i}]"), m),
+                    other => other,
+                })?;
+                ids.push(env.id);
+            }
+            ids.sort();
+            ids.dedup();
+            environments = Some(ids);
+        }
+        let now = cohort_core::time::unix_ms(std::time::SystemTime::now());
+        let expires_at_ms = match r.expires_at_ms {
+            0 => None,
+            at if at <= now => {
+                return Err(ServiceError::invalid("expires_at_ms", "must be in the future").into());
+            }
+            at => Some(at),
+        };
+        let scope = KeyScope { read_only: r.read_only, environments, expires_at_ms };
+        let (key, secret) = self.sync.store.create_api_key(&p, kind, name, env.as_ref(), &scope).await?;
         Ok(Response::new(pb::CreateApiKeyResponse { key: Some(key_message(key)), secret }))
     }
 
@@ -377,8 +423,12 @@ impl ConfigService for Api {
     ) -> std::result::Result<Response<pb::ListApiKeysResponse>, Status> {
         let p = self.principal(&request).await?;
         require_admin(&p)?;
-        let keys =
+        let mut keys =
             self.sync.store.list_api_keys(p.organization_id, request.get_ref().include_revoked).await?;
+        // A key limited to some environments sees their SDK keys only.
+        if p.environments.is_some() {
+            keys.retain(|k| k.kind == KeyKind::Sdk && k.environment_id.is_some_and(|e| p.reaches(e)));
+        }
         Ok(Response::new(pb::ListApiKeysResponse { keys: keys.into_iter().map(key_message).collect() }))
     }
 
@@ -387,7 +437,7 @@ impl ConfigService for Api {
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> std::result::Result<Response<pb::ApiKey>, Status> {
         let p = self.principal(&request).await?;
-        require_admin(&p)?;
+        require_organization_write(&p)?;
         let id = Uuid::parse_str(&request.get_ref().id)
             .map_err(|_| ServiceError::invalid("id", "is not a key id (UUID)"))?;
         let key = self.sync.store.revoke_api_key(&p, id).await?;
@@ -395,6 +445,47 @@ impl ConfigService for Api {
         self.auth.forget(id);
         self.sync.hub.revoke(id);
         Ok(Response::new(key_message(key)))
+    }
+
+    async fn rotate_api_key(
+        &self,
+        request: Request<pb::RotateApiKeyRequest>,
+    ) -> std::result::Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let p = self.principal(&request).await?;
+        require_write(&p)?;
+        let r = request.into_inner();
+        let id = Uuid::parse_str(&r.id).map_err(|_| ServiceError::invalid("id", "is not a key id (UUID)"))?;
+        let not_found = || ServiceError::NotFound(format!("api key {id} does not exist"));
+        let key = self.sync.store.api_key(p.organization_id, id).await?.ok_or_else(not_found)?;
+        // As for creating the key: admin keys need an unrestricted key; an SDK key, its
+        // environment within reach (out of reach is the same as absent).
+        match key.environment_id {
+            Some(env) if key.kind == KeyKind::Sdk => {
+                if !p.reaches(env) {
+                    return Err(not_found().into());
+                }
+            }
+            _ => require_organization_write(&p)?,
+        }
+        if !(0..=MAX_OVERLAP_MS).contains(&r.overlap_ms) {
+            return Err(ServiceError::invalid("overlap_ms", "must be 0 (revoke at once) to 30 days").into());
+        }
+        let now = cohort_core::time::unix_ms(std::time::SystemTime::now());
+        let expires_at_ms = match r.expires_at_ms {
+            0 => None,
+            at if at <= now => {
+                return Err(ServiceError::invalid("expires_at_ms", "must be in the future").into());
+            }
+            at => Some(at),
+        };
+        let (new, secret, old) = self.sync.store.rotate_api_key(&p, id, r.overlap_ms, expires_at_ms).await?;
+        // This replica stops trusting its cached copy of the old key (it now expires); others
+        // within their cache's time to live.
+        self.auth.forget(id);
+        if old.revoked_at.is_some() {
+            self.sync.hub.revoke(id);
+        }
+        Ok(Response::new(pb::CreateApiKeyResponse { key: Some(key_message(new)), secret }))
     }
 
     async fn create_entity(
@@ -498,7 +589,7 @@ impl ConfigService for Api {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
         let outcome = async {
-            require_admin(&p)?;
+            require_write(&p)?;
             let env = self.environment(&p, &r.environment).await?;
             let mut ops = Vec::with_capacity(r.operations.len());
             let mut reasons = Vec::with_capacity(r.operations.len());
@@ -542,6 +633,12 @@ impl ConfigService for Api {
         require_admin(&p)?;
         let r = request.into_inner();
         let env = if r.environment.is_empty() {
+            if p.environments.is_some() {
+                return Err(ServiceError::PermissionDenied(
+                    "this key is limited to some environments: name one".into(),
+                )
+                .into());
+            }
             None
         } else {
             Some(self.environment(&p, &r.environment).await?.id)

@@ -50,13 +50,9 @@ impl ServiceKeys {
     }
 
     fn principal(&self, hash: &[u8]) -> Option<Principal> {
-        self.by_hash.get(hash).map(|name| Principal {
-            key_id: Uuid::nil(),
-            key_name: name.clone(),
-            kind: KeyKind::Service,
-            organization_id: Uuid::nil(),
-            environment_id: None,
-        })
+        self.by_hash
+            .get(hash)
+            .map(|name| Principal::unlimited(Uuid::nil(), name.clone(), KeyKind::Service, Uuid::nil()))
     }
 }
 
@@ -148,6 +144,10 @@ impl Authenticator {
                 .ok_or_else(|| ServiceError::Unauthenticated("unknown service key".into()));
         }
         if let Some(p) = self.cache.get(&hash) {
+            // A cached key still expires on time.
+            if p.expired(cohort_core::time::unix_ms(std::time::SystemTime::now())) {
+                return Err(ServiceError::Unauthenticated("unknown, revoked or expired api key".into()));
+            }
             return Ok(p);
         }
         let revocations = self.cache.revocations();
@@ -155,7 +155,7 @@ impl Authenticator {
             .store
             .verify_key(secret)
             .await?
-            .ok_or_else(|| ServiceError::Unauthenticated("unknown or revoked api key".into()))?;
+            .ok_or_else(|| ServiceError::Unauthenticated("unknown, revoked or expired api key".into()))?;
         self.cache.insert(hash, principal.clone(), revocations);
         Ok(principal)
     }
@@ -172,6 +172,30 @@ pub(crate) fn require_service(p: &Principal) -> Result<(), ServiceError> {
         KeyKind::Service => Ok(()),
         _ => Err(ServiceError::PermissionDenied("this call is for Cohort's own services".into())),
     }
+}
+
+/// An admin key may write: not read-only. Environment limits are checked where the
+/// environment is named.
+pub(crate) fn require_write(p: &Principal) -> Result<(), ServiceError> {
+    require_admin(p)?;
+    if p.read_only {
+        return Err(ServiceError::PermissionDenied(
+            "this key is read-only; writing needs a key with write access".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Managing the organization itself (environments, admin keys) needs a key that may write in
+/// every environment, so a limited key cannot widen its own reach.
+pub(crate) fn require_organization_write(p: &Principal) -> Result<(), ServiceError> {
+    require_write(p)?;
+    if p.environments.is_some() {
+        return Err(ServiceError::PermissionDenied(
+            "this key is limited to some environments; this call needs an unrestricted admin key".into(),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn require_admin(p: &Principal) -> Result<(), ServiceError> {

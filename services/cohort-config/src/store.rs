@@ -53,13 +53,32 @@ pub(crate) struct ApiKeyRow {
     pub kind: KeyKind,
     pub name: String,
     pub prefix: String,
+    pub environment_id: Option<Uuid>,
     pub environment_key: Option<String>,
     pub created_at: SystemTime,
     pub revoked_at: Option<SystemTime>,
+    pub read_only: bool,
+    /// An admin key's environments (keys), when it is limited to some.
+    pub environments: Option<Vec<String>>,
+    pub expires_at: Option<SystemTime>,
+    pub last_used_at: Option<SystemTime>,
+}
+
+/// What an admin key may do beyond its kind's rights; the default is everything, forever.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyScope {
+    pub read_only: bool,
+    /// `None` for every environment.
+    pub environments: Option<Vec<Uuid>>,
+    pub expires_at_ms: Option<i64>,
 }
 
 const KEY_COLUMNS: &str =
-    "k.id, k.kind, k.name, k.prefix, e.key AS environment_key, k.created_at, k.revoked_at";
+    "k.id, k.kind, k.name, k.prefix, k.environment_id, e.key AS environment_key, k.created_at,
+     k.revoked_at, k.read_only, k.expires_at, k.last_used_at,
+     CASE WHEN k.environment_ids IS NULL THEN NULL
+          ELSE ARRAY(SELECT s.key FROM environments s WHERE s.id = ANY(k.environment_ids) ORDER BY s.key) END
+       AS environment_keys";
 
 impl ApiKeyRow {
     fn from_row(r: &Row) -> ApiKeyRow {
@@ -68,9 +87,14 @@ impl ApiKeyRow {
             kind: KeyKind::parse(r.get("kind")).unwrap_or(KeyKind::Sdk),
             name: r.get("name"),
             prefix: r.get("prefix"),
+            environment_id: r.get("environment_id"),
             environment_key: r.get("environment_key"),
             created_at: r.get("created_at"),
             revoked_at: r.get("revoked_at"),
+            read_only: r.get("read_only"),
+            environments: r.get("environment_keys"),
+            expires_at: r.get("expires_at"),
+            last_used_at: r.get("last_used_at"),
         }
     }
 }
@@ -235,7 +259,8 @@ impl Store {
             return Err(ServiceError::AlreadyExists(format!("organization {organization:?} already exists")));
         }
         let env = insert_environment(&tx, org, environment, &title(environment)).await?;
-        let (key, secret) = insert_key(&tx, org, None, KeyKind::Admin, "bootstrap admin", None).await?;
+        let (key, secret) =
+            insert_key(&tx, org, None, KeyKind::Admin, "bootstrap admin", None, &KeyScope::default()).await?;
         audit(
             &tx,
             org,
@@ -298,11 +323,12 @@ impl Store {
         kind: KeyKind,
         name: &str,
         env: Option<&EnvRow>,
+        scope: &KeyScope,
     ) -> Result<(ApiKeyRow, String), ServiceError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let (row, secret) =
-            insert_key(&tx, actor.organization_id, env, kind, name, Some(actor.key_id)).await?;
+            insert_key(&tx, actor.organization_id, env, kind, name, Some(actor.key_id), scope).await?;
         audit(
             &tx,
             actor.organization_id,
@@ -314,9 +340,9 @@ impl Store {
             None,
             None,
             None,
-            Some(
-                serde_json::json!({"id": row.id, "kind": kind.as_str(), "name": name, "prefix": row.prefix}),
-            ),
+            Some(serde_json::json!({"id": row.id, "kind": kind.as_str(), "name": name, "prefix": row.prefix,
+                    "read_only": scope.read_only, "environments": row.environments,
+                    "expires_at_ms": scope.expires_at_ms})),
         )
         .await?;
         tx.commit().await?;
@@ -384,11 +410,109 @@ impl Store {
         Ok(key)
     }
 
+    /// Key `id` of `organization`, if it exists.
+    pub(crate) async fn api_key(
+        &self,
+        organization: Uuid,
+        id: Uuid,
+    ) -> Result<Option<ApiKeyRow>, ServiceError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys k LEFT JOIN environments e ON e.id = k.environment_id
+                          WHERE k.id = $1 AND k.organization_id = $2"
+                ),
+                &[&id, &organization],
+            )
+            .await?;
+        Ok(row.as_ref().map(ApiKeyRow::from_row))
+    }
+
+    /// A new secret for key `id` of the actor's organization, with the same kind, name,
+    /// environment and scope; the old one expires after `overlap_ms` (revoked at once for 0).
+    /// Returns the new key and secret, and the old key as it now is.
+    pub(crate) async fn rotate_api_key(
+        &self,
+        actor: &Principal,
+        id: Uuid,
+        overlap_ms: i64,
+        expires_at_ms: Option<i64>,
+    ) -> Result<(ApiKeyRow, String, ApiKeyRow), ServiceError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let old = tx
+            .query_opt(
+                "SELECT kind, name, environment_id, read_only, environment_ids FROM api_keys
+                 WHERE id = $1 AND organization_id = $2 AND revoked_at IS NULL
+                   AND (expires_at IS NULL OR expires_at > now())
+                 FOR UPDATE",
+                &[&id, &actor.organization_id],
+            )
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!("api key {id} does not exist or no longer works"))
+            })?;
+        let kind = KeyKind::parse(old.get(0)).unwrap_or(KeyKind::Sdk);
+        let name: String = old.get(1);
+        let env = match old.get::<_, Option<Uuid>>(2) {
+            Some(env) => Some(EnvRow::from_row(
+                &tx.query_one(&format!("SELECT {ENV_COLUMNS} FROM environments WHERE id = $1"), &[&env])
+                    .await?,
+            )),
+            None => None,
+        };
+        let scope = KeyScope { read_only: old.get(3), environments: old.get(4), expires_at_ms };
+        let (new, secret) =
+            insert_key(&tx, actor.organization_id, env.as_ref(), kind, &name, Some(actor.key_id), &scope)
+                .await?;
+        if overlap_ms <= 0 {
+            tx.execute("UPDATE api_keys SET revoked_at = now() WHERE id = $1", &[&id]).await?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &format!("{REVOKED_PREFIX}{id}")])
+                .await?;
+        } else {
+            tx.execute(
+                "UPDATE api_keys SET expires_at = least(coalesce(expires_at, 'infinity'), now() + $2::bigint * interval '1 millisecond')
+                 WHERE id = $1",
+                &[&id, &overlap_ms],
+            )
+            .await?;
+        }
+        let old = tx
+            .query_one(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys k LEFT JOIN environments e ON e.id = k.environment_id WHERE k.id = $1"),
+                &[&id],
+            )
+            .await?;
+        let old = ApiKeyRow::from_row(&old);
+        audit(
+            &tx,
+            actor.organization_id,
+            env.as_ref().map(|e| e.id),
+            None,
+            Some(actor),
+            "",
+            "rotate_api_key",
+            None,
+            None,
+            None,
+            Some(serde_json::json!({"id": id, "new_id": new.id, "name": name, "prefix": new.prefix,
+                "old_expires_at_ms": old.expires_at.map(unix_ms), "old_revoked": old.revoked_at.is_some()})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((new, secret, old))
+    }
+
     /// Which of `ids` are keys that still work (exist and are not revoked).
     pub(crate) async fn active_keys(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, ServiceError> {
         let client = self.pool.get().await?;
         let rows = client
-            .query("SELECT id FROM api_keys WHERE id = ANY($1) AND revoked_at IS NULL", &[&ids])
+            .query(
+                "SELECT id FROM api_keys WHERE id = ANY($1) AND revoked_at IS NULL
+                   AND (expires_at IS NULL OR expires_at > now())",
+                &[&ids],
+            )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
@@ -760,27 +884,36 @@ async fn insert_key(
     kind: KeyKind,
     name: &str,
     created_by: Option<Uuid>,
+    scope: &KeyScope,
 ) -> Result<(ApiKeyRow, String), ServiceError> {
     let new = keys::generate(kind);
     let id = Uuid::new_v4();
-    let created_at: SystemTime = tx
+    tx.execute(
+        "INSERT INTO api_keys (id, organization_id, environment_id, kind, name, prefix, key_hash, created_by,
+                               read_only, environment_ids, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, to_timestamp($11::bigint / 1000.0))",
+        &[
+            &id,
+            &org,
+            &env.map(|e| e.id),
+            &kind.as_str(),
+            &name,
+            &new.prefix,
+            &new.hash,
+            &created_by,
+            &scope.read_only,
+            &scope.environments,
+            &scope.expires_at_ms,
+        ],
+    )
+    .await?;
+    let row = tx
         .query_one(
-            "INSERT INTO api_keys (id, organization_id, environment_id, kind, name, prefix, key_hash, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at",
-            &[&id, &org, &env.map(|e| e.id), &kind.as_str(), &name, &new.prefix, &new.hash, &created_by],
+            &format!("SELECT {KEY_COLUMNS} FROM api_keys k LEFT JOIN environments e ON e.id = k.environment_id WHERE k.id = $1"),
+            &[&id],
         )
-        .await?
-        .get(0);
-    let row = ApiKeyRow {
-        id,
-        kind,
-        name: name.to_owned(),
-        prefix: new.prefix,
-        environment_key: env.map(|e| e.key.clone()),
-        created_at,
-        revoked_at: None,
-    };
-    Ok((row, new.secret))
+        .await?;
+    Ok((ApiKeyRow::from_row(&row), new.secret))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -206,6 +206,11 @@ async fn main() -> anyhow::Result<()> {
         format!("http://{config_addr}"),
         "--events-endpoint".to_owned(),
         format!("http://{sink_addr}"),
+        // The load generator is one key: a limit it never reaches, checked on every request.
+        "--key-rate-limit".to_owned(),
+        "100000000".to_owned(),
+        "--key-rate-burst".to_owned(),
+        "100000000".to_owned(),
     ])?;
     settings.validate().map_err(anyhow::Error::msg)?;
     let listeners = cohort_evaluation::Listeners {

@@ -49,6 +49,8 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let limits = cohort_runtime::Limits {
         max_concurrent_requests: settings.max_concurrent_requests,
         request_timeout: settings.request_timeout,
+        per_key_rate: settings.key_rate_limit,
+        per_key_burst: settings.key_rate_burst,
     };
     let mut skeleton =
         Skeleton::new("cohort-evaluation", &[SERVICE_NAME], limits).tls(&settings.common.tls)?;

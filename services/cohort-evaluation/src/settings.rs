@@ -79,6 +79,15 @@ pub struct Settings {
     #[arg(long, env = "COHORT_MAX_CONCURRENT_REQUESTS", default_value_t = 10_000)]
     pub max_concurrent_requests: usize,
 
+    /// Requests per second one key may make in this process (0: no limit); beyond it,
+    /// RESOURCE_EXHAUSTED (HTTP 429) with a retry hint.
+    #[arg(long, env = "COHORT_KEY_RATE_LIMIT", default_value_t = 20_000)]
+    pub key_rate_limit: u32,
+
+    /// Requests one key may make at once above its rate.
+    #[arg(long, env = "COHORT_KEY_RATE_BURST", default_value_t = 40_000)]
+    pub key_rate_burst: u32,
+
     /// Most keys one request may name.
     #[arg(long, env = "COHORT_MAX_KEYS", default_value_t = 1000)]
     pub max_keys: usize,

@@ -65,8 +65,12 @@ pub const SERVICE_NAME: &str = "cohort.events.v1.EventService";
 pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -> Result<(), EventsError> {
     // One limit on requests in flight, gRPC and HTTP together, so a spike on either front end
     // queues in the spool, not in this process's memory.
-    let limits =
-        Limits { max_concurrent_requests: settings.max_in_flight, request_timeout: settings.request_timeout };
+    let limits = Limits {
+        max_concurrent_requests: settings.max_in_flight,
+        request_timeout: settings.request_timeout,
+        per_key_rate: settings.key_rate_limit,
+        per_key_burst: settings.key_rate_burst,
+    };
     let mut skeleton = Skeleton::new("cohort-events", &[SERVICE_NAME], limits).tls(&settings.common.tls)?;
     let metrics = Arc::new(Metrics::new(skeleton.registry()));
     let readiness = skeleton.readiness();

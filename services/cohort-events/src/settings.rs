@@ -75,6 +75,15 @@ pub struct Settings {
     #[arg(long, env = "COHORT_MAX_IN_FLIGHT", default_value_t = 4096)]
     pub max_in_flight: usize,
 
+    /// Batches per second one key may send to this process (0: no limit); beyond it,
+    /// RESOURCE_EXHAUSTED (HTTP 429) with a retry hint, and the SDK retries.
+    #[arg(long, env = "COHORT_KEY_RATE_LIMIT", default_value_t = 2_000)]
+    pub key_rate_limit: u32,
+
+    /// Batches one key may send at once above its rate.
+    #[arg(long, env = "COHORT_KEY_RATE_BURST", default_value_t = 4_000)]
+    pub key_rate_burst: u32,
+
     /// Longest a request may take, spool fsync included.
     #[arg(long, env = "COHORT_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub request_timeout: Duration,

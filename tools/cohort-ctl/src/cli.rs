@@ -159,6 +159,15 @@ pub enum KeysCommand {
         kind: KeyKind,
         #[arg(long)]
         name: String,
+        /// Admin keys: may read but never write.
+        #[arg(long)]
+        read_only: bool,
+        /// Admin keys: reach only these environments (keys or ids, comma-separated or repeated).
+        #[arg(long = "only-env", value_delimiter = ',')]
+        only_env: Vec<String>,
+        /// The key stops working after this long, e.g. `90d`, `12h`.
+        #[arg(long, value_parser = parse_expiry)]
+        expires_in: Option<Duration>,
     },
     /// List active keys (with --all, revoked ones too).
     List {
@@ -167,6 +176,17 @@ pub enum KeysCommand {
     },
     /// Revoke a key by id.
     Revoke { id: String },
+    /// A new secret for a key (same kind, name, environment and scope), printed once; the old
+    /// secret keeps working for the overlap.
+    Rotate {
+        id: String,
+        /// How long the old secret keeps working, e.g. `24h`; `0s` revokes it at once.
+        #[arg(long, value_parser = parse_expiry, default_value = "1h")]
+        overlap: Duration,
+        /// The new secret stops working after this long.
+        #[arg(long, value_parser = parse_expiry)]
+        expires_in: Option<Duration>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +236,21 @@ pub struct AuditArgs {
     /// Every environment and the organization's own entries (keys, environments), not only -e.
     #[arg(long)]
     pub all_environments: bool,
+}
+
+/// Like `--timeout`, and days too (`90d`); at most ten years.
+fn parse_expiry(text: &str) -> Result<Duration, String> {
+    let d = match text.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .map(|n| Duration::from_secs(n.saturating_mul(86_400)))
+            .map_err(|_| format!("{text:?} is not a duration like 90d, 12h or 30m"))?,
+        None => parse_duration(text)?,
+    };
+    if d > Duration::from_secs(10 * 365 * 86_400) {
+        return Err("at most ten years".into());
+    }
+    Ok(d)
 }
 
 /// `250ms`, `30s`, `2m`, `1h`, or whole seconds.

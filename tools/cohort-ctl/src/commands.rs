@@ -124,15 +124,43 @@ fn key_kind(k: i32) -> &'static str {
 }
 
 fn key_json(k: &pb::ApiKey) -> Value {
+    let when = |ms: i64| (ms != 0).then_some(ms);
     json!({
         "id": k.id, "kind": key_kind(k.kind), "name": k.name, "prefix": k.prefix,
         "environment": (!k.environment.is_empty()).then_some(&k.environment),
+        "read_only": k.read_only,
+        "environments": (!k.environments.is_empty()).then_some(&k.environments),
         "created_at_ms": k.created_at_ms,
-        "revoked_at_ms": (k.revoked_at_ms != 0).then_some(k.revoked_at_ms),
+        "revoked_at_ms": when(k.revoked_at_ms),
+        "expires_at_ms": when(k.expires_at_ms),
+        "last_used_at_ms": when(k.last_used_at_ms),
     })
 }
 
-/// `keys create`: SDK keys belong to `environment`; admin keys to the organization.
+/// What an admin key may do beyond its kind: `keys create --read-only --only-env … --expires-in …`.
+#[derive(Debug, Clone, Default)]
+pub struct KeyScope {
+    pub read_only: bool,
+    pub environments: Vec<String>,
+    pub expires_in: Option<std::time::Duration>,
+}
+
+/// What a key reaches, for people: `the organization`, `environment production`, and
+/// `read-only`, `only staging, dev`.
+fn key_scope(k: &pb::ApiKey) -> String {
+    let mut scope = if !k.environment.is_empty() {
+        format!("environment {}", k.environment)
+    } else if !k.environments.is_empty() {
+        format!("only {}", k.environments.join(", "))
+    } else {
+        "the organization".to_owned()
+    };
+    if k.read_only {
+        scope.push_str(", read-only");
+    }
+    scope
+}
+
 /// A new service key: the secret for the service, the hash entry for the config service.
 pub fn service_key_create(name: &str, con: &mut Console<'_>) -> Result<(), CtlError> {
     let name_ok = (1..=64).contains(&name.len())
@@ -159,6 +187,7 @@ pub async fn keys_create(
     kind: KeyKind,
     name: &str,
     environment: &str,
+    scope: &KeyScope,
     con: &mut Console<'_>,
 ) -> Result<pb::CreateApiKeyResponse, CtlError> {
     client.require_key()?;
@@ -166,24 +195,37 @@ pub async fn keys_create(
         KeyKind::Admin => (pb::KeyKind::Admin, String::new()),
         KeyKind::Sdk => (pb::KeyKind::Sdk, environment.to_owned()),
     };
-    let r = client
-        .rpc
-        .create_api_key(pb::CreateApiKeyRequest { kind: kind as i32, name: name.into(), environment })
-        .await
-        .map_err(rpc("create API key"))?
-        .into_inner();
+    let expires_at_ms = match scope.expires_in {
+        Some(d) => cohort_core::time::unix_ms(std::time::SystemTime::now() + d),
+        None => 0,
+    };
+    let request = pb::CreateApiKeyRequest {
+        kind: kind as i32,
+        name: name.into(),
+        environment,
+        read_only: scope.read_only,
+        environments: scope.environments.clone(),
+        expires_at_ms,
+    };
+    let r = client.rpc.create_api_key(request).await.map_err(rpc("create API key"))?.into_inner();
     let key = r.key.clone().unwrap_or_default();
     if con.is_json() {
         let mut v = key_json(&key);
         v["secret"] = Value::String(r.secret.clone());
         con.json(&v)?;
     } else {
-        let scope = if key.environment.is_empty() {
-            "the organization".to_owned()
+        let expiry = if key.expires_at_ms == 0 {
+            String::new()
         } else {
-            format!("environment {}", key.environment)
+            format!(", expires {}", timestamp(key.expires_at_ms))
         };
-        con.line(format!("{} key {:?} created for {scope} (id {})", key_kind(key.kind), key.name, key.id))?;
+        con.line(format!(
+            "{} key {:?} created for {}{expiry} (id {})",
+            key_kind(key.kind),
+            key.name,
+            key_scope(&key),
+            key.id
+        ))?;
         con.line(&r.secret)?;
     }
     con.note(SECRET_WARNING)?;
@@ -215,15 +257,58 @@ pub async fn keys_list(
                     key_kind(k.kind).into(),
                     k.name.clone(),
                     format!("{}…", k.prefix),
-                    if k.environment.is_empty() { "-".into() } else { k.environment.clone() },
+                    key_scope(k),
                     timestamp(k.created_at_ms),
+                    timestamp(k.expires_at_ms),
+                    timestamp(k.last_used_at_ms),
                     timestamp(k.revoked_at_ms),
                 ]
             })
             .collect();
-        write_table(con, &["ID", "KIND", "NAME", "PREFIX", "ENVIRONMENT", "CREATED", "REVOKED"], &rows)?;
+        let header =
+            ["ID", "KIND", "NAME", "PREFIX", "REACHES", "CREATED", "EXPIRES", "LAST USED", "REVOKED"];
+        write_table(con, &header, &rows)?;
     }
     Ok(keys)
+}
+
+/// `keys rotate`: the new secret, printed once.
+pub async fn keys_rotate(
+    client: &mut Client,
+    id: &str,
+    overlap: std::time::Duration,
+    expires_in: Option<std::time::Duration>,
+    con: &mut Console<'_>,
+) -> Result<pb::CreateApiKeyResponse, CtlError> {
+    client.require_key()?;
+    let expires_at_ms =
+        expires_in.map_or(0, |d| cohort_core::time::unix_ms(std::time::SystemTime::now() + d));
+    let overlap_ms = i64::try_from(overlap.as_millis()).unwrap_or(i64::MAX);
+    let r = client
+        .rpc
+        .rotate_api_key(pb::RotateApiKeyRequest { id: id.into(), overlap_ms, expires_at_ms })
+        .await
+        .map_err(rpc("rotate API key"))?
+        .into_inner();
+    let key = r.key.clone().unwrap_or_default();
+    if con.is_json() {
+        let mut v = key_json(&key);
+        v["secret"] = Value::String(r.secret.clone());
+        con.json(&v)?;
+    } else {
+        let old = if overlap.is_zero() {
+            "the old secret is revoked".to_owned()
+        } else {
+            format!(
+                "the old secret works until {}",
+                timestamp(cohort_core::time::unix_ms(std::time::SystemTime::now() + overlap))
+            )
+        };
+        con.line(format!("{} key {:?} rotated: new id {}; {old}", key_kind(key.kind), key.name, key.id))?;
+        con.line(&r.secret)?;
+    }
+    con.note(SECRET_WARNING)?;
+    Ok(r)
 }
 
 /// `keys revoke`.

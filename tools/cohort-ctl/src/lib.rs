@@ -71,8 +71,12 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
         Command::Env(EnvCommand::List) => {
             commands::env_list(&mut client, con).await?;
         }
-        Command::Keys(KeysCommand::Create { kind, name }) => {
-            commands::keys_create(&mut client, kind, &name, env, con).await?;
+        Command::Keys(KeysCommand::Rotate { id, overlap, expires_in }) => {
+            commands::keys_rotate(&mut client, &id, overlap, expires_in, con).await?;
+        }
+        Command::Keys(KeysCommand::Create { kind, name, read_only, only_env, expires_in }) => {
+            let scope = commands::KeyScope { read_only, environments: only_env, expires_in };
+            commands::keys_create(&mut client, kind, &name, env, &scope, con).await?;
         }
         Command::Keys(KeysCommand::List { all }) => {
             commands::keys_list(&mut client, all, con).await?;

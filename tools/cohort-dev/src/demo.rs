@@ -46,6 +46,7 @@ pub(crate) async fn apply(stack: &Stack) -> anyhow::Result<Demo> {
                 kind: pb::KeyKind::Sdk as i32,
                 name: "demo traffic".into(),
                 environment: "production".into(),
+                ..Default::default()
             },
         ))
         .await?

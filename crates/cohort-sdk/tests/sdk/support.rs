@@ -150,6 +150,12 @@ impl ConfigService for FakeConfigService {
     ) -> Result<Response<cpb::ApiKey>, Status> {
         Err(Status::unimplemented("revoke_api_key"))
     }
+    async fn rotate_api_key(
+        &self,
+        _: Request<cpb::RotateApiKeyRequest>,
+    ) -> Result<Response<cpb::CreateApiKeyResponse>, Status> {
+        Err(Status::unimplemented("rotate_api_key"))
+    }
     async fn create_entity(
         &self,
         _: Request<cpb::CreateEntityRequest>,

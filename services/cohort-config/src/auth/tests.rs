@@ -9,11 +9,8 @@ use super::KeyCache;
 
 fn principal(key_id: Uuid) -> Principal {
     Principal {
-        key_id,
-        key_name: "k".to_owned(),
-        kind: KeyKind::Sdk,
-        organization_id: Uuid::nil(),
         environment_id: Some(Uuid::nil()),
+        ..Principal::unlimited(key_id, "k".to_owned(), KeyKind::Sdk, Uuid::nil())
     }
 }
 

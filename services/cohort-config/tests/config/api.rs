@@ -418,6 +418,7 @@ async fn keys_are_created_once_listed_without_secrets_and_revoked() {
                 kind: pb::KeyKind::Sdk as i32,
                 name: "web".into(),
                 environment: "production".into(),
+                ..Default::default()
             },
         ))
         .await

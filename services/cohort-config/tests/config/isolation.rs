@@ -135,6 +135,7 @@ async fn one_tenant_cannot_read_or_change_another_tenants_data() {
                 kind: pb::KeyKind::Sdk as i32,
                 name: "stolen".into(),
                 environment: a_env.clone(),
+                ..Default::default()
             },
         ))
         .await,

@@ -7,6 +7,7 @@ mod isolation;
 mod malformed;
 mod readiness;
 mod revocation;
+mod scopes;
 mod settings;
 mod stream;
 

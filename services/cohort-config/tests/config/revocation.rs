@@ -28,6 +28,7 @@ async fn sdk_key(c: &mut ConfigServiceClient<Channel>, admin: &str) -> (Uuid, St
         kind: pb::KeyKind::Sdk as i32,
         name: "app".into(),
         environment: "production".into(),
+        ..Default::default()
     };
     let created = c.create_api_key(authed(admin, request)).await.expect("create sdk key").into_inner();
     (Uuid::parse_str(&created.key.unwrap().id).unwrap(), created.secret)

@@ -5,6 +5,7 @@
 mod behaviour;
 mod conformance;
 mod http;
+mod limits;
 mod malformed;
 mod readiness;
 mod revocation;
@@ -145,6 +146,7 @@ impl Stack {
                 kind: cpb::KeyKind::Sdk as i32,
                 name: format!("{key} sdk"),
                 environment: key.into(),
+                ..Default::default()
             },
         ))
         .await

@@ -34,6 +34,7 @@ async fn a_key_revoked_while_its_client_is_live_is_refused_within_seconds() {
                 kind: cpb::KeyKind::Sdk as i32,
                 name: "app".into(),
                 environment: "production".into(),
+                ..Default::default()
             },
         ))
         .await

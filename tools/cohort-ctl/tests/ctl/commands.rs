@@ -103,7 +103,41 @@ async fn keys_create_list_and_revoke() {
     assert!(admin["secret"].as_str().unwrap().starts_with("cohort_admin_"));
     assert!(admin["environment"].is_null());
 
+    // A scoped admin key: read-only, one environment, expiring.
+    let scoped = ctl(
+        &server,
+        key,
+        &[
+            "keys",
+            "create",
+            "--kind",
+            "admin",
+            "--name",
+            "auditor",
+            "--read-only",
+            "--only-env",
+            "production",
+            "--expires-in",
+            "90d",
+        ],
+    )
+    .await;
+    assert!(scoped.ok().contains("created for only production, read-only, expires 20"), "{}", scoped.out);
+    let auditor = scoped.out.lines().last().unwrap().to_owned();
+    let refused = ctl(&server, Some(&auditor), &["env", "create", "staging"]).await;
+    assert!(refused.error().contains("read-only"), "{}", refused.error());
+    let bad =
+        ctl(&server, key, &["keys", "create", "--kind", "admin", "--name", "x", "--only-env", "nowhere"])
+            .await;
+    assert!(bad.error().contains("environments[0]"), "{}", bad.error());
+
     let list = ctl(&server, key, &["keys", "list", "-o", "json"]).await.json();
+    let listed = list.as_array().unwrap().iter().find(|k| k["name"] == "auditor").unwrap().clone();
+    assert_eq!(
+        (listed["read_only"].as_bool(), listed["environments"][0].as_str()),
+        (Some(true), Some("production"))
+    );
+    assert!(listed["expires_at_ms"].as_i64().unwrap() > 0);
     let web =
         list.as_array().unwrap().iter().find(|k| k["name"] == "web").expect("the new key is listed").clone();
     assert_eq!(web["environment"], "production");
