@@ -9,9 +9,12 @@
 //!
 //! It runs twice: in plaintext, as `make dev` does, and with TLS on every listener and mutual
 //! TLS between the services (and from the test's clients), as a secured deployment does.
+//! Everything the services and the SDK log meanwhile (Cohort's crates at debug level) is kept,
+//! and no secret the run made may appear in it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cohort_analysis::analyze::ExperimentResult;
@@ -72,7 +75,56 @@ async fn the_same_path_over_tls_with_mutual_tls_between_services() {
     the_whole_path(cluster).await;
 }
 
+/// Everything logged in this process from the first call on.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let filter = "info,cohort_config=debug,cohort_events=debug,cohort_analysis=debug,\
+                      cohort_evaluation=debug,cohort_runtime=debug,cohort_sdk=debug,cohort_discovery=debug";
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .try_init()
+            .expect("the test's log capture is the process's subscriber");
+        logs
+    })
+    .clone()
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// No secret of `secrets` in anything logged so far.
+fn assert_no_secret_logged(secrets: &[String]) {
+    let logs = captured_logs();
+    let text = String::from_utf8_lossy(&logs.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    assert!(text.contains("cohort_config"), "the capture saw the services' logs: {} bytes", text.len());
+    for secret in secrets {
+        assert!(!secret.is_empty());
+        // The random part alone: no log line carries any piece of a key that would identify it.
+        let random = secret.rsplit('_').next().unwrap_or(secret);
+        if let Some(at) = text.find(random) {
+            let line = text[..at].rsplit('\n').next().unwrap_or_default();
+            panic!("a secret reached the logs ({} bytes logged), in a line starting {line:?}", text.len());
+        }
+    }
+}
+
 async fn the_whole_path(mut cluster: TestCluster) {
+    captured_logs();
     let mut config = cluster.config().await;
     let keys = bootstrap_and_define(&mut config).await;
 
@@ -84,8 +136,14 @@ async fn the_whole_path(mut cluster: TestCluster) {
     let mut evaluation = cluster.evaluation().await;
     assert_remote_agrees(&mut evaluation, &keys.sdk, &traffic, sdk.version()).await;
     the_analysis_finds_the_planted_effect(&cluster, &keys.admin, &traffic).await;
-    a_second_organization_reaches_nothing_of_the_first(&cluster, &mut config, &keys.admin, &sdk, &traffic)
-        .await;
+    let rival_secrets = a_second_organization_reaches_nothing_of_the_first(
+        &cluster,
+        &mut config,
+        &keys.admin,
+        &sdk,
+        &traffic,
+    )
+    .await;
     a_harmful_guardrail_pauses_the_second_experiment(&cluster, &mut config, &keys.admin, &sdk).await;
 
     let version = sdk.version();
@@ -94,7 +152,11 @@ async fn the_whole_path(mut cluster: TestCluster) {
     assert_remote_agrees(&mut evaluation, &keys.sdk, &traffic, version).await;
 
     sdk.close().await.expect("the SDK delivers its last events and closes");
+    let mut secrets = vec![keys.admin.clone(), keys.sdk.clone()];
+    secrets.extend(rival_secrets);
+    secrets.extend([Service::Events, Service::Analysis].map(|s| cluster.service_key(s)));
     cluster.stop().await;
+    assert_no_secret_logged(&secrets);
 }
 
 /// An operator bootstraps the first organization, makes an SDK key for the application,
@@ -240,7 +302,7 @@ async fn a_second_organization_reaches_nothing_of_the_first(
     admin: &str,
     sdk: &Client,
     traffic: &Traffic,
-) {
+) -> Vec<String> {
     const RIVAL_UNITS: usize = 500;
     let checkout_id = sdk.experiment(CHECKOUT, &checkout_context(0)).experiment_id.expect("an experiment id");
     let rival = cluster.seed_organization("rival").await;
@@ -320,6 +382,7 @@ async fn a_second_organization_reaches_nothing_of_the_first(
     let took = revoked.elapsed();
     assert!(took < Duration::from_secs(10), "revocation took {took:?} to reach every service");
     rival_sdk.close().await.expect("the rival's SDK closes");
+    vec![rival.admin_key.clone(), rival.sdk_key.clone()]
 }
 
 /// A second experiment makes things worse: the analysis service pauses it on its guardrail,

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::auth::{Authenticator, require_admin, require_organization_write, require_write};
+use crate::auth::{Authenticator, require_admin, require_organization_write, require_reader, require_write};
 use crate::domain::{self, Action, Kind, Op};
 use crate::error::ServiceError;
 use crate::metrics::WriteLabels;
@@ -81,6 +81,14 @@ impl Api {
                 if p.reaches(env.id) { Ok(env) } else { Err(not_found()) }
             }
         }
+    }
+
+    /// Authorizes a write to environment `env` before the request is read further, so a
+    /// caller that may not write learns nothing of what it sent (nor whether an environment
+    /// out of its reach exists).
+    async fn may_write(&self, p: &Principal, env: &str) -> Result<()> {
+        require_write(p)?;
+        self.environment(p, env).await.map(drop)
     }
 
     async fn write(
@@ -230,7 +238,7 @@ fn key_message(k: ApiKeyRow) -> pb::ApiKey {
         kind: match k.kind {
             KeyKind::Admin => pb::KeyKind::Admin,
             KeyKind::Sdk => pb::KeyKind::Sdk,
-            KeyKind::Service => pb::KeyKind::Unspecified,
+            KeyKind::Service => pb::KeyKind::Service,
         } as i32,
         name: k.name,
         prefix: k.prefix,
@@ -341,6 +349,7 @@ impl ConfigService for Api {
         request: Request<pb::ListEnvironmentsRequest>,
     ) -> std::result::Result<Response<pb::ListEnvironmentsResponse>, Status> {
         let p = self.principal(&request).await?;
+        require_reader(&p)?;
         let envs = match p.environment_id {
             Some(_) => vec![self.environment(&p, "").await?],
             None => {
@@ -494,6 +503,7 @@ impl ConfigService for Api {
     ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
+        self.may_write(&p, &r.environment).await?;
         let op = Op::Create { kind: kind(r.kind, "kind")?, definition: definition(&r.definition_json)? };
         Ok(Response::new(self.write("create", &p, &r.environment, op, None).await?))
     }
@@ -503,9 +513,10 @@ impl ConfigService for Api {
         request: Request<pb::GetEntityRequest>,
     ) -> std::result::Result<Response<pb::Entity>, Status> {
         let p = self.principal(&request).await?;
+        require_reader(&p)?;
         let r = request.into_inner();
-        let kind = kind(r.kind, "kind")?;
         let env = self.environment(&p, &r.environment).await?;
+        let kind = kind(r.kind, "kind")?;
         let entity =
             self.sync.store.get_entity(env.id, kind, &r.key).await?.ok_or_else(|| {
                 ServiceError::NotFound(format!("{} {:?} does not exist", kind.as_str(), r.key))
@@ -518,6 +529,7 @@ impl ConfigService for Api {
         request: Request<pb::ListEntitiesRequest>,
     ) -> std::result::Result<Response<pb::ListEntitiesResponse>, Status> {
         let p = self.principal(&request).await?;
+        require_reader(&p)?;
         let r = request.into_inner();
         let env = self.environment(&p, &r.environment).await?;
         let limit = page_size(r.page_size);
@@ -542,6 +554,7 @@ impl ConfigService for Api {
     ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
+        self.may_write(&p, &r.environment).await?;
         let op = Op::Update {
             kind: kind(r.kind, "kind")?,
             key: required(&r.key, "key")?.to_owned(),
@@ -557,6 +570,7 @@ impl ConfigService for Api {
     ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
+        self.may_write(&p, &r.environment).await?;
         let op = Op::Delete {
             kind: kind(r.kind, "kind")?,
             key: required(&r.key, "key")?.to_owned(),
@@ -574,6 +588,10 @@ impl ConfigService for Api {
         let Some(action) = cohort_proto::convert::experiment_action(r.action) else {
             return Err(ServiceError::invalid("action", "must be start, pause, resume or complete").into());
         };
+        // Services may pause and complete (guardrails); `write` checks that.
+        if p.kind != KeyKind::Service {
+            self.may_write(&p, &r.environment).await?;
+        }
         let op = Op::Transition {
             key: required(&r.key, "key")?.to_owned(),
             action,
@@ -620,6 +638,7 @@ impl ConfigService for Api {
         request: Request<pb::GetSnapshotRequest>,
     ) -> std::result::Result<Response<pb::Snapshot>, Status> {
         let p = self.principal(&request).await?;
+        require_reader(&p)?;
         let env = self.environment(&p, &request.get_ref().environment).await?;
         let state = self.sync.hub.current(env.id).await?;
         Ok(Response::new(state.snapshot_message()))

@@ -160,6 +160,11 @@ impl Authenticator {
         Ok(principal)
     }
 
+    /// The service key whose secret hashes to `hash`.
+    pub(crate) fn service_principal(&self, hash: &[u8]) -> Option<Principal> {
+        self.services.principal(hash)
+    }
+
     /// Stops trusting a revoked key: its next use asks the database.
     pub(crate) fn forget(&self, key_id: Uuid) {
         self.cache.forget(key_id);
@@ -196,6 +201,17 @@ pub(crate) fn require_organization_write(p: &Principal) -> Result<(), ServiceErr
         ));
     }
     Ok(())
+}
+
+/// Reading definitions and environments: admin and SDK keys. Cohort's services read through
+/// `InternalService`.
+pub(crate) fn require_reader(p: &Principal) -> Result<(), ServiceError> {
+    match p.kind {
+        KeyKind::Admin | KeyKind::Sdk => Ok(()),
+        KeyKind::Service => {
+            Err(ServiceError::PermissionDenied("services read definitions through InternalService".into()))
+        }
+    }
 }
 
 pub(crate) fn require_admin(p: &Principal) -> Result<(), ServiceError> {

@@ -37,18 +37,22 @@ impl InternalService for Internal {
         if hash.len() != 32 {
             return Err(ServiceError::invalid("key_hash", "must be the 32 bytes of a SHA-256").into());
         }
-        let p = self
-            .store
-            .verify_key_hash(&hash)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound("no such key, or revoked".into()))?;
+        // A service key is known by its hash too: the caller then refuses it for its kind.
+        let p = match self.auth.service_principal(&hash) {
+            Some(p) => p,
+            None => self
+                .store
+                .verify_key_hash(&hash)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound("no such key, or revoked".into()))?,
+        };
         Ok(Response::new(pb::VerifiedKey {
             key_id: p.key_id.to_string(),
             name: p.key_name,
             kind: match p.kind {
                 KeyKind::Admin => pb::KeyKind::Admin,
                 KeyKind::Sdk => pb::KeyKind::Sdk,
-                KeyKind::Service => pb::KeyKind::Unspecified,
+                KeyKind::Service => pb::KeyKind::Service,
             } as i32,
             organization_id: p.organization_id.to_string(),
             environment_id: p.environment_id.map(|e| e.to_string()).unwrap_or_default(),

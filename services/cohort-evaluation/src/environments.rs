@@ -523,6 +523,11 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, ServiceError> {
     if key.len() > MAX_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ServiceError::Unauthenticated("malformed sdk key".into()));
     }
+    // A key's kind is its visible prefix: admin and service keys are refused for what they
+    // are, without asking the config service.
+    if key.starts_with("cohort_admin_") || key.starts_with("cohort_service_") {
+        return Err(ServiceError::PermissionDenied("the evaluation service takes SDK keys".into()));
+    }
     Ok(key)
 }
 

@@ -14,6 +14,9 @@ pub enum ServiceError {
     /// No key, a malformed key, or a key the config service rejected.
     #[error("{0}")]
     Unauthenticated(String),
+    /// A working key of another kind (admin, service): this service takes SDK keys.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Bad input: the fields at fault.
     #[error("invalid request: {}", describe(.0))]
     InvalidArgument(Vec<Violation>),
@@ -45,6 +48,7 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> ApiError {
         match e {
             ServiceError::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            ServiceError::PermissionDenied(m) => ApiError::PermissionDenied(m),
             ServiceError::InvalidArgument(violations) => ApiError::InvalidArgument(violations),
             ServiceError::Unavailable { message, retry_after } => {
                 ApiError::Unavailable { message, retry_after: Some(retry_after) }

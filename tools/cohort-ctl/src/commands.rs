@@ -119,6 +119,7 @@ fn key_kind(k: i32) -> &'static str {
     match pb::KeyKind::try_from(k) {
         Ok(pb::KeyKind::Admin) => "admin",
         Ok(pb::KeyKind::Sdk) => "sdk",
+        Ok(pb::KeyKind::Service) => "service",
         _ => "?",
     }
 }
