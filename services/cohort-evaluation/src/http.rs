@@ -1,80 +1,58 @@
 //! HTTP JSON for browsers and edge workers: `POST /api/v1/evaluate` with an SDK key, a context
 //! in cohort-core's JSON shape and optional keys; decisions keyed by flag or experiment key.
 //!
-//! - CORS is written here (a handful of headers), including the `OPTIONS` preflight.
+//! - CORS through tower-http's layer ([`cors`]), preflight included.
 //! - Responses are `no-store` unless the caller asks for caching with `?cache=N` (seconds,
 //!   capped): then `private, max-age=N` with an ETag of the config version and a hash of the
 //!   request, and `If-None-Match` answers 304 without evaluating.
 //! - Values are written from the JSON serialized when the config was compiled.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use cohort_sdk::{Context, Decision};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::ServiceError;
 use crate::evaluate::{Evaluator, check_context, for_each_decision};
 
 pub const PATH: &str = "/api/v1/evaluate";
 
-/// Which browser origins may call.
-#[derive(Debug, Clone)]
-pub struct Cors {
-    any: bool,
-    origins: Vec<HeaderValue>,
-}
-
-impl Cors {
-    /// From `--cors-origins` (`*` allows any origin). Invalid values were rejected by
-    /// settings validation; any that slip through are ignored.
-    pub fn new(origins: &[String]) -> Self {
-        Cors {
-            any: origins.iter().any(|o| o == "*"),
-            origins: origins.iter().filter_map(|o| HeaderValue::from_str(o.trim()).ok()).collect(),
-        }
-    }
-
-    /// The `Access-Control-Allow-Origin` value for a request from `origin`, if allowed.
-    pub fn allow(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
-        if self.any {
-            return Some(HeaderValue::from_static("*"));
-        }
-        let origin = origin?;
-        self.origins.iter().any(|o| o == origin).then(|| origin.clone())
-    }
-
-    fn apply(&self, request: &HeaderMap, response: &mut HeaderMap) {
-        if let Some(allowed) = self.allow(request.get(header::ORIGIN)) {
-            response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
-            response.insert(
-                header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static("etag, cache-control, retry-after"),
-            );
-        }
-        if !self.any {
-            response.append(header::VARY, HeaderValue::from_static("origin"));
-        }
-    }
+/// Which browser origins may call (`--cors-origins`; `*` allows any), through tower-http's
+/// CORS layer: preflights answered, `Vary: origin` when origins are listed, and the headers a
+/// browser client reads exposed.
+pub fn cors(origins: &[String]) -> CorsLayer {
+    let allowed = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        // Invalid values were refused by settings validation.
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o.trim()).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allowed)
+        .allow_methods([Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::IF_NONE_MATCH])
+        .expose_headers([header::ETAG, header::CACHE_CONTROL, header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600))
 }
 
 #[derive(Debug, Clone)]
 pub struct HttpState {
     pub evaluator: Evaluator,
-    pub cors: Arc<Cors>,
     /// Largest `max-age` a caller may ask for, in seconds.
     pub max_cache: u64,
 }
 
-pub fn router(state: HttpState) -> Router {
-    Router::new().route(PATH, post(evaluate).options(preflight)).with_state(state)
+pub fn router(state: HttpState, cors: CorsLayer) -> Router {
+    Router::new().route(PATH, post(evaluate)).with_state(state).layer(cors)
 }
 
 /// The request body.
@@ -87,36 +65,16 @@ struct Body {
     keys: Vec<String>,
 }
 
-async fn preflight(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let h = response.headers_mut();
-    if let Some(allowed) = state.cors.allow(headers.get(header::ORIGIN)) {
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, content-type, if-none-match"),
-        );
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-    }
-    if !state.cors.any {
-        h.append(header::VARY, HeaderValue::from_static("origin"));
-    }
-    response
-}
-
 async fn evaluate(
     State(state): State<HttpState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut response = match serve(&state, query.as_deref(), &headers, &body).await {
+    match serve(&state, query.as_deref(), &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    };
-    state.cors.apply(&headers, response.headers_mut());
-    response
+    }
 }
 
 async fn serve(

@@ -91,11 +91,10 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let readiness = skeleton.readiness();
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
-    let router = http::router(http::HttpState {
-        evaluator: evaluator.clone(),
-        cors: Arc::new(http::Cors::new(&settings.cors_origins)),
-        max_cache: settings.http_max_cache,
-    });
+    let router = http::router(
+        http::HttpState { evaluator: evaluator.clone(), max_cache: settings.http_max_cache },
+        http::cors(&settings.cors_origins),
+    );
     let running = skeleton.serve(
         listeners,
         Routes::new(EvaluationServiceServer::new(Api { evaluator })),

@@ -1,21 +1,8 @@
-//! CORS decisions, cache parameters, ETags and the decision JSON.
+//! Cache parameters, ETags and the decision JSON.
 
 use cohort_sdk::{Client, Definitions};
 
 use super::*;
-
-#[test]
-fn cors_allows_listed_origins_or_any() {
-    let any = Cors::new(&["*".to_owned()]);
-    assert_eq!(any.allow(None).unwrap(), "*");
-    let listed = Cors::new(&["https://app.example".to_owned()]);
-    assert_eq!(
-        listed.allow(Some(&HeaderValue::from_static("https://app.example"))).unwrap(),
-        "https://app.example"
-    );
-    assert!(listed.allow(Some(&HeaderValue::from_static("https://evil.example"))).is_none());
-    assert!(listed.allow(None).is_none());
-}
 
 #[test]
 fn cache_is_asked_for_with_a_query_parameter() {

@@ -62,7 +62,7 @@ async fn http_evaluates_with_cors_and_caching_on_request() {
         "",
     )
     .await;
-    assert_eq!(status, 204);
+    assert!((200..300).contains(&status), "{status}");
     assert_eq!(header(&h, "access-control-allow-origin"), Some("*"));
     assert!(header(&h, "access-control-allow-methods").unwrap().contains("POST"));
     assert!(header(&h, "access-control-allow-headers").unwrap().contains("authorization"));
