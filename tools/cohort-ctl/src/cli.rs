@@ -166,7 +166,7 @@ pub enum KeysCommand {
         #[arg(long = "only-env", value_delimiter = ',')]
         only_env: Vec<String>,
         /// The key stops working after this long, e.g. `90d`, `12h`.
-        #[arg(long, value_parser = parse_expiry)]
+        #[arg(long, value_parser = parse_span)]
         expires_in: Option<Duration>,
     },
     /// List active keys (with --all, revoked ones too).
@@ -181,10 +181,10 @@ pub enum KeysCommand {
     Rotate {
         id: String,
         /// How long the old secret keeps working, e.g. `24h`; `0s` revokes it at once.
-        #[arg(long, value_parser = parse_expiry, default_value = "1h")]
+        #[arg(long, value_parser = parse_span, default_value = "1h")]
         overlap: Duration,
         /// The new secret stops working after this long.
-        #[arg(long, value_parser = parse_expiry)]
+        #[arg(long, value_parser = parse_span)]
         expires_in: Option<Duration>,
     },
 }
@@ -238,33 +238,49 @@ pub struct AuditArgs {
     pub all_environments: bool,
 }
 
-/// Like `--timeout`, and days too (`90d`); at most ten years.
-fn parse_expiry(text: &str) -> Result<Duration, String> {
-    let d = match text.strip_suffix('d') {
-        Some(days) => days
-            .parse::<u64>()
-            .map(|n| Duration::from_secs(n.saturating_mul(86_400)))
-            .map_err(|_| format!("{text:?} is not a duration like 90d, 12h or 30m"))?,
-        None => parse_duration(text)?,
-    };
+/// A duration as humantime reads it (`500ms`, `30s`, `2m`, `12h`, `90d`, `1h 30m`), or whole
+/// seconds.
+fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    match text.parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is not a duration like 500ms, 30s, 2m or 90d: {e}")),
+    }
+}
+
+/// `--timeout`: more than zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = duration(text)?;
+    if d.is_zero() { Err("the timeout must be more than zero".into()) } else { Ok(d) }
+}
+
+/// `--expires-in` and `--overlap`: zero to ten years (an overlap of zero revokes at once).
+fn parse_span(text: &str) -> Result<Duration, String> {
+    let d = duration(text)?;
     if d > Duration::from_secs(10 * 365 * 86_400) {
         return Err("at most ten years".into());
     }
     Ok(d)
 }
 
-/// `250ms`, `30s`, `2m`, `1h`, or whole seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 500ms, 30s or 2m"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
-    };
-    if d.is_zero() { Err("the timeout must be more than zero".into()) } else { Ok(d) }
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{parse_duration, parse_span};
+
+    #[test]
+    fn durations_read_as_humantime_or_whole_seconds() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("0s").is_err(), "a timeout of zero");
+        assert!(parse_duration("soon").unwrap_err().contains("\"soon\""));
+        // An overlap of zero revokes at once; expiry in days; no more than ten years.
+        assert_eq!(parse_span("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_span("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert!(parse_span("11years").is_err());
+    }
 }
