@@ -232,6 +232,16 @@ fn environment_message(e: &EnvRow) -> pb::Environment {
     }
 }
 
+/// A key's `expires_at_ms`: 0 for never, else a time in the future.
+fn expiry(at_ms: i64) -> Result<Option<i64>> {
+    let now = cohort_core::time::unix_ms(std::time::SystemTime::now());
+    match at_ms {
+        0 => Ok(None),
+        at if at <= now => Err(ServiceError::invalid("expires_at_ms", "must be in the future")),
+        at => Ok(Some(at)),
+    }
+}
+
 fn key_message(k: ApiKeyRow) -> pb::ApiKey {
     pb::ApiKey {
         id: k.id.to_string(),
@@ -413,14 +423,7 @@ impl ConfigService for Api {
             ids.dedup();
             environments = Some(ids);
         }
-        let now = cohort_core::time::unix_ms(std::time::SystemTime::now());
-        let expires_at_ms = match r.expires_at_ms {
-            0 => None,
-            at if at <= now => {
-                return Err(ServiceError::invalid("expires_at_ms", "must be in the future").into());
-            }
-            at => Some(at),
-        };
+        let expires_at_ms = expiry(r.expires_at_ms)?;
         let scope = KeyScope { read_only: r.read_only, environments, expires_at_ms };
         let (key, secret) = self.sync.store.create_api_key(&p, kind, name, env.as_ref(), &scope).await?;
         Ok(Response::new(pb::CreateApiKeyResponse { key: Some(key_message(key)), secret }))
@@ -479,14 +482,7 @@ impl ConfigService for Api {
         if !(0..=MAX_OVERLAP_MS).contains(&r.overlap_ms) {
             return Err(ServiceError::invalid("overlap_ms", "must be 0 (revoke at once) to 30 days").into());
         }
-        let now = cohort_core::time::unix_ms(std::time::SystemTime::now());
-        let expires_at_ms = match r.expires_at_ms {
-            0 => None,
-            at if at <= now => {
-                return Err(ServiceError::invalid("expires_at_ms", "must be in the future").into());
-            }
-            at => Some(at),
-        };
+        let expires_at_ms = expiry(r.expires_at_ms)?;
         let (new, secret, old) = self.sync.store.rotate_api_key(&p, id, r.overlap_ms, expires_at_ms).await?;
         // This replica stops trusting its cached copy of the old key (it now expires); others
         // within their cache's time to live.

@@ -210,27 +210,35 @@ pub async fn keys_create(
     };
     let r = client.rpc.create_api_key(request).await.map_err(rpc("create API key"))?.into_inner();
     let key = r.key.clone().unwrap_or_default();
+    let expiry = if key.expires_at_ms == 0 {
+        String::new()
+    } else {
+        format!(", expires {}", timestamp(key.expires_at_ms))
+    };
+    let line = format!(
+        "{} key {:?} created for {}{expiry} (id {})",
+        key_kind(key.kind),
+        key.name,
+        key_scope(&key),
+        key.id
+    );
+    show_new_key(&r, line, con)?;
+    Ok(r)
+}
+
+/// A new key: JSON with its secret, or a line about it and the secret alone on the last line;
+/// then the warning that it is shown once.
+fn show_new_key(r: &pb::CreateApiKeyResponse, line: String, con: &mut Console<'_>) -> Result<(), CtlError> {
     if con.is_json() {
-        let mut v = key_json(&key);
+        let mut v = key_json(r.key.as_ref().unwrap_or(&pb::ApiKey::default()));
         v["secret"] = Value::String(r.secret.clone());
         con.json(&v)?;
     } else {
-        let expiry = if key.expires_at_ms == 0 {
-            String::new()
-        } else {
-            format!(", expires {}", timestamp(key.expires_at_ms))
-        };
-        con.line(format!(
-            "{} key {:?} created for {}{expiry} (id {})",
-            key_kind(key.kind),
-            key.name,
-            key_scope(&key),
-            key.id
-        ))?;
+        con.line(line)?;
         con.line(&r.secret)?;
     }
     con.note(SECRET_WARNING)?;
-    Ok(r)
+    Ok(())
 }
 
 /// `keys list`.
@@ -292,23 +300,14 @@ pub async fn keys_rotate(
         .map_err(rpc("rotate API key"))?
         .into_inner();
     let key = r.key.clone().unwrap_or_default();
-    if con.is_json() {
-        let mut v = key_json(&key);
-        v["secret"] = Value::String(r.secret.clone());
-        con.json(&v)?;
+    let old = if overlap.is_zero() {
+        "the old secret is revoked".to_owned()
     } else {
-        let old = if overlap.is_zero() {
-            "the old secret is revoked".to_owned()
-        } else {
-            format!(
-                "the old secret works until {}",
-                timestamp(cohort_core::time::unix_ms(std::time::SystemTime::now() + overlap))
-            )
-        };
-        con.line(format!("{} key {:?} rotated: new id {}; {old}", key_kind(key.kind), key.name, key.id))?;
-        con.line(&r.secret)?;
-    }
-    con.note(SECRET_WARNING)?;
+        let until = cohort_core::time::unix_ms(std::time::SystemTime::now() + overlap);
+        format!("the old secret works until {}", timestamp(until))
+    };
+    let line = format!("{} key {:?} rotated: new id {}; {old}", key_kind(key.kind), key.name, key.id);
+    show_new_key(&r, line, con)?;
     Ok(r)
 }
 
