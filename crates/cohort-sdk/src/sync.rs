@@ -198,7 +198,14 @@ impl SyncTask {
     async fn session(&mut self, endpoint: &Endpoint, known: u64, healthy: &mut bool) -> End {
         let channel = match endpoint.connect().await {
             Ok(c) => c,
-            Err(e) => return End::Failed(format!("connect: {}", cohort_core::error::chain(&e))),
+            // The endpoint named, so a TLS refusal says which server and why.
+            Err(e) => {
+                return End::Failed(format!(
+                    "connect to {}: {}",
+                    endpoint.uri(),
+                    cohort_core::error::chain(&e)
+                ));
+            }
         };
         let mut client = ConfigServiceClient::new(channel);
         let (tx, rx) = mpsc::channel::<SyncRequest>(64);

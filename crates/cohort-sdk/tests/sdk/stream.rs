@@ -394,3 +394,35 @@ async fn invalid_options_fail_the_build() {
         Err(SdkError::InvalidOption { option: "event_batch_size", .. })
     ));
 }
+
+#[tokio::test]
+async fn an_https_config_service_is_verified_against_the_ca_given() {
+    let dir = TempDir::new("tls");
+    let pki = cohort_transport::testing::Pki::new("Cohort test CA");
+    let leaf = pki.localhost();
+    let mut server = FakeConfig::start_tls(&leaf.cert, &leaf.key).await;
+    let trusting = |ca| cohort_sdk::ClientTls { ca_file: Some(ca), ..Default::default() };
+
+    // Another CA: the stream never starts, and the error names the server and why.
+    let other = cohort_transport::testing::Pki::new("Another CA").write_ca(&dir.0, "other");
+    let refused = builder(&[server.https_uri()])
+        .tls(trusting(other))
+        .init_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .expect("the client starts, in ERROR");
+    let error = refused.last_error().unwrap_or_default();
+    assert!(error.contains(&server.https_uri()), "the server is named: {error}");
+    assert!(error.contains("UnknownIssuer") || error.contains("certificate"), "the reason is named: {error}");
+    refused.close().await.unwrap();
+
+    // The right CA: the stream runs as over plaintext.
+    let ca = pki.write_ca(&dir.0, "ca");
+    let build = tokio::spawn(builder(&[server.https_uri()]).tls(trusting(ca)).build());
+    let mut conn = server.conn().await;
+    conn.hello().await;
+    conn.snapshot(1, &defs(1, true)).await;
+    let client = build.await.unwrap().unwrap();
+    assert_eq!(client.status().state, State::Ready);
+    client.close().await.unwrap();
+}

@@ -283,12 +283,27 @@ impl FakeConfig {
     }
 
     pub(crate) fn serve(listener: TcpListener) -> Self {
+        Self::serve_with(listener, None)
+    }
+
+    /// Over TLS with this PEM certificate and key.
+    pub(crate) async fn start_tls(cert: &str, key: &str) -> Self {
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key));
+        Self::serve_with(listener(None).await, Some(tls))
+    }
+
+    fn serve_with(listener: TcpListener, tls: Option<tonic::transport::ServerTlsConfig>) -> Self {
         let addr = listener.local_addr().unwrap();
         let (conns_tx, conns) = mpsc::unbounded_channel();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let service = ConfigServiceServer::new(FakeConfigService { conns: conns_tx });
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).expect("TLS settings");
+        }
         let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let _ = builder
                 .add_service(service)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                     let _ = shutdown_rx.await;
@@ -300,6 +315,11 @@ impl FakeConfig {
 
     pub(crate) fn uri(&self) -> String {
         format!("http://{}", self.running.addr)
+    }
+
+    /// The address as a TLS client names it (`localhost`, which the test certificate carries).
+    pub(crate) fn https_uri(&self) -> String {
+        format!("https://localhost:{}", self.running.addr.port())
     }
 
     /// The next `Sync` stream a client opens.
