@@ -156,6 +156,12 @@ def seconds(text):
 LONG_RUNNING = {"Deployment", "StatefulSet"}
 services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
 cert_secrets = {d["spec"].get("secretName") for d in docs if d["kind"] == "Certificate"}
+# The PostgreSQL server's CA (database.ca): when any pod has the volume, every container that
+# connects (COHORT_DATABASE_URL) mounts it, and no other container does.
+DATABASE_CA_DIR = "/etc/cohort/database-ca"
+database_ca = any(v.get("name") == "database-ca"
+                  for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")
+                  for v in d["spec"]["template"]["spec"].get("volumes", []))
 for d in docs:
     kind, name = d["kind"], d["metadata"]["name"]
     where = f"{kind}/{name}"
@@ -179,6 +185,16 @@ for d in docs:
             env = {e["name"]: e for e in c.get("env", [])}
             need("COHORT_DATABASE_URL" not in env or "secretKeyRef" in env["COHORT_DATABASE_URL"].get("valueFrom", {}),
                  cw, "COHORT_DATABASE_URL must come from a Secret")
+            ca_mounts = [m for m in c.get("volumeMounts", []) if m["name"] == "database-ca"]
+            if database_ca and "COHORT_DATABASE_URL" in env:
+                ca_volume = next((v for v in pod.get("volumes", []) if v["name"] == "database-ca"), {})
+                source = ca_volume.get("secret") or ca_volume.get("configMap") or {}
+                need(len(ca_mounts) == 1 and ca_mounts[0]["mountPath"] == DATABASE_CA_DIR
+                     and ca_mounts[0].get("readOnly") is True and "subPath" not in ca_mounts[0], cw,
+                     f"the database CA must be mounted read-only at {DATABASE_CA_DIR}, without subPath")
+                need(len(source.get("items", [])) == 1, cw, "the database CA volume must project its one key")
+            else:
+                need(not ca_mounts, cw, "mounts the database CA but does not connect to the database")
             tls = "COHORT_TLS_CERT" in env
             if kind in LONG_RUNNING and tls:
                 # The kubelet's gRPC probes cannot do TLS: HTTPS on the admin port instead.
@@ -380,6 +396,9 @@ bad_values "tls.enabled without a certificate" "/tls/certManager/enabled" --set 
 bad_values "tls.existingSecret with tls.certManager" "/tls/certManager/enabled" --set tls.enabled=true \
   --set tls.existingSecret=cohort-tls --set tls.certManager.enabled=true --set tls.certManager.issuerRef.name=ca
 bad_values "tls.certManager without an issuerRef.name" "/tls/certManager/issuerRef/name" --set tls.enabled=true --set tls.certManager.enabled=true
+bad_values "database.ca with both a Secret and a ConfigMap" "/database/ca/configMapName" \
+  --set database.ca.secretName=db-ca --set database.ca.configMapName=db-ca
+bad_values "an empty database.ca.key" "/database/ca/key" --set database.ca.secretName=db-ca --set database.ca.key=
 bad_values "an unknown tls.clientAuth" "/tls/clientAuth" --set tls.enabled=true --set tls.existingSecret=cohort-tls --set tls.clientAuth=sometimes
 must_fail "chart rejects events.autoscaling.maxReplicas < minReplicas" "maxReplicas \(2\) must be at least minReplicas \(4\)" \
   "$HELM" template cohort "$CHART" --set events.autoscaling.minReplicas=4 --set events.autoscaling.maxReplicas=2

@@ -273,6 +273,54 @@ cert-manager writes. Also the templates' guard for what the schema checks.
 {{- end }}
 
 {{/*
+The PostgreSQL server's CA (database.ca): mounted at cohort.databaseCaDir in every pod that
+connects, for the URL's sslrootcert=<dir>/<key>. Only the key is projected (a Secret written by
+cert-manager also holds tls.key), as a directory and never with subPath, so the file follows the
+Secret (the services read it at start-up: a restart picks up a rotated CA). Also the templates'
+guard for what the schema checks.
+*/}}
+{{- define "cohort.databaseCaDir" -}}
+/etc/cohort/database-ca
+{{- end }}
+
+{{/* Whether database.ca names a Secret or a ConfigMap. */}}
+{{- define "cohort.databaseCaEnabled" -}}
+{{- $ca := .Values.database.ca }}
+{{- if and $ca.secretName $ca.configMapName }}
+{{- fail "database.ca: set secretName or configMapName, not both" }}
+{{- end }}
+{{- if or $ca.secretName $ca.configMapName }}true{{ end }}
+{{- end }}
+
+{{/* The database CA volume (a list entry), when database.ca is set. */}}
+{{- define "cohort.databaseCaVolume" -}}
+{{- if include "cohort.databaseCaEnabled" . }}
+{{- $ca := .Values.database.ca }}
+{{- $key := required "database.ca.key is required with database.ca.secretName or configMapName" $ca.key -}}
+- name: database-ca
+  {{- if $ca.secretName }}
+  secret:
+    secretName: {{ $ca.secretName }}
+  {{- else }}
+  configMap:
+    name: {{ $ca.configMapName }}
+  {{- end }}
+    items:
+      - key: {{ $key }}
+        path: {{ $key }}
+{{- end }}
+{{- end }}
+
+{{/* The database CA volumeMount (a list entry), when database.ca is set. */}}
+{{- define "cohort.databaseCaVolumeMount" -}}
+{{- if include "cohort.databaseCaEnabled" . -}}
+- name: database-ca
+  mountPath: {{ include "cohort.databaseCaDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
 The pod template of a component. Parameters (a dict):
   root        the top-level context ($)
   component   config | evaluation | events | analysis
@@ -280,7 +328,7 @@ The pod template of a component. Parameters (a dict):
   grpcPort    the gRPC port
   httpPort    the HTTP port
   grpcService the fully qualified gRPC service name readiness reports on
-  useDatabase whether the component gets the database URL
+  useDatabase whether the component gets the database URL (and the database CA, database.ca)
   env         extra env entries (YAML list text), or ""
   volumeMounts extra volumeMounts (YAML list text), or ""
 */}}
@@ -406,6 +454,12 @@ spec:
           mountPath: {{ include "cohort.tlsDir" $root }}
           readOnly: true
         {{- end }}
+        {{- if .useDatabase }}
+        {{- with include "cohort.databaseCaVolumeMount" $root | trim }}
+        # The PostgreSQL server's CA, for sslrootcert= in the database URL (database.ca).
+        {{- . | nindent 8 }}
+        {{- end }}
+        {{- end }}
         {{- with .volumeMounts }}
         {{- . | nindent 8 }}
         {{- end }}
@@ -418,6 +472,11 @@ spec:
     - name: tls
       secret:
         secretName: {{ include "cohort.tlsSecretName" $root }}
+    {{- end }}
+    {{- if .useDatabase }}
+    {{- with include "cohort.databaseCaVolume" $root | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- end }}
   {{- with $v.nodeSelector }}
   nodeSelector:
