@@ -234,10 +234,11 @@ fn every_rpc() -> BTreeSet<String> {
 async fn call(channel: Channel, method: &str, secret: Option<&str>, body: Vec<u8>) -> (Code, String) {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.expect("the channel is ready");
-    let mut request = tonic::Request::new(tokio_stream::once(body));
-    if let Some(secret) = secret {
-        request = with_key(request, secret);
-    }
+    let body = tokio_stream::once(body);
+    let mut request = match secret {
+        Some(secret) => authed(secret, body),
+        None => tonic::Request::new(body),
+    };
     request.set_timeout(Duration::from_secs(5));
     let path = method.parse().expect("a method path");
     let outcome = tokio::time::timeout(Duration::from_secs(10), async {
@@ -254,13 +255,6 @@ async fn call(channel: Channel, method: &str, secret: Option<&str>, body: Vec<u8
         Ok(Err(status)) => (status.code(), status.message().to_owned()),
         Err(_) => (Code::DeadlineExceeded, String::new()),
     }
-}
-
-fn with_key<T>(request: tonic::Request<T>, secret: &str) -> tonic::Request<T> {
-    let authed = authed(secret, ());
-    let mut request = request;
-    *request.metadata_mut() = authed.metadata().clone();
-    request
 }
 
 fn classify(code: Code, message: &str) -> Outcome {

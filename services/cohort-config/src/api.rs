@@ -83,32 +83,25 @@ impl Api {
         }
     }
 
-    /// Authorizes a write to environment `env` before the request is read further, so a
-    /// caller that may not write learns nothing of what it sent (nor whether an environment
-    /// out of its reach exists).
-    async fn may_write(&self, p: &Principal, env: &str) -> Result<()> {
-        require_write(p)?;
-        self.environment(p, env).await.map(drop)
-    }
-
+    /// One definition write: authorized and its environment resolved before `op` reads the
+    /// request, so a caller that may not write learns nothing of what it sent (nor whether an
+    /// environment out of its reach exists). `service_may` lets a service key through
+    /// (analysis's guardrails pause and complete; the audit entry names the service).
     async fn write(
         &self,
         request_action: &'static str,
         p: &Principal,
         env: &str,
-        op: Op,
+        service_may: bool,
         reason: Option<&str>,
+        op: impl FnOnce() -> Result<Op>,
     ) -> Result<pb::WriteResponse> {
         let outcome = async {
-            // A service key may pause and complete experiments (analysis's guardrails); the
-            // audit entry names the service.
-            let service_transition =
-                matches!(&op, Op::Transition { action: Action::Pause | Action::Complete, .. });
-            if !(p.kind == KeyKind::Service && service_transition) {
+            if !(p.kind == KeyKind::Service && service_may) {
                 require_write(p)?;
             }
             let env = self.environment(p, env).await?;
-            self.sync.store.write(p, &env, op, reason).await
+            self.sync.store.write(p, &env, op()?, reason).await
         }
         .await;
         let label = match &outcome {
@@ -499,9 +492,9 @@ impl ConfigService for Api {
     ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
-        self.may_write(&p, &r.environment).await?;
-        let op = Op::Create { kind: kind(r.kind, "kind")?, definition: definition(&r.definition_json)? };
-        Ok(Response::new(self.write("create", &p, &r.environment, op, None).await?))
+        let op =
+            || Ok(Op::Create { kind: kind(r.kind, "kind")?, definition: definition(&r.definition_json)? });
+        Ok(Response::new(self.write("create", &p, &r.environment, false, None, op).await?))
     }
 
     async fn get_entity(
@@ -550,14 +543,15 @@ impl ConfigService for Api {
     ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
-        self.may_write(&p, &r.environment).await?;
-        let op = Op::Update {
-            kind: kind(r.kind, "kind")?,
-            key: required(&r.key, "key")?.to_owned(),
-            definition: definition(&r.definition_json)?,
-            expected_revision: r.expected_revision,
+        let op = || {
+            Ok(Op::Update {
+                kind: kind(r.kind, "kind")?,
+                key: required(&r.key, "key")?.to_owned(),
+                definition: definition(&r.definition_json)?,
+                expected_revision: r.expected_revision,
+            })
         };
-        Ok(Response::new(self.write("update", &p, &r.environment, op, None).await?))
+        Ok(Response::new(self.write("update", &p, &r.environment, false, None, op).await?))
     }
 
     async fn delete_entity(
@@ -566,13 +560,14 @@ impl ConfigService for Api {
     ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
-        self.may_write(&p, &r.environment).await?;
-        let op = Op::Delete {
-            kind: kind(r.kind, "kind")?,
-            key: required(&r.key, "key")?.to_owned(),
-            expected_revision: r.expected_revision,
+        let op = || {
+            Ok(Op::Delete {
+                kind: kind(r.kind, "kind")?,
+                key: required(&r.key, "key")?.to_owned(),
+                expected_revision: r.expected_revision,
+            })
         };
-        Ok(Response::new(self.write("delete", &p, &r.environment, op, None).await?))
+        Ok(Response::new(self.write("delete", &p, &r.environment, false, None, op).await?))
     }
 
     async fn transition_experiment(
@@ -584,16 +579,17 @@ impl ConfigService for Api {
         let Some(action) = cohort_proto::convert::experiment_action(r.action) else {
             return Err(ServiceError::invalid("action", "must be start, pause, resume or complete").into());
         };
-        // Services may pause and complete (guardrails); `write` checks that.
-        if p.kind != KeyKind::Service {
-            self.may_write(&p, &r.environment).await?;
-        }
-        let op = Op::Transition {
-            key: required(&r.key, "key")?.to_owned(),
-            action,
-            expected_revision: r.expected_revision,
+        let service_may = matches!(action, Action::Pause | Action::Complete);
+        let op = || {
+            Ok(Op::Transition {
+                key: required(&r.key, "key")?.to_owned(),
+                action,
+                expected_revision: r.expected_revision,
+            })
         };
-        Ok(Response::new(self.write(action.as_str(), &p, &r.environment, op, Some(&r.reason)).await?))
+        Ok(Response::new(
+            self.write(action.as_str(), &p, &r.environment, service_may, Some(&r.reason), op).await?,
+        ))
     }
 
     async fn apply_batch(

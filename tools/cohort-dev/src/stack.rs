@@ -555,9 +555,8 @@ impl Instance {
     async fn launch(
         service: Service,
         flags: Vec<(String, String)>,
-        sockets: Sockets,
+        mut sockets: Sockets,
     ) -> Result<Instance, StackError> {
-        let mut sockets = sockets;
         sockets.addrs.tls = flags.iter().any(|(name, _)| name == "--tls-cert");
         let mut argv = vec![format!("cohort-{service}")];
         for (name, value) in &flags {

@@ -20,10 +20,7 @@ use std::process::Command;
 use std::process::Stdio;
 use std::sync::OnceLock;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use cohort_transport::testing::Pki;
 use tempfile::TempDir;
 
 /// A running cluster; stopped and removed when dropped.
@@ -235,20 +232,7 @@ fn free_port() -> u16 {
 /// PEM: the CA, another CA, the server's certificate (for `localhost` and `127.0.0.1`, signed by
 /// the CA) and its key.
 fn certificates() -> (String, String, String, String) {
-    let ca = |name: &str| {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key")).expect("self-signed CA")
-    };
-    let (ca, other) = (ca("Cohort test CA"), ca("Cohort other CA"));
-    let key = KeyPair::generate().expect("server key");
-    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("server parameters");
-    params.distinguished_name.push(DnType::CommonName, "localhost");
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params.signed_by(&key, &ca).expect("server certificate");
-    (ca.pem(), other.pem(), cert.pem(), key.serialize_pem())
+    let (ca, other) = (Pki::new("Cohort test CA"), Pki::new("Cohort other CA"));
+    let server = ca.localhost();
+    (ca.ca_pem(), other.ca_pem(), server.cert, server.key)
 }
