@@ -134,9 +134,13 @@ validate() {
       pass "$name: kubernetes-validate --strict -k $version"
     fi
   done
-  run "$name: policy checks" "$PY" - "$file" <<'PY'
+  run "$name: policy checks" "$PY" "$WORK/policy.py" "$file"
+}
+
+# The policy checks validate runs (python POLICY FILE): what no OpenAPI schema can check.
+cat >"$WORK/policy.py" <<'PY'
 """Checks no OpenAPI schema can: the pod hardening the chart promises, shutdown ordering, probes,
-TLS wiring, and the ServiceMonitor and Certificate CRDs' structure."""
+TLS wiring, service keys, and the ServiceMonitor and Certificate CRDs' structure."""
 import os, re, sys, yaml, jsonschema
 from urllib.parse import urlsplit
 
@@ -327,13 +331,68 @@ for d in docs:
             wanted = [svc] + ([f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"] if ns else [])
             need(set(wanted) <= names, where, f"dnsNames must include {', '.join(sorted(set(wanted) - names))}")
 
+# Service keys: evaluation, analysis and events each present their own key to the config
+# service (COHORT_SERVICE_KEY), and the config service gets their SHA-256 (COHORT_SERVICE_KEYS,
+# NAME=SHA256HEX, comma-separated), all from Secrets. When the manifests hold those Secrets (the
+# chart's), COHORT_SERVICE_KEYS must list cohort-<service> with the SHA-256 of that service's key.
+# COHORT_CORS_ORIGINS is gone: evaluation reads each environment's allowed origins from config.
+import base64, hashlib
+KEYED = ("evaluation", "analysis", "events")
+containers = {c["name"]: (f"{d['kind']}/{d['metadata']['name']} container {c['name']}",
+                          {e["name"]: e for e in c.get("env", [])})
+              for d in docs if d["kind"] in LONG_RUNNING for c in d["spec"]["template"]["spec"]["containers"]}
+secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+
+def secret_value(ref):
+    """The value ref (a secretKeyRef) names; None when the Secret is not in the manifests."""
+    secret = secrets.get(ref.get("name"))
+    if secret is None:
+        return None
+    if ref.get("key") in (secret.get("stringData") or {}):
+        return secret["stringData"][ref["key"]]
+    return base64.b64decode((secret.get("data") or {}).get(ref.get("key"), "")).decode()
+
+def secret_ref(component, var):
+    cw, env = containers[component]
+    ref = env.get(var, {}).get("valueFrom", {}).get("secretKeyRef")
+    need(ref is not None, cw, f"{var} must come from a Secret")
+    return ref
+
+for cw, env in containers.values():
+    need("COHORT_CORS_ORIGINS" not in env, cw,
+         "COHORT_CORS_ORIGINS was removed (allowed origins are per environment, in config)")
+if "config" in containers:
+    hashes_ref = secret_ref("config", "COHORT_SERVICE_KEYS")
+    hashes = secret_value(hashes_ref) if hashes_ref else None
+    listed = {}
+    for entry in (hashes or "").split(","):
+        name, _, digest = entry.strip().partition("=")
+        listed.setdefault(name, set()).add(digest.lower())
+    refs = {}
+    for component in KEYED:
+        need(component in containers, "manifests", f"no {component} workload next to config")
+        ref = component in containers and secret_ref(component, "COHORT_SERVICE_KEY")
+        if not ref:
+            continue
+        refs[component] = (ref.get("name"), ref.get("key"))
+        key = secret_value(ref)
+        if hashes is None or key is None:
+            continue  # Secrets made outside the manifests (kustomize): only the references count.
+        cw = containers[component][0]
+        need(re.fullmatch(r"cohort_service_[0-9a-fA-F]{64}", key), cw,
+             f"Secret {ref.get('name')} key {ref.get('key')}: must be cohort_service_ and 64 hex digits")
+        need(hashlib.sha256(key.encode()).hexdigest() in listed.get(f"cohort-{component}", set()), cw,
+             f"config's COHORT_SERVICE_KEYS (Secret {hashes_ref.get('name')} key {hashes_ref.get('key')}) "
+             f"must list cohort-{component}=<the SHA-256 of its COHORT_SERVICE_KEY>")
+    need(len(set(refs.values())) == len(refs), "manifests",
+         f"each service needs a key of its own, not a shared Secret key: {refs}")
+
 for e in errors:
     print(e)
 kinds = sorted({d["kind"] for d in docs})
 print(f"{len(docs)} resources ({', '.join(kinds)}), {len(errors)} problems")
 sys.exit(1 if errors else 0)
 PY
-}
 
 # must_fail NAME PATTERN CMD...: CMD must fail, with PATTERN (an extended regex) in its output
 # and, when $MUST_SAY is set, that exact text too.
@@ -374,6 +433,40 @@ for variant in "${variants[@]}"; do
     sed 's/^/      /' "$rendered.err" >&2
   fi
 done
+
+# The service-key checks must catch manifests that leave a service out: the chart without
+# evaluation's COHORT_SERVICE_KEY, without cohort-evaluation in config's COHORT_SERVICE_KEYS, and
+# with the removed COHORT_CORS_ORIGINS set on evaluation.
+keys=$WORK/service-keys.yaml
+if "$HELM" template cohort "$CHART" --set evaluation.settings.COHORT_CORS_ORIGINS=https://app.example.com \
+    >"$keys.cors" 2>"$keys.err" && "$HELM" template cohort "$CHART" >"$keys" 2>"$keys.err" \
+    && "$PY" - "$keys" <<'PY' 2>>"$keys.err"
+import base64, copy, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+no_key, no_hash = copy.deepcopy(docs), copy.deepcopy(docs)
+for d in no_key:
+    for c in d["spec"]["template"]["spec"]["containers"] if d["kind"] == "Deployment" else []:
+        if c["name"] == "evaluation":
+            c["env"] = [e for e in c["env"] if e["name"] != "COHORT_SERVICE_KEY"]
+for d in no_hash:
+    if d["kind"] == "Secret" and "hashes" in d.get("data", {}):
+        listed = base64.b64decode(d["data"]["hashes"]).decode().split(",")
+        kept = ",".join(e for e in listed if not e.startswith("cohort-evaluation="))
+        d["data"]["hashes"] = base64.b64encode(kept.encode()).decode()
+yaml.safe_dump_all(no_key, open(sys.argv[1] + ".no-key", "w"))
+yaml.safe_dump_all(no_hash, open(sys.argv[1] + ".no-hash", "w"))
+PY
+then
+  must_fail "policy checks reject evaluation without COHORT_SERVICE_KEY" \
+    "container evaluation: COHORT_SERVICE_KEY must come from a Secret" "$PY" "$WORK/policy.py" "$keys.no-key"
+  must_fail "policy checks reject COHORT_SERVICE_KEYS without cohort-evaluation" \
+    "container evaluation: config's COHORT_SERVICE_KEYS .* must list cohort-evaluation=" "$PY" "$WORK/policy.py" "$keys.no-hash"
+  must_fail "policy checks reject COHORT_CORS_ORIGINS" \
+    "container evaluation: COHORT_CORS_ORIGINS was removed" "$PY" "$WORK/policy.py" "$keys.cors"
+else
+  fail "service-key negative checks: could not render or edit the chart"
+  sed 's/^/      /' "$keys.err" >&2
+fi
 
 # The values schema must turn bad values away before anything renders: each must fail with
 # Helm's schema error naming the bad value.

@@ -2,7 +2,7 @@
 //! the services' own descriptors, so a new RPC without a row fails this test) and every HTTP
 //! route, expecting the caller to pass authorization or the exact refusal: UNAUTHENTICATED
 //! (401) for no key, an unknown key or a revoked one; PERMISSION_DENIED (403) for a key that
-//! may not do this; NOT_FOUND for an environment out of an admin key's reach (as for one that
+//! may not do this (a client-side key anywhere but evaluation and events); NOT_FOUND for an environment out of an admin key's reach (as for one that
 //! does not exist). "Pass" means authorization let the call through: the (mostly empty)
 //! request may still be refused for what it says, with any other code.
 
@@ -25,6 +25,8 @@ enum Caller {
     UnknownKey,
     RevokedKey,
     Sdk,
+    /// A client-side key (browsers): evaluates and sends exposures, nothing else.
+    Client,
     Admin,
     AdminReadOnly,
     /// An admin key limited to another environment (`staging`).
@@ -35,8 +37,8 @@ enum Caller {
 
 use Caller::*;
 
-const CALLERS: [Caller; 8] =
-    [NoKey, UnknownKey, RevokedKey, Sdk, Admin, AdminReadOnly, AdminOtherEnvironment, Service];
+const CALLERS: [Caller; 9] =
+    [NoKey, UnknownKey, RevokedKey, Sdk, Client, Admin, AdminReadOnly, AdminOtherEnvironment, Service];
 
 /// What a caller gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,19 +56,20 @@ use Outcome::*;
 /// working key the same way, so rows start from the keyed callers.
 fn row(
     sdk: Outcome,
+    client: Outcome,
     admin: Outcome,
     read_only: Outcome,
     other_env: Outcome,
     service: Outcome,
-) -> [Outcome; 8] {
-    [Unauthenticated, Unauthenticated, Unauthenticated, sdk, admin, read_only, other_env, service]
+) -> [Outcome; 9] {
+    [Unauthenticated, Unauthenticated, Unauthenticated, sdk, client, admin, read_only, other_env, service]
 }
 
-const OPEN: [Outcome; 8] = [Pass; 8];
+const OPEN: [Outcome; 9] = [Pass; 9];
 
 /// One row per gRPC method (`/package.Service/Method`), with the request sent (empty unless
 /// the call's rights depend on what it asks).
-fn grpc_matrix(production_id: &str) -> BTreeMap<&'static str, ([Outcome; 8], Vec<u8>)> {
+fn grpc_matrix(production_id: &str) -> BTreeMap<&'static str, ([Outcome; 9], Vec<u8>)> {
     let empty = Vec::new;
     // A pause, naming production by id as services do: what a service key may do (the
     // experiment need not exist).
@@ -85,20 +88,41 @@ fn grpc_matrix(production_id: &str) -> BTreeMap<&'static str, ([Outcome; 8], Vec
         ("/cohort.config.v1.ConfigService/Bootstrap", (OPEN, empty())),
         (
             "/cohort.config.v1.ConfigService/CreateEnvironment",
-            (row(Denied, Pass, Denied, Denied, Denied), empty()),
+            (row(Denied, Denied, Pass, Denied, Denied, Denied), empty()),
         ),
-        ("/cohort.config.v1.ConfigService/ListEnvironments", (row(Pass, Pass, Pass, Pass, Denied), empty())),
-        ("/cohort.config.v1.ConfigService/CreateApiKey", (row(Denied, Pass, Denied, Pass, Denied), empty())),
-        ("/cohort.config.v1.ConfigService/ListApiKeys", (row(Denied, Pass, Pass, Pass, Denied), empty())),
+        (
+            "/cohort.config.v1.ConfigService/UpdateEnvironment",
+            (
+                row(Denied, Denied, Pass, Denied, Hidden, Denied),
+                production(&|environment| {
+                    cpb::UpdateEnvironmentRequest { environment, ..Default::default() }.encode_to_vec()
+                }),
+            ),
+        ),
+        (
+            "/cohort.config.v1.ConfigService/ListEnvironments",
+            (row(Pass, Denied, Pass, Pass, Pass, Denied), empty()),
+        ),
+        (
+            "/cohort.config.v1.ConfigService/CreateApiKey",
+            (row(Denied, Denied, Pass, Denied, Pass, Denied), empty()),
+        ),
+        (
+            "/cohort.config.v1.ConfigService/ListApiKeys",
+            (row(Denied, Denied, Pass, Pass, Pass, Denied), empty()),
+        ),
         (
             "/cohort.config.v1.ConfigService/RevokeApiKey",
-            (row(Denied, Pass, Denied, Denied, Denied), empty()),
+            (row(Denied, Denied, Pass, Denied, Denied, Denied), empty()),
         ),
-        ("/cohort.config.v1.ConfigService/RotateApiKey", (row(Denied, Pass, Denied, Pass, Denied), empty())),
+        (
+            "/cohort.config.v1.ConfigService/RotateApiKey",
+            (row(Denied, Denied, Pass, Denied, Pass, Denied), empty()),
+        ),
         (
             "/cohort.config.v1.ConfigService/CreateEntity",
             (
-                row(Denied, Pass, Denied, Hidden, Denied),
+                row(Denied, Denied, Pass, Denied, Hidden, Denied),
                 production(&|environment| {
                     cpb::CreateEntityRequest { environment, ..Default::default() }.encode_to_vec()
                 }),
@@ -107,7 +131,7 @@ fn grpc_matrix(production_id: &str) -> BTreeMap<&'static str, ([Outcome; 8], Vec
         (
             "/cohort.config.v1.ConfigService/GetEntity",
             (
-                row(Pass, Pass, Pass, Hidden, Denied),
+                row(Pass, Denied, Pass, Pass, Hidden, Denied),
                 production(&|environment| {
                     cpb::GetEntityRequest { environment, ..Default::default() }.encode_to_vec()
                 }),
@@ -116,7 +140,7 @@ fn grpc_matrix(production_id: &str) -> BTreeMap<&'static str, ([Outcome; 8], Vec
         (
             "/cohort.config.v1.ConfigService/ListEntities",
             (
-                row(Pass, Pass, Pass, Hidden, Denied),
+                row(Pass, Denied, Pass, Pass, Hidden, Denied),
                 production(&|environment| {
                     cpb::ListEntitiesRequest { environment, ..Default::default() }.encode_to_vec()
                 }),
@@ -125,7 +149,7 @@ fn grpc_matrix(production_id: &str) -> BTreeMap<&'static str, ([Outcome; 8], Vec
         (
             "/cohort.config.v1.ConfigService/UpdateEntity",
             (
-                row(Denied, Pass, Denied, Hidden, Denied),
+                row(Denied, Denied, Pass, Denied, Hidden, Denied),
                 production(&|environment| {
                     cpb::UpdateEntityRequest { environment, ..Default::default() }.encode_to_vec()
                 }),
@@ -134,7 +158,7 @@ fn grpc_matrix(production_id: &str) -> BTreeMap<&'static str, ([Outcome; 8], Vec
         (
             "/cohort.config.v1.ConfigService/DeleteEntity",
             (
-                row(Denied, Pass, Denied, Hidden, Denied),
+                row(Denied, Denied, Pass, Denied, Hidden, Denied),
                 production(&|environment| {
                     cpb::DeleteEntityRequest { environment, ..Default::default() }.encode_to_vec()
                 }),
@@ -142,12 +166,12 @@ fn grpc_matrix(production_id: &str) -> BTreeMap<&'static str, ([Outcome; 8], Vec
         ),
         (
             "/cohort.config.v1.ConfigService/TransitionExperiment",
-            (row(Denied, Pass, Denied, Hidden, Pass), pause),
+            (row(Denied, Denied, Pass, Denied, Hidden, Pass), pause),
         ),
         (
             "/cohort.config.v1.ConfigService/ApplyBatch",
             (
-                row(Denied, Pass, Denied, Hidden, Denied),
+                row(Denied, Denied, Pass, Denied, Hidden, Denied),
                 production(&|environment| {
                     cpb::ApplyBatchRequest { environment, ..Default::default() }.encode_to_vec()
                 }),
@@ -156,45 +180,63 @@ fn grpc_matrix(production_id: &str) -> BTreeMap<&'static str, ([Outcome; 8], Vec
         (
             "/cohort.config.v1.ConfigService/GetSnapshot",
             (
-                row(Pass, Pass, Pass, Hidden, Denied),
+                row(Pass, Denied, Pass, Pass, Hidden, Denied),
                 production(&|environment| cpb::GetSnapshotRequest { environment }.encode_to_vec()),
             ),
         ),
-        ("/cohort.config.v1.ConfigService/ListAudit", (row(Denied, Pass, Pass, Denied, Denied), empty())),
+        (
+            "/cohort.config.v1.ConfigService/ListAudit",
+            (row(Denied, Denied, Pass, Pass, Denied, Denied), empty()),
+        ),
         (
             "/cohort.config.v1.ConfigService/GetPropagation",
             (
-                row(Denied, Pass, Pass, Hidden, Denied),
+                row(Denied, Denied, Pass, Pass, Hidden, Denied),
                 production(&|environment| {
                     cpb::GetPropagationRequest { environment, ..Default::default() }.encode_to_vec()
                 }),
             ),
         ),
-        ("/cohort.config.v1.ConfigService/Sync", (row(Pass, Denied, Denied, Denied, Denied), empty())),
-        ("/cohort.config.v1.InternalService/VerifyKey", (row(Denied, Denied, Denied, Denied, Pass), empty())),
+        (
+            "/cohort.config.v1.ConfigService/Sync",
+            (row(Pass, Denied, Denied, Denied, Denied, Denied), empty()),
+        ),
+        (
+            "/cohort.config.v1.InternalService/VerifyKey",
+            (row(Denied, Denied, Denied, Denied, Denied, Pass), empty()),
+        ),
         (
             "/cohort.config.v1.InternalService/ListRunning",
-            (row(Denied, Denied, Denied, Denied, Pass), empty()),
+            (row(Denied, Denied, Denied, Denied, Denied, Pass), empty()),
         ),
         (
             "/cohort.config.v1.InternalService/FindExperiments",
-            (row(Denied, Denied, Denied, Denied, Pass), empty()),
+            (row(Denied, Denied, Denied, Denied, Denied, Pass), empty()),
         ),
         (
             "/cohort.evaluation.v1.EvaluationService/Evaluate",
-            (row(Pass, Denied, Denied, Denied, Denied), empty()),
+            (row(Pass, Pass, Denied, Denied, Denied, Denied), empty()),
         ),
         (
             "/cohort.evaluation.v1.EvaluationService/EvaluateBatch",
-            (row(Pass, Denied, Denied, Denied, Denied), empty()),
+            (row(Pass, Pass, Denied, Denied, Denied, Denied), empty()),
         ),
-        ("/cohort.events.v1.EventService/SendBatch", (row(Pass, Denied, Denied, Denied, Denied), empty())),
+        (
+            "/cohort.events.v1.EventService/SendBatch",
+            (row(Pass, Pass, Denied, Denied, Denied, Denied), empty()),
+        ),
         (
             "/cohort.events.v1.EventService/StreamBatches",
-            (row(Pass, Denied, Denied, Denied, Denied), empty()),
+            (row(Pass, Pass, Denied, Denied, Denied, Denied), empty()),
         ),
-        ("/cohort.analysis.v1.AnalysisService/GetResults", (row(Denied, Pass, Pass, Pass, Denied), empty())),
-        ("/cohort.analysis.v1.AnalysisService/ListResults", (row(Denied, Pass, Pass, Pass, Denied), empty())),
+        (
+            "/cohort.analysis.v1.AnalysisService/GetResults",
+            (row(Denied, Denied, Pass, Pass, Pass, Denied), empty()),
+        ),
+        (
+            "/cohort.analysis.v1.AnalysisService/ListResults",
+            (row(Denied, Denied, Pass, Pass, Pass, Denied), empty()),
+        ),
         // Probes and tooling: no key.
         ("/grpc.health.v1.Health/Check", (OPEN, empty())),
         ("/grpc.health.v1.Health/Watch", (OPEN, empty())),
@@ -323,7 +365,11 @@ async fn keys(cluster: &TestCluster) -> Keys {
     config
         .create_environment(authed(
             &admin,
-            cpb::CreateEnvironmentRequest { key: "staging".into(), name: String::new() },
+            cpb::CreateEnvironmentRequest {
+                key: "staging".into(),
+                name: String::new(),
+                ..Default::default()
+            },
         ))
         .await
         .expect("staging");
@@ -348,6 +394,13 @@ async fn keys(cluster: &TestCluster) -> Keys {
         ..Default::default()
     })
     .await;
+    let client = create(cpb::CreateApiKeyRequest {
+        kind: cpb::KeyKind::Client as i32,
+        name: "web".into(),
+        environment: "production".into(),
+        ..Default::default()
+    })
+    .await;
     let id = revoked.key.as_ref().unwrap().id.clone();
     config.revoke_api_key(authed(&admin, cpb::RevokeApiKeyRequest { id })).await.expect("revoked");
     Keys(
@@ -356,6 +409,7 @@ async fn keys(cluster: &TestCluster) -> Keys {
             (UnknownKey, Some(format!("cohort_sdk_{}", "0".repeat(64)))),
             (RevokedKey, Some(revoked.secret)),
             (Sdk, Some(tenant.sdk_key)),
+            (Client, Some(client.secret)),
             (Admin, Some(tenant.admin_key)),
             (AdminReadOnly, Some(read_only.secret)),
             (AdminOtherEnvironment, Some(other.secret)),
@@ -393,15 +447,15 @@ async fn every_caller_against_every_rpc_and_route() {
     }
 
     // HTTP: the routes that take keys, with the same callers.
-    let routes: [(Service, &str, &str, [Outcome; 8]); 4] = [
-        (Service::Config, "GET", "/api/v1/config", row(Pass, Denied, Denied, Denied, Denied)),
-        (Service::Evaluation, "POST", "/api/v1/evaluate", row(Pass, Denied, Denied, Denied, Denied)),
-        (Service::Events, "POST", "/api/v1/events/batch", row(Pass, Denied, Denied, Denied, Denied)),
+    let routes: [(Service, &str, &str, [Outcome; 9]); 4] = [
+        (Service::Config, "GET", "/api/v1/config", row(Pass, Denied, Denied, Denied, Denied, Denied)),
+        (Service::Evaluation, "POST", "/api/v1/evaluate", row(Pass, Pass, Denied, Denied, Denied, Denied)),
+        (Service::Events, "POST", "/api/v1/events/batch", row(Pass, Pass, Denied, Denied, Denied, Denied)),
         (
             Service::Analysis,
             "GET",
             "/api/v1/experiments/00000000-0000-0000-0000-000000000000/results",
-            row(Denied, Pass, Pass, Pass, Denied),
+            row(Denied, Denied, Pass, Pass, Pass, Denied),
         ),
     ];
     for (service, method, path, expected) in routes {

@@ -14,8 +14,12 @@ use crate::DbError;
 pub enum KeyKind {
     /// Organization-wide: read and write everything.
     Admin,
-    /// One environment: read its config and send its events.
+    /// One environment: read its config and send its events (server-side SDKs).
     Sdk,
+    /// One environment, for code that runs where anyone can read the key (browsers, mobile
+    /// apps): evaluate through the evaluation service and send the environment's exposures;
+    /// never read the raw config, list anything or send metric events.
+    Client,
     /// One of Cohort's own services (analysis, events): what that service needs of the config
     /// service across every organization, nothing else. Never stored in `api_keys`: the config
     /// service knows the SHA-256 of each service key from its settings.
@@ -27,6 +31,7 @@ impl KeyKind {
         match self {
             KeyKind::Admin => "admin",
             KeyKind::Sdk => "sdk",
+            KeyKind::Client => "client",
             KeyKind::Service => "service",
         }
     }
@@ -35,6 +40,7 @@ impl KeyKind {
         match s {
             "admin" => Some(KeyKind::Admin),
             "sdk" => Some(KeyKind::Sdk),
+            "client" => Some(KeyKind::Client),
             "service" => Some(KeyKind::Service),
             _ => None,
         }
@@ -83,7 +89,7 @@ pub struct Principal {
     pub key_name: String,
     pub kind: KeyKind,
     pub organization_id: Uuid,
-    /// The SDK key's environment; `None` for admin keys.
+    /// The environment of an SDK or client key; `None` for admin and service keys.
     pub environment_id: Option<Uuid>,
     /// An admin key that may read but not write.
     pub read_only: bool,
@@ -108,12 +114,12 @@ impl Principal {
         }
     }
 
-    /// Whether the key may reach environment `id` (its own, for an SDK key; one of its list,
-    /// for a limited admin key).
+    /// Whether the key may reach environment `id` (its own, for an SDK or client key; one of
+    /// its list, for a limited admin key).
     pub fn reaches(&self, id: Uuid) -> bool {
         match (self.kind, self.environment_id, &self.environments) {
-            (KeyKind::Sdk, Some(own), _) => own == id,
-            (KeyKind::Sdk, None, _) => false,
+            (KeyKind::Sdk | KeyKind::Client, Some(own), _) => own == id,
+            (KeyKind::Sdk | KeyKind::Client, None, _) => false,
             (_, _, Some(list)) => list.contains(&id),
             (_, _, None) => true,
         }
@@ -128,7 +134,7 @@ impl Principal {
 /// Looks a secret up by its hash. `Ok(None)` for unknown, malformed or revoked keys, and for
 /// service keys (they are not stored here).
 pub async fn verify(client: &tokio_postgres::Client, secret: &str) -> Result<Option<Principal>, DbError> {
-    if !matches!(claimed_kind(secret), Some(KeyKind::Admin | KeyKind::Sdk)) {
+    if !matches!(claimed_kind(secret), Some(KeyKind::Admin | KeyKind::Sdk | KeyKind::Client)) {
         return Ok(None);
     }
     verify_hash(client, &hash(secret)).await
@@ -187,6 +193,8 @@ mod tests {
         assert_ne!(generate(KeyKind::Sdk).secret, k.secret);
         assert_eq!(claimed_kind(&generate(KeyKind::Admin).secret), Some(KeyKind::Admin));
         assert_eq!(claimed_kind(&generate(KeyKind::Service).secret), Some(KeyKind::Service));
+        assert_eq!(claimed_kind(&generate(KeyKind::Client).secret), Some(KeyKind::Client));
+        assert!(generate(KeyKind::Client).secret.starts_with("cohort_client_"));
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub const CONFIG: Schema = Schema {
             name: "key_scopes",
             sql: include_str!("../migrations/config/0002_key_scopes.sql"),
         },
+        Migration {
+            version: 3,
+            name: "client_keys_cors",
+            sql: include_str!("../migrations/config/0003_client_keys_cors.sql"),
+        },
     ],
 };
 

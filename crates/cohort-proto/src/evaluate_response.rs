@@ -65,17 +65,30 @@ impl EncodedDecisions {
 pub struct DecisionEncoder {
     buf: BytesMut,
     count: usize,
+    /// Leave out what only the definitions' authors need (the rule and experiment ids).
+    public: bool,
 }
 
 impl DecisionEncoder {
     /// An encoder with room for about `decisions` typical decisions.
     pub fn with_capacity(decisions: usize) -> Self {
-        DecisionEncoder { buf: BytesMut::with_capacity(decisions * 96), count: 0 }
+        DecisionEncoder { buf: BytesMut::with_capacity(decisions * 96), count: 0, public: false }
     }
 
-    /// Appends `d` as the wire form of `common::Decision::from(d)`, byte for byte.
+    /// An encoder for answers to client-side keys: no rule or experiment ids, which say how
+    /// the definitions are built and are of no use to a browser.
+    pub fn public_with_capacity(decisions: usize) -> Self {
+        DecisionEncoder { public: true, ..DecisionEncoder::with_capacity(decisions) }
+    }
+
+    /// Appends `d` as the wire form of `common::Decision::from(d)`, byte for byte (without
+    /// the ids, for a public encoder).
     pub fn push(&mut self, d: &Decision<'_>) {
-        let fields = DecisionFields::of(d);
+        let mut fields = DecisionFields::of(d);
+        if self.public {
+            fields.rule_id = "";
+            fields.experiment_id = "";
+        }
         let len = fields.encoded_len();
         encode_key(1, WireType::LengthDelimited, &mut self.buf);
         encode_varint(len as u64, &mut self.buf);

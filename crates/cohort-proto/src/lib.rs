@@ -46,6 +46,11 @@ pub mod config {
         tonic::include_proto!("cohort.config.v1");
 
         pub use crate::config_sync::{SyncResponse, sync_response};
+
+        /// The metadata under which a Cohort service presents its own key (`Bearer <service
+        /// key>`) beside a client-side key's `authorization`, opening `Sync` on that key's
+        /// behalf: client-side keys cannot open it alone.
+        pub const SERVICE_AUTHORIZATION: &str = "cohort-service-authorization";
     }
 }
 

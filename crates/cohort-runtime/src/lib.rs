@@ -16,6 +16,7 @@
 //!   client certificates) and the `--tls-*` settings; clients use `cohort-transport`.
 //! - `incoming`: a listener's connections, plaintext or TLS.
 //! - [`throttle`]: per-key rate limits and slowed failed authentications.
+//! - [`origin`]: browser origins (CORS) as environments list them and browsers send them.
 //! - [`server`]: the one service skeleton ([`Skeleton`]): health, reflection, the tower stack
 //!   on every RPC and route, supervised servers, drain.
 
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod error;
 mod incoming;
 mod listen;
+pub mod origin;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

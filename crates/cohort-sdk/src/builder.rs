@@ -45,6 +45,7 @@ pub struct ClientBuilder {
     flush_timeout: Duration,
     fail_on_rejected_key: bool,
     tls: ClientTls,
+    service_key: Option<String>,
 }
 
 impl ClientBuilder {
@@ -64,6 +65,7 @@ impl ClientBuilder {
             flush_timeout: Duration::from_secs(5),
             fail_on_rejected_key: false,
             tls: ClientTls::default(),
+            service_key: None,
         }
     }
 
@@ -187,6 +189,14 @@ impl ClientBuilder {
         self
     }
 
+    /// For Cohort's evaluation service only: the key is a client-side key (which may not read
+    /// the config itself), and the stream is opened under the service's own key as well, on
+    /// the client key's behalf. Sent as `cohort-service-authorization` on the config stream.
+    pub fn service_key(mut self, secret: impl Into<String>) -> Self {
+        self.service_key = Some(secret.into());
+        self
+    }
+
     fn validate(&self) -> Result<(), SdkError> {
         let positive = |option: &'static str, d: Duration| {
             if d.is_zero() {
@@ -288,9 +298,19 @@ impl ClientBuilder {
             });
             let (init_tx, rx) = oneshot::channel();
             init_rx = Some(rx);
+            let service_authorization = match &self.service_key {
+                Some(key) => {
+                    Some(bearer(key).filter(|_| !key.is_empty()).ok_or(SdkError::InvalidOption {
+                        option: "service_key",
+                        message: "not a usable key".into(),
+                    })?)
+                }
+                None => None,
+            };
             let options = SyncOptions {
                 endpoints: config_endpoints,
                 authorization: auth,
+                service_authorization,
                 request_timeout: self.request_timeout,
                 heartbeat_interval: self.heartbeat_interval,
                 backoff: self.reconnect_backoff,

@@ -51,6 +51,8 @@ const RETIRE_AFTER: Duration = Duration::from_secs(2);
 pub(crate) struct SyncOptions {
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) authorization: AsciiMetadataValue,
+    /// A service's own key, streaming for a client-side key ([`crate::ClientBuilder::service_key`]).
+    pub(crate) service_authorization: Option<AsciiMetadataValue>,
     /// For the stream's response headers.
     pub(crate) request_timeout: Duration,
     /// Assumed until the server announces its interval.
@@ -214,6 +216,9 @@ impl SyncTask {
         let _ = tx.try_send(SyncRequest { message: Some(hello) });
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
         request.metadata_mut().insert("authorization", self.options.authorization.clone());
+        if let Some(service) = &self.options.service_authorization {
+            request.metadata_mut().insert(cohort_proto::config::v1::SERVICE_AUTHORIZATION, service.clone());
+        }
         let mut stream = match tokio::time::timeout(self.options.request_timeout, client.sync(request)).await
         {
             Err(_) => return End::Failed(format!("no answer within {:?}", self.options.request_timeout)),

@@ -258,7 +258,7 @@ async fn measure_load(db: &TestDb, admin_key: &str, at: SocketAddr) {
     admin
         .create_environment(authed(
             admin_key,
-            pb::CreateEnvironmentRequest { key: "large".into(), name: "Large".into() },
+            pb::CreateEnvironmentRequest { key: "large".into(), name: "Large".into(), ..Default::default() },
         ))
         .await
         .expect("environment");

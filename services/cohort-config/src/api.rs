@@ -63,7 +63,7 @@ impl Api {
                 })?;
                 self.sync.store.environment_by_id(id).await?.ok_or_else(not_found)
             }
-            (KeyKind::Sdk, Some(own)) => {
+            (KeyKind::Sdk | KeyKind::Client, Some(own)) => {
                 let env = self.sync.store.environment_by_id(own).await?.ok_or_else(not_found)?;
                 if reference.is_empty() || reference == env.key || reference == env.id.to_string() {
                     Ok(env)
@@ -222,7 +222,14 @@ fn environment_message(e: &EnvRow) -> pb::Environment {
         name: e.name.clone(),
         version: e.version,
         created_at_ms: unix_ms(e.created_at),
+        cors_origins: e.cors_origins.clone(),
     }
+}
+
+/// A list of browser origins, checked and without duplicates; the error names the entry.
+fn cors_origins(field: &str, origins: &[String]) -> Result<Vec<String>> {
+    cohort_runtime::origin::check_list(field, origins)
+        .map_err(|(field, why)| ServiceError::invalid(field, why))
 }
 
 /// A key's `expires_at_ms`: 0 for never, else a time in the future.
@@ -241,6 +248,7 @@ fn key_message(k: ApiKeyRow) -> pb::ApiKey {
         kind: match k.kind {
             KeyKind::Admin => pb::KeyKind::Admin,
             KeyKind::Sdk => pb::KeyKind::Sdk,
+            KeyKind::Client => pb::KeyKind::Client,
             KeyKind::Service => pb::KeyKind::Service,
         } as i32,
         name: k.name,
@@ -343,7 +351,36 @@ impl ConfigService for Api {
         let r = request.into_inner();
         environment_key(&r.key)?;
         let name = if r.name.trim().is_empty() { r.key.clone() } else { r.name.trim().to_owned() };
-        let env = self.sync.store.create_environment(&p, &r.key, &name).await?;
+        let origins = cors_origins("cors_origins", &r.cors_origins)?;
+        let env = self.sync.store.create_environment(&p, &r.key, &name, &origins).await?;
+        Ok(Response::new(environment_message(&env)))
+    }
+
+    async fn update_environment(
+        &self,
+        request: Request<pb::UpdateEnvironmentRequest>,
+    ) -> std::result::Result<Response<pb::Environment>, Status> {
+        let p = self.principal(&request).await?;
+        require_write(&p)?;
+        let r = request.into_inner();
+        let env = self.environment(&p, &r.environment).await?;
+        let name = match r.name.as_deref().map(str::trim) {
+            Some("") => return Err(ServiceError::invalid("name", "must not be empty").into()),
+            Some(n) if n.chars().count() > 128 => {
+                return Err(ServiceError::invalid("name", "must be at most 128 characters").into());
+            }
+            other => other,
+        };
+        let origins = match &r.cors_origins {
+            Some(list) => Some(cors_origins("cors_origins.origins", &list.origins)?),
+            None => None,
+        };
+        if name.is_none() && origins.is_none() {
+            return Err(
+                ServiceError::invalid("name", "nothing to change: give a name or cors_origins").into()
+            );
+        }
+        let env = self.sync.store.update_environment(&p, env.id, name, origins.as_deref()).await?;
         Ok(Response::new(environment_message(&env)))
     }
 
@@ -389,18 +426,19 @@ impl ConfigService for Api {
                 require_organization_write(&p)?;
                 (KeyKind::Admin, None)
             }
-            Ok(pb::KeyKind::Sdk) => {
+            Ok(k @ (pb::KeyKind::Sdk | pb::KeyKind::Client)) => {
                 required(&r.environment, "environment")?;
                 if r.read_only || !r.environments.is_empty() {
                     return Err(ServiceError::invalid(
                         "read_only",
-                        "SDK keys read their one environment already; scopes are for admin keys",
+                        "SDK and client keys reach their one environment already; scopes are for admin keys",
                     )
                     .into());
                 }
-                (KeyKind::Sdk, Some(self.environment(&p, &r.environment).await?))
+                let kind = if k == pb::KeyKind::Sdk { KeyKind::Sdk } else { KeyKind::Client };
+                (kind, Some(self.environment(&p, &r.environment).await?))
             }
-            _ => return Err(ServiceError::invalid("kind", "must be admin or sdk").into()),
+            _ => return Err(ServiceError::invalid("kind", "must be admin, sdk or client").into()),
         };
         let mut environments = None;
         if !r.environments.is_empty() {
@@ -430,9 +468,9 @@ impl ConfigService for Api {
         require_admin(&p)?;
         let mut keys =
             self.sync.store.list_api_keys(p.organization_id, request.get_ref().include_revoked).await?;
-        // A key limited to some environments sees their SDK keys only.
+        // A key limited to some environments sees their SDK and client keys only.
         if p.environments.is_some() {
-            keys.retain(|k| k.kind == KeyKind::Sdk && k.environment_id.is_some_and(|e| p.reaches(e)));
+            keys.retain(|k| k.kind != KeyKind::Admin && k.environment_id.is_some_and(|e| p.reaches(e)));
         }
         Ok(Response::new(pb::ListApiKeysResponse { keys: keys.into_iter().map(key_message).collect() }))
     }
@@ -465,7 +503,7 @@ impl ConfigService for Api {
         // As for creating the key: admin keys need an unrestricted key; an SDK key, its
         // environment within reach (out of reach is the same as absent).
         match key.environment_id {
-            Some(env) if key.kind == KeyKind::Sdk => {
+            Some(env) if key.kind != KeyKind::Admin => {
                 if !p.reaches(env) {
                     return Err(not_found().into());
                 }
@@ -702,6 +740,20 @@ impl ConfigService for Api {
         let p = self.principal(&request).await?;
         let env = match (p.kind, p.environment_id) {
             (KeyKind::Sdk, Some(env)) => env,
+            // Only a Cohort service (the evaluation service) streams for a client-side key;
+            // revoking the client key still ends the stream (it is opened under its id).
+            (KeyKind::Client, Some(env)) => {
+                let service = request
+                    .metadata()
+                    .get(pb::SERVICE_AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(cohort_runtime::bearer)
+                    .ok_or_else(crate::auth::client_refused)?;
+                if self.auth.service_principal(&cohort_db::keys::hash(service)).is_none() {
+                    return Err(ServiceError::Unauthenticated("unknown service key".into()).into());
+                }
+                env
+            }
             _ => {
                 return Err(ServiceError::PermissionDenied(
                     "Sync takes an SDK key, which names its environment".into(),

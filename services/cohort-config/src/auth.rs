@@ -204,14 +204,22 @@ pub(crate) fn require_organization_write(p: &Principal) -> Result<(), ServiceErr
 }
 
 /// Reading definitions and environments: admin and SDK keys. Cohort's services read through
-/// `InternalService`.
+/// `InternalService`; client-side keys read nothing.
 pub(crate) fn require_reader(p: &Principal) -> Result<(), ServiceError> {
     match p.kind {
         KeyKind::Admin | KeyKind::Sdk => Ok(()),
+        KeyKind::Client => Err(client_refused()),
         KeyKind::Service => {
             Err(ServiceError::PermissionDenied("services read definitions through InternalService".into()))
         }
     }
+}
+
+/// What a client-side key hears from every call of the config service.
+pub(crate) fn client_refused() -> ServiceError {
+    ServiceError::PermissionDenied(
+        "client-side keys cannot read the config; they evaluate through the evaluation service".into(),
+    )
 }
 
 pub(crate) fn require_admin(p: &Principal) -> Result<(), ServiceError> {
@@ -220,6 +228,7 @@ pub(crate) fn require_admin(p: &Principal) -> Result<(), ServiceError> {
         KeyKind::Sdk => {
             Err(ServiceError::PermissionDenied("this call needs an admin key; SDK keys are read-only".into()))
         }
+        KeyKind::Client => Err(client_refused()),
         KeyKind::Service => Err(ServiceError::PermissionDenied("this call needs an admin key".into())),
     }
 }

@@ -38,6 +38,7 @@ async fn serve(state: &HttpState, headers: &HeaderMap) -> Result<Response, Servi
     let p = state.auth.principal_from_header(auth).await?;
     let env = match (p.kind, p.environment_id) {
         (KeyKind::Sdk, Some(env)) => env,
+        (KeyKind::Client, _) => return Err(crate::auth::client_refused()),
         _ => return Err(ServiceError::PermissionDenied("this endpoint takes an SDK key".into())),
     };
     let snapshot = state.hub.current(env).await?;

@@ -46,16 +46,22 @@ impl InternalService for Internal {
                 .await?
                 .ok_or_else(|| ServiceError::NotFound("no such key, or revoked".into()))?,
         };
+        let cors_origins = match p.environment_id {
+            Some(env) => self.store.environment_by_id(env).await?.map(|e| e.cors_origins).unwrap_or_default(),
+            None => Vec::new(),
+        };
         Ok(Response::new(pb::VerifiedKey {
             key_id: p.key_id.to_string(),
             name: p.key_name,
             kind: match p.kind {
                 KeyKind::Admin => pb::KeyKind::Admin,
                 KeyKind::Sdk => pb::KeyKind::Sdk,
+                KeyKind::Client => pb::KeyKind::Client,
                 KeyKind::Service => pb::KeyKind::Service,
             } as i32,
             organization_id: p.organization_id.to_string(),
             environment_id: p.environment_id.map(|e| e.to_string()).unwrap_or_default(),
+            cors_origins,
         }))
     }
 

@@ -30,6 +30,8 @@ pub(crate) struct EnvRow {
     pub name: String,
     pub version: u64,
     pub created_at: SystemTime,
+    /// Browser origins allowed to evaluate with the environment's keys.
+    pub cors_origins: Vec<String>,
 }
 
 impl EnvRow {
@@ -41,11 +43,12 @@ impl EnvRow {
             name: r.get("name"),
             version: r.get::<_, i64>("version") as u64,
             created_at: r.get("created_at"),
+            cors_origins: r.get("cors_origins"),
         }
     }
 }
 
-const ENV_COLUMNS: &str = "id, organization_id, key, name, version, created_at";
+const ENV_COLUMNS: &str = "id, organization_id, key, name, version, created_at, cors_origins";
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ApiKeyRow {
@@ -258,7 +261,7 @@ impl Store {
         if inserted == 0 {
             return Err(ServiceError::AlreadyExists(format!("organization {organization:?} already exists")));
         }
-        let env = insert_environment(&tx, org, environment, &title(environment)).await?;
+        let env = insert_environment(&tx, org, environment, &title(environment), &[]).await?;
         let (key, secret) =
             insert_key(&tx, org, None, KeyKind::Admin, "bootstrap admin", None, &KeyScope::default()).await?;
         audit(
@@ -286,6 +289,7 @@ impl Store {
         actor: &Principal,
         key: &str,
         name: &str,
+        cors_origins: &[String],
     ) -> Result<EnvRow, ServiceError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -298,7 +302,7 @@ impl Store {
         if exists.is_some() {
             return Err(ServiceError::AlreadyExists(format!("environment {key:?} already exists")));
         }
-        let env = insert_environment(&tx, actor.organization_id, key, name).await?;
+        let env = insert_environment(&tx, actor.organization_id, key, name, cors_origins).await?;
         audit(
             &tx,
             actor.organization_id,
@@ -310,11 +314,56 @@ impl Store {
             None,
             None,
             None,
-            Some(serde_json::json!({"key": key, "name": name})),
+            Some(serde_json::json!({"key": key, "name": name, "cors_origins": cors_origins})),
         )
         .await?;
         tx.commit().await?;
         Ok(env)
+    }
+
+    /// Renames an environment or replaces its allowed browser origins; audited with the
+    /// settings before and after.
+    pub(crate) async fn update_environment(
+        &self,
+        actor: &Principal,
+        env: Uuid,
+        name: Option<&str>,
+        cors_origins: Option<&[String]>,
+    ) -> Result<EnvRow, ServiceError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let before = tx
+            .query_opt(&format!("SELECT {ENV_COLUMNS} FROM environments WHERE id = $1 FOR UPDATE"), &[&env])
+            .await?
+            .map(|r| EnvRow::from_row(&r))
+            .ok_or_else(|| ServiceError::NotFound("environment does not exist".into()))?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "UPDATE environments SET name = coalesce($2, name), cors_origins = coalesce($3, cors_origins)
+                     WHERE id = $1 RETURNING {ENV_COLUMNS}"
+                ),
+                &[&env, &name, &cors_origins],
+            )
+            .await?;
+        let after = EnvRow::from_row(&row);
+        let settings = |e: &EnvRow| serde_json::json!({"name": e.name, "cors_origins": e.cors_origins});
+        audit(
+            &tx,
+            actor.organization_id,
+            Some(env),
+            None,
+            Some(actor),
+            "",
+            "update_environment",
+            None,
+            Some(&after.key),
+            Some(&settings(&before)),
+            Some(settings(&after)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
     }
 
     pub(crate) async fn create_api_key(
@@ -865,13 +914,15 @@ async fn insert_environment(
     org: Uuid,
     key: &str,
     name: &str,
+    cors_origins: &[String],
 ) -> Result<EnvRow, ServiceError> {
     let row = tx
         .query_one(
             &format!(
-                "INSERT INTO environments (id, organization_id, key, name) VALUES ($1, $2, $3, $4) RETURNING {ENV_COLUMNS}"
+                "INSERT INTO environments (id, organization_id, key, name, cors_origins)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING {ENV_COLUMNS}"
             ),
-            &[&Uuid::new_v4(), &org, &key, &name],
+            &[&Uuid::new_v4(), &org, &key, &name, &cors_origins],
         )
         .await?;
     Ok(EnvRow::from_row(&row))

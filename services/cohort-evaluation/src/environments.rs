@@ -53,6 +53,11 @@ impl KeyId {
         KeyId(Sha256::digest(sdk_key.as_bytes()).into())
     }
 
+    /// The SHA-256 of the key, as the config service knows it.
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// The first 8 hex digits: enough to tell environments apart in logs, useless to an attacker.
     pub fn short(&self) -> String {
         hex::encode(&self.0[..4])
@@ -84,6 +89,9 @@ pub struct ClientOptions {
     pub event_senders: usize,
     /// For `https://` endpoints (checked at start-up; each client reads the files again).
     pub tls: cohort_sdk::ClientTls,
+    /// This service's own key: client-side keys' config streams are opened under it. Without
+    /// it, client-side keys are refused.
+    pub service_key: Option<String>,
 }
 
 /// Environment counters, registered by [`crate::metrics::Metrics`].
@@ -173,6 +181,12 @@ impl Environments {
     /// loaded: built on first use, waited for up to the init timeout.
     pub async fn client(&self, authorization: Option<&str>) -> Result<Client, ServiceError> {
         let key = bearer(authorization)?;
+        if is_client_key(key) && self.inner.options.service_key.is_none() {
+            return Err(ServiceError::PermissionDenied(
+                "this evaluation service takes no client-side keys: it was started without --service-key"
+                    .into(),
+            ));
+        }
         let env = self.entry(key)?;
         if env.rejected.load(Ordering::Acquire) {
             return Err(key_rejected(&env));
@@ -263,10 +277,14 @@ impl Environments {
         let config = o.config.resolve().await;
         let events = o.events.resolve().await;
         let started = Instant::now();
-        let builder =
+        let service_key = o.service_key.clone().filter(|_| is_client_key(&key));
+        let mut builder =
             events.iter().fold(Client::builder(key).config_endpoints(config.iter().cloned()), |b, uri| {
                 b.event_endpoint(uri.clone())
             });
+        if let Some(service_key) = service_key {
+            builder = builder.service_key(service_key);
+        }
         let built = builder
             .init_timeout(o.init_timeout)
             .fail_on_rejected_key(true)
@@ -516,9 +534,15 @@ fn not_ready() -> ServiceError {
     }
 }
 
-/// The SDK key of `Bearer <key>` (the scheme in any case).
+/// Whether a key is client-side (browsers, mobile apps), by its visible prefix: it evaluates
+/// here, and its answers leave out what only the definitions' authors need.
+pub fn is_client_key(key: &str) -> bool {
+    key.starts_with("cohort_client_")
+}
+
+/// The SDK or client key of `Bearer <key>` (the scheme in any case).
 pub fn bearer(authorization: Option<&str>) -> Result<&str, ServiceError> {
-    let missing = || ServiceError::Unauthenticated("send `authorization: Bearer <sdk key>`".into());
+    let missing = || ServiceError::Unauthenticated("send `authorization: Bearer <sdk or client key>`".into());
     let key = authorization.and_then(cohort_runtime::bearer).ok_or_else(missing)?;
     if key.len() > MAX_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ServiceError::Unauthenticated("malformed sdk key".into()));
@@ -526,7 +550,9 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, ServiceError> {
     // A key's kind is its visible prefix: admin and service keys are refused for what they
     // are, without asking the config service.
     if key.starts_with("cohort_admin_") || key.starts_with("cohort_service_") {
-        return Err(ServiceError::PermissionDenied("the evaluation service takes SDK keys".into()));
+        return Err(ServiceError::PermissionDenied(
+            "the evaluation service takes SDK and client keys".into(),
+        ));
     }
     Ok(key)
 }

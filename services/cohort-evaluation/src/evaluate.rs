@@ -11,9 +11,10 @@ use cohort_proto::convert::{
 use cohort_proto::evaluation::v1 as pb;
 use cohort_sdk::{AttrValue, Client, ConfigGuard, Decision};
 
-use crate::environments::Environments;
+use crate::environments::{Environments, is_client_key};
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
+use crate::origins::Origins;
 
 /// Longest key a request may name, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
@@ -29,6 +30,8 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct Evaluator {
     pub environments: Environments,
+    /// Environments' allowed browser origins, for requests from browsers.
+    pub origins: Origins,
     pub limits: Limits,
     pub metrics: Metrics,
 }
@@ -40,12 +43,12 @@ impl Evaluator {
         authorization: Option<&str>,
         request: pb::EvaluateRequest,
     ) -> Result<pb::EvaluateResponse, ServiceError> {
-        crate::environments::bearer(authorization)?;
+        let public = is_client_key(crate::environments::bearer(authorization)?);
         self.check_keys(&request.keys)?;
         let ctx = wire_context(request.context).map_err(|e| e.at("context"))?;
         let client = self.environments.client(authorization).await?;
         let cfg = client.config();
-        let decisions = decisions(&cfg, &ctx, &request.keys);
+        let decisions = decisions(&cfg, &ctx, &request.keys, public);
         self.metrics.decisions.inc_by(decisions.count() as u64);
         Ok(pb::EvaluateResponse::encoded(decisions, cfg.version()))
     }
@@ -56,7 +59,7 @@ impl Evaluator {
         authorization: Option<&str>,
         request: pb::EvaluateBatchRequest,
     ) -> Result<pb::EvaluateBatchResponse, ServiceError> {
-        crate::environments::bearer(authorization)?;
+        let public = is_client_key(crate::environments::bearer(authorization)?);
         self.check_keys(&request.keys)?;
         let n = request.contexts.len();
         if n > self.limits.max_batch_contexts {
@@ -76,7 +79,7 @@ impl Evaluator {
         let version = cfg.version();
         let results: Vec<pb::EvaluateResponse> = contexts
             .iter()
-            .map(|ctx| pb::EvaluateResponse::encoded(decisions(&cfg, ctx, &request.keys), version))
+            .map(|ctx| pb::EvaluateResponse::encoded(decisions(&cfg, ctx, &request.keys, public), version))
             .collect();
         self.metrics.decisions.inc_by(results.iter().map(|r| r.len() as u64).sum());
         Ok(pb::EvaluateBatchResponse { results })
@@ -116,9 +119,20 @@ fn wire_context(ctx: Option<common::EvaluationContext>) -> Result<Context, Proto
 }
 
 /// The decisions for `keys` (every flag then every experiment when empty), encoded for the
-/// wire straight from the borrowed decisions. Evaluating through the guard records exposures.
-pub fn decisions(cfg: &ConfigGuard<'_>, ctx: &Context, keys: &[String]) -> pb::EncodedDecisions {
-    let mut encoder = pb::DecisionEncoder::with_capacity(keys.len().max(1));
+/// wire straight from the borrowed decisions; `public` (a client-side key) leaves out rule and
+/// experiment ids. Evaluating through the guard records exposures.
+pub fn decisions(
+    cfg: &ConfigGuard<'_>,
+    ctx: &Context,
+    keys: &[String],
+    public: bool,
+) -> pb::EncodedDecisions {
+    let capacity = keys.len().max(1);
+    let mut encoder = if public {
+        pb::DecisionEncoder::public_with_capacity(capacity)
+    } else {
+        pb::DecisionEncoder::with_capacity(capacity)
+    };
     for_each_decision(cfg, ctx, keys, |d| encoder.push(d));
     encoder.finish()
 }

@@ -1,7 +1,10 @@
-//! HTTP JSON for browsers and edge workers: `POST /api/v1/evaluate` with an SDK key, a context
-//! in cohort-core's JSON shape and optional keys; decisions keyed by flag or experiment key.
+//! HTTP JSON for browsers and edge workers: `POST /api/v1/evaluate` with an SDK or client key, a
+//! context in cohort-core's JSON shape and optional keys; decisions keyed by flag or experiment
+//! key.
 //!
-//! - CORS through tower-http's layer ([`cors`]), preflight included.
+//! - CORS: preflights are answered for any origin (they carry no key, so no environment), and
+//!   a request with an `Origin` header is answered only when its key's environment allows
+//!   that origin ([`crate::origins`]); otherwise 403, before anything is evaluated.
 //! - Responses are `no-store` unless the caller asks for caching with `?cache=N` (seconds,
 //!   capped): then `private, max-age=N` with an ETag of the config version and a hash of the
 //!   request, and `If-None-Match` answers 304 without evaluating.
@@ -26,18 +29,13 @@ use crate::evaluate::{Evaluator, check_context, for_each_decision};
 
 pub const PATH: &str = "/api/v1/evaluate";
 
-/// Which browser origins may call (`--cors-origins`; `*` allows any), through tower-http's
-/// CORS layer: preflights answered, `Vary: origin` when origins are listed, and the headers a
-/// browser client reads exposed.
-pub fn cors(origins: &[String]) -> CorsLayer {
-    let allowed = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        // Invalid values were refused by settings validation.
-        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o.trim()).ok()))
-    };
+/// tower-http's CORS layer: preflights answered for the origin that asks (which environment
+/// it wants is known only from the key of the request that follows, checked by the handler),
+/// `Vary: origin`, and the headers a browser client reads exposed. No credentials (cookies)
+/// are ever allowed: keys travel in `Authorization`.
+pub fn cors() -> CorsLayer {
     CorsLayer::new()
-        .allow_origin(allowed)
+        .allow_origin(AllowOrigin::mirror_request())
         .allow_methods([Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::IF_NONE_MATCH])
         .expose_headers([header::ETAG, header::CACHE_CONTROL, header::RETRY_AFTER])
@@ -99,6 +97,11 @@ async fn serve(
     check_context(&request.context).map_err(|e| e.at("context"))?;
     state.evaluator.check_keys(&request.keys)?;
     let client = state.evaluator.client(auth).await?;
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().map_err(|_| ServiceError::invalid("Origin", "is not text"))?;
+        let key = crate::environments::bearer(auth)?;
+        state.evaluator.origins.check(key, origin).await?;
+    }
     let cfg = client.config();
     let version = cfg.version();
 

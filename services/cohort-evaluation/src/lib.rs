@@ -3,7 +3,9 @@
 //! exposures) exactly as an embedded SDK does.
 //!
 //! # Layout
-//! - [`environments`]: SDK key → SDK client, built on first use, idle ones closed, bounded.
+//! - [`environments`]: SDK or client key → SDK client, built on first use, idle ones closed,
+//!   bounded. A client-side key's client streams its config under this service's own key.
+//! - [`origins`]: environments' allowed browser origins (CORS), read from the config service.
 //! - [`discovery`]: static or Consul-discovered config and event service endpoints.
 //! - [`evaluate`]: request checks and decisions, without tonic or axum.
 //! - [`api`]: the tonic `EvaluationService`. [`http`]: `POST /api/v1/evaluate` (JSON, CORS,
@@ -20,6 +22,7 @@ pub mod error;
 pub mod evaluate;
 pub mod http;
 pub mod metrics;
+pub mod origins;
 pub mod settings;
 
 use std::sync::Arc;
@@ -38,6 +41,8 @@ use crate::discovery::Endpoints;
 use crate::environments::{ClientOptions, Environments};
 use crate::evaluate::{Evaluator, Limits};
 use crate::metrics::Metrics;
+use crate::origins::Origins;
+use cohort_discovery::{Upstream, balanced_channel};
 
 /// The fully qualified gRPC service name, for health and Consul checks.
 pub const SERVICE_NAME: &str = "cohort.evaluation.v1.EvaluationService";
@@ -58,15 +63,30 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
 
     // Background work (Consul followers, the idle reaper) stops on `tasks`.
     let tasks = Shutdown::new();
-    let (config, events) = match settings.consul.client()? {
+    let consul = settings.consul.client()?;
+    let (config, events) = match &consul {
         Some(consul) => (
             Endpoints::consul(consul.clone(), "cohort-config", tasks.clone()),
-            Endpoints::consul(consul, "cohort-events", tasks.clone()),
+            Endpoints::consul(consul.clone(), "cohort-events", tasks.clone()),
         ),
         None => (Endpoints::fixed(&settings.config_endpoint), Endpoints::fixed(&settings.events_endpoint)),
     };
     let tls = settings.common.tls.client();
     tls.load()?;
+    // The config service's internal API, for environments' allowed origins.
+    let internal = match &settings.service_key {
+        Some(key) => {
+            let upstream = match consul {
+                Some(client) => {
+                    Upstream::Consul { client: Box::new(client), service: "cohort-config".into() }
+                }
+                None => Upstream::Static(settings.config_endpoint.clone()),
+            };
+            Some((balanced_channel(upstream, &tls, Duration::from_secs(2), tasks.clone())?, key.as_str()))
+        }
+        None => None,
+    };
+    let origins = Origins::new(internal, settings.max_environments as u64).map_err(anyhow::Error::msg)?;
     let environments = Environments::new(
         ClientOptions {
             config,
@@ -78,12 +98,14 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
             max_queued_events: settings.max_queued_events,
             event_senders: settings.event_senders,
             tls,
+            service_key: settings.service_key.clone(),
         },
         metrics.environments.clone(),
     );
     let reaper = tokio::spawn(environments.clone().reap_until(tasks.clone()));
     let evaluator = Evaluator {
         environments: environments.clone(),
+        origins,
         limits: Limits { max_keys: settings.max_keys, max_batch_contexts: settings.max_batch_contexts },
         metrics: (*metrics).clone(),
     };
@@ -93,7 +115,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let http_addr = listeners.http.local_addr()?;
     let router = http::router(
         http::HttpState { evaluator: evaluator.clone(), max_cache: settings.http_max_cache },
-        http::cors(&settings.cors_origins),
+        http::cors(),
     );
     let running = skeleton.serve(
         listeners,

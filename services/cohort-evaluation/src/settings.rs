@@ -96,9 +96,12 @@ pub struct Settings {
     #[arg(long, env = "COHORT_MAX_BATCH_CONTEXTS", default_value_t = 100)]
     pub max_batch_contexts: usize,
 
-    /// Origins allowed to call the HTTP API from a browser, comma-separated; `*` for any.
-    #[arg(long, env = "COHORT_CORS_ORIGINS", value_delimiter = ',', default_value = "*")]
-    pub cors_origins: Vec<String>,
+    /// This service's own key (`cohort_service_…`, its SHA-256 listed in the config service's
+    /// `--service-keys`). With it the service answers client-side keys (their config streams
+    /// are opened under it) and browsers (it reads each environment's allowed origins);
+    /// without it, both are refused.
+    #[arg(long, env = "COHORT_SERVICE_KEY", hide_env_values = true)]
+    pub service_key: Option<String>,
 
     /// Largest `max-age` (seconds) a caller may ask for with `?cache=N`.
     #[arg(long, env = "COHORT_HTTP_MAX_CACHE", default_value_t = 300)]
@@ -150,9 +153,10 @@ impl Settings {
         if self.max_keys == 0 || self.max_batch_contexts == 0 {
             return Err("--max-keys and --max-batch-contexts must be at least 1".into());
         }
-        for origin in &self.cors_origins {
-            if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
-                return Err(format!("--cors-origins {origin:?} is not a valid origin"));
+        if let Some(key) = &self.service_key {
+            let random = key.strip_prefix("cohort_service_").unwrap_or_default();
+            if random.len() != 64 || !random.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err("--service-key must be a service key (cohort_service_ and 64 hex digits)".into());
             }
         }
         Ok(())

@@ -42,15 +42,22 @@ pub(crate) enum AuthError {
     Missing,
     #[error("unknown or revoked API key")]
     Unknown,
-    #[error("events need an SDK key (one environment); this is an admin key")]
+    #[error("events need an SDK or client key (one environment); this is an admin key")]
     NotSdk,
     #[error("cannot verify the API key now: {0}")]
     Unavailable(String),
 }
 
+/// Who may send: an environment's SDK key, or its client-side key (exposures only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Caller {
+    pub(crate) environment: Uuid,
+    pub(crate) exposures_only: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
-    Environment(Uuid),
+    Environment(Caller),
     NotSdk,
     Unknown,
 }
@@ -85,8 +92,8 @@ impl KeyCache {
         KeyCache { config, ttl, max_stale, record, entries: Mutex::new(HashMap::new()) }
     }
 
-    /// The environment an SDK key belongs to.
-    pub(crate) async fn environment(&self, secret: &str) -> Result<Uuid, AuthError> {
+    /// The environment an SDK or client key belongs to, and what it may send.
+    pub(crate) async fn caller(&self, secret: &str) -> Result<Caller, AuthError> {
         let hash = cohort_db::keys::hash(secret);
         let now = Instant::now();
         let cached = self.lock().get(&hash).copied();
@@ -101,13 +108,14 @@ impl KeyCache {
             Ok(key) => {
                 let verdict = verdict(key.as_ref());
                 match (verdict, key) {
-                    (Verdict::Environment(environment_id), Some(k)) => self.record.verified(
+                    (Verdict::Environment(caller), Some(k)) => self.record.verified(
                         &hash,
                         Recorded {
-                            environment_id,
+                            environment_id: caller.environment,
                             organization_id: k.organization_id,
                             key_id: k.key_id,
                             verified_at_ms: unix_ms(SystemTime::now()),
+                            exposures_only: caller.exposures_only,
                         },
                     ),
                     _ => self.record.forget(&hash),
@@ -132,7 +140,10 @@ impl KeyCache {
                 // Verified before this process started: accepted until the config service can say.
                 if let Some((recorded, left)) = self.record.get(&hash, unix_ms(SystemTime::now())) {
                     warn!(error = %reason, key_id = %recorded.key_id, "key lookup failed; using the verified-key record");
-                    let verdict = Verdict::Environment(recorded.environment_id);
+                    let verdict = Verdict::Environment(Caller {
+                        environment: recorded.environment_id,
+                        exposures_only: recorded.exposures_only,
+                    });
                     let entry =
                         Entry { verdict, usable_until: now + left, next_check: now + RETRY_AFTER_FAILURE };
                     self.remember(hash, entry);
@@ -159,14 +170,16 @@ impl KeyCache {
 fn verdict(key: Option<&VerifiedKey>) -> Verdict {
     match key {
         None => Verdict::Unknown,
-        Some(VerifiedKey { sdk_environment: Some(env), .. }) => Verdict::Environment(*env),
+        Some(VerifiedKey { environment: Some(env), client, .. }) => {
+            Verdict::Environment(Caller { environment: *env, exposures_only: *client })
+        }
         Some(_) => Verdict::NotSdk,
     }
 }
 
-fn answer(verdict: Verdict) -> Result<Uuid, AuthError> {
+fn answer(verdict: Verdict) -> Result<Caller, AuthError> {
     match verdict {
-        Verdict::Environment(env) => Ok(env),
+        Verdict::Environment(caller) => Ok(caller),
         Verdict::NotSdk => Err(AuthError::NotSdk),
         Verdict::Unknown => Err(AuthError::Unknown),
     }

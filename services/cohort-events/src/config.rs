@@ -49,8 +49,10 @@ impl ConfigError {
 pub(crate) struct VerifiedKey {
     pub(crate) key_id: Uuid,
     pub(crate) organization_id: Uuid,
-    /// The key's environment when it is an SDK key; `None` for any other kind.
-    pub(crate) sdk_environment: Option<Uuid>,
+    /// The key's environment when it is an SDK or client key; `None` for any other kind.
+    pub(crate) environment: Option<Uuid>,
+    /// A client-side key: it may send exposures only.
+    pub(crate) client: bool,
 }
 
 /// `InternalService` over one lazily connected channel (the events service starts, and spools
@@ -98,7 +100,8 @@ impl ConfigClient {
 }
 
 fn verified(key: &pb::VerifiedKey) -> Result<VerifiedKey, ConfigError> {
-    let sdk_environment = if key.kind == pb::KeyKind::Sdk as i32 {
+    let client = key.kind == pb::KeyKind::Client as i32;
+    let environment = if key.kind == pb::KeyKind::Sdk as i32 || client {
         Some(uuid("environment_id", &key.environment_id)?)
     } else {
         None
@@ -106,7 +109,8 @@ fn verified(key: &pb::VerifiedKey) -> Result<VerifiedKey, ConfigError> {
     Ok(VerifiedKey {
         key_id: uuid("key_id", &key.key_id)?,
         organization_id: uuid("organization_id", &key.organization_id)?,
-        sdk_environment,
+        environment,
+        client,
     })
 }
 

@@ -25,6 +25,8 @@ pub(crate) enum IngestError {
     TooManyEvents { got: usize, max: usize },
     #[error("a batch holds at least one event")]
     EmptyBatch,
+    #[error("client-side keys send exposures only; events[{index}] is a metric event")]
+    MetricFromClientKey { index: usize },
     #[error("rate limit of the environment reached; retry in {retry_after:?}")]
     RateLimited { retry_after: Duration },
     #[error("event spool is full; retry in {retry_after:?}")]
@@ -57,6 +59,7 @@ impl From<IngestError> for ApiError {
                 ApiError::Unauthenticated(e.to_string())
             }
             IngestError::Auth(e @ AuthError::NotSdk) => ApiError::PermissionDenied(e.to_string()),
+            e @ IngestError::MetricFromClientKey { .. } => ApiError::PermissionDenied(e.to_string()),
             IngestError::Auth(AuthError::Unavailable(e)) => {
                 error!(error = %e, "api key verification failed");
                 unavailable("cannot verify the API key now; retry later")

@@ -34,9 +34,9 @@ impl EventService for EventsGrpc {
         &self,
         request: Request<pb::SendBatchRequest>,
     ) -> Result<Response<pb::SendBatchResponse>, Status> {
-        let environment = self.ingest.authenticate(authorization(&request)).await?;
+        let caller = self.ingest.authenticate(authorization(&request)).await?;
         let events = request.into_inner().events;
-        let outcome = self.ingest.send_batch(environment, events).await?;
+        let outcome = self.ingest.send_batch(caller, events).await?;
         Ok(Response::new(pb::SendBatchResponse {
             accepted: outcome.accepted,
             rejected: outcome.rejected.iter().map(|r| r.to_proto(0)).collect(),
@@ -48,7 +48,7 @@ impl EventService for EventsGrpc {
         &self,
         request: Request<Streaming<pb::SendBatchRequest>>,
     ) -> Result<Response<pb::StreamBatchesResponse>, Status> {
-        let environment = self.ingest.authenticate(authorization(&request)).await?;
+        let caller = self.ingest.authenticate(authorization(&request)).await?;
         let mut stream = request.into_inner();
         let mut summary = pb::StreamBatchesResponse::default();
         while let Some(batch) = stream.next().await {
@@ -57,7 +57,7 @@ impl EventService for EventsGrpc {
             summary.batches += 1;
             // Each batch is durable before the next is read, so the summary (sent last)
             // acknowledges every accepted event.
-            let outcome = self.ingest.send_batch(environment, batch.events).await?;
+            let outcome = self.ingest.send_batch(caller, batch.events).await?;
             summary.accepted += u64::from(outcome.accepted);
             summary.rejected.extend(outcome.rejected.iter().map(|r| r.to_proto(index)));
         }

@@ -116,7 +116,7 @@ async fn send_batch(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body:
 
 async fn accept(ingest: &Ingest, headers: &HeaderMap, body: &[u8]) -> Result<JsonOutcome, ApiError> {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let environment = ingest.authenticate(authorization).await?;
+    let caller = ingest.authenticate(authorization).await?;
     // Attribute and property maps would otherwise keep the last of a repeated key silently.
     if let Some(d) = cohort_core::json::duplicate_key(body) {
         return Err(ApiError::invalid(d.path.clone(), d.to_string()));
@@ -128,7 +128,7 @@ async fn accept(ingest: &Ingest, headers: &HeaderMap, body: &[u8]) -> Result<Jso
             ApiError::invalid(field, e.inner().to_string())
         })?;
     let events = batch.events.into_iter().map(pb::Event::from).collect();
-    let outcome = ingest.send_batch(environment, events).await?;
+    let outcome = ingest.send_batch(caller, events).await?;
     Ok(JsonOutcome {
         accepted: outcome.accepted,
         rejected: outcome

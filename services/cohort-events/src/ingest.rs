@@ -11,7 +11,7 @@ use cohort_proto::events::v1 as pb;
 use cohort_runtime::ApiError;
 use uuid::Uuid;
 
-use crate::auth::KeyCache;
+use crate::auth::{Caller, KeyCache};
 use crate::error::IngestError;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::ratelimit::RateLimiter;
@@ -41,23 +41,30 @@ impl Ingest {
         Ingest { keys, limiter, spool, metrics }
     }
 
-    /// The environment of the SDK key in an `authorization` header value.
-    pub(crate) async fn authenticate(&self, authorization: Option<&str>) -> Result<Uuid, ApiError> {
+    /// The environment of the SDK or client key in an `authorization` header value.
+    pub(crate) async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
         let result = async {
             let key = crate::auth::bearer(authorization)?;
-            self.keys.environment(key).await
+            self.keys.caller(key).await
         }
         .await;
         result.map_err(|e| self.refuse(e.into()))
     }
 
-    /// Validates `events` for `environment` and makes the valid ones durable.
+    /// Validates `events` for the caller's environment and makes the valid ones durable. A
+    /// client-side key's batch holding a metric event is refused whole: nothing is stored.
     pub(crate) async fn send_batch(
         &self,
-        environment: Uuid,
+        caller: Caller,
         events: Vec<pb::Event>,
     ) -> Result<BatchOutcome, ApiError> {
-        self.accept(environment, events).await.map_err(|e| self.refuse(e))
+        if caller.exposures_only
+            && let Some(index) =
+                events.iter().position(|e| matches!(e.kind, Some(pb::event::Kind::Metric(_))))
+        {
+            return Err(self.refuse(IngestError::MetricFromClientKey { index }));
+        }
+        self.accept(caller.environment, events).await.map_err(|e| self.refuse(e))
     }
 
     /// Counts a refused request by its code.

@@ -138,6 +138,23 @@ pub enum EnvCommand {
         /// A display name (defaults to the key).
         #[arg(long)]
         name: Option<String>,
+        /// Browser origins allowed to evaluate with the environment's keys, e.g.
+        /// `https://app.example.com` (comma-separated or repeated; `*` for any). None by default.
+        #[arg(long = "cors-origin", value_delimiter = ',')]
+        cors_origins: Vec<String>,
+    },
+    /// Rename an environment or replace its allowed browser origins.
+    Update {
+        /// The environment's key or id.
+        key: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The allowed browser origins, replacing the current ones (comma-separated or repeated).
+        #[arg(long = "cors-origin", value_delimiter = ',', conflicts_with = "no_cors_origins")]
+        cors_origins: Vec<String>,
+        /// Allow no browser origin.
+        #[arg(long)]
+        no_cors_origins: bool,
     },
     /// List environments with their config versions.
     List,
@@ -147,8 +164,11 @@ pub enum EnvCommand {
 pub enum KeyKind {
     /// Reaches every environment and may write.
     Admin,
-    /// Reads one environment (-e).
+    /// Reads one environment (-e): for servers.
     Sdk,
+    /// Evaluates in one environment (-e) through the evaluation service, and nothing else: for
+    /// browsers and mobile apps, where anyone can read the key.
+    Client,
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,7 +57,15 @@ pub async fn bootstrap(
 }
 
 fn environment_json(e: &pb::Environment) -> Value {
-    json!({ "id": e.id, "key": e.key, "name": e.name, "version": e.version, "created_at_ms": e.created_at_ms })
+    json!({
+        "id": e.id, "key": e.key, "name": e.name, "version": e.version, "created_at_ms": e.created_at_ms,
+        "cors_origins": e.cors_origins,
+    })
+}
+
+/// An environment's allowed browser origins, for people.
+fn origins_text(e: &pb::Environment) -> String {
+    if e.cors_origins.is_empty() { "none".to_owned() } else { e.cors_origins.join(", ") }
 }
 
 /// `env create`.
@@ -65,6 +73,7 @@ pub async fn env_create(
     client: &mut Client,
     key: &str,
     name: Option<&str>,
+    cors_origins: &[String],
     con: &mut Console<'_>,
 ) -> Result<pb::Environment, CtlError> {
     client.require_key()?;
@@ -73,6 +82,7 @@ pub async fn env_create(
         .create_environment(pb::CreateEnvironmentRequest {
             key: key.into(),
             name: name.unwrap_or_default().into(),
+            cors_origins: cors_origins.to_vec(),
         })
         .await
         .map_err(rpc("create environment"))?
@@ -80,7 +90,48 @@ pub async fn env_create(
     if con.is_json() {
         con.json(&environment_json(&env))?;
     } else {
-        con.line(format!("environment {} created (name {:?}, id {})", env.key, env.name, env.id))?;
+        con.line(format!(
+            "environment {} created (name {:?}, id {}, browser origins: {})",
+            env.key,
+            env.name,
+            env.id,
+            origins_text(&env)
+        ))?;
+    }
+    Ok(env)
+}
+
+/// `env update`: `cors_origins` replaces the list when given (`Some(vec![])` allows none).
+pub async fn env_update(
+    client: &mut Client,
+    environment: &str,
+    name: Option<&str>,
+    cors_origins: Option<Vec<String>>,
+    con: &mut Console<'_>,
+) -> Result<pb::Environment, CtlError> {
+    client.require_key()?;
+    if name.is_none() && cors_origins.is_none() {
+        return Err(CtlError::Usage("env update: give --name, --cors-origin or --no-cors-origins".into()));
+    }
+    let env = client
+        .rpc
+        .update_environment(pb::UpdateEnvironmentRequest {
+            environment: environment.into(),
+            name: name.map(str::to_owned),
+            cors_origins: cors_origins.map(|origins| pb::CorsOrigins { origins }),
+        })
+        .await
+        .map_err(rpc("update environment"))?
+        .into_inner();
+    if con.is_json() {
+        con.json(&environment_json(&env))?;
+    } else {
+        con.line(format!(
+            "environment {} updated (name {:?}, browser origins: {})",
+            env.key,
+            env.name,
+            origins_text(&env)
+        ))?;
     }
     Ok(env)
 }
@@ -106,11 +157,12 @@ pub async fn env_list(client: &mut Client, con: &mut Console<'_>) -> Result<Vec<
                     e.name.clone(),
                     e.version.to_string(),
                     timestamp(e.created_at_ms),
+                    origins_text(e),
                     e.id.clone(),
                 ]
             })
             .collect();
-        write_table(con, &["KEY", "NAME", "VERSION", "CREATED", "ID"], &rows)?;
+        write_table(con, &["KEY", "NAME", "VERSION", "CREATED", "BROWSER ORIGINS", "ID"], &rows)?;
     }
     Ok(envs)
 }
@@ -119,6 +171,7 @@ fn key_kind(k: i32) -> &'static str {
     match pb::KeyKind::try_from(k) {
         Ok(pb::KeyKind::Admin) => "admin",
         Ok(pb::KeyKind::Sdk) => "sdk",
+        Ok(pb::KeyKind::Client) => "client",
         Ok(pb::KeyKind::Service) => "service",
         _ => "?",
     }
@@ -195,6 +248,7 @@ pub async fn keys_create(
     let (kind, environment) = match kind {
         KeyKind::Admin => (pb::KeyKind::Admin, String::new()),
         KeyKind::Sdk => (pb::KeyKind::Sdk, environment.to_owned()),
+        KeyKind::Client => (pb::KeyKind::Client, environment.to_owned()),
     };
     let expires_at_ms = match scope.expires_in {
         Some(d) => cohort_core::time::unix_ms(std::time::SystemTime::now() + d),

@@ -65,8 +65,16 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
         Command::Bootstrap(a) => {
             commands::bootstrap(&mut client, &a.organization, env, a.token.as_deref(), con).await?;
         }
-        Command::Env(EnvCommand::Create { key, name }) => {
-            commands::env_create(&mut client, &key, name.as_deref(), con).await?;
+        Command::Env(EnvCommand::Create { key, name, cors_origins }) => {
+            commands::env_create(&mut client, &key, name.as_deref(), &cors_origins, con).await?;
+        }
+        Command::Env(EnvCommand::Update { key, name, cors_origins, no_cors_origins }) => {
+            let origins = match (no_cors_origins, cors_origins.is_empty()) {
+                (true, _) => Some(Vec::new()),
+                (false, false) => Some(cors_origins),
+                (false, true) => None,
+            };
+            commands::env_update(&mut client, &key, name.as_deref(), origins, con).await?;
         }
         Command::Env(EnvCommand::List) => {
             commands::env_list(&mut client, con).await?;

@@ -310,9 +310,11 @@ impl Stack {
                 pair("--service-key", self.keys.analysis.secret.clone()),
             ],
             // The first request for a key waits for its environment rather than failing.
-            Service::Evaluation => {
-                vec![pair("--init-timeout", "5s".into()), pair("--request-timeout", "10s".into())]
-            }
+            Service::Evaluation => vec![
+                pair("--init-timeout", "5s".into()),
+                pair("--request-timeout", "10s".into()),
+                pair("--service-key", self.keys.evaluation.secret.clone()),
+            ],
         };
         if matches!(service, Service::Events | Service::Analysis | Service::Evaluation) {
             flags.extend(peer("--config-endpoint", Service::Config)?);
@@ -338,12 +340,13 @@ impl Stack {
         self.running.iter().find(|r| r.service == service).map(|r| r.addrs)
     }
 
-    /// The secret key `service` (events or analysis) uses with the config service.
+    /// The secret key `service` (events, analysis or evaluation) uses with the config service.
     pub fn service_key(&self, service: Service) -> Option<&str> {
         match service {
             Service::Events => Some(&self.keys.events.secret),
             Service::Analysis => Some(&self.keys.analysis.secret),
-            Service::Config | Service::Evaluation => None,
+            Service::Evaluation => Some(&self.keys.evaluation.secret),
+            Service::Config => None,
         }
     }
 
@@ -423,6 +426,7 @@ impl Stack {
 struct ServiceKeys {
     analysis: cohort_db::keys::NewKey,
     events: cohort_db::keys::NewKey,
+    evaluation: cohort_db::keys::NewKey,
 }
 
 impl fmt::Debug for ServiceKeys {
@@ -434,15 +438,20 @@ impl fmt::Debug for ServiceKeys {
 impl ServiceKeys {
     fn generate() -> ServiceKeys {
         use cohort_db::keys::{KeyKind, generate};
-        ServiceKeys { analysis: generate(KeyKind::Service), events: generate(KeyKind::Service) }
+        ServiceKeys {
+            analysis: generate(KeyKind::Service),
+            events: generate(KeyKind::Service),
+            evaluation: generate(KeyKind::Service),
+        }
     }
 
     /// The config service's `--service-keys`: names and hashes, never the secrets.
     fn setting(&self) -> String {
         format!(
-            "cohort-analysis={},cohort-events={}",
+            "cohort-analysis={},cohort-events={},cohort-evaluation={}",
             hex::encode(&self.analysis.hash),
-            hex::encode(&self.events.hash)
+            hex::encode(&self.events.hash),
+            hex::encode(&self.evaluation.hash)
         )
     }
 }

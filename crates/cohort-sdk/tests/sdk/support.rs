@@ -132,6 +132,12 @@ impl ConfigService for FakeConfigService {
     ) -> Result<Response<cpb::ListEnvironmentsResponse>, Status> {
         Err(Status::unimplemented("list_environments"))
     }
+    async fn update_environment(
+        &self,
+        _: Request<cpb::UpdateEnvironmentRequest>,
+    ) -> Result<Response<cpb::Environment>, Status> {
+        Err(Status::unimplemented("update_environment"))
+    }
     async fn create_api_key(
         &self,
         _: Request<cpb::CreateApiKeyRequest>,

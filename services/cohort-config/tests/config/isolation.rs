@@ -177,7 +177,7 @@ async fn one_tenant_cannot_read_or_change_another_tenants_data() {
     // Creating an environment lands in B's organization only.
     c.create_environment(authed(
         k,
-        pb::CreateEnvironmentRequest { key: "staging".into(), name: "Staging".into() },
+        pb::CreateEnvironmentRequest { key: "staging".into(), name: "Staging".into(), ..Default::default() },
     ))
     .await
     .unwrap();

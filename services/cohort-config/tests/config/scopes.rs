@@ -25,7 +25,7 @@ async fn admin_key(
 }
 
 async fn new_environment(c: &mut ConfigServiceClient<Channel>, admin: &str, key: &str) {
-    let request = pb::CreateEnvironmentRequest { key: key.into(), name: String::new() };
+    let request = pb::CreateEnvironmentRequest { key: key.into(), name: String::new(), ..Default::default() };
     c.create_environment(authed(admin, request)).await.expect("create environment");
 }
 
@@ -64,7 +64,7 @@ async fn a_read_only_key_reads_everything_and_writes_nothing() {
         c.create_entity(authed(&reader, write("production", "other"))).await.map(drop),
         c.create_environment(authed(
             &reader,
-            pb::CreateEnvironmentRequest { key: "staging".into(), name: String::new() },
+            pb::CreateEnvironmentRequest { key: "staging".into(), name: String::new(), ..Default::default() },
         ))
         .await
         .map(drop),

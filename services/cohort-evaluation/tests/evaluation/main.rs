@@ -136,7 +136,7 @@ impl Stack {
         let admin = &self.tenant.admin_key;
         c.create_environment(authed(
             admin,
-            cpb::CreateEnvironmentRequest { key: key.into(), name: key.into() },
+            cpb::CreateEnvironmentRequest { key: key.into(), name: key.into(), ..Default::default() },
         ))
         .await
         .expect("create environment");

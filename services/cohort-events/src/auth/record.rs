@@ -46,6 +46,10 @@ pub(crate) struct Recorded {
     pub(crate) key_id: Uuid,
     /// When the config service last vouched for the key, in milliseconds since the Unix epoch.
     pub(crate) verified_at_ms: i64,
+    /// A client-side key (exposures only). Absent in records written before client keys
+    /// existed, which held SDK keys only.
+    #[serde(default)]
+    pub(crate) exposures_only: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -12,22 +12,27 @@ fn key(kind: pb::KeyKind, environment_id: &str) -> pb::VerifiedKey {
         kind: kind as i32,
         organization_id: "00000000-0000-0000-0000-000000000002".to_owned(),
         environment_id: environment_id.to_owned(),
+        cors_origins: Vec::new(),
     }
 }
 
 #[test]
-fn only_an_sdk_key_has_an_environment_and_a_malformed_answer_is_an_error() {
+fn only_sdk_and_client_keys_have_an_environment_and_a_malformed_answer_is_an_error() {
     let env = "00000000-0000-0000-0000-000000000003";
     assert_eq!(
         verified(&key(pb::KeyKind::Sdk, env)).unwrap(),
         VerifiedKey {
             key_id: Uuid::from_u128(1),
             organization_id: Uuid::from_u128(2),
-            sdk_environment: Some(Uuid::from_u128(3)),
+            environment: Some(Uuid::from_u128(3)),
+            client: false,
         }
     );
-    assert_eq!(verified(&key(pb::KeyKind::Admin, "")).unwrap().sdk_environment, None);
-    assert_eq!(verified(&key(pb::KeyKind::Unspecified, "")).unwrap().sdk_environment, None);
+    let client = verified(&key(pb::KeyKind::Client, &Uuid::from_u128(3).to_string())).unwrap();
+    assert_eq!((client.environment, client.client), (Some(Uuid::from_u128(3)), true));
+    assert_eq!(verified(&key(pb::KeyKind::Admin, "")).unwrap().environment, None);
+    assert_eq!(verified(&key(pb::KeyKind::Service, "")).unwrap().environment, None);
+    assert_eq!(verified(&key(pb::KeyKind::Unspecified, "")).unwrap().environment, None);
     let e = verified(&key(pb::KeyKind::Sdk, "")).unwrap_err();
     assert!(matches!(e, ConfigError::Malformed(_)) && !e.is_unavailable(), "{e}");
 }

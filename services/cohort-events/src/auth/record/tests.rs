@@ -18,6 +18,7 @@ fn recorded(verified_at_ms: i64) -> Recorded {
         organization_id: Uuid::new_v4(),
         key_id: Uuid::new_v4(),
         verified_at_ms,
+        exposures_only: false,
     }
 }
 
