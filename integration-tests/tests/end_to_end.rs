@@ -135,6 +135,8 @@ async fn the_whole_path(mut cluster: TestCluster) {
     let traffic = units_split_by_the_weights_and_convert(&sdk).await;
     let mut evaluation = cluster.evaluation().await;
     assert_remote_agrees(&mut evaluation, &keys.sdk, &traffic, sdk.version()).await;
+    let client_key =
+        a_web_page_with_a_client_key_sees_the_same(&mut config, &keys.admin, &mut evaluation, &traffic).await;
     the_analysis_finds_the_planted_effect(&cluster, &keys.admin, &traffic).await;
     let rival_secrets = a_second_organization_reaches_nothing_of_the_first(
         &cluster,
@@ -152,9 +154,9 @@ async fn the_whole_path(mut cluster: TestCluster) {
     assert_remote_agrees(&mut evaluation, &keys.sdk, &traffic, version).await;
 
     sdk.close().await.expect("the SDK delivers its last events and closes");
-    let mut secrets = vec![keys.admin.clone(), keys.sdk.clone()];
+    let mut secrets = vec![keys.admin.clone(), keys.sdk.clone(), client_key];
     secrets.extend(rival_secrets);
-    secrets.extend([Service::Events, Service::Analysis].map(|s| cluster.service_key(s)));
+    secrets.extend([Service::Events, Service::Analysis, Service::Evaluation].map(|s| cluster.service_key(s)));
     cluster.stop().await;
     assert_no_secret_logged(&secrets);
 }
@@ -644,6 +646,50 @@ where
 /// The units checked through the evaluation service: 50 spread over all of them.
 fn sample() -> Vec<usize> {
     (0..UNITS).step_by(UNITS / 50).collect()
+}
+
+/// The operator makes a client key for the web shop; the page, evaluating through the
+/// evaluation service (which streams the environment under its own key), sees the SDK's
+/// assignments and nothing of how they are made. Returns the key's secret.
+async fn a_web_page_with_a_client_key_sees_the_same(
+    config: &mut ConfigServiceClient<Channel>,
+    admin: &str,
+    evaluation: &mut EvaluationServiceClient<Channel>,
+    traffic: &Traffic,
+) -> String {
+    let web = config
+        .create_api_key(authed(
+            admin,
+            cpb::CreateApiKeyRequest {
+                kind: cpb::KeyKind::Client as i32,
+                name: "web shop".into(),
+                environment: ENV.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create a client key")
+        .into_inner()
+        .secret;
+    let status = config
+        .get_snapshot(authed(&web, cpb::GetSnapshotRequest { environment: ENV.into() }))
+        .await
+        .expect_err("a client key reads no config");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    for &i in &sample() {
+        let request = epb::EvaluateRequest {
+            context: Some(common::EvaluationContext {
+                targeting_key: format!("user-{i}"),
+                attributes: [].into(),
+            }),
+            keys: vec![CHECKOUT.into()],
+        };
+        let r = evaluation.evaluate(authed(&web, request)).await.expect("the page is answered").into_inner();
+        let d = &r.decisions[0];
+        assert_eq!(d.variant, traffic.assigned[i], "user-{i}: the page agrees with the SDK");
+        assert!(d.experiment_id.is_empty() && d.rule_id.is_empty(), "user-{i}: {d:?}");
+    }
+    web
 }
 
 /// Evaluates the [`sample`] through the evaluation service (one batch) and checks each

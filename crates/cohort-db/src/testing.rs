@@ -146,6 +146,12 @@ impl TestDb {
         let (admin_key, sdk_key) = issue_keys(&client, org, env, name).await;
         Tenant { organization_id: org, environment_id: env, admin_key, sdk_key }
     }
+
+    /// A client-side key (browsers) for the tenant's environment.
+    pub async fn client_key(&self, tenant: &Tenant) -> String {
+        let client = self.pool.get().await.expect("connection to the test database");
+        issue_key(&client, tenant.organization_id, Some(tenant.environment_id), KeyKind::Client, "web").await
+    }
 }
 
 impl Drop for TestDb {
@@ -214,29 +220,38 @@ pub async fn issue_keys(
     env: Uuid,
     name: &str,
 ) -> (String, String) {
-    let mut secrets = Vec::new();
-    for (kind, env_id) in [(KeyKind::Admin, None), (KeyKind::Sdk, Some(env))] {
-        let key = keys::generate(kind);
-        client
-            .execute(
-                "INSERT INTO api_keys (id, organization_id, environment_id, kind, name, prefix, key_hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &Uuid::new_v4(),
-                    &org,
-                    &env_id,
-                    &kind.as_str(),
-                    &format!("{name} {}", kind.as_str()),
-                    &key.prefix,
-                    &key.hash,
-                ],
-            )
-            .await
-            .expect("insert api key");
-        secrets.push(key.secret);
-    }
-    let sdk = secrets.pop().unwrap_or_default();
-    (secrets.pop().unwrap_or_default(), sdk)
+    let admin = issue_key(client, org, None, KeyKind::Admin, name).await;
+    let sdk = issue_key(client, org, Some(env), KeyKind::Sdk, name).await;
+    (admin, sdk)
+}
+
+/// Issues one key of `kind` directly in the database (`env` for SDK and client keys); returns
+/// its secret.
+pub async fn issue_key(
+    client: &tokio_postgres::Client,
+    org: Uuid,
+    env: Option<Uuid>,
+    kind: KeyKind,
+    name: &str,
+) -> String {
+    let key = keys::generate(kind);
+    client
+        .execute(
+            "INSERT INTO api_keys (id, organization_id, environment_id, kind, name, prefix, key_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &Uuid::new_v4(),
+                &org,
+                &env,
+                &kind.as_str(),
+                &format!("{name} {}", kind.as_str()),
+                &key.prefix,
+                &key.hash,
+            ],
+        )
+        .await
+        .expect("insert api key");
+    key.secret
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod api;
 mod batch;
+mod client_keys;
 mod isolation;
 mod malformed;
 mod readiness;

@@ -8,6 +8,7 @@ use crate::{Stack, flag_json, header, http_request};
 async fn http_evaluates_with_cors_and_caching_on_request() {
     let stack = Stack::start().await;
     stack.create("production", cpb::EntityKind::Flag, flag_json("banner", true)).await;
+    stack.allow_origins("production", &["https://app.example"]).await;
     let auth = format!("Bearer {}", stack.tenant.sdk_key);
     let body = r#"{"context": {"targeting_key": "user-1", "attributes": {"country": "NZ"}}, "keys": ["banner", "nope"]}"#;
     let headers = [
@@ -26,7 +27,7 @@ async fn http_evaluates_with_cors_and_caching_on_request() {
     );
     assert_eq!(json["decisions"]["nope"]["error_code"], "FLAG_NOT_FOUND");
     assert_eq!(header(&h, "cache-control"), Some("no-store"));
-    assert_eq!(header(&h, "access-control-allow-origin"), Some("*"));
+    assert_eq!(header(&h, "access-control-allow-origin"), Some("https://app.example"));
     assert!(header(&h, "etag").is_none());
 
     // Every key when none is named.
@@ -63,7 +64,7 @@ async fn http_evaluates_with_cors_and_caching_on_request() {
     )
     .await;
     assert!((200..300).contains(&status), "{status}");
-    assert_eq!(header(&h, "access-control-allow-origin"), Some("*"));
+    assert_eq!(header(&h, "access-control-allow-origin"), Some("https://app.example"));
     assert!(header(&h, "access-control-allow-methods").unwrap().contains("POST"));
     assert!(header(&h, "access-control-allow-headers").unwrap().contains("authorization"));
 
@@ -73,7 +74,7 @@ async fn http_evaluates_with_cors_and_caching_on_request() {
     assert_eq!(status, 400, "{text}");
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert!(json["violations"][0]["field"].as_str().unwrap().starts_with("context.attributes"), "{text}");
-    assert_eq!(header(&h, "access-control-allow-origin"), Some("*"));
+    assert_eq!(header(&h, "access-control-allow-origin"), Some("https://app.example"));
     // An attribute written twice is refused, named, rather than the last one winning.
     let twice = r#"{"context": {"targeting_key": "u", "attributes": {"country": "NZ", "country": "AU"}}}"#;
     let (status, _, text) = http_request(stack.http, "POST", "/api/v1/evaluate", &headers, twice).await;

@@ -3,6 +3,7 @@
 //! in-process on pre-bound 127.0.0.1:0 listeners.
 
 mod behaviour;
+mod browser;
 mod conformance;
 mod http;
 mod limits;
@@ -153,6 +154,35 @@ impl Stack {
         .expect("create sdk key")
         .into_inner()
         .secret
+    }
+
+    /// A new client-side key (browsers) for environment `env`; returns its secret.
+    pub async fn client_key(&self, env: &str) -> String {
+        let request = cpb::CreateApiKeyRequest {
+            kind: cpb::KeyKind::Client as i32,
+            name: format!("{env} web"),
+            environment: env.into(),
+            ..Default::default()
+        };
+        let mut c = self.config_client().await;
+        c.create_api_key(authed(&self.tenant.admin_key, request))
+            .await
+            .expect("create client key")
+            .into_inner()
+            .secret
+    }
+
+    /// Sets the browser origins allowed to use environment `env`'s keys.
+    pub async fn allow_origins(&self, env: &str, origins: &[&str]) {
+        let request = cpb::UpdateEnvironmentRequest {
+            environment: env.into(),
+            name: None,
+            cors_origins: Some(cpb::CorsOrigins {
+                origins: origins.iter().map(|o| (*o).to_owned()).collect(),
+            }),
+        };
+        let mut c = self.config_client().await;
+        c.update_environment(authed(&self.tenant.admin_key, request)).await.expect("update environment");
     }
 
     /// Creates an entity; returns its revision and the environment version.

@@ -450,3 +450,46 @@ async fn the_rate_limit_hint_lets_the_refused_batch_refill() {
     assert_eq!(retry_after.as_deref(), Some("1"));
     cluster.stop_events().await;
 }
+
+#[tokio::test]
+async fn a_client_key_sends_its_environments_exposures_and_nothing_else() {
+    let mut cluster = Cluster::start().await;
+    let tenant = cluster.db().seed_tenant("acme").await;
+    let web = cluster.db().client_key(&tenant).await;
+    let pool = cluster.pool();
+    let service = cluster.start_events(&[]).await;
+    let mut client = service.client().await;
+
+    let sent = exposures(10);
+    let r = send(&mut client, &web, sent.clone()).await.expect("a client key sends exposures");
+    assert_eq!(r.accepted, 10);
+
+    // A metric event anywhere in the batch refuses the whole batch: nothing of it is stored.
+    let mut mixed = exposures(3);
+    let marker = Uuid::new_v4();
+    mixed.insert(1, metric(marker, "user-1", Some(9.5)));
+    let status = send(&mut client, &web, mixed.clone()).await.expect_err("metrics from a client key");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("events[1]"), "{status:?}");
+    let body = serde_json::json!({"events": [
+        {"event_id": Uuid::new_v4(), "timestamp_ms": now_ms(), "metric": {"unit": "user-1", "name": "buy"}}
+    ]});
+    let (code, text) =
+        http_request(service.http(), "POST", "/api/v1/events/batch", Some(&web), &body.to_string()).await;
+    assert_eq!(code, 403, "{text}");
+
+    wait_until(Duration::from_secs(30), "the client key's exposures", || async {
+        count(&pool, "exposures", tenant.environment_id).await == 10
+    })
+    .await;
+    let stored = stored_ids(&pool, tenant.environment_id).await;
+    assert!(!stored.contains_key(&marker), "the metric event was stored");
+    for e in &mixed {
+        assert!(
+            !stored.contains_key(&Uuid::parse_str(&e.event_id).unwrap()),
+            "part of a refused batch was stored"
+        );
+    }
+    assert_eq!(count(&pool, "metric_events", tenant.environment_id).await, 0);
+    cluster.stop_events().await;
+}

@@ -56,8 +56,29 @@ async fn bootstrap_then_environments_snapshot_and_propagation() {
     assert!(out.contains("production") && out.contains("Staging"), "{out}");
     let envs = ctl(&server, key, &["env", "list", "-o", "json"]).await.json();
     assert_eq!(envs.as_array().unwrap().len(), 2);
+    assert_eq!(envs[0]["cors_origins"], serde_json::json!([]));
     let bad = ctl(&server, key, &["env", "create", "Not Valid"]).await;
     assert!(bad.error().contains("key: must be 1 to 64 characters"), "{}", bad.error());
+
+    // Browser origins: set on create, replaced and cleared on update, checked by the server.
+    let web = ctl(&server, key, &["env", "create", "web", "--cors-origin", "https://app.example.com"]).await;
+    assert!(web.ok().contains("browser origins: https://app.example.com"), "{}", web.out);
+    let updated = ctl(
+        &server,
+        key,
+        &["env", "update", "web", "--cors-origin", "https://a.example,http://localhost:5173", "-o", "json"],
+    )
+    .await
+    .json();
+    assert_eq!(updated["cors_origins"], serde_json::json!(["https://a.example", "http://localhost:5173"]));
+    let bad = ctl(&server, key, &["env", "update", "web", "--cors-origin", "https://a.example/"]).await;
+    assert!(bad.error().contains("cors_origins.origins[0]"), "{}", bad.error());
+    let cleared = ctl(&server, key, &["env", "update", "web", "--no-cors-origins"]).await;
+    assert!(cleared.ok().contains("browser origins: none"), "{}", cleared.out);
+    assert!(ctl(&server, key, &["env", "update", "web"]).await.error().contains("give --name"));
+    let client =
+        ctl(&server, key, &["keys", "create", "--kind", "client", "--name", "site", "-e", "web"]).await;
+    assert!(client.ok().contains("cohort_client_"), "{}", client.out);
 
     // Snapshot of an empty environment parses as Definitions; then with one flag.
     let dir = tempfile::tempdir().unwrap();
