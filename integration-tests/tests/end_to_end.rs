@@ -268,7 +268,8 @@ async fn units_split_by_the_weights_and_convert(sdk: &Client) -> Traffic {
 }
 
 /// Once every exposure and conversion is analyzed: the planted effect, with the right sign,
-/// significant, its interval covering the truth, and no sample ratio mismatch.
+/// decided at a look, its repeated interval covering the truth and not 0, and no sample ratio
+/// mismatch.
 async fn the_analysis_finds_the_planted_effect(cluster: &TestCluster, admin: &str, traffic: &Traffic) {
     let mut analysis = cluster.analysis().await;
     let result = wait_for_result(&mut analysis, admin, CHECKOUT, |r| {
@@ -283,10 +284,15 @@ async fn the_analysis_finds_the_planted_effect(cluster: &TestCluster, admin: &st
     let green = purchase.comparisons.iter().find(|c| c.variant == "green").expect("green against grey");
     let truth = rate(&CONVERSION, "green") - rate(&CONVERSION, "grey");
     assert!(green.abs_diff.is_some_and(|d| d > 0.0), "green converts better: {green:?}");
-    assert!(green.significant && green.p_value.is_some_and(|p| p < 0.001), "{green:?}");
-    let [lo, hi] = green.abs_ci.expect("a confidence interval");
-    assert!(lo < truth && truth < hi, "the interval [{lo:.4}, {hi:.4}] covers the planted {truth}");
-    assert!(result.boundary_crossed, "the sequential boundary was crossed: {result:?}");
+    assert!(green.p_value.is_some_and(|p| p < 0.001), "{green:?}");
+    let interval = green.interval.as_ref().expect("a repeated confidence interval");
+    let [lo, hi] = interval.abs.expect("an interval for the difference");
+    assert!(
+        0.0 < lo && lo < truth && truth < hi,
+        "the interval [{lo:.4}, {hi:.4}] covers the planted {truth}, not 0"
+    );
+    let decided = result.decided_at_look.expect("the experiment is decided at a look");
+    assert_eq!(green.crossed_at_look, Some(decided), "the comparison and the experiment agree: {result:?}");
     assert!(result.paused_by_guardrail.is_none());
     let countries: Vec<&str> = result.segments.iter().map(|s| s.value.as_str()).collect();
     assert_eq!(countries.len(), COUNTRIES.len(), "one segment per country: {countries:?}");

@@ -263,8 +263,30 @@ pub struct ExperimentDef {
     /// The planned units per variant, overriding the size derived from the effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned_units_per_variant: Option<u64>,
+    /// How the primary metrics decide: group-sequential looks (the default) or one
+    /// fixed-horizon test at the planned sample.
+    #[serde(default, skip_serializing_if = "AnalysisMethod::is_default")]
+    pub analysis: AnalysisMethod,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+}
+
+/// How an experiment's primary metrics reach a decision (`docs/spec/stats.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalysisMethod {
+    /// O'Brien-Fleming looks as information accrues; repeated confidence intervals; safe to
+    /// watch.
+    #[default]
+    Sequential,
+    /// One test when the planned sample is reached; until then nothing is decided.
+    FixedHorizon,
+}
+
+impl AnalysisMethod {
+    pub fn is_default(&self) -> bool {
+        *self == AnalysisMethod::Sequential
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -87,6 +87,25 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// The standard error of `abs_diff` its interval uses: unpooled for proportions (the Wald
+    /// test's), Welch's for means.
+    pub fn abs_std_error(&self) -> Option<f64> {
+        match self.method {
+            Method::PooledZ => self.wald.map(|w| w.std_error),
+            Method::WelchT => self.std_error,
+        }
+    }
+
+    /// The statistic of `abs_diff` against its own standard error: the Wald z for proportions,
+    /// Welch's t for means. Sequential decisions compare it with the look's boundary, so they
+    /// agree exactly with whether the repeated interval excludes 0.
+    pub fn abs_statistic(&self) -> Option<f64> {
+        match self.method {
+            Method::PooledZ => self.wald.and_then(|w| w.statistic),
+            Method::WelchT => self.statistic,
+        }
+    }
+
     fn empty(method: Method, alpha: f64) -> Self {
         Self {
             method,

@@ -16,12 +16,14 @@
 //! - [`compare`]: pooled two-proportion z-test and Welch t-test with absolute and relative intervals.
 //! - [`srm`]: sample-ratio-mismatch chi-square check.
 //! - [`sequential`]: Lan-DeMets O'Brien-Fleming group-sequential boundaries.
+//! - [`confseq`]: always-valid confidence sequences and repeated confidence intervals.
 //! - [`power`]: sample sizes and information fractions.
 //! - [`multiple`]: Holm and Bonferroni adjustments.
 //! - `dist` (private): normal, t and chi-square tails and quantiles.
 //! - `error`: [`StatsError`].
 
 pub mod compare;
+pub mod confseq;
 mod dist;
 mod error;
 pub mod multiple;
@@ -31,6 +33,7 @@ pub mod srm;
 pub mod summary;
 
 pub use compare::{Comparison, Interval, Method, WaldTest, compare_means, compare_proportions};
+pub use confseq::{ConfidenceSequence, repeated_interval};
 pub use error::StatsError;
 pub use multiple::{bonferroni_adjust, holm_adjust};
 pub use power::{Effect, information_fraction, sample_size_means, sample_size_proportions};

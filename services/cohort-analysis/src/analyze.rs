@@ -1,14 +1,17 @@
 //! One experiment's analysis from its aggregates, with no I/O: per-variant summaries, the
 //! comparisons against control, the sample-ratio check, the plan's information fraction,
-//! whether this cycle is a formal look, the group-sequential decision and guardrail breaches.
+//! whether this cycle is a formal look, the decision (`docs/spec/stats.md`: repeated
+//! intervals at O'Brien-Fleming looks, or one fixed-horizon test at the planned sample) and
+//! guardrails, watched every cycle with always-valid intervals.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use cohort_core::model::{Aggregation, Direction, ExperimentDef, MetricDef};
+use cohort_core::model::{Aggregation, AnalysisMethod, Direction, ExperimentDef, MetricDef};
 use cohort_stats::{
-    Comparison, Effect, MeanSummary, ProportionSummary, SequentialPlan, compare_means, compare_proportions,
-    holm_adjust, sample_size_means, sample_size_proportions, srm_check,
+    Comparison, ConfidenceSequence, Effect, Interval, MeanSummary, ProportionSummary, SequentialPlan,
+    compare_means, compare_proportions, holm_adjust, repeated_interval, sample_size_means,
+    sample_size_proportions, srm_check,
 };
 use serde::{Deserialize, Serialize};
 
@@ -118,34 +121,76 @@ pub struct VariantStats {
     pub mean: Option<f64>,
 }
 
+/// Which interval a comparison shows, and so what it may be read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntervalKind {
+    /// Sequential primary metrics: estimate ± c_k·SE at the boundary c_k of look k. Intervals
+    /// of all looks hold together at 1 − α, so reading one at every look is safe.
+    Repeated,
+    /// Fixed-horizon analyses and segments: estimate ± z·SE (t for means), valid once, at the
+    /// planned sample.
+    FixedHorizon,
+    /// Guardrails: a confidence sequence, valid however often it is read.
+    AlwaysValid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalReport {
+    pub kind: IntervalKind,
+    /// Coverage, 1 − α.
+    pub level: f64,
+    /// The look whose boundary a repeated interval uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub look: Option<u32>,
+    /// The multiplier of the standard error: the look's boundary c_k for repeated intervals,
+    /// the normal quantile for fixed-horizon ones (for proportions), none for always-valid ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical_value: Option<f64>,
+    /// For the absolute difference.
+    pub abs: Option<[f64; 2]>,
+    /// For the relative difference.
+    pub rel: Option<[f64; 2]>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComparisonResult {
     pub variant: String,
     pub abs_diff: Option<f64>,
     pub rel_diff: Option<f64>,
+    /// Standard error of `abs_diff` (unpooled for conversions, Welch for means).
+    pub abs_std_error: Option<f64>,
     /// Delta-method standard error of `rel_diff`.
     pub rel_std_error: Option<f64>,
-    pub abs_ci: Option<[f64; 2]>,
-    pub rel_ci: Option<[f64; 2]>,
-    /// z (conversions) or t (continuous metrics).
+    /// The fixed-horizon test's statistic: pooled z (conversions) or Welch t (means).
     pub statistic: Option<f64>,
+    /// The fixed-horizon test's nominal p-value: a description of the data, not a decision
+    /// (the decision is `crossed_at_look`).
     pub p_value: Option<f64>,
-    /// Holm-adjusted over the treatments of this metric.
+    /// Holm-adjusted within the metric's family (see `MetricResult::p_value_family`).
     pub p_value_holm: Option<f64>,
-    /// Fixed-horizon significance at alpha (not valid under repeated looks; see `boundary_crossed`).
-    pub significant: bool,
-    /// Whether |statistic| reached the group-sequential boundary of the current look.
-    pub boundary_crossed: bool,
+    /// The interval to read.
+    pub interval: Option<IntervalReport>,
+    /// Primary metrics: the look at which this comparison's interval first excluded 0 at a
+    /// look (|abs_diff / abs_std_error| ≥ c_k); it stands from then on, in every later result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crossed_at_look: Option<u32>,
+    /// Guardrail metrics: the always-valid interval lies wholly beyond the tolerated change,
+    /// on the harmful side.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub harmful: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GuardrailResult {
     /// The tolerated relative degradation.
     pub threshold: f64,
-    /// How far, in standard errors, the change is beyond the threshold in the harmful direction.
-    pub harm_statistic: Option<f64>,
-    /// Crossed the boundary in the harmful direction at a formal look.
-    pub breached: bool,
+    /// Checked every cycle with an always-valid interval (a confidence sequence).
+    pub method: String,
+    /// The treatments found harmful this cycle.
+    pub harmful_variants: Vec<String>,
+    /// Harm beyond the threshold was found: the experiment is paused.
+    pub harm_detected: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,6 +201,8 @@ pub struct MetricResult {
     pub role: Role,
     pub variants: Vec<VariantStats>,
     pub comparisons: Vec<ComparisonResult>,
+    /// The comparisons `p_value_holm` was adjusted over, e.g. "primary metrics × treatments (4)".
+    pub p_value_family: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guardrail: Option<GuardrailResult>,
 }
@@ -165,6 +212,8 @@ pub struct SegmentResult {
     pub attribute: String,
     pub value: String,
     pub units: u64,
+    /// Segments never decide: their intervals are fixed-horizon and exploratory.
+    pub exploratory: bool,
     pub metrics: Vec<MetricResult>,
 }
 
@@ -180,7 +229,9 @@ pub struct ExperimentResult {
     pub experiment_id: String,
     pub experiment_key: String,
     pub computed_at_ms: i64,
-    /// The formal look this result belongs to (0 before the first).
+    /// How the primary metrics decide.
+    pub analysis: AnalysisMethod,
+    /// The latest formal look (0 before the first).
     pub look: u32,
     pub information_fraction: f64,
     /// The z boundary of that look.
@@ -194,9 +245,8 @@ pub struct ExperimentResult {
     /// Segment comparisons made: read any one significant segment with that many in mind.
     pub segment_comparisons: usize,
     pub warnings: Vec<String>,
-    /// A primary metric crossed its boundary at a look (this one or an earlier one).
-    pub boundary_crossed: bool,
-    /// The look at which it first did.
+    /// The first look at which a primary comparison crossed (its interval excluded 0): the
+    /// experiment's decision, which stands from then on. Absent while undecided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at_look: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -263,6 +313,15 @@ enum Summary {
     Mean(MeanSummary),
 }
 
+impl Summary {
+    fn n(&self) -> u64 {
+        match self {
+            Summary::Proportion(p) => p.units(),
+            Summary::Mean(m) => m.n(),
+        }
+    }
+}
+
 fn summarize(metric: &MetricDef, units: u64, s: &EventSums) -> Summary {
     let mean = |n: u64, sum: f64, sum_sq: f64| {
         MeanSummary::new(n, sum, sum_sq)
@@ -294,13 +353,30 @@ fn stats(variant: &str, s: &Summary) -> VariantStats {
     }
 }
 
-/// Every metric of the experiment over one population; `boundary` is the current look's.
+fn pair(i: Option<Interval>) -> Option<[f64; 2]> {
+    i.map(|i| [i.lower, i.upper])
+}
+
+/// How a population's comparisons are read.
+#[derive(Debug, Clone, Copy)]
+enum Reading {
+    /// Sequential primary metrics at look `look` with boundary `boundary`.
+    Repeated { look: u32, boundary: f64 },
+    /// Sequential primary metrics before the first look: nothing to read yet.
+    BeforeFirstLook,
+    /// Fixed-horizon analyses and segments.
+    FixedHorizon,
+}
+
+/// Every metric of the experiment over one population. Guardrail metrics always get
+/// always-valid intervals, tuned by `cs`.
 fn metric_results(
     exp: &ExperimentDef,
     metrics: &[MetricDef],
     agg: &Aggregates,
     s: &Settings,
-    boundary: Option<f64>,
+    reading: Reading,
+    cs: Option<&ConfidenceSequence>,
 ) -> Vec<MetricResult> {
     let control = control_variant(exp);
     let roles = exp
@@ -308,6 +384,7 @@ fn metric_results(
         .iter()
         .map(|k| (k, Role::Primary))
         .chain(exp.guardrail_metrics.iter().map(|k| (k, Role::Guardrail)));
+    let level = 1.0 - s.alpha;
     let mut out = Vec::new();
     for (key, role) in roles {
         let Some(metric) = metrics.iter().find(|m| m.key == *key) else { continue };
@@ -320,32 +397,77 @@ fn metric_results(
         let control_summary = summary(control);
         let mut variants = vec![stats(control, &control_summary)];
         let mut comparisons = Vec::new();
+        let threshold = metric.guardrail_threshold.unwrap_or(0.0);
         for v in exp.variants.iter().filter(|v| v.key != control) {
             let t = summary(&v.key);
             variants.push(stats(&v.key, &t));
             let c = compare(&control_summary, &t, s.alpha);
-            let statistic = c.as_ref().and_then(|c| c.statistic);
+            let c = c.as_ref();
+            let (abs, rel) = (c.and_then(|c| c.abs_diff), c.and_then(|c| c.rel_diff));
+            let (abs_se, rel_se) = (c.and_then(Comparison::abs_std_error), c.and_then(|c| c.rel_std_error));
+            let n_min = control_summary.n().min(t.n());
+            let mut harmful = false;
+            let interval = match (role, reading) {
+                (Role::Guardrail, _) => cs.map(|cs| {
+                    let n = control_summary.n() + t.n();
+                    let within = |e: Option<f64>, se: Option<f64>| pair(cs.interval(e?, se?, n));
+                    let rel_cs = within(rel, rel_se);
+                    harmful = n_min >= s.min_units_per_variant
+                        && rel_cs.is_some_and(|[lo, hi]| match metric.direction {
+                            Direction::Increase => hi < -threshold,
+                            Direction::Decrease => lo > threshold,
+                        });
+                    IntervalReport {
+                        kind: IntervalKind::AlwaysValid,
+                        level: 1.0 - cs.alpha(),
+                        look: None,
+                        critical_value: None,
+                        abs: within(abs, abs_se),
+                        rel: rel_cs,
+                    }
+                }),
+                (Role::Primary, Reading::Repeated { look, boundary }) => Some(IntervalReport {
+                    kind: IntervalKind::Repeated,
+                    level,
+                    look: Some(look),
+                    critical_value: Some(boundary),
+                    abs: pair(abs.zip(abs_se).and_then(|(e, se)| repeated_interval(e, se, boundary))),
+                    rel: pair(rel.zip(rel_se).and_then(|(e, se)| repeated_interval(e, se, boundary))),
+                }),
+                (Role::Primary, Reading::BeforeFirstLook) => None,
+                (Role::Primary, Reading::FixedHorizon) => c.map(|c| IntervalReport {
+                    kind: IntervalKind::FixedHorizon,
+                    level,
+                    look: None,
+                    critical_value: None,
+                    abs: pair(c.abs_ci),
+                    rel: pair(c.rel_ci),
+                }),
+            };
             comparisons.push(ComparisonResult {
                 variant: v.key.clone(),
-                abs_diff: c.as_ref().and_then(|c| c.abs_diff),
-                rel_diff: c.as_ref().and_then(|c| c.rel_diff),
-                rel_std_error: c.as_ref().and_then(|c| c.rel_std_error),
-                abs_ci: c.as_ref().and_then(|c| c.abs_ci).map(|i| [i.lower, i.upper]),
-                rel_ci: c.as_ref().and_then(|c| c.rel_ci).map(|i| [i.lower, i.upper]),
-                statistic,
-                p_value: c.as_ref().and_then(|c| c.p_value),
+                abs_diff: abs,
+                rel_diff: rel,
+                abs_std_error: abs_se,
+                rel_std_error: rel_se,
+                statistic: c.and_then(|c| c.statistic),
+                p_value: c.and_then(|c| c.p_value),
                 p_value_holm: None,
-                significant: c.as_ref().is_some_and(|c| c.significant),
-                boundary_crossed: matches!((statistic, boundary), (Some(z), Some(b)) if z.abs() >= b),
+                interval,
+                crossed_at_look: None,
+                harmful,
             });
         }
-        let raw: Vec<f64> = comparisons.iter().map(|c| c.p_value.unwrap_or(1.0)).collect();
-        if let Ok(adjusted) = holm_adjust(&raw) {
-            for (c, p) in comparisons.iter_mut().zip(adjusted) {
-                c.p_value_holm = c.p_value.map(|_| p);
+        let guardrail = (role == Role::Guardrail).then(|| {
+            let harmful_variants: Vec<String> =
+                comparisons.iter().filter(|c| c.harmful).map(|c| c.variant.clone()).collect();
+            GuardrailResult {
+                threshold,
+                method: "confidence sequence (normal mixture), checked every cycle".into(),
+                harm_detected: !harmful_variants.is_empty(),
+                harmful_variants,
             }
-        }
-        let guardrail = (role == Role::Guardrail).then(|| guardrail(metric, &comparisons, boundary));
+        });
         out.push(MetricResult {
             metric: metric.key.clone(),
             event: metric.event.clone(),
@@ -353,45 +475,50 @@ fn metric_results(
             role,
             variants,
             comparisons,
+            p_value_family: String::new(),
             guardrail,
         });
     }
+    adjust_p_values(&mut out);
     out
 }
 
-/// The worst treatment's harm: its relative change beyond the tolerated degradation, in
-/// standard errors, in the metric's bad direction; breached when it reaches the boundary.
-fn guardrail(metric: &MetricDef, comparisons: &[ComparisonResult], boundary: Option<f64>) -> GuardrailResult {
-    let threshold = metric.guardrail_threshold.unwrap_or(0.0);
-    let harm = comparisons
-        .iter()
-        .filter_map(|c| {
-            let (rel, se) = (c.rel_diff?, c.rel_std_error?);
-            (se > 0.0).then(|| match metric.direction {
-                Direction::Increase => -(rel + threshold) / se,
-                Direction::Decrease => (rel - threshold) / se,
-            })
-        })
-        .max_by(f64::total_cmp);
-    let breached = matches!((harm, boundary), (Some(h), Some(b)) if h >= b);
-    GuardrailResult { threshold, harm_statistic: harm, breached }
+/// Holm over each family: the primary metrics × treatments, and the guardrails × treatments.
+fn adjust_p_values(metrics: &mut [MetricResult]) {
+    for (role, name) in [(Role::Primary, "primary metrics"), (Role::Guardrail, "guardrail metrics")] {
+        let raw: Vec<f64> = metrics
+            .iter()
+            .filter(|m| m.role == role)
+            .flat_map(|m| m.comparisons.iter().map(|c| c.p_value.unwrap_or(1.0)))
+            .collect();
+        let family = format!("{name} × treatments ({})", raw.len());
+        let Ok(adjusted) = holm_adjust(&raw) else { continue };
+        let mut adjusted = adjusted.into_iter();
+        for m in metrics.iter_mut().filter(|m| m.role == role) {
+            m.p_value_family = family.clone();
+            for c in &mut m.comparisons {
+                let p = adjusted.next();
+                c.p_value_holm = c.p_value.and(p);
+            }
+        }
+    }
 }
 
 /// The state of an experiment's look schedule that carries from cycle to cycle.
 #[derive(Debug)]
 pub struct Looks {
     pub plan: Option<SequentialPlan>,
-    /// The first look at which a primary metric crossed its boundary: the decision stands
-    /// from then on, whatever later data show.
-    pub decided_at: Option<u32>,
+    /// Primary comparisons that crossed, by (metric, variant), with the look at which they
+    /// first did: a crossing stands from then on, whatever later data show.
+    pub crossed: BTreeMap<(String, String), u32>,
 }
 
 impl Looks {
-    /// Rebuilds a schedule from recorded look fractions and the look that decided, if any.
-    pub fn from_fractions(fractions: &[f64], alpha: f64, decided_at: Option<u32>) -> Looks {
+    /// Rebuilds a schedule from recorded look fractions and the crossings recorded with them.
+    pub fn from_fractions(fractions: &[f64], alpha: f64, crossed: BTreeMap<(String, String), u32>) -> Looks {
         let plan =
             if fractions.is_empty() { None } else { SequentialPlan::obrien_fleming(fractions, alpha).ok() };
-        Looks { plan, decided_at }
+        Looks { plan, crossed }
     }
 
     pub fn count(&self) -> usize {
@@ -401,6 +528,11 @@ impl Looks {
     fn last(&self) -> Option<(f64, f64)> {
         self.plan.as_ref().and_then(|p| p.looks().last()).map(|l| (l.information_fraction, l.boundary))
     }
+
+    /// The experiment's decision: the first look any primary comparison crossed at.
+    pub fn decided_at(&self) -> Option<u32> {
+        self.crossed.values().copied().min()
+    }
 }
 
 /// A cycle's outcome for one experiment.
@@ -409,7 +541,7 @@ pub struct Outcome {
     pub result: ExperimentResult,
     /// A new formal look was taken: (look number, fraction, boundary).
     pub new_look: Option<(u32, f64, f64)>,
-    /// A guardrail that crossed its boundary in the harmful direction: pause, with this reason.
+    /// A guardrail found harm beyond its threshold: pause, with this reason.
     pub breach: Option<String>,
 }
 
@@ -447,12 +579,17 @@ pub fn analyze(
     let min_units = observed.iter().copied().min().unwrap_or(0);
     let fraction = plan.map_or(0.0, |p| (min_units as f64 / p.planned_units_per_variant as f64).min(1.0));
     let last = looks.last();
-    let take_look = plan.is_some()
-        && min_units >= s.min_units_per_variant
-        && fraction > 0.0
-        && match last {
-            None => true,
-            Some((t, _)) => fraction >= (t + s.min_look_step).min(1.0) && t < 1.0,
+    let enough = plan.is_some() && min_units >= s.min_units_per_variant && fraction > 0.0;
+    let take_look = enough
+        && match (exp.analysis, last) {
+            (AnalysisMethod::Sequential, None) => true,
+            (AnalysisMethod::Sequential, Some((t, _))) => {
+                fraction >= (t + s.min_look_step).min(1.0) && t < 1.0
+            }
+            // One look, at the planned sample: an O'Brien-Fleming plan of one look at t = 1 is
+            // the fixed-horizon test (c = z₁₋α/₂).
+            (AnalysisMethod::FixedHorizon, None) => fraction >= 1.0,
+            (AnalysisMethod::FixedHorizon, Some(_)) => false,
         };
     let mut new_look = None;
     if take_look {
@@ -468,47 +605,66 @@ pub fn analyze(
             new_look = Some((looks.count() as u32, fraction, b));
         }
     }
-    let (look, boundary) = match (new_look, looks.last()) {
-        (Some((k, _, b)), _) => (k, Some(b)),
-        (None, Some((_, b))) => (looks.count() as u32, Some(b)),
-        (None, None) => (0, None),
+    let (look, boundary) = match looks.last() {
+        Some((_, b)) => (looks.count() as u32, Some(b)),
+        None => (0, None),
     };
-    // Decisions are made at formal looks only; between looks the numbers are informational.
-    let decision_boundary = new_look.map(|(_, _, b)| b);
-    let mut metrics_out = metric_results(exp, metrics, overall, s, decision_boundary);
-    if decision_boundary.is_none() {
-        for m in &mut metrics_out {
-            for c in &mut m.comparisons {
-                c.boundary_crossed = false;
-            }
-            if let Some(g) = &mut m.guardrail {
-                g.breached = false;
+    let reading = match (exp.analysis, boundary) {
+        (AnalysisMethod::FixedHorizon, _) => Reading::FixedHorizon,
+        (AnalysisMethod::Sequential, Some(b)) => Reading::Repeated { look, boundary: b },
+        (AnalysisMethod::Sequential, None) => Reading::BeforeFirstLook,
+    };
+    let planned_total = plan.map_or(s.default_planned_units, |p| p.planned_units_per_variant) as f64 * 2.0;
+    let cs = ConfidenceSequence::tuned(s.alpha, planned_total.max(1.0)).ok();
+    let mut metrics_out = metric_results(exp, metrics, overall, s, reading, cs.as_ref());
+
+    // Decisions are made at formal looks only, by the rule the interval shows: a primary
+    // comparison crosses when its interval at the look's boundary excludes 0.
+    if let Some((k, _, b)) = new_look {
+        for m in metrics_out.iter().filter(|m| m.role == Role::Primary) {
+            for c in &m.comparisons {
+                let crossed = c
+                    .abs_diff
+                    .zip(c.abs_std_error)
+                    .and_then(|(d, se)| repeated_interval(d, se, b))
+                    .is_some_and(|i| !i.contains(0.0));
+                if crossed {
+                    looks.crossed.entry((m.metric.clone(), c.variant.clone())).or_insert(k);
+                }
             }
         }
     }
-    let crossed_now = metrics_out
-        .iter()
-        .filter(|m| m.role == Role::Primary)
-        .any(|m| m.comparisons.iter().any(|c| c.boundary_crossed));
-    if crossed_now && looks.decided_at.is_none() {
-        looks.decided_at = Some(look);
+    for m in metrics_out.iter_mut().filter(|m| m.role == Role::Primary) {
+        for c in &mut m.comparisons {
+            c.crossed_at_look = looks.crossed.get(&(m.metric.clone(), c.variant.clone())).copied();
+        }
     }
-    let boundary_crossed = looks.decided_at.is_some();
-    let breach = metrics_out.iter().find(|m| m.guardrail.as_ref().is_some_and(|g| g.breached)).map(|m| {
-        let g = m.guardrail.as_ref().expect("breached guardrail");
-        let worst = m.comparisons.iter().filter_map(|c| c.rel_diff.map(|r| (c.variant.as_str(), r))).min_by(
-            |a, b| match m.guardrail_direction(metrics) {
-                Direction::Increase => a.1.total_cmp(&b.1),
-                Direction::Decrease => b.1.total_cmp(&a.1),
-            },
+    if reading.is_before_first_look() && !exp.primary_metrics.is_empty() {
+        warnings.push("no formal look yet: primary metrics show no interval until the first look".into());
+    }
+    if exp.analysis == AnalysisMethod::FixedHorizon && new_look.is_none() && look == 0 {
+        warnings.push(
+            "fixed-horizon analysis: nothing is decided before the planned sample; the intervals are valid only then"
+                .into(),
         );
-        let detail = worst.map_or(String::new(), |(v, r)| format!(" ({v}: {:+.2}%)", r * 100.0));
-        format!(
-            "guardrail {} is worse than its threshold of {:.2}%{detail} at look {look}",
-            m.metric,
-            g.threshold * 100.0
-        )
-    });
+    }
+
+    let breach =
+        metrics_out.iter().find(|m| m.guardrail.as_ref().is_some_and(|g| g.harm_detected)).map(|m| {
+            let g = m.guardrail.as_ref().expect("harmful guardrail");
+            let detail: Vec<String> = m
+                .comparisons
+                .iter()
+                .filter(|c| c.harmful)
+                .filter_map(|c| c.rel_diff.map(|r| format!("{}: {:+.2}%", c.variant, r * 100.0)))
+                .collect();
+            format!(
+                "guardrail {} is worse than its threshold of {:.2}% ({}), by an always-valid interval",
+                m.metric,
+                g.threshold * 100.0,
+                detail.join(", ")
+            )
+        });
 
     let mut segment_results = Vec::new();
     for (attribute, value, agg) in segments {
@@ -516,7 +672,18 @@ pub fn analyze(
             attribute: attribute.clone(),
             value: value.clone(),
             units: agg.total_units(),
-            metrics: metric_results(exp, metrics, agg, s, None),
+            exploratory: true,
+            metrics: metric_results(exp, metrics, agg, s, Reading::FixedHorizon, None)
+                .into_iter()
+                .map(|mut m| {
+                    // Segments inform; they never pause or decide.
+                    m.guardrail = None;
+                    for c in &mut m.comparisons {
+                        c.harmful = false;
+                    }
+                    m
+                })
+                .collect(),
         });
     }
     let segment_comparisons: usize =
@@ -532,6 +699,7 @@ pub fn analyze(
             experiment_id: exp.id.to_string(),
             experiment_key: exp.key.clone(),
             computed_at_ms: now_ms,
+            analysis: exp.analysis,
             look,
             information_fraction: fraction,
             boundary,
@@ -543,8 +711,7 @@ pub fn analyze(
             segments: segment_results,
             segment_comparisons,
             warnings,
-            boundary_crossed,
-            decided_at_look: looks.decided_at,
+            decided_at_look: looks.decided_at(),
             paused_by_guardrail: breach.clone(),
         },
         new_look,
@@ -552,10 +719,31 @@ pub fn analyze(
     }
 }
 
-impl MetricResult {
-    fn guardrail_direction(&self, metrics: &[MetricDef]) -> Direction {
-        metrics.iter().find(|m| m.key == self.metric).map_or(Direction::Increase, |m| m.direction)
+impl Reading {
+    fn is_before_first_look(&self) -> bool {
+        matches!(self, Reading::BeforeFirstLook)
     }
+}
+
+/// The crossings recorded in a stored look's result: (metric, variant) → look. Results stored
+/// before crossings were recorded per comparison mark them with `boundary_crossed` at the look.
+pub fn recorded_crossings(look: u32, result: &serde_json::Value) -> BTreeMap<(String, String), u32> {
+    let mut crossed = BTreeMap::new();
+    let metrics = result.get("metrics").and_then(|m| m.as_array()).map_or(&[][..], |m| m.as_slice());
+    for m in metrics.iter().filter(|m| m.get("role").and_then(|r| r.as_str()) == Some("primary")) {
+        let name = m.get("metric").and_then(|v| v.as_str()).unwrap_or_default();
+        for c in m.get("comparisons").and_then(|c| c.as_array()).map_or(&[][..], |c| c.as_slice()) {
+            let variant = c.get("variant").and_then(|v| v.as_str()).unwrap_or_default();
+            let at = match c.get("crossed_at_look").and_then(|v| v.as_u64()) {
+                Some(k) => Some(k as u32),
+                None => (c.get("boundary_crossed").and_then(|v| v.as_bool()) == Some(true)).then_some(look),
+            };
+            if let Some(k) = at {
+                crossed.insert((name.to_owned(), variant.to_owned()), k);
+            }
+        }
+    }
+    crossed
 }
 
 /// Keeps the `max` most populous values of an attribute and folds the rest into "other".

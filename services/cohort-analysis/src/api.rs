@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use cohort_core::model::AnalysisMethod;
 use cohort_proto::analysis::v1 as pb;
 use cohort_runtime::ApiError;
 use pb::analysis_service_server::AnalysisService;
@@ -107,7 +108,13 @@ pub fn result_message(r: &ExperimentResult) -> pb::ExperimentResult {
         excluded_units: r.excluded_units,
         srm_detected: r.srm.detected,
         srm_p_value: r.srm.p_value.unwrap_or(1.0),
-        boundary_crossed: r.boundary_crossed,
+        decided: r.decided_at_look.is_some(),
+        decided_at_look: r.decided_at_look.unwrap_or(0),
+        analysis: match r.analysis {
+            AnalysisMethod::Sequential => "sequential",
+            AnalysisMethod::FixedHorizon => "fixed_horizon",
+        }
+        .into(),
         paused_by_guardrail: r.paused_by_guardrail.clone().unwrap_or_default(),
         result_json: serde_json::to_string(r).unwrap_or_default(),
     }

@@ -345,11 +345,11 @@ impl Analyzer {
         if let Some(s) = self.looks.lock().unwrap_or_else(|p| p.into_inner()).get(&experiment) {
             return Ok(s.clone());
         }
-        let (fractions, decided) = self.store.look_fractions(experiment).await?;
+        let (fractions, crossed) = self.store.look_fractions(experiment).await?;
         let looks = Arc::new(tokio::sync::Mutex::new(Looks::from_fractions(
             &fractions,
             self.settings.alpha,
-            decided,
+            crossed,
         )));
         let mut cache = self.looks.lock().unwrap_or_else(|p| p.into_inner());
         Ok(cache.entry(experiment).or_insert(looks).clone())

@@ -2,7 +2,7 @@
 //! model; what config knows comes over gRPC, in [`crate::config`]): the aggregation (incremental in `incremental`, from scratch here as its reference), plans,
 //! looks and results.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cohort_core::model::ExperimentDef;
@@ -265,22 +265,29 @@ impl Store {
         Ok(self.plan(id).await?.unwrap_or_else(|| plan.clone()))
     }
 
-    /// The information fractions of the recorded looks, in order.
-    /// And the first look at which the boundary was crossed.
-    pub async fn look_fractions(&self, id: ExperimentRef) -> Result<(Vec<f64>, Option<u32>), StoreError> {
+    /// The information fractions of the recorded looks, in order, and the primary comparisons
+    /// that crossed at them: (metric, variant) → the first look at which each did.
+    pub async fn look_fractions(
+        &self,
+        id: ExperimentRef,
+    ) -> Result<(Vec<f64>, BTreeMap<(String, String), u32>), StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT information_fraction, look, (result->>'boundary_crossed')::boolean FROM analysis_looks
+                "SELECT information_fraction, look, result->'metrics' FROM analysis_looks
                  WHERE environment_id = $1 AND experiment_id = $2 ORDER BY look",
                 &[&id.environment_id, &id.experiment_id],
             )
             .await?;
-        let decided = rows
-            .iter()
-            .find(|r| r.get::<_, Option<bool>>(2) == Some(true))
-            .map(|r| r.get::<_, i32>(1) as u32);
-        Ok((rows.iter().map(|r| r.get(0)).collect(), decided))
+        let mut crossed = BTreeMap::new();
+        for r in &rows {
+            let metrics: Option<serde_json::Value> = r.get(2);
+            let result = serde_json::json!({ "metrics": metrics });
+            for (k, look) in crate::analyze::recorded_crossings(r.get::<_, i32>(1) as u32, &result) {
+                crossed.entry(k).or_insert(look);
+            }
+        }
+        Ok((rows.iter().map(|r| r.get(0)).collect(), crossed))
     }
 
     /// Records a formal look and the latest result together. `Ok(false)` when that look was

@@ -1,6 +1,6 @@
 //! The live results table, read from the analysis service like any client would.
 
-use cohort_analysis::analyze::{ExperimentResult, Role};
+use cohort_analysis::analyze::{ExperimentResult, IntervalKind, Role};
 use cohort_proto::analysis::v1 as pb;
 use cohort_proto::analysis::v1::analysis_service_client::AnalysisServiceClient;
 use std::io::IsTerminal;
@@ -61,10 +61,22 @@ pub(crate) async fn print(stack: &Stack, demo: &Demo, traffic: &Traffic) {
             Role::Primary => "primary",
             Role::Guardrail => "guardrail",
         };
+        let kind =
+            m.comparisons.iter().find_map(|c| c.interval.as_ref()).map_or("interval", |i| match i.kind {
+                IntervalKind::Repeated => "repeated CI",
+                IntervalKind::FixedHorizon => "fixed CI",
+                IntervalKind::AlwaysValid => "always-valid CI",
+            });
         println!("\n  {} ({label}, {:?})", m.metric, m.aggregation);
         println!(
             "  {:<8} {:>8} {:>12} {:>9} {:>22} {:>9} {:>8}",
-            "variant", "n", "mean", "lift", "95% CI (relative)", "p", "crossed"
+            "variant",
+            "n",
+            "mean",
+            "lift",
+            format!("{kind} (rel.)"),
+            "p",
+            if m.role == Role::Primary { "decided" } else { "harmful" }
         );
         for v in &m.variants {
             let cmp = m.comparisons.iter().find(|c| c.variant == v.variant);
@@ -72,11 +84,14 @@ pub(crate) async fn print(stack: &Stack, demo: &Demo, traffic: &Traffic) {
                 if x < 1.0 { format!("{:.2}%", x * 100.0) } else { format!("{x:.1}") }
             });
             let ci = cmp
-                .and_then(|c| c.rel_ci)
+                .and_then(|c| c.interval.as_ref()?.rel)
                 .map_or(String::new(), |[lo, hi]| format!("[{}, {}]", pct(Some(lo)), pct(Some(hi))));
             let p = cmp.and_then(|c| c.p_value).map_or(String::new(), |p| format!("{p:.4}"));
-            let crossed =
-                cmp.map_or(String::new(), |c| if c.boundary_crossed { "YES".into() } else { "no".into() });
+            let crossed = cmp.map_or(String::new(), |c| match (m.role, c.crossed_at_look) {
+                (Role::Primary, Some(k)) => format!("look {k}"),
+                (Role::Guardrail, _) if c.harmful => "YES".into(),
+                _ => "no".into(),
+            });
             let lift = cmp.map_or(String::new(), |c| pct(c.rel_diff));
             println!(
                 "  {:<8} {:>8} {:>12} {:>9} {:>22} {:>9} {:>8}",
@@ -84,17 +99,15 @@ pub(crate) async fn print(stack: &Stack, demo: &Demo, traffic: &Traffic) {
             );
         }
         if let Some(g) = &m.guardrail {
-            let harm = g.harm_statistic.map_or("—".into(), |h| format!("{h:.2}"));
             println!(
-                "  guardrail threshold {:.0}%, harm z {harm}: {}",
+                "  guardrail threshold {:.0}%, watched every cycle: {}",
                 g.threshold * 100.0,
-                if g.breached { "BREACHED" } else { "ok" }
+                if g.harm_detected { "HARM DETECTED" } else { "ok" }
             );
         }
     }
-    if r.boundary_crossed {
-        let at = r.decided_at_look.map_or(String::new(), |l| format!(" at look {l}"));
-        println!("\n  the primary metric crossed its sequential boundary{at}: the result is significant.");
+    if let Some(look) = r.decided_at_look {
+        println!("\n  decided at look {look}: a primary metric's repeated interval excluded 0.");
     }
     if let Some(reason) = &r.paused_by_guardrail {
         println!("\n  paused: {reason}");

@@ -1,6 +1,8 @@
 //! The pure analysis: planted effects, A/A, SRM, guardrails, looks and segments.
 
-use cohort_core::model::{Aggregation, Direction, ExperimentDef, MetricDef};
+use std::collections::BTreeMap;
+
+use cohort_core::model::{Aggregation, AnalysisMethod, Direction, ExperimentDef, MetricDef};
 use serde_json::json;
 
 use super::*;
@@ -67,29 +69,35 @@ fn run(exp: &ExperimentDef, agg: &Aggregates, looks: &mut Looks) -> Outcome {
 #[test]
 fn a_planted_effect_is_detected_with_the_right_sign() {
     let exp = experiment(false);
-    let mut looks = Looks::from_fractions(&[], 0.05, None);
+    let mut looks = Looks::from_fractions(&[], 0.05, BTreeMap::new());
     let out = run(&exp, &aggregates([8000, 8000], [800, 960]), &mut looks);
     assert_eq!(out.new_look.map(|l| l.0), Some(1));
     let c = &out.result.metrics[0].comparisons[0];
-    assert!(c.abs_diff.unwrap() > 0.0 && c.boundary_crossed, "{c:?}");
-    let [lo, hi] = c.abs_ci.unwrap();
-    assert!(lo < 0.02 && 0.02 < hi, "CI [{lo}, {hi}] covers the planted +2 points");
-    assert!(out.result.boundary_crossed);
+    assert!(c.abs_diff.unwrap() > 0.0 && c.crossed_at_look == Some(1), "{c:?}");
+    let interval = c.interval.as_ref().unwrap();
+    assert_eq!((interval.kind, interval.look), (IntervalKind::Repeated, Some(1)));
+    let [lo, hi] = interval.abs.unwrap();
+    assert!(0.0 < lo && lo < 0.02 && 0.02 < hi, "repeated interval [{lo}, {hi}] covers +2 points, not 0");
+    // The repeated interval is the estimate ± the look's boundary in standard errors.
+    let b = out.result.boundary.unwrap();
+    assert!((hi - lo - 2.0 * b * c.abs_std_error.unwrap()).abs() < 1e-12);
+    assert_eq!(out.result.decided_at_look, Some(1));
     assert!(!out.result.srm.detected);
 }
 
 #[test]
 fn no_difference_crosses_nothing() {
     let exp = experiment(false);
-    let mut looks = Looks::from_fractions(&[], 0.05, None);
+    let mut looks = Looks::from_fractions(&[], 0.05, BTreeMap::new());
     let out = run(&exp, &aggregates([8000, 8000], [800, 810]), &mut looks);
-    assert!(!out.result.boundary_crossed);
+    assert_eq!(out.result.decided_at_look, None);
+    assert_eq!(out.result.metrics[0].comparisons[0].crossed_at_look, None);
 }
 
 #[test]
 fn looks_need_enough_new_information() {
     let exp = experiment(false);
-    let mut looks = Looks::from_fractions(&[], 0.05, None);
+    let mut looks = Looks::from_fractions(&[], 0.05, BTreeMap::new());
     assert!(
         run(&exp, &aggregates([50, 50], [5, 5]), &mut looks).new_look.is_none(),
         "below the minimum units"
@@ -107,14 +115,14 @@ fn looks_need_enough_new_information() {
 #[test]
 fn a_skewed_split_raises_srm() {
     let exp = experiment(false);
-    let mut looks = Looks::from_fractions(&[], 0.05, None);
+    let mut looks = Looks::from_fractions(&[], 0.05, BTreeMap::new());
     let out = run(&exp, &aggregates([5000, 4500], [500, 450]), &mut looks);
     assert!(out.result.srm.detected);
     assert!(out.result.warnings.iter().any(|w| w.starts_with("sample ratio mismatch")));
 }
 
 #[test]
-fn a_harmful_guardrail_is_breached_at_a_look() {
+fn a_harmful_guardrail_is_found_and_pauses() {
     let exp = experiment(true);
     let mut agg = aggregates([8000, 8000], [800, 800]);
     // Page load: control mean 1.0 s, treatment 1.3 s (30 % worse; tolerated 5 %), sd 0.2.
@@ -131,10 +139,14 @@ fn a_harmful_guardrail_is_breached_at_a_look() {
             },
         );
     }
-    let mut looks = Looks::from_fractions(&[], 0.05, None);
+    let mut looks = Looks::from_fractions(&[], 0.05, BTreeMap::new());
     let out = run(&exp, &agg, &mut looks);
-    let g = out.result.metrics.iter().find(|m| m.metric == "latency").unwrap().guardrail.clone().unwrap();
-    assert!(g.breached, "{g:?}");
+    let m = out.result.metrics.iter().find(|m| m.metric == "latency").unwrap();
+    let g = m.guardrail.clone().unwrap();
+    assert!(g.harm_detected && g.harmful_variants == ["treatment"], "{g:?}");
+    let c = &m.comparisons[0];
+    assert_eq!(c.interval.as_ref().unwrap().kind, IntervalKind::AlwaysValid);
+    assert_eq!(c.crossed_at_look, None, "guardrail comparisons do not decide efficacy");
     let reason = out.breach.expect("a breach pauses");
     assert!(reason.starts_with("guardrail latency is worse than its threshold of 5.00%"), "{reason}");
 }
@@ -164,14 +176,104 @@ fn small_segments_fold_into_other() {
 fn a_decision_stands_after_the_look_that_made_it() {
     let mut exp = experiment(false);
     exp.planned_units_per_variant = Some(20_000);
-    let mut looks = Looks::from_fractions(&[], 0.05, None);
+    let mut looks = Looks::from_fractions(&[], 0.05, BTreeMap::new());
     let first = run(&exp, &aggregates([8000, 8000], [800, 1000]), &mut looks);
-    assert!(first.result.boundary_crossed);
     assert_eq!(first.result.decided_at_look, Some(1));
-    // Between looks nothing is re-decided, but the decision is still reported.
+    // Between looks nothing is re-decided, and the decision is reported the same way by the
+    // experiment and by its comparison.
     let between = run(&exp, &aggregates([8100, 8100], [810, 1010]), &mut looks);
-    assert_eq!(
-        (between.new_look, between.result.boundary_crossed, between.result.decided_at_look),
-        (None, true, Some(1))
-    );
+    assert_eq!((between.new_look, between.result.decided_at_look), (None, Some(1)));
+    assert_eq!(between.result.metrics[0].comparisons[0].crossed_at_look, Some(1));
+    // Later data that no longer cross leave the decision standing.
+    let later = run(&exp, &aggregates([12000, 12000], [1200, 1230]), &mut looks);
+    assert_eq!(later.new_look.map(|l| l.0), Some(2));
+    assert_eq!(later.result.metrics[0].comparisons[0].crossed_at_look, Some(1));
+    // A restart rebuilds the crossings from the stored look.
+    let stored = serde_json::to_value(&later.result).unwrap();
+    let rebuilt = recorded_crossings(2, &stored);
+    assert_eq!(rebuilt, BTreeMap::from([(("purchase".to_owned(), "treatment".to_owned()), 1)]));
+    // Results stored before crossings were recorded per comparison still count.
+    let old = json!({"metrics": [{"metric": "purchase", "role": "primary",
+        "comparisons": [{"variant": "treatment", "boundary_crossed": true}]}]});
+    assert_eq!(recorded_crossings(3, &old).into_values().collect::<Vec<_>>(), [3]);
+}
+
+#[test]
+fn peeking_is_not_shown_as_significance() {
+    // 1,000 per arm of a planned 10,000: the nominal p-value is below 0.05, but the first look's
+    // O'Brien-Fleming boundary is far out, so nothing is decided and the interval covers 0.
+    let exp = experiment(false);
+    let mut looks = Looks::from_fractions(&[], 0.05, BTreeMap::new());
+    let out = run(&exp, &aggregates([1000, 1000], [100, 130]), &mut looks);
+    let c = &out.result.metrics[0].comparisons[0];
+    assert!(c.p_value.unwrap() < 0.05, "{c:?}");
+    assert_eq!(c.crossed_at_look, None);
+    let [lo, hi] = c.interval.as_ref().unwrap().abs.unwrap();
+    assert!(lo < 0.0 && 0.0 < hi, "[{lo}, {hi}]");
+    assert_eq!(out.result.decided_at_look, None);
+}
+
+#[test]
+fn a_fixed_horizon_analysis_decides_only_at_the_planned_sample() {
+    let mut exp = experiment(false);
+    exp.analysis = AnalysisMethod::FixedHorizon;
+    let mut looks = Looks::from_fractions(&[], 0.05, BTreeMap::new());
+    // Half-way, a large effect: no look, no decision, a fixed-horizon interval and a warning.
+    let early = run(&exp, &aggregates([5000, 5000], [500, 650]), &mut looks);
+    assert_eq!((early.new_look, early.result.decided_at_look), (None, None));
+    let c = &early.result.metrics[0].comparisons[0];
+    assert_eq!(c.interval.as_ref().unwrap().kind, IntervalKind::FixedHorizon);
+    assert!(early.result.warnings.iter().any(|w| w.starts_with("fixed-horizon analysis")));
+    // At the planned sample: one look at z₀.₉₇₅, and it decides.
+    let done = run(&exp, &aggregates([10000, 10000], [1000, 1100]), &mut looks);
+    let (k, t, b) = done.new_look.unwrap();
+    assert_eq!((k, t), (1, 1.0));
+    assert!((b - 1.959_963_984_540_054).abs() < 1e-6, "{b}");
+    assert_eq!(done.result.decided_at_look, Some(1));
+    // And never looks again.
+    let after = run(&exp, &aggregates([12000, 12000], [1200, 1200]), &mut looks);
+    assert_eq!((after.new_look, after.result.decided_at_look), (None, Some(1)));
+}
+
+#[test]
+fn guardrails_are_watched_every_cycle_past_the_planned_sample() {
+    let exp = experiment(true);
+    let mut looks = Looks::from_fractions(&[], 0.05, BTreeMap::new());
+    let latency = |agg: &mut Aggregates, n: u64, means: [f64; 2]| {
+        for (v, mean) in [("control", means[0]), ("treatment", means[1])] {
+            let n = n as f64;
+            agg.events.insert(
+                (v.into(), "page_load".into()),
+                EventSums {
+                    mean_units: n as u64,
+                    mean_sum: mean * n,
+                    mean_sum_sq: 0.04 * (n - 1.0) + n * mean * mean,
+                    ..EventSums::default()
+                },
+            );
+        }
+    };
+    // The last formal look was at the planned sample (fraction 1.0); no look follows it.
+    let mut at_plan = aggregates([10000, 10000], [1000, 1000]);
+    latency(&mut at_plan, 10000, [1.0, 1.0]);
+    let first = run(&exp, &at_plan, &mut looks);
+    assert!(first.new_look.is_some() && first.breach.is_none());
+    // At three times the plan, the treatment slows down by 20 %: found the same cycle.
+    let mut later = aggregates([30000, 30000], [3000, 3000]);
+    latency(&mut later, 30000, [1.0, 1.2]);
+    let out = run(&exp, &later, &mut looks);
+    assert_eq!(out.new_look, None, "no formal look past fraction 1.0");
+    assert!(out.breach.is_some(), "the guardrail still watches: {:?}", out.result.metrics[1]);
+}
+
+#[test]
+fn p_values_are_adjusted_over_every_primary_metric_and_treatment() {
+    let mut exp = experiment(false);
+    exp.primary_metrics.push("latency".into());
+    let mut looks = Looks::from_fractions(&[], 0.05, BTreeMap::new());
+    let out = run(&exp, &aggregates([8000, 8000], [800, 900]), &mut looks);
+    let families: Vec<&str> = out.result.metrics.iter().map(|m| m.p_value_family.as_str()).collect();
+    assert_eq!(families, ["primary metrics × treatments (2)"; 2]);
+    let c = &out.result.metrics[0].comparisons[0];
+    assert!(c.p_value_holm.unwrap() >= c.p_value.unwrap());
 }

@@ -29,9 +29,9 @@ async fn a_planted_effect_is_found_and_an_aa_test_is_not() {
     assert_eq!(r.look, 1);
     let c = &r.metrics[0].comparisons[0];
     assert!(c.abs_diff.unwrap() > 0.0, "{c:?}");
-    let [lo, hi] = c.abs_ci.unwrap();
-    assert!(lo < 0.02 && 0.02 < hi, "the CI [{lo:.4}, {hi:.4}] covers the planted +2 points");
-    assert!(r.boundary_crossed && c.boundary_crossed);
+    let [lo, hi] = c.interval.as_ref().unwrap().abs.unwrap();
+    assert!(lo < 0.02 && 0.02 < hi, "the repeated CI [{lo:.4}, {hi:.4}] covers the planted +2 points");
+    assert_eq!((r.decided_at_look, c.crossed_at_look), (Some(1), Some(1)));
     assert!(!r.srm.detected);
     assert_eq!(r.units.values().sum::<u64>(), 20_000);
     // Segment breakdown by country, with the multiple-comparisons warning.
@@ -40,7 +40,7 @@ async fn a_planted_effect_is_found_and_an_aa_test_is_not() {
     assert!(r.warnings.iter().any(|w| w.contains("segment comparisons")));
 
     let aa = store.latest(w.exp(aa)).await.unwrap().unwrap();
-    assert!(!aa.boundary_crossed, "{:?}", aa.metrics[0].comparisons[0]);
+    assert_eq!(aa.decided_at_look, None, "{:?}", aa.metrics[0].comparisons[0]);
 }
 
 #[tokio::test]
