@@ -66,11 +66,18 @@ pub const EVENTS: Schema = Schema {
 /// The analysis service's plans, looks, results and derived incremental state.
 pub const ANALYSIS: Schema = Schema {
     name: "cohort_analysis",
-    migrations: &[Migration {
-        version: 1,
-        name: "analysis",
-        sql: include_str!("../migrations/analysis/0001_analysis.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "analysis",
+            sql: include_str!("../migrations/analysis/0001_analysis.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "coverage",
+            sql: include_str!("../migrations/analysis/0002_coverage.sql"),
+        },
+    ],
 };
 
 /// Every schema, in the order a whole installation is migrated (`make dev`, tests).

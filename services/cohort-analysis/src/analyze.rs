@@ -251,6 +251,24 @@ pub struct ExperimentResult {
     pub decided_at_look: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_by_guardrail: Option<String>,
+    /// What the result counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<ResultCoverage>,
+}
+
+/// What a result counts: every event stored before `as_of_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultCoverage {
+    /// When the cycle's database snapshot was taken (Unix ms): every event stored before it is
+    /// counted, none after.
+    pub as_of_ms: i64,
+    /// The snapshot's xmin: every event stored by a transaction below it is counted.
+    pub ingest_position: u64,
+    /// The newest acknowledgement time (Unix ms) among the environment's counted events.
+    pub newest_event_received_ms: Option<i64>,
+    /// How old the data were when the result was computed: `computed_at_ms − as_of_ms`. The
+    /// lag to now is now − `as_of_ms`.
+    pub lag_ms: i64,
 }
 
 /// The frozen sample-size plan of an experiment.
@@ -713,6 +731,7 @@ pub fn analyze(
             warnings,
             decided_at_look: looks.decided_at(),
             paused_by_guardrail: breach.clone(),
+            coverage: None,
         },
         new_look,
         breach,

@@ -108,6 +108,9 @@ pub fn result_message(r: &ExperimentResult) -> pb::ExperimentResult {
         excluded_units: r.excluded_units,
         srm_detected: r.srm.detected,
         srm_p_value: r.srm.p_value.unwrap_or(1.0),
+        as_of_ms: r.coverage.as_ref().map_or(0, |c| c.as_of_ms),
+        newest_event_received_ms: r.coverage.as_ref().and_then(|c| c.newest_event_received_ms).unwrap_or(0),
+        ingest_position: r.coverage.as_ref().map_or(0, |c| c.ingest_position),
         decided: r.decided_at_look.is_some(),
         decided_at_look: r.decided_at_look.unwrap_or(0),
         analysis: match r.analysis {

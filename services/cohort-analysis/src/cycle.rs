@@ -13,7 +13,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::analyze::{self, Looks, Plan, Settings, top_values};
+use crate::analyze::{self, Looks, Plan, ResultCoverage, Settings, top_values};
 use crate::config::ConfigClient;
 use crate::metrics::Metrics;
 use crate::store::{Basis, ExperimentRef, ExperimentSums, RebuildLimits, Running, Store, StoreError};
@@ -107,7 +107,6 @@ impl Analyzer {
     /// leader) fails the cycle.
     pub async fn cycle(&self) -> Result<CycleReport, StoreError> {
         let started = Instant::now();
-        let now = SystemTime::now();
         let (running, metrics) = self.config.running().await?;
         let running: Vec<Running> = {
             let quarantine = self.quarantine.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,6 +150,8 @@ impl Analyzer {
             })
             .collect();
         let mut sums = self.store.sums(&bases).await?;
+        // Results are computed from the snapshot just taken: after it, never before.
+        let now = SystemTime::now();
         let aggregation = started.elapsed();
         debug!(
             rebuilt = advanced.rebuilt,
@@ -166,12 +167,23 @@ impl Analyzer {
             .map(|exp| {
                 let s = sums.remove(&exp.id()).unwrap_or_default();
                 let plan = plans.remove(&exp.id());
+                let coverage = ResultCoverage {
+                    as_of_ms: advanced.coverage.as_of_ms,
+                    ingest_position: advanced.coverage.ingest_position,
+                    newest_event_received_ms: advanced
+                        .coverage
+                        .newest_received_ms
+                        .get(&exp.environment_id)
+                        .copied(),
+                    lag_ms: 0,
+                };
                 let job = self.analyze_one(
                     exp,
                     metrics.get(&exp.environment_id).unwrap_or(&no_metrics),
                     s,
                     plan,
                     now,
+                    coverage,
                 );
                 async move { (exp.id(), job.await) }
             })
@@ -222,6 +234,9 @@ impl Analyzer {
         self.metrics.cycles.inc();
         self.metrics.cycle_seconds.observe(started.elapsed().as_secs_f64());
         self.metrics.experiments.set(report.experiments as i64);
+        // How old the data of the results just stored were: from the snapshot to now.
+        let lag_ms = cohort_core::time::unix_ms(SystemTime::now()) - advanced.coverage.as_of_ms;
+        self.metrics.result_lag_seconds.set(lag_ms as f64 / 1000.0);
         Ok(report)
     }
 
@@ -280,6 +295,7 @@ impl Analyzer {
         sums: ExperimentSums,
         plan: Option<Plan>,
         now: SystemTime,
+        coverage: ResultCoverage,
     ) -> Result<Analyzed, StoreError> {
         let def = &exp.definition;
         let ExperimentSums { overall, excluded, segments: breakdowns } = sums;
@@ -302,7 +318,7 @@ impl Analyzer {
         let schedule = self.schedule(exp.id()).await?;
         let mut looks = schedule.lock().await;
         let now_ms = cohort_core::time::unix_ms(now);
-        let outcome = analyze::analyze(
+        let mut outcome = analyze::analyze(
             def,
             metrics,
             &overall,
@@ -313,6 +329,7 @@ impl Analyzer {
             &self.settings,
             now_ms,
         );
+        outcome.result.coverage = Some(ResultCoverage { lag_ms: now_ms - coverage.as_of_ms, ..coverage });
         let mut recorded = false;
         let mut latest = None;
         match outcome.new_look {

@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -22,6 +23,8 @@ pub struct Metrics {
     experiment_failures: Family<StageLabel, Counter>,
     /// Experiments set aside after failing, waiting for their retry.
     pub quarantined: Gauge,
+    /// Age of the data behind the newest results when they were stored (snapshot to store).
+    pub result_lag_seconds: Gauge<f64, AtomicU64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -41,6 +44,7 @@ impl Metrics {
             cycle_failures: Counter::default(),
             experiment_failures: Family::default(),
             quarantined: Gauge::default(),
+            result_lag_seconds: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("cohort_analysis");
         r.register("cycles", "Analysis cycles completed", m.cycles.clone());
@@ -56,6 +60,11 @@ impl Metrics {
             m.experiment_failures.clone(),
         );
         r.register("quarantined_experiments", "Experiments set aside after failing", m.quarantined.clone());
+        r.register(
+            "result_lag_seconds",
+            "Age of the data behind the latest results when they were stored: events stored after the cycle's snapshot are not in them",
+            m.result_lag_seconds.clone(),
+        );
         m
     }
 

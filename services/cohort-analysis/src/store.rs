@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::analyze::{Aggregates, EventSums, ExperimentResult, Plan};
 
 mod incremental;
-pub use incremental::{Advanced, Basis, ExperimentSums, RebuildLimits};
+pub use incremental::{Advanced, Basis, Coverage, ExperimentSums, RebuildLimits};
 
 /// What went wrong; the cause is the error's source (log it with
 /// `cohort_core::error::chain`).

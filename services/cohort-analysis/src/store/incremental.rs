@@ -73,6 +73,20 @@ pub struct Advanced {
     pub pending: Vec<ExperimentRef>,
     /// Units whose state was recomputed or extended.
     pub touched_units: u64,
+    /// What the advanced state covers.
+    pub coverage: Coverage,
+}
+
+/// What an advance covers: every event stored before its snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// When the snapshot was taken (Unix ms).
+    pub as_of_ms: i64,
+    /// The snapshot's xmin: every event stored by a transaction below it is counted.
+    pub ingest_position: u64,
+    /// Per environment, the newest acknowledgement time (`received_at`, Unix ms) of its events
+    /// counted so far.
+    pub newest_received_ms: HashMap<Uuid, i64>,
 }
 
 const TEMP_TABLES: &str = r#"
@@ -211,9 +225,52 @@ impl Store {
         let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await?;
         // First statement: takes the snapshot, then waits for any other advance in flight.
         tx.execute("SELECT 1 FROM analysis_watermark FOR UPDATE", &[]).await?;
-        let now: String = tx.query_one("SELECT pg_current_snapshot()::text", &[]).await?.get(0);
+        let snapshot = tx
+            .query_one(
+                "SELECT pg_current_snapshot()::text, (extract(epoch FROM now()) * 1000)::bigint,
+                        pg_snapshot_xmin(pg_current_snapshot())::text",
+                &[],
+            )
+            .await?;
+        let now: String = snapshot.get(0);
         let previous: Option<String> =
             tx.query_one("SELECT through::text FROM analysis_watermark", &[]).await?.get(0);
+        let mut report = Advanced {
+            coverage: Coverage {
+                as_of_ms: snapshot.get(1),
+                ingest_position: snapshot.get::<_, String>(2).parse().unwrap_or(0),
+                newest_received_ms: HashMap::new(),
+            },
+            ..Advanced::default()
+        };
+        // Coverage first: the newest acknowledgement time among the rows new since the last
+        // advance (all rows the first time), per environment.
+        let new_rows = match &previous {
+            Some(_) => NEW_SINCE,
+            None => "true",
+        };
+        let coverage_sql = format!(
+            "INSERT INTO analysis_coverage (environment_id, newest_received_at)
+             SELECT environment_id, max(received_at) FROM (
+                SELECT environment_id, received_at FROM exposures WHERE {new_rows}
+                UNION ALL SELECT environment_id, received_at FROM metric_events WHERE {new_rows}) n
+             GROUP BY 1
+             ON CONFLICT (environment_id) DO UPDATE
+             SET newest_received_at = greatest(analysis_coverage.newest_received_at, EXCLUDED.newest_received_at)"
+        );
+        match &previous {
+            Some(prev) => tx.execute(&coverage_sql, &[prev]).await?,
+            None => tx.execute(&coverage_sql, &[]).await?,
+        };
+        for r in tx
+            .query(
+                "SELECT environment_id, (extract(epoch FROM newest_received_at) * 1000)::bigint FROM analysis_coverage",
+                &[],
+            )
+            .await?
+        {
+            report.coverage.newest_received_ms.insert(r.get(0), r.get(1));
+        }
         let stored: HashMap<ExperimentRef, (serde_json::Value, String)> = tx
             .query("SELECT environment_id, experiment_id, basis, through::text FROM analysis_state", &[])
             .await?
@@ -223,7 +280,6 @@ impl Store {
             })
             .collect();
 
-        let mut report = Advanced::default();
         let mut kept: Vec<(ExperimentRef, bool, serde_json::Value)> = Vec::with_capacity(bases.len());
         let (mut ev_envs, mut ev_ids, mut ev_names) = (vec![], vec![], vec![]);
         let (mut dim_envs, mut dim_ids, mut dim_names) = (vec![], vec![], vec![]);

@@ -199,3 +199,44 @@ async fn a_leader_whose_cycles_keep_failing_is_not_ready() {
     stop.cancel();
     leader.await.unwrap();
 }
+
+#[tokio::test]
+async fn every_result_says_what_it_counts() {
+    let w = World::new().await;
+    w.metric("purchase", "purchase", "conversion", "increase", None).await;
+    let id = w.running_experiment(two_arm("fresh", &["purchase"], &[])).await;
+    w.traffic(id, 1, 0, 2_000, &[("control", 0.5, 0.10), ("treatment", 0.5, 0.12)], "purchase", false).await;
+    let client = w.db().pool.get().await.unwrap();
+    let acked: i64 = client
+        .query_one(
+            "SELECT (extract(epoch FROM max(received_at)) * 1000)::bigint FROM
+             (SELECT received_at FROM exposures UNION ALL SELECT received_at FROM metric_events) e",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let analyzer = w.analyzer(Settings::default());
+    analyzer.cycle().await.unwrap();
+    let store = Store::new(w.db().pool.clone());
+    let r = store.latest(w.exp(id)).await.unwrap().unwrap();
+    let c = r.coverage.clone().expect("a result says what it counts");
+    assert_eq!(c.newest_event_received_ms, Some(acked), "{c:?}");
+    assert!(c.as_of_ms >= acked && c.ingest_position > 0, "{c:?}");
+    assert!(c.lag_ms >= 0 && r.computed_at_ms == c.as_of_ms + c.lag_ms, "{c:?} vs {}", r.computed_at_ms);
+
+    // Later events move it forward; a cycle with nothing new keeps the newest time.
+    w.traffic(id, 2, 2_000, 500, &[("control", 0.5, 0.10), ("treatment", 0.5, 0.12)], "purchase", false)
+        .await;
+    analyzer.cycle().await.unwrap();
+    let later = store.latest(w.exp(id)).await.unwrap().unwrap().coverage.unwrap();
+    assert!(
+        later.newest_event_received_ms > Some(acked) && later.ingest_position >= c.ingest_position,
+        "{later:?}"
+    );
+    analyzer.cycle().await.unwrap();
+    let idle = store.latest(w.exp(id)).await.unwrap().unwrap().coverage.unwrap();
+    assert_eq!(idle.newest_event_received_ms, later.newest_event_received_ms);
+    assert!(idle.as_of_ms >= later.as_of_ms);
+}
