@@ -20,7 +20,7 @@ pub struct Interval {
 
 impl Interval {
     /// `centre ± half_width`.
-    fn around(centre: f64, half_width: f64) -> Self {
+    pub(crate) fn around(centre: f64, half_width: f64) -> Self {
         Self { lower: centre - half_width, upper: centre + half_width }
     }
 
@@ -37,6 +37,10 @@ pub enum Method {
     PooledZ,
     /// Welch's unequal-variance t-test.
     WelchT,
+    /// Ratio metrics: a z-test of Σx/Σy per arm with delta-method variances ([`crate::ratio`]).
+    DeltaRatioZ,
+    /// Welch's t-test on CUPED-adjusted means ([`crate::cuped`]).
+    CupedWelchT,
 }
 
 /// The Wald z-test of a proportion difference with the unpooled standard error: the test
@@ -92,7 +96,7 @@ impl Comparison {
     pub fn abs_std_error(&self) -> Option<f64> {
         match self.method {
             Method::PooledZ => self.wald.map(|w| w.std_error),
-            Method::WelchT => self.std_error,
+            Method::WelchT | Method::DeltaRatioZ | Method::CupedWelchT => self.std_error,
         }
     }
 
@@ -102,11 +106,11 @@ impl Comparison {
     pub fn abs_statistic(&self) -> Option<f64> {
         match self.method {
             Method::PooledZ => self.wald.and_then(|w| w.statistic),
-            Method::WelchT => self.statistic,
+            Method::WelchT | Method::DeltaRatioZ | Method::CupedWelchT => self.statistic,
         }
     }
 
-    fn empty(method: Method, alpha: f64) -> Self {
+    pub(crate) fn empty(method: Method, alpha: f64) -> Self {
         Self {
             method,
             alpha,
@@ -126,7 +130,7 @@ impl Comparison {
         }
     }
 
-    fn set_p_value(&mut self, p_value: Option<f64>) {
+    pub(crate) fn set_p_value(&mut self, p_value: Option<f64>) {
         self.p_value = p_value;
         self.significant = p_value.is_some_and(|p| p < self.alpha);
     }
@@ -136,11 +140,11 @@ impl Comparison {
 const Z_975: f64 = 1.959_963_984_540_054;
 
 /// z₁₋α/₂.
-fn z_two_sided(alpha: f64) -> f64 {
+pub(crate) fn z_two_sided(alpha: f64) -> f64 {
     if alpha == 0.05 { Z_975 } else { normal_isf(0.5 * alpha) }
 }
 
-fn validate_alpha(alpha: f64) -> Result<(), StatsError> {
+pub(crate) fn validate_alpha(alpha: f64) -> Result<(), StatsError> {
     if alpha > 0.0 && alpha < 1.0 { Ok(()) } else { Err(StatsError::InvalidAlpha(alpha)) }
 }
 
@@ -227,27 +231,39 @@ pub fn compare_means(
     alpha: f64,
 ) -> Result<Comparison, StatsError> {
     validate_alpha(alpha)?;
-    let mut out = Comparison::empty(Method::WelchT, alpha);
-    out.control = control.mean();
-    out.treatment = treatment.mean();
-    let (Some(mc), Some(mt)) = (out.control, out.treatment) else {
-        return Ok(out);
+    let arm = |m: &MeanSummary| m.mean().map(|mean| (mean, m.variance(), m.n()));
+    Ok(welch(arm(&control), arm(&treatment), alpha, Method::WelchT))
+}
+
+/// Welch's test from each arm's mean, per-unit sample variance (None below two units) and
+/// size; `None` for an empty arm.
+pub(crate) fn welch(
+    control: Option<(f64, Option<f64>, u64)>,
+    treatment: Option<(f64, Option<f64>, u64)>,
+    alpha: f64,
+    method: Method,
+) -> Comparison {
+    let mut out = Comparison::empty(method, alpha);
+    out.control = control.map(|c| c.0);
+    out.treatment = treatment.map(|t| t.0);
+    let (Some((mc, var_c, nc)), Some((mt, var_t, nt))) = (control, treatment) else {
+        return out;
     };
     let diff = mt - mc;
     out.abs_diff = Some(diff);
     if mc != 0.0 {
         out.rel_diff = Some(diff / mc);
     }
-    let (Some(var_c), Some(var_t)) = (control.variance(), treatment.variance()) else {
-        return Ok(out);
+    let (Some(var_c), Some(var_t)) = (var_c, var_t) else {
+        return out;
     };
-    let (nc, nt) = (control.n() as f64, treatment.n() as f64);
+    let (nc, nt) = (nc as f64, nt as f64);
     let a = var_c / nc;
     let b = var_t / nt;
     let se = (a + b).sqrt();
     out.std_error = Some(se);
     if se <= 0.0 || !se.is_finite() {
-        return Ok(out);
+        return out;
     }
     let t = diff / se;
     // (a + b)² / (a²/(n_c − 1) + b²/(n_t − 1)), written with shares so nothing under- or overflows.
@@ -264,7 +280,7 @@ pub fn compare_means(
         out.rel_std_error = Some(rel_se);
         out.rel_ci = Some(Interval::around(rel, quantile * rel_se));
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@
 //! - [`compare`]: pooled two-proportion z-test and Welch t-test with absolute and relative intervals.
 //! - [`srm`]: sample-ratio-mismatch chi-square check.
 //! - [`sequential`]: Lan-DeMets O'Brien-Fleming group-sequential boundaries.
+//! - [`ratio`]: ratio metrics (Σx/Σy per arm) with delta-method variances.
+//! - [`cuped`]: CUPED variance reduction with a pre-exposure covariate.
 //! - [`confseq`]: always-valid confidence sequences and repeated confidence intervals.
 //! - [`power`]: sample sizes and information fractions.
 //! - [`multiple`]: Holm and Bonferroni adjustments.
@@ -24,19 +26,23 @@
 
 pub mod compare;
 pub mod confseq;
+pub mod cuped;
 mod dist;
 mod error;
 pub mod multiple;
 pub mod power;
+pub mod ratio;
 pub mod sequential;
 pub mod srm;
 pub mod summary;
 
 pub use compare::{Comparison, Interval, Method, WaldTest, compare_means, compare_proportions};
 pub use confseq::{ConfidenceSequence, repeated_interval};
+pub use cuped::{CupedComparison, CupedSummary, compare_cuped};
 pub use error::StatsError;
 pub use multiple::{bonferroni_adjust, holm_adjust};
 pub use power::{Effect, information_fraction, sample_size_means, sample_size_proportions};
+pub use ratio::{RatioSummary, compare_ratios};
 pub use sequential::{Look, SequentialPlan, obf_alpha_spent, obf_boundaries, obf_boundary_crossed};
 pub use srm::{SRM_P_THRESHOLD, SrmResult, srm_check};
 pub use summary::{MeanSummary, ProportionSummary};

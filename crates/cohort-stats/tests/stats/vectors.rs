@@ -215,24 +215,34 @@ fn check_field(spec: &Value, actual: &Actual) -> Option<String> {
     }
 }
 
+/// The runner of a suite of `stats-vectors.json`.
+fn runner(suite: &str) -> Option<fn(&Value) -> Fields> {
+    Some(match suite {
+        "ztest_proportions" => run_ztest,
+        "welch_ttest" => run_welch,
+        "srm_chisq" => run_srm,
+        "group_sequential_obf" => run_group_sequential,
+        _ => return None,
+    })
+}
+
 #[test]
 fn every_reference_case_passes() {
-    let doc: Value = serde_json::from_str(VECTORS).expect("stats-vectors.json parses");
+    check_file("stats-vectors.json", VECTORS, runner);
+}
+
+/// Runs every case of one vector file through the suites' runners.
+fn check_file(name: &str, text: &str, runner: fn(&str) -> Option<fn(&Value) -> Fields>) {
+    let doc: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name} parses: {e}"));
     let suites = doc["suites"].as_object().expect("suites is an object");
     let mut failures = Vec::new();
     let (mut cases_in_file, mut cases_checked, mut fields_checked) = (0, 0, 0);
     for (suite, cases) in suites {
         let cases = cases.as_array().expect("a suite is a list of cases");
         cases_in_file += cases.len();
-        let run: fn(&Value) -> Fields = match suite.as_str() {
-            "ztest_proportions" => run_ztest,
-            "welch_ttest" => run_welch,
-            "srm_chisq" => run_srm,
-            "group_sequential_obf" => run_group_sequential,
-            other => {
-                failures.push(format!("{other}: unknown suite, {} cases not run", cases.len()));
-                continue;
-            }
+        let Some(run) = runner(suite) else {
+            failures.push(format!("{suite}: unknown suite, {} cases not run", cases.len()));
+            continue;
         };
         let mut passed_cases = 0;
         for case in cases {
@@ -267,7 +277,7 @@ fn every_reference_case_passes() {
         eprintln!("{suite}: {passed_cases}/{} cases passed", cases.len());
     }
     eprintln!("{cases_checked} cases, {fields_checked} fields checked");
-    assert!(cases_in_file > 0, "no cases found in stats-vectors.json");
+    assert!(cases_in_file > 0, "no cases found in {name}");
     assert_eq!(cases_checked, cases_in_file, "not every case was checked");
     assert!(failures.is_empty(), "{} mismatching fields:\n{}", failures.len(), failures.join("\n"));
 }

@@ -127,10 +127,10 @@ const FIRST_EXPOSURE: &str = "SELECT e.environment_id, e.experiment_id, e.unit, 
         max(e.variant), (array_agg(e.attributes ORDER BY e.ts))[1]";
 
 /// Each unit's events of its experiment's metrics from its first exposure on, for the units
-/// `u` of `{from}`.
-fn unit_events_sql(from: &str) -> String {
+/// `u` of `{from}`, into `{into}` (analysis_unit_events or a table like it).
+fn unit_events_sql(into: &str, from: &str) -> String {
     format!(
-        "INSERT INTO analysis_unit_events (environment_id, experiment_id, unit, event, events, value_sum, valued)
+        "INSERT INTO {into} (environment_id, experiment_id, unit, event, events, value_sum, valued)
          SELECT u.environment_id, u.experiment_id, u.unit, m.event, count(*), coalesce(sum(m.value), 0),
                 count(m.value)
          FROM {from} JOIN run_events x ON x.environment_id = u.environment_id AND x.experiment_id = u.experiment_id
@@ -152,9 +152,9 @@ const DIMENSIONS: &str = "CROSS JOIN LATERAL (
 
 /// The contribution of the units `u` of `{from}` to the sums, times `$1` (-1 or 1), into
 /// `{into}`: unit counts (excluded units under variant ''), then per-event sums (their rows
-/// `e` also meeting `{events_also}`). Units are
+/// `e` of `{unit_events}` also meeting `{events_also}`). Units are
 /// summed per distinct attributes first, so the breakdowns multiply few rows.
-fn contribution_sql(into: &str, from: &str, events_also: &str) -> [String; 2] {
+fn contribution_sql(into: &str, from: &str, unit_events: &str, events_also: &str) -> [String; 2] {
     let sums = "$1::bigint * sum(g.units), $1::float8 * sum(g.count_sum), $1::float8 * sum(g.count_sum_sq),
                 $1::float8 * sum(g.value_sum), $1::float8 * sum(g.value_sum_sq), $1::bigint * sum(g.mean_units),
                 $1::float8 * sum(g.mean_sum), $1::float8 * sum(g.mean_sum_sq)";
@@ -179,7 +179,7 @@ fn contribution_sql(into: &str, from: &str, events_also: &str) -> [String; 2] {
                       coalesce(sum(e.value_sum / e.valued) FILTER (WHERE e.valued > 0), 0) AS mean_sum,
                       coalesce(sum((e.value_sum / e.valued) * (e.value_sum / e.valued))
                           FILTER (WHERE e.valued > 0), 0) AS mean_sum_sq
-               FROM {from} JOIN analysis_unit_events e ON e.environment_id = u.environment_id
+               FROM {from} JOIN {unit_events} e ON e.environment_id = u.environment_id
                     AND e.experiment_id = u.experiment_id AND e.unit = u.unit {events_also}
                WHERE NOT u.multi
                GROUP BY 1, 2, 3, 4, 5) g
@@ -462,7 +462,7 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     }
     let touched_units = "touched t JOIN analysis_units u ON u.environment_id = t.environment_id
          AND u.experiment_id = t.experiment_id AND u.unit = t.unit";
-    let [units, events] = contribution_sql("contrib", touched_units, "");
+    let [units, events] = contribution_sql("contrib", touched_units, "analysis_unit_events", "");
     tx.execute(&units, &[&-1i64]).await?;
     tx.execute(&events, &[&-1i64]).await?;
 
@@ -495,6 +495,7 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     .await?;
     tx.execute(
         &unit_events_sql(
+            "analysis_unit_events",
             "recompute c JOIN analysis_units u ON u.environment_id = c.environment_id
              AND u.experiment_id = c.experiment_id AND u.unit = c.unit",
         ),
@@ -552,10 +553,18 @@ async fn rebuild_all(tx: &Transaction<'_>, rebuilt: &[ExperimentRef]) -> Result<
     )
     .await?;
     tx.execute("INSERT INTO chunk SELECT * FROM unnest($1::uuid[], $2::uuid[])", &[&envs, &ids]).await?;
-    tx.batch_execute("ANALYZE chunk").await?;
+    // The chunk's units go to a temporary table first and are analyzed there: the planner's
+    // statistics of analysis_units predate this transaction's rows, and with them it would
+    // take tens of thousands of units for none and join them to every metric event.
+    tx.batch_execute(
+        "ANALYZE chunk;
+         CREATE TEMP TABLE IF NOT EXISTS chunk_units (LIKE analysis_units INCLUDING GENERATED) ON COMMIT DROP;
+         TRUNCATE chunk_units",
+    )
+    .await?;
     tx.execute(
         &format!(
-            "INSERT INTO analysis_units (environment_id, experiment_id, unit, first_ts, variant, max_variant, attributes)
+            "INSERT INTO chunk_units (environment_id, experiment_id, unit, first_ts, variant, max_variant, attributes)
              {FIRST_EXPOSURE}
              FROM chunk c JOIN exposures e
                ON e.environment_id = c.environment_id AND e.experiment_id = c.experiment_id
@@ -564,10 +573,25 @@ async fn rebuild_all(tx: &Transaction<'_>, rebuilt: &[ExperimentRef]) -> Result<
         &[],
     )
     .await?;
-    let units = "(SELECT a.* FROM chunk c JOIN analysis_units a
-                  ON a.environment_id = c.environment_id AND a.experiment_id = c.experiment_id) u";
-    tx.execute(&unit_events_sql(units), &[]).await?;
-    for sql in contribution_sql("analysis_sums", units, "") {
+    tx.batch_execute(
+        "ANALYZE chunk_units;
+         INSERT INTO analysis_units (environment_id, experiment_id, unit, first_ts, variant, max_variant, attributes)
+         SELECT environment_id, experiment_id, unit, first_ts, variant, max_variant, attributes FROM chunk_units",
+    )
+    .await?;
+    let units = "chunk_units u";
+    tx.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS chunk_unit_events (LIKE analysis_unit_events) ON COMMIT DROP;
+         TRUNCATE chunk_unit_events",
+    )
+    .await?;
+    tx.execute(&unit_events_sql("chunk_unit_events", units), &[]).await?;
+    tx.batch_execute(
+        "ANALYZE chunk_unit_events;
+         INSERT INTO analysis_unit_events SELECT * FROM chunk_unit_events",
+    )
+    .await?;
+    for sql in contribution_sql("analysis_sums", units, "chunk_unit_events", "") {
         tx.execute(&sql, &[&1i64]).await?;
     }
     Ok(())
