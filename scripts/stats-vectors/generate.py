@@ -884,7 +884,8 @@ def cuped_case(cid, description, tags, yc, xc, yt, xt):
         if mp["rel_diff"] is not None:
             d = float((mp["rel_diff_gb"] - mp["rel_diff"]) / mp["rel_se"])
             stats["gb_rel_minus_ours_in_se"] = d
-            dnote = f"(gbstats - ours)/rel_se = {d:.2e}"
+            dnote = (f"(gbstats - ours)/rel_se = {d:.2e}" if abs(d) > 1e-12
+                     else "identical here (theta = 0, so adjusted = unadjusted means)")
         else:
             dnote = "ours is undefined here"
         exp["rel_diff_gbstats_ALT"] = num(
