@@ -131,3 +131,52 @@ fn a_guardrail_watched_every_cycle_rarely_pauses_an_experiment_that_harms_nothin
         "checking a fixed-horizon interval every cycle should pause often: {fixed_rate}"
     );
 }
+
+/// Simulated experiments for CUPED-adjusted looks.
+const CUPED_EXPERIMENTS: usize = 2_000;
+/// Units per arm added before each of the ten looks.
+const CUPED_UNITS_PER_LOOK: usize = 500;
+
+#[test]
+fn cuped_adjusted_sequential_looks_keep_the_false_positive_rate() {
+    use cohort_stats::{CupedSummary, compare_cuped};
+    let fractions: Vec<f64> = (1..=LOOKS).map(|k| k as f64 / LOOKS as f64).collect();
+    let plan = SequentialPlan::obrien_fleming(&fractions, ALPHA).expect("valid schedule");
+    let mut rng = ChaCha8Rng::seed_from_u64(0x00c0_ffee);
+    let (mut rejections, mut reduction_sum) = (0_usize, 0.0);
+    for _ in 0..CUPED_EXPERIMENTS {
+        // Per arm: n, Σy, Σy², Σx, Σx², Σxy, with y = 0.8·x + noise and no effect.
+        let mut arms = [[0.0_f64; 6]; 2];
+        let mut rejected = false;
+        for look in 0..LOOKS {
+            for arm in &mut arms {
+                for _ in 0..CUPED_UNITS_PER_LOOK {
+                    let x = 10.0 + 3.0 * standard_normal(&mut rng);
+                    let y = 0.8 * x + 2.0 * standard_normal(&mut rng);
+                    for (s, v) in arm.iter_mut().zip([1.0, y, y * y, x, x * x, x * y]) {
+                        *s += v;
+                    }
+                }
+            }
+            let summary =
+                |a: &[f64; 6]| CupedSummary::new(a[0] as u64, a[1], a[2], a[3], a[4], a[5]).unwrap();
+            let c = compare_cuped(summary(&arms[0]), summary(&arms[1]), ALPHA).unwrap();
+            let z = c.adjusted.abs_diff.unwrap() / c.adjusted.std_error.unwrap();
+            rejected |= plan.crossed(look, z).expect("look within the plan");
+            if look == LOOKS - 1 {
+                reduction_sum += c.variance_reduction.unwrap();
+            }
+        }
+        rejections += usize::from(rejected);
+    }
+    let n = CUPED_EXPERIMENTS as f64;
+    let rate = rejections as f64 / n;
+    let sd = (ALPHA * (1.0 - ALPHA) / n).sqrt();
+    let reduction = reduction_sum / n;
+    eprintln!(
+        "A/A with CUPED over {CUPED_EXPERIMENTS} experiments × {LOOKS} looks: {rate:.4}, variance reduction {reduction:.3}"
+    );
+    assert!(rate <= ALPHA + 3.0 * sd, "CUPED sequential false-positive rate {rate}");
+    // Var(y) = 0.64·9 + 4 = 9.76, of which 5.76 is explained by x: about 59 %.
+    assert!((reduction - 0.59).abs() < 0.02, "variance reduction {reduction}");
+}

@@ -126,18 +126,44 @@ const VALUE_IN_RANGE: &str = "(m.value IS NULL OR abs(m.value) <= 1e15)";
 const FIRST_EXPOSURE: &str = "SELECT e.environment_id, e.experiment_id, e.unit, min(e.ts), min(e.variant),
         max(e.variant), (array_agg(e.attributes ORDER BY e.ts))[1]";
 
+/// How [`unit_events_sql`] reads the event tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// One index range per (unit, event): every column of `metric_events_analysis` bound,
+    /// whatever the planner believes of the sizes. For the few units of a steady cycle (a
+    /// plain join let the planner bind only the environment and unit, so each probe read the
+    /// environment's whole index: minutes).
+    Probe,
+    /// A join the planner may hash, over analyzed temporary tables: for a backlog or a
+    /// rebuild, where most events are read anyway.
+    Join,
+}
+
 /// Each unit's events of its experiment's metrics from its first exposure on, for the units
 /// `u` of `{from}`, into `{into}` (analysis_unit_events or a table like it).
-fn unit_events_sql(into: &str, from: &str) -> String {
-    format!(
-        "INSERT INTO {into} (environment_id, experiment_id, unit, event, events, value_sum, valued)
-         SELECT u.environment_id, u.experiment_id, u.unit, m.event, count(*), coalesce(sum(m.value), 0),
-                count(m.value)
-         FROM {from} JOIN run_events x ON x.environment_id = u.environment_id AND x.experiment_id = u.experiment_id
-         JOIN metric_events m ON m.environment_id = u.environment_id AND m.event = x.event
-              AND m.unit = u.unit AND m.ts >= u.first_ts AND {VALUE_IN_RANGE}
-         GROUP BY 1, 2, 3, 4"
-    )
+fn unit_events_sql(into: &str, from: &str, read: Read) -> String {
+    match read {
+        Read::Join => format!(
+            "INSERT INTO {into} (environment_id, experiment_id, unit, event, events, value_sum, valued)
+             SELECT u.environment_id, u.experiment_id, u.unit, m.event, count(*), coalesce(sum(m.value), 0),
+                    count(m.value)
+             FROM {from} JOIN run_events x ON x.environment_id = u.environment_id AND x.experiment_id = u.experiment_id
+             JOIN metric_events m ON m.environment_id = u.environment_id AND m.event = x.event
+                  AND m.unit = u.unit AND m.ts >= u.first_ts AND {VALUE_IN_RANGE}
+             GROUP BY 1, 2, 3, 4"
+        ),
+        Read::Probe => format!(
+            "INSERT INTO {into} (environment_id, experiment_id, unit, event, events, value_sum, valued)
+             SELECT u.environment_id, u.experiment_id, u.unit, x.event, a.events, a.value_sum, a.valued
+             FROM {from} JOIN run_events x ON x.environment_id = u.environment_id AND x.experiment_id = u.experiment_id
+             CROSS JOIN LATERAL (
+                SELECT count(*) AS events, coalesce(sum(m.value), 0) AS value_sum, count(m.value) AS valued
+                FROM metric_events m
+                WHERE m.environment_id = u.environment_id AND m.event = x.event AND m.unit = u.unit
+                  AND m.ts >= u.first_ts AND {VALUE_IN_RANGE}) a
+             WHERE a.events > 0"
+        ),
+    }
 }
 
 /// The populations a group `g` of units counts in: all units, then (unless excluded) each
@@ -437,7 +463,8 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     tx.batch_execute("ANALYZE fresh; ANALYZE new_events").await?;
     let sizes =
         tx.query_one("SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM new_events)", &[]).await?;
-    if sizes.get::<_, i64>(0) + sizes.get::<_, i64>(1) < PROBE_LIMIT {
+    let backlog = sizes.get::<_, i64>(0) + sizes.get::<_, i64>(1) >= PROBE_LIMIT;
+    if !backlog {
         tx.batch_execute(
             "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL join_collapse_limit = 1",
         )
@@ -493,20 +520,29 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
         &[],
     )
     .await?;
-    // Their state as merged above, in an analyzed temporary table: after a backlog they are
-    // hundreds of thousands, and with analysis_units' statistics from before this transaction
-    // the planner would probe the events unit by unit (minutes) instead of one hash join.
-    tx.batch_execute(
-        "CREATE TEMP TABLE IF NOT EXISTS recompute_units (LIKE analysis_units INCLUDING GENERATED) ON COMMIT DROP;
-         TRUNCATE recompute_units;
-         INSERT INTO recompute_units (environment_id, experiment_id, unit, first_ts, variant, max_variant, attributes)
-         SELECT u.environment_id, u.experiment_id, u.unit, u.first_ts, u.variant, u.max_variant, u.attributes
-         FROM recompute c JOIN analysis_units u ON u.environment_id = c.environment_id
-              AND u.experiment_id = c.experiment_id AND u.unit = c.unit;
-         ANALYZE recompute_units",
-    )
-    .await?;
-    tx.execute(&unit_events_sql("analysis_unit_events", "recompute_units u"), &[]).await?;
+    let recomputed = if backlog {
+        // After a backlog they are hundreds of thousands: their state as merged above goes to
+        // an analyzed temporary table, since with analysis_units' statistics from before this
+        // transaction the planner would probe the events unit by unit (minutes) instead of
+        // one hash join.
+        tx.batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS recompute_units (LIKE analysis_units INCLUDING GENERATED) ON COMMIT DROP;
+             TRUNCATE recompute_units;
+             INSERT INTO recompute_units (environment_id, experiment_id, unit, first_ts, variant, max_variant, attributes)
+             SELECT u.environment_id, u.experiment_id, u.unit, u.first_ts, u.variant, u.max_variant, u.attributes
+             FROM recompute c JOIN analysis_units u ON u.environment_id = c.environment_id
+                  AND u.experiment_id = c.experiment_id AND u.unit = c.unit;
+             ANALYZE recompute_units",
+        )
+        .await?;
+        "recompute_units u"
+    } else {
+        // Few: index probes in the order written (the join settings above).
+        "recompute c JOIN analysis_units u ON u.environment_id = c.environment_id
+         AND u.experiment_id = c.experiment_id AND u.unit = c.unit"
+    };
+    let read = if backlog { Read::Join } else { Read::Probe };
+    tx.execute(&unit_events_sql("analysis_unit_events", recomputed, read), &[]).await?;
     // The other touched units add their new events.
     tx.execute(
         "INSERT INTO analysis_unit_events AS a (environment_id, experiment_id, unit, event, events, value_sum, valued)
@@ -590,7 +626,7 @@ async fn rebuild_all(tx: &Transaction<'_>, rebuilt: &[ExperimentRef]) -> Result<
          TRUNCATE chunk_unit_events",
     )
     .await?;
-    tx.execute(&unit_events_sql("chunk_unit_events", units), &[]).await?;
+    tx.execute(&unit_events_sql("chunk_unit_events", units, Read::Join), &[]).await?;
     tx.batch_execute(
         "ANALYZE chunk_unit_events;
          INSERT INTO analysis_unit_events SELECT * FROM chunk_unit_events",
