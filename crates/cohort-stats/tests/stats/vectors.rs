@@ -218,8 +218,11 @@ fn check_field(spec: &Value, actual: &Actual) -> Option<String> {
     }
 }
 
+/// Computes one case's fields from its inputs.
+type Run = fn(&Value) -> Fields;
+
 /// The runner of a suite of `stats-vectors.json`.
-fn runner(suite: &str) -> Option<fn(&Value) -> Fields> {
+fn runner(suite: &str) -> Option<Run> {
     Some(match suite {
         "ztest_proportions" => run_ztest,
         "welch_ttest" => run_welch,
@@ -237,7 +240,7 @@ fn every_reference_case_passes() {
 #[test]
 fn every_ratio_and_cuped_reference_case_passes() {
     check_file("stats-vectors-ratio-cuped.json", RATIO_CUPED, |suite| match suite {
-        "ratio" => Some(run_ratio as fn(&Value) -> Fields),
+        "ratio" => Some(run_ratio as Run),
         "cuped" => Some(run_cuped),
         _ => None,
     });
@@ -298,7 +301,7 @@ fn run_cuped(inputs: &Value) -> Fields {
 }
 
 /// Runs every case of one vector file through the suites' runners.
-fn check_file(name: &str, text: &str, runner: fn(&str) -> Option<fn(&Value) -> Fields>) {
+fn check_file(name: &str, text: &str, runner: fn(&str) -> Option<Run>) {
     let doc: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name} parses: {e}"));
     let suites = doc["suites"].as_object().expect("suites is an object");
     let mut failures = Vec::new();
