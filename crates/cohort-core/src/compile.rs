@@ -34,6 +34,8 @@ pub mod limits {
     pub const MAX_SEGMENTS: usize = 10_000;
     pub const MAX_LAYERS: usize = 1_000;
     pub const MAX_METRICS: usize = 10_000;
+    /// Longest metric window: a year.
+    pub const MAX_WINDOW_SECONDS: u64 = 366 * 86_400;
     pub const MAX_VARIATIONS: usize = 100;
     pub const MAX_VARIANTS: usize = 20;
     pub const MAX_RULES: usize = 1_000;
@@ -574,6 +576,16 @@ impl<'d> Compiler<'d> {
         for (i, m) in metrics.iter().enumerate() {
             if m.event.is_empty() || m.event.len() > MAX_KEY_BYTES {
                 self.err(format!("metrics[{i}].event"), format!("must be 1 to {MAX_KEY_BYTES} bytes"));
+            } else if m.event.chars().any(char::is_control) {
+                self.err(format!("metrics[{i}].event"), "must not contain control characters");
+            }
+            if let Some(w) = m.window_seconds
+                && !(1..=MAX_WINDOW_SECONDS).contains(&w)
+            {
+                self.err(
+                    format!("metrics[{i}].window_seconds"),
+                    format!("{w} must be 1 to {MAX_WINDOW_SECONDS} seconds (a year)"),
+                );
             }
             if let Some(t) = m.guardrail_threshold
                 && (!t.is_finite() || t < 0.0)

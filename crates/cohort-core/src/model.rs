@@ -363,8 +363,35 @@ pub struct MetricDef {
     /// (0.02 = a 2 % degradation); crossing it significantly pauses the experiment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrail_threshold: Option<f64>,
+    /// Only events within this many seconds of the unit's first exposure count (a conversion
+    /// window, e.g. 604800 for 7 days); absent: every event from the first exposure on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+}
+
+/// Separates an event name from its window in a [`MetricDef::stream`] key (event names hold no
+/// control characters).
+const STREAM_SEPARATOR: char = '\u{1f}';
+
+impl MetricDef {
+    /// What the analysis aggregates this metric from: its event, within its window. Metrics
+    /// of one event and one window share it.
+    pub fn stream(&self) -> String {
+        match self.window_seconds {
+            Some(w) => format!("{}{STREAM_SEPARATOR}{w}", self.event),
+            None => self.event.clone(),
+        }
+    }
+
+    /// The event and window of a [`MetricDef::stream`] key.
+    pub fn split_stream(stream: &str) -> (&str, Option<u64>) {
+        match stream.split_once(STREAM_SEPARATOR) {
+            Some((event, w)) => (event, w.parse().ok()),
+            None => (stream, None),
+        }
+    }
 }
 
 fn default_direction() -> Direction {

@@ -48,7 +48,7 @@ impl EventSums {
 pub struct Aggregates {
     /// Units exposed to exactly one variant, by variant.
     pub units: BTreeMap<String, u64>,
-    /// (variant, event) → sums.
+    /// (variant, stream: the metric's event within its window, [`MetricDef::stream`]) → sums.
     pub events: HashMap<(String, String), EventSums>,
 }
 
@@ -298,7 +298,7 @@ pub fn make_plan(exp: &ExperimentDef, metrics: &[MetricDef], agg: &Aggregates, s
             basis: serde_json::json!({"source": "default", "reason": "no primary metric"}),
         });
     };
-    let sums = agg.events.get(&(control.to_owned(), metric.event.clone())).copied().unwrap_or_default();
+    let sums = agg.events.get(&(control.to_owned(), metric.stream())).copied().unwrap_or_default();
     let planned = match summarize(metric, control_units, &sums) {
         Summary::Proportion(p) => {
             let baseline = p.rate().unwrap_or(0.0).clamp(0.001, 0.999);
@@ -408,8 +408,7 @@ fn metric_results(
         let Some(metric) = metrics.iter().find(|m| m.key == *key) else { continue };
         let summary = |variant: &str| {
             let units = agg.units.get(variant).copied().unwrap_or(0);
-            let sums =
-                agg.events.get(&(variant.to_owned(), metric.event.clone())).copied().unwrap_or_default();
+            let sums = agg.events.get(&(variant.to_owned(), metric.stream())).copied().unwrap_or_default();
             summarize(metric, units, &sums)
         };
         let control_summary = summary(control);

@@ -410,7 +410,7 @@ fn basis(exp: &Running, metrics: &[MetricDef]) -> Basis {
             .primary_metrics
             .iter()
             .chain(&def.guardrail_metrics)
-            .filter_map(|k| metrics.iter().find(|m| m.key == *k).map(|m| m.event.clone()))
+            .filter_map(|k| metrics.iter().find(|m| m.key == *k).map(MetricDef::stream))
             .collect(),
         breakdowns: def.breakdown_attributes.clone(),
     }

@@ -148,14 +148,24 @@ impl Store {
         let excluded: i64 =
             tx.query_one("SELECT count(*) FROM first_exposure WHERE variants > 1", &[]).await?.get(0);
         let until_ts = until;
-        let per_unit = "SELECT f.unit, f.variant, f.attrs, m.event,
+        // Streams ($2) with their events ($4) and windows ($5, seconds or null).
+        let (names, windows): (Vec<String>, Vec<Option<i64>>) = events
+            .iter()
+            .map(|s| {
+                let (event, window) = cohort_core::model::MetricDef::split_stream(s);
+                (event.to_owned(), window.map(|w| w.min(i64::MAX as u64) as i64))
+            })
+            .unzip();
+        let per_unit = "SELECT f.unit, f.variant, f.attrs, s.stream AS event,
                                count(*)::float8 AS cnt, coalesce(sum(m.value), 0) AS total, avg(m.value) AS mean
                         FROM first_exposure f
+                        CROSS JOIN unnest($2::text[], $4::text[], $5::int8[]) AS s(stream, event, window_s)
                         JOIN metric_events m ON m.environment_id = $1 AND m.unit = f.unit
-                             AND m.event = ANY($2) AND m.ts >= f.first_ts AND m.ts <= $3
+                             AND m.event = s.event AND m.ts >= f.first_ts AND m.ts <= $3
+                             AND (s.window_s IS NULL OR m.ts < f.first_ts + s.window_s * interval '1 second')
                              AND (m.value IS NULL OR abs(m.value) <= 1e15)
                         WHERE f.variants = 1
-                        GROUP BY f.unit, f.variant, f.attrs, m.event";
+                        GROUP BY f.unit, f.variant, f.attrs, s.stream";
         let sums =
             "count(*) FILTER (WHERE cnt > 0), sum(cnt), sum(cnt * cnt), sum(total), sum(total * total),
                     count(mean), coalesce(sum(mean), 0), coalesce(sum(mean * mean), 0)";
@@ -170,7 +180,7 @@ impl Store {
         let rows = tx
             .query(
                 &format!("SELECT variant, event, {sums} FROM ({per_unit}) u GROUP BY variant, event"),
-                &[&environment, &events, &until_ts],
+                &[&environment, &events, &until_ts, &names, &windows],
             )
             .await?;
         for r in &rows {
@@ -193,9 +203,9 @@ impl Store {
             let rows = tx
                 .query(
                     &format!(
-                        "SELECT coalesce(attrs->>$4, '(none)'), variant, event, {sums} FROM ({per_unit}) u GROUP BY 1, 2, 3"
+                        "SELECT coalesce(attrs->>$6, '(none)'), variant, event, {sums} FROM ({per_unit}) u GROUP BY 1, 2, 3"
                     ),
-                    &[&environment, &events, &until_ts, attribute],
+                    &[&environment, &events, &until_ts, &names, &windows, attribute],
                 )
                 .await?;
             for r in &rows {

@@ -286,3 +286,23 @@ fn nul_characters_are_refused_wherever_they_are() {
     let clean = json!({"flags": [flag("f")], "experiments": [experiment("e", &[5000, 5000])]});
     assert_eq!(errors(clean), Vec::<String>::new());
 }
+
+#[test]
+fn a_metric_window_is_a_second_to_a_year_and_names_its_own_stream() {
+    let metric = |window: serde_json::Value| json!({"metrics": [{"key": "buy", "event": "purchase", "aggregation": "conversion", "window_seconds": window}]});
+    assert!(errors(metric(json!(86_400))).is_empty());
+    for bad in [0u64, 400 * 86_400] {
+        let errs = errors(metric(json!(bad)));
+        assert!(errs.iter().any(|e| e.starts_with("metrics[0].window_seconds: ")), "{bad}: {errs:?}");
+    }
+    let control =
+        json!({"metrics": [{"key": "buy", "event": "pur\u{1f}chase", "aggregation": "conversion"}]});
+    assert_error(control, "metrics[0].event: must not contain control characters");
+
+    let defs: Definitions = serde_json::from_value(metric(json!(3600))).unwrap();
+    let windowed = &defs.metrics[0];
+    let plain = crate::model::MetricDef { window_seconds: None, ..windowed.clone() };
+    assert_ne!(windowed.stream(), plain.stream());
+    assert_eq!(crate::model::MetricDef::split_stream(&windowed.stream()), ("purchase", Some(3600)));
+    assert_eq!(crate::model::MetricDef::split_stream(&plain.stream()), ("purchase", None));
+}

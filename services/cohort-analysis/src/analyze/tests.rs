@@ -26,6 +26,7 @@ fn metrics() -> Vec<MetricDef> {
             aggregation: Aggregation::Conversion,
             direction: Direction::Increase,
             guardrail_threshold: None,
+            window_seconds: None,
             description: String::new(),
         },
         MetricDef {
@@ -34,6 +35,7 @@ fn metrics() -> Vec<MetricDef> {
             aggregation: Aggregation::Mean,
             direction: Direction::Decrease,
             guardrail_threshold: Some(0.05),
+            window_seconds: None,
             description: String::new(),
         },
     ]

@@ -22,13 +22,14 @@ use uuid::Uuid;
 
 use super::{ExperimentRef, Store, StoreError, event_sums};
 use crate::analyze::Aggregates;
+use cohort_core::model::MetricDef;
 
 /// What an experiment's state is built for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Basis {
     pub experiment_id: Uuid,
     pub environment_id: Uuid,
-    /// The metric event names of its metrics.
+    /// The streams of its metrics ([`MetricDef::stream`]: an event name, within a window).
     pub events: Vec<String>,
     pub breakdowns: Vec<String>,
 }
@@ -94,8 +95,8 @@ SET LOCAL work_mem = '256MB';
 SET LOCAL jit = off;
 CREATE TEMP TABLE run_exp (environment_id uuid, experiment_id uuid, rebuild boolean NOT NULL,
     PRIMARY KEY (environment_id, experiment_id)) ON COMMIT DROP;
-CREATE TEMP TABLE run_events (environment_id uuid, experiment_id uuid, event text COLLATE "C",
-    PRIMARY KEY (environment_id, experiment_id, event)) ON COMMIT DROP;
+CREATE TEMP TABLE run_events (environment_id uuid, experiment_id uuid, stream text COLLATE "C",
+    event text COLLATE "C", window_s bigint, PRIMARY KEY (environment_id, experiment_id, stream)) ON COMMIT DROP;
 CREATE TEMP TABLE run_dims (environment_id uuid, experiment_id uuid, attribute text COLLATE "C",
     PRIMARY KEY (environment_id, experiment_id, attribute)) ON COMMIT DROP;
 CREATE TEMP TABLE fresh (environment_id uuid, experiment_id uuid, unit text COLLATE "C",
@@ -116,6 +117,10 @@ CREATE TEMP TABLE contrib (environment_id uuid, experiment_id uuid, attribute te
 /// Rows committed after snapshot `$1` (text), found through the `ingest_xid` index.
 const NEW_SINCE: &str = "ingest_xid >= pg_snapshot_xmin($1::text::pg_snapshot)
      AND NOT pg_visible_in_snapshot(ingest_xid, $1::text::pg_snapshot)";
+
+/// An event `m` of stream `x` counts for unit `u` until the stream's window after its first
+/// exposure closes.
+const IN_WINDOW: &str = "(x.window_s IS NULL OR m.ts < u.first_ts + x.window_s * interval '1 second')";
 
 /// Metric values analysis takes: events stored before the events service enforced
 /// [`cohort_proto::MAX_ABS_METRIC_VALUE`] are left out, so no sum can overflow.
@@ -145,22 +150,22 @@ fn unit_events_sql(into: &str, from: &str, read: Read) -> String {
     match read {
         Read::Join => format!(
             "INSERT INTO {into} (environment_id, experiment_id, unit, event, events, value_sum, valued)
-             SELECT u.environment_id, u.experiment_id, u.unit, m.event, count(*), coalesce(sum(m.value), 0),
+             SELECT u.environment_id, u.experiment_id, u.unit, x.stream, count(*), coalesce(sum(m.value), 0),
                     count(m.value)
              FROM {from} JOIN run_events x ON x.environment_id = u.environment_id AND x.experiment_id = u.experiment_id
              JOIN metric_events m ON m.environment_id = u.environment_id AND m.event = x.event
-                  AND m.unit = u.unit AND m.ts >= u.first_ts AND {VALUE_IN_RANGE}
+                  AND m.unit = u.unit AND m.ts >= u.first_ts AND {IN_WINDOW} AND {VALUE_IN_RANGE}
              GROUP BY 1, 2, 3, 4"
         ),
         Read::Probe => format!(
             "INSERT INTO {into} (environment_id, experiment_id, unit, event, events, value_sum, valued)
-             SELECT u.environment_id, u.experiment_id, u.unit, x.event, a.events, a.value_sum, a.valued
+             SELECT u.environment_id, u.experiment_id, u.unit, x.stream, a.events, a.value_sum, a.valued
              FROM {from} JOIN run_events x ON x.environment_id = u.environment_id AND x.experiment_id = u.experiment_id
              CROSS JOIN LATERAL (
                 SELECT count(*) AS events, coalesce(sum(m.value), 0) AS value_sum, count(m.value) AS valued
                 FROM metric_events m
                 WHERE m.environment_id = u.environment_id AND m.event = x.event AND m.unit = u.unit
-                  AND m.ts >= u.first_ts AND {VALUE_IN_RANGE}) a
+                  AND m.ts >= u.first_ts AND {IN_WINDOW} AND {VALUE_IN_RANGE}) a
              WHERE a.events > 0"
         ),
     }
@@ -308,6 +313,7 @@ impl Store {
 
         let mut kept: Vec<(ExperimentRef, bool, serde_json::Value)> = Vec::with_capacity(bases.len());
         let (mut ev_envs, mut ev_ids, mut ev_names) = (vec![], vec![], vec![]);
+        let (mut ev_events, mut ev_windows): (Vec<String>, Vec<Option<i64>>) = (vec![], vec![]);
         let (mut dim_envs, mut dim_ids, mut dim_names) = (vec![], vec![], vec![]);
         for b in bases {
             let json = b.json();
@@ -325,8 +331,11 @@ impl Store {
             events.sort();
             events.dedup();
             for e in events {
+                let (event, window) = MetricDef::split_stream(&e);
                 ev_envs.push(b.environment_id);
                 ev_ids.push(b.experiment_id);
+                ev_events.push(event.to_owned());
+                ev_windows.push(window.map(|w| w.min(i64::MAX as u64) as i64));
                 ev_names.push(e);
             }
             for a in &b.breakdowns {
@@ -366,8 +375,8 @@ impl Store {
         )
         .await?;
         tx.execute(
-            "INSERT INTO run_events SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])",
-            &[&ev_envs, &ev_ids, &ev_names],
+            "INSERT INTO run_events SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[])",
+            &[&ev_envs, &ev_ids, &ev_names, &ev_events, &ev_windows],
         )
         .await?;
         tx.execute(
@@ -546,7 +555,7 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     // The other touched units add their new events.
     tx.execute(
         "INSERT INTO analysis_unit_events AS a (environment_id, experiment_id, unit, event, events, value_sum, valued)
-         SELECT u.environment_id, u.experiment_id, u.unit, n.event, count(*), coalesce(sum(n.value), 0),
+         SELECT u.environment_id, u.experiment_id, u.unit, x.stream, count(*), coalesce(sum(n.value), 0),
                 count(n.value)
          FROM new_events n JOIN analysis_units u ON u.environment_id = n.environment_id AND u.unit = n.unit
               AND n.ts >= u.first_ts
@@ -554,6 +563,7 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
               AND NOT r.rebuild
          JOIN run_events x ON x.environment_id = u.environment_id AND x.experiment_id = u.experiment_id
               AND x.event = n.event
+              AND (x.window_s IS NULL OR n.ts < u.first_ts + x.window_s * interval '1 second')
          WHERE NOT EXISTS (SELECT 1 FROM recompute c WHERE c.environment_id = u.environment_id
                            AND c.experiment_id = u.experiment_id AND c.unit = u.unit)
          GROUP BY 1, 2, 3, 4

@@ -1,11 +1,13 @@
 //! The incremental aggregation equals a from-scratch one: over rounds of random traffic with
-//! late exposures and events, repeated and two-variant exposures, events before exposure; after
+//! late exposures and events, repeated and two-variant exposures, events before exposure, and
+//! a windowed stream (a conversion within hours of the first exposure); after
 //! a pause and resume, and a change of breakdowns; and when two advances race.
 
 use std::time::{Duration, SystemTime};
 
 use cohort_analysis::analyze::{Aggregates, EventSums};
 use cohort_analysis::store::{Basis, ExperimentSums, RebuildLimits, Store};
+use cohort_core::model::{Aggregation, Direction, MetricDef};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -133,11 +135,26 @@ async fn random_round(w: &World, experiments: &[Uuid], rng: &mut ChaCha8Rng, n: 
     .unwrap();
 }
 
+/// The stream of `event` within `seconds` of the first exposure.
+fn windowed(event: &str, seconds: u64) -> String {
+    MetricDef {
+        key: String::new(),
+        event: event.into(),
+        aggregation: Aggregation::Conversion,
+        direction: Direction::Increase,
+        guardrail_threshold: None,
+        window_seconds: Some(seconds),
+        description: String::new(),
+    }
+    .stream()
+}
+
 fn basis(w: &World, id: Uuid, breakdowns: &[&str]) -> Basis {
     Basis {
         experiment_id: id,
         environment_id: w.tenant.environment_id,
-        events: vec!["purchase".into(), "order".into(), "load".into()],
+        // A conversion within 6 hours of the first exposure too: the same events, windowed.
+        events: vec!["purchase".into(), "order".into(), "load".into(), windowed("purchase", 6 * 3600)],
         breakdowns: breakdowns.iter().map(|s| (*s).to_owned()).collect(),
     }
 }
@@ -147,6 +164,9 @@ async fn world_with_metrics() -> World {
     w.metric("purchase", "purchase", "conversion", "increase", None).await;
     w.metric("revenue", "order", "sum", "increase", None).await;
     w.metric("load_time", "load", "mean", "decrease", None).await;
+    let quick = json!({"key": "purchase_6h", "event": "purchase", "aggregation": "conversion",
+        "window_seconds": 6 * 3600});
+    w.write(crate::create(crate::Kind::Metric, quick)).await;
     w
 }
 
@@ -154,7 +174,7 @@ fn experiment(key: &str) -> serde_json::Value {
     json!({
         "key": key,
         "variants": [{"key": "control", "weight_bp": 5000, "control": true}, {"key": "treatment", "weight_bp": 5000}],
-        "primary_metrics": ["purchase", "revenue"],
+        "primary_metrics": ["purchase", "revenue", "purchase_6h"],
         "guardrail_metrics": ["load_time"],
         "breakdown_attributes": ["country"],
     })
