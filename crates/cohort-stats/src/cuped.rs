@@ -13,6 +13,7 @@
 
 use crate::StatsError;
 use crate::compare::{Comparison, Method, validate_alpha, welch};
+use crate::summary::MeanSummary;
 
 /// One arm's sufficient statistics: n units with post-exposure value yᵢ and pre-exposure
 /// covariate xᵢ (0 for a unit with no history).
@@ -78,8 +79,9 @@ impl CupedSummary {
         }
         let n = self.n as f64;
         let (my, mx) = (self.sum_y / n, self.sum_x / n);
-        let syy = ((self.sum_y2 - n * my * my) / (n - 1.0)).max(0.0);
-        let sxx = ((self.sum_x2 - n * mx * mx) / (n - 1.0)).max(0.0);
+        // The variances as MeanSummary computes them (compensated against cancellation).
+        let syy = MeanSummary::new(self.n, self.sum_y, self.sum_y2).ok()?.variance()?;
+        let sxx = MeanSummary::new(self.n, self.sum_x, self.sum_x2).ok()?.variance()?;
         let sxy = (self.sum_xy - n * mx * my) / (n - 1.0);
         Some((syy, sxx, sxy))
     }

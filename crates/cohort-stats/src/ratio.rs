@@ -12,6 +12,7 @@
 use crate::StatsError;
 use crate::compare::{Comparison, Interval, Method, validate_alpha, z_two_sided};
 use crate::dist::normal_two_sided_p;
+use crate::summary::MeanSummary;
 
 /// One arm's sufficient statistics of a ratio metric: n units with numerator xᵢ and
 /// denominator yᵢ.
@@ -69,9 +70,9 @@ impl RatioSummary {
         }
         let n = self.n as f64;
         let (mx, my) = (self.sum_x / n, self.sum_y / n);
-        // Centred moments from the sums, clamped at 0 against rounding.
-        let sxx = ((self.sum_x2 - n * mx * mx) / (n - 1.0)).max(0.0);
-        let syy = ((self.sum_y2 - n * my * my) / (n - 1.0)).max(0.0);
+        // The variances as MeanSummary computes them (compensated against cancellation).
+        let sxx = MeanSummary::new(self.n, self.sum_x, self.sum_x2).ok()?.variance()?;
+        let syy = MeanSummary::new(self.n, self.sum_y, self.sum_y2).ok()?.variance()?;
         let sxy = (self.sum_xy - n * mx * my) / (n - 1.0);
         let r = mx / my;
         let v = (sxx - 2.0 * r * sxy + r * r * syy) / (my * my) / n;

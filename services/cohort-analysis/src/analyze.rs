@@ -656,7 +656,7 @@ pub fn analyze(
             c.crossed_at_look = looks.crossed.get(&(m.metric.clone(), c.variant.clone())).copied();
         }
     }
-    if reading.is_before_first_look() && !exp.primary_metrics.is_empty() {
+    if matches!(reading, Reading::BeforeFirstLook) && !exp.primary_metrics.is_empty() {
         warnings.push("no formal look yet: primary metrics show no interval until the first look".into());
     }
     if exp.analysis == AnalysisMethod::FixedHorizon && new_look.is_none() && look == 0 {
@@ -690,16 +690,11 @@ pub fn analyze(
             value: value.clone(),
             units: agg.total_units(),
             exploratory: true,
+            // Segments inform; they never pause or decide (no confidence sequence: nothing is
+            // harmful, and no guardrail verdict is given).
             metrics: metric_results(exp, metrics, agg, s, Reading::FixedHorizon, None)
                 .into_iter()
-                .map(|mut m| {
-                    // Segments inform; they never pause or decide.
-                    m.guardrail = None;
-                    for c in &mut m.comparisons {
-                        c.harmful = false;
-                    }
-                    m
-                })
+                .map(|m| MetricResult { guardrail: None, ..m })
                 .collect(),
         });
     }
@@ -734,12 +729,6 @@ pub fn analyze(
         },
         new_look,
         breach,
-    }
-}
-
-impl Reading {
-    fn is_before_first_look(&self) -> bool {
-        matches!(self, Reading::BeforeFirstLook)
     }
 }
 

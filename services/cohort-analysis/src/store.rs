@@ -149,13 +149,7 @@ impl Store {
             tx.query_one("SELECT count(*) FROM first_exposure WHERE variants > 1", &[]).await?.get(0);
         let until_ts = until;
         // Streams ($2) with their events ($4) and windows ($5, seconds or null).
-        let (names, windows): (Vec<String>, Vec<Option<i64>>) = events
-            .iter()
-            .map(|s| {
-                let (event, window) = cohort_core::model::MetricDef::split_stream(s);
-                (event.to_owned(), window.map(|w| w.min(i64::MAX as u64) as i64))
-            })
-            .unzip();
+        let (names, windows) = split_streams(events);
         let per_unit = "SELECT f.unit, f.variant, f.attrs, s.stream AS event,
                                count(*)::float8 AS cnt, coalesce(sum(m.value), 0) AS total, avg(m.value) AS mean
                         FROM first_exposure f
@@ -403,6 +397,19 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The event names and windows (seconds, for SQL) of [`MetricDef::stream`] keys, in order.
+///
+/// [`MetricDef::stream`]: cohort_core::model::MetricDef::stream
+fn split_streams(streams: &[String]) -> (Vec<String>, Vec<Option<i64>>) {
+    streams
+        .iter()
+        .map(|s| {
+            let (event, window) = cohort_core::model::MetricDef::split_stream(s);
+            (event.to_owned(), window.map(|w| w.min(i64::MAX as u64) as i64))
+        })
+        .unzip()
 }
 
 fn event_sums(r: &Row, from: usize) -> EventSums {

@@ -22,14 +22,13 @@ use uuid::Uuid;
 
 use super::{ExperimentRef, Store, StoreError, event_sums};
 use crate::analyze::Aggregates;
-use cohort_core::model::MetricDef;
 
 /// What an experiment's state is built for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Basis {
     pub experiment_id: Uuid,
     pub environment_id: Uuid,
-    /// The streams of its metrics ([`MetricDef::stream`]: an event name, within a window).
+    /// The streams of its metrics (`MetricDef::stream`: an event name, within a window).
     pub events: Vec<String>,
     pub breakdowns: Vec<String>,
 }
@@ -313,7 +312,6 @@ impl Store {
 
         let mut kept: Vec<(ExperimentRef, bool, serde_json::Value)> = Vec::with_capacity(bases.len());
         let (mut ev_envs, mut ev_ids, mut ev_names) = (vec![], vec![], vec![]);
-        let (mut ev_events, mut ev_windows): (Vec<String>, Vec<Option<i64>>) = (vec![], vec![]);
         let (mut dim_envs, mut dim_ids, mut dim_names) = (vec![], vec![], vec![]);
         for b in bases {
             let json = b.json();
@@ -331,11 +329,8 @@ impl Store {
             events.sort();
             events.dedup();
             for e in events {
-                let (event, window) = MetricDef::split_stream(&e);
                 ev_envs.push(b.environment_id);
                 ev_ids.push(b.experiment_id);
-                ev_events.push(event.to_owned());
-                ev_windows.push(window.map(|w| w.min(i64::MAX as u64) as i64));
                 ev_names.push(e);
             }
             for a in &b.breakdowns {
@@ -374,6 +369,7 @@ impl Store {
             &[&envs, &ids, &rebuild],
         )
         .await?;
+        let (ev_events, ev_windows) = super::split_streams(&ev_names);
         tx.execute(
             "INSERT INTO run_events SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[])",
             &[&ev_envs, &ev_ids, &ev_names, &ev_events, &ev_windows],
