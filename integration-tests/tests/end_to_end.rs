@@ -1,7 +1,9 @@
 //! The whole path through Cohort, as an operator (with cohortctl's gRPC calls) and an
 //! application (with the SDK) walk it: bootstrap, metrics and an experiment started; the SDK
-//! has it within a second; 20,000 units split by the weights; exposures and conversions with a
-//! planted effect; the analysis service finds the effect; a second organization that reuses
+//! has it within a second; 20,000 units split by the weights; exposures, conversions and
+//! orders (some from before each unit's exposure) with planted effects; the analysis service
+//! finds the effect, and its CUPED-adjusted revenue and its revenue per order equal values
+//! computed here from the units' own numbers; a second organization that reuses
 //! the experiment's id and sends exposures naming it changes nothing of the first's results
 //! and sees nothing of them, and its revoked key stops working within seconds; a harmful
 //! guardrail pauses a second experiment and the SDK sees it paused; the config service dies
@@ -55,13 +57,27 @@ struct Keys {
     sdk: String,
 }
 
-/// What the application did in the checkout experiment: each unit's variant, and per variant
-/// (units, units that converted), for checking answers and results against.
+/// What the application did in the checkout experiment: each unit's variant, per variant
+/// (units, units that converted), and per unit its order revenue before and after its
+/// exposure and its orders after it, for checking answers and results against.
 #[derive(Debug)]
 struct Traffic {
     assigned: Vec<String>,
     expected: BTreeMap<String, (u64, u64)>,
+    orders: Vec<Orders>,
 }
+
+/// One unit's orders: revenue in the day before its exposure (CUPED's covariate), revenue and
+/// number of orders after it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Orders {
+    pre_revenue: f64,
+    revenue: f64,
+    count: f64,
+}
+
+/// Revenue per order is higher in green by this much per order (before noise).
+const GREEN_ORDER_LIFT: f64 = 4.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_experiment_runs_from_bootstrap_to_results_and_survives_a_config_outage() {
@@ -195,13 +211,19 @@ async fn bootstrap_and_define(config: &mut ConfigServiceClient<Channel>) -> Keys
         "guardrail_threshold": 0.05,
     });
     create(config, &admin, cpb::EntityKind::Metric, errors).await;
+    let revenue = json!({"key": "revenue", "event": "order", "aggregation": "sum",
+        "cuped": {"pre_period_seconds": 86_400}});
+    create(config, &admin, cpb::EntityKind::Metric, revenue).await;
+    let per_order = json!({"key": "revenue_per_order", "event": "order", "aggregation": "ratio",
+        "ratio": {"numerator": "sum", "denominator_event": "order", "denominator": "count"}});
+    create(config, &admin, cpb::EntityKind::Metric, per_order).await;
     let checkout = json!({
         "key": CHECKOUT, "salt": "checkout-button-e2e",
         "variants": [
             {"key": "grey", "weight_bp": 4000, "control": true, "payload": {"color": "#9e9e9e"}},
             {"key": "green", "weight_bp": 6000, "payload": {"color": "#2e7d32"}},
         ],
-        "primary_metrics": ["purchase"],
+        "primary_metrics": ["purchase", "revenue", "revenue_per_order"],
         "breakdown_attributes": ["country"],
         "planned_units_per_variant": 8000,
     });
@@ -232,13 +254,26 @@ async fn the_sdk_has_the_start_within_a_second(
 }
 
 /// 20,000 units: the split follows the weights (within 3 standard deviations), each unit
-/// converts with its variant's rate (seeded, so every run is the same), and every exposure and
-/// conversion reaches the event service.
+/// converts with its variant's rate (seeded, so every run is the same), most ordered in the
+/// hours before (a spend level carries over), all order after, and every exposure,
+/// conversion and order reaches the event service.
 async fn units_split_by_the_weights_and_convert(sdk: &Client) -> Traffic {
     let mut rng = ChaCha8Rng::seed_from_u64(20_000);
     let mut assigned = Vec::with_capacity(UNITS);
     let mut expected: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut orders = Vec::with_capacity(UNITS);
+    let mut order_events = 0u64;
+    let earlier = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
     for i in 0..UNITS {
+        let unit = format!("user-{i}");
+        let spend: f64 = rng.random_range(10.0..80.0);
+        let mut o = Orders::default();
+        if rng.random::<f64>() < 0.9 {
+            o.pre_revenue = (spend + rng.random_range(-5.0..5.0f64)).round();
+            sdk.track(MetricEvent::new(&unit, "order").with_value(o.pre_revenue).at(earlier))
+                .expect("order queued");
+            order_events += 1;
+        }
         let a = sdk.experiment(CHECKOUT, &checkout_context(i));
         assert!(a.enrolled && a.reason == Reason::Split, "user-{i} is enrolled: {a:?}");
         let variant = a.variant.expect("an enrolled unit has a variant");
@@ -247,6 +282,14 @@ async fn units_split_by_the_weights_and_convert(sdk: &Client) -> Traffic {
             let purchase = MetricEvent::new(format!("user-{i}"), "purchase").with_value(1.0);
             sdk.track(purchase).expect("purchase queued");
         }
+        for _ in 0..1 + u32::from(rng.random::<f64>() < 0.3) {
+            let lift = if variant == "green" { GREEN_ORDER_LIFT } else { 0.0 };
+            let value = (spend + lift + rng.random_range(-10.0..10.0f64)).round();
+            sdk.track(MetricEvent::new(&unit, "order").with_value(value)).expect("order queued");
+            (o.revenue, o.count) = (o.revenue + value, o.count + 1.0);
+            order_events += 1;
+        }
+        orders.push(o);
         let counts = expected.entry(variant.clone()).or_default();
         counts.0 += 1;
         counts.1 += u64::from(converted);
@@ -262,22 +305,24 @@ async fn units_split_by_the_weights_and_convert(sdk: &Client) -> Traffic {
     let stats = sdk.stats();
     let conversions: u64 = expected.values().map(|c| c.1).sum();
     assert_eq!(stats.exposures_recorded, UNITS as u64, "{stats:?}");
-    assert_eq!(stats.events_sent, UNITS as u64 + conversions, "{stats:?}");
+    assert_eq!(stats.events_sent, UNITS as u64 + conversions + order_events, "{stats:?}");
     assert_eq!(sdk.dropped_events(), 0, "{stats:?}");
-    Traffic { assigned, expected }
+    Traffic { assigned, expected, orders }
 }
 
-/// Once every exposure and conversion is analyzed: the planted effect, with the right sign,
-/// decided at a look, its repeated interval covering the truth and not 0, and no sample ratio
-/// mismatch.
+/// Once every exposure, conversion and order is analyzed: the planted effect, with the right
+/// sign, decided at a look, its repeated interval covering the truth and not 0, and no sample
+/// ratio mismatch; the CUPED and ratio metrics as [`Independent`] computes them.
 async fn the_analysis_finds_the_planted_effect(cluster: &TestCluster, admin: &str, traffic: &Traffic) {
     let mut analysis = cluster.analysis().await;
+    let want = Independent::of(traffic);
     let result = wait_for_result(&mut analysis, admin, CHECKOUT, |r| {
         traffic.expected.iter().all(|(variant, &(units, converted))| {
             r.units.get(variant) == Some(&units) && conversions_of(r, "purchase", variant) == Some(converted)
-        })
+        }) && want.counted_in(r)
     })
     .await;
+    want.check(&result);
     assert_eq!(result.excluded_units, 0);
     assert!(!result.srm.detected, "no sample ratio mismatch: {:?}", result.srm);
     let purchase = result.metrics.iter().find(|m| m.metric == "purchase").expect("the primary metric");
@@ -292,7 +337,10 @@ async fn the_analysis_finds_the_planted_effect(cluster: &TestCluster, admin: &st
         "the interval [{lo:.4}, {hi:.4}] covers the planted {truth}, not 0"
     );
     let decided = result.decided_at_look.expect("the experiment is decided at a look");
-    assert_eq!(green.crossed_at_look, Some(decided), "the comparison and the experiment agree: {result:?}");
+    let first_crossing =
+        result.metrics.iter().flat_map(|m| &m.comparisons).filter_map(|c| c.crossed_at_look).min();
+    assert_eq!(first_crossing, Some(decided), "the comparisons and the experiment agree: {result:?}");
+    assert!(green.crossed_at_look.is_some(), "the planted conversion effect crossed: {green:?}");
     assert!(result.paused_by_guardrail.is_none());
     let countries: Vec<&str> = result.segments.iter().map(|s| s.value.as_str()).collect();
     assert_eq!(countries.len(), COUNTRIES.len(), "one segment per country: {countries:?}");
@@ -624,6 +672,114 @@ async fn wait_for_result(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("no complete result for {key} within {PATIENCE:?}; the last was {last:#?}");
+}
+
+/// The CUPED-adjusted revenue and the revenue per order of green against grey, computed from
+/// each unit's numbers with textbook two-pass formulas (no running sums, nothing shared with
+/// the analysis): θ as the pooled least-squares slope of revenue on pre-period revenue, each
+/// arm's variance of y − θx; the ratio's variance from the linearized per-unit values
+/// (y − R·k)/k̄ (Deng, Knoblich & Lu 2018).
+#[derive(Debug)]
+struct Independent {
+    theta: f64,
+    cuped_diff: f64,
+    cuped_se: f64,
+    unadjusted_se: f64,
+    grey_revenue: f64,
+    ratio: [f64; 2],
+    ratio_diff: f64,
+    ratio_se: f64,
+}
+
+impl Independent {
+    fn of(traffic: &Traffic) -> Independent {
+        let arm = |v: &str| -> Vec<Orders> {
+            traffic.assigned.iter().zip(&traffic.orders).filter(|(a, _)| *a == v).map(|(_, o)| *o).collect()
+        };
+        let (grey, green) = (arm("grey"), arm("green"));
+        let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = |xs: &[f64]| {
+            let m = mean(xs);
+            xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (xs.len() - 1) as f64
+        };
+        let pick = |os: &[Orders], f: fn(&Orders) -> f64| os.iter().map(f).collect::<Vec<f64>>();
+        let all: Vec<Orders> = grey.iter().chain(&green).copied().collect();
+        let (x, y) = (pick(&all, |o| o.pre_revenue), pick(&all, |o| o.revenue));
+        let (mx, my) = (mean(&x), mean(&y));
+        let sxy: f64 = x.iter().zip(&y).map(|(a, b)| (a - mx) * (b - my)).sum();
+        let sxx: f64 = x.iter().map(|a| (a - mx) * (a - mx)).sum();
+        let theta = sxy / sxx;
+        let adjusted = |os: &[Orders]| {
+            let z: Vec<f64> = os.iter().map(|o| o.revenue - theta * o.pre_revenue).collect();
+            let mean_y = mean(&pick(os, |o| o.revenue));
+            let mean_x = mean(&pick(os, |o| o.pre_revenue));
+            (
+                mean_y - theta * (mean_x - mx),
+                var(&z) / os.len() as f64,
+                var(&pick(os, |o| o.revenue)) / os.len() as f64,
+            )
+        };
+        let ((ac, vc, uc), (at, vt, ut)) = (adjusted(&grey), adjusted(&green));
+        let ratio = |os: &[Orders]| {
+            let (revenue, count) = (pick(os, |o| o.revenue), pick(os, |o| o.count));
+            let r = revenue.iter().sum::<f64>() / count.iter().sum::<f64>();
+            let k = mean(&count);
+            let linear: Vec<f64> = revenue.iter().zip(&count).map(|(y, c)| (y - r * c) / k).collect();
+            (r, var(&linear) / os.len() as f64)
+        };
+        let ((rc, rvc), (rt, rvt)) = (ratio(&grey), ratio(&green));
+        Independent {
+            theta,
+            cuped_diff: at - ac,
+            cuped_se: (vc + vt).sqrt(),
+            unadjusted_se: (uc + ut).sqrt(),
+            grey_revenue: mean(&pick(&grey, |o| o.revenue)),
+            ratio: [rc, rt],
+            ratio_diff: rt - rc,
+            ratio_se: (rvc + rvt).sqrt(),
+        }
+    }
+
+    fn metric<'r>(r: &'r ExperimentResult, key: &str) -> Option<&'r cohort_analysis::analyze::MetricResult> {
+        r.metrics.iter().find(|m| m.metric == key)
+    }
+
+    /// Whether every order is counted: both arms' revenue per order, grey's revenue and θ
+    /// (which needs the pre-period orders) are as computed here.
+    fn counted_in(&self, r: &ExperimentResult) -> bool {
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() <= 1e-9 * b.abs().max(1.0));
+        let ratio = Self::metric(r, "revenue_per_order");
+        let revenue = Self::metric(r, "revenue");
+        let theta =
+            revenue.and_then(|m| m.comparisons.first()).and_then(|c| c.cuped.as_ref()).map(|c| c.theta);
+        ratio.is_some_and(|m| {
+            close(m.variants[0].mean, self.ratio[0]) && close(m.variants[1].mean, self.ratio[1])
+        }) && revenue.is_some_and(|m| close(m.variants[0].mean, self.grey_revenue))
+            && close(theta, self.theta)
+    }
+
+    fn check(&self, r: &ExperimentResult) {
+        let close = |what: &str, got: Option<f64>, want: f64| {
+            let got = got.unwrap_or_else(|| panic!("{what}: none; {r:?}"));
+            assert!((got - want).abs() <= 1e-9 * want.abs().max(1e-12), "{what}: {got} against {want}");
+        };
+        let revenue = Self::metric(r, "revenue").expect("the CUPED metric");
+        let green = &revenue.comparisons[0];
+        let cuped = green.cuped.as_ref().expect("a CUPED report");
+        close("θ", Some(cuped.theta), self.theta);
+        close("adjusted difference", green.abs_diff, self.cuped_diff);
+        close("adjusted standard error", green.abs_std_error, self.cuped_se);
+        close("unadjusted standard error", cuped.unadjusted_abs_std_error, self.unadjusted_se);
+        let reduction = 1.0 - (self.cuped_se / self.unadjusted_se).powi(2);
+        close("variance reduction", cuped.variance_reduction, reduction);
+        assert!(reduction > 0.2, "the pre-period explains much of the revenue: {reduction}");
+
+        let per_order = Self::metric(r, "revenue_per_order").expect("the ratio metric");
+        let green = &per_order.comparisons[0];
+        close("ratio difference", green.abs_diff, self.ratio_diff);
+        close("ratio standard error", green.abs_std_error, self.ratio_se);
+        assert!(green.abs_diff.is_some_and(|d| d > 0.0), "green's orders are larger: {green:?}");
+    }
 }
 
 /// Units of `variant` with at least one event of `metric`, from a conversion metric's rate.

@@ -3,21 +3,23 @@
 //! Every problem is reported, each with the path of the field at fault, so a writer can fix
 //! everything in one round trip.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use regex::RegexBuilder;
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::condition::{CmpOp, Cond, ScalarSet, TextOp, parse_semver_lenient};
 use crate::config::{
-    Allocation, CompiledConfig, CompiledExperiment, CompiledFlag, CompiledRule, CompiledSegment,
-    CompiledServe, CompiledVariant, CompiledVariation, Entry,
+    Allocation, CompiledConfig, CompiledExperiment, CompiledFlag, CompiledHoldout, CompiledRule,
+    CompiledSegment, CompiledServe, CompiledVariant, CompiledVariation, Entry,
 };
 use crate::hash::{BUCKETS, MAX_UNIT_BYTES};
 use crate::model::{
-    Condition, Definitions, ExperimentDef, FlagDef, FlagType, LayerDef, MetricDef, ScalarValue, SegmentDef,
-    Serve,
+    Aggregation, Condition, Definitions, ExperimentDef, FlagDef, FlagType, HoldoutDef, LayerDef, MetricDef,
+    ScalarValue, SegmentDef, Serve,
 };
 use crate::time::parse_rfc3339_millis;
 
@@ -46,6 +48,9 @@ pub mod limits {
     /// Compiled program size per regex, so a pattern cannot blow up memory or matching time.
     pub const MAX_REGEX_PROGRAM_BYTES: usize = 256 * 1024;
     pub const MAX_METRICS_PER_EXPERIMENT: usize = 20;
+    pub const MAX_HOLDOUTS: usize = 1_000;
+    /// The largest share a holdout may keep out: half the units.
+    pub const MAX_HOLDOUT_SHARE_BP: u32 = 5_000;
     pub const MAX_BREAKDOWN_ATTRIBUTES: usize = 5;
 }
 use limits::*;
@@ -110,6 +115,7 @@ impl<'d> Compiler<'d> {
         self.limit("segments", defs.segments.len(), MAX_SEGMENTS, "segments");
         self.limit("layers", defs.layers.len(), MAX_LAYERS, "layers");
         self.limit("metrics", defs.metrics.len(), MAX_METRICS, "metrics");
+        self.limit("holdouts", defs.holdouts.len(), MAX_HOLDOUTS, "holdouts");
         self.storable(defs);
 
         // Segments first: conditions everywhere refer to them by key.
@@ -169,7 +175,8 @@ impl<'d> Compiler<'d> {
                 experiments.push(exp);
             }
         }
-        CompiledConfig { version: defs.version, index, flags, experiments, segments, metrics }
+        let holdouts = self.holdouts(defs, &owner, &mut experiments);
+        CompiledConfig { version: defs.version, index, flags, experiments, segments, metrics, holdouts }
     }
 
     /// Refuses text the store cannot hold (NUL), wherever it is in a definition.
@@ -188,6 +195,7 @@ impl<'d> Compiler<'d> {
         each(self, "layers", &defs.layers);
         each(self, "segments", &defs.segments);
         each(self, "metrics", &defs.metrics);
+        each(self, "holdouts", &defs.holdouts);
     }
 
     fn limit(&mut self, path: &str, len: usize, max: usize, what: &str) {
@@ -501,7 +509,172 @@ impl<'d> Compiler<'d> {
             primary_metrics: e.primary_metrics.clone(),
             guardrail_metrics: e.guardrail_metrics.clone(),
             breakdown_attributes: e.breakdown_attributes.clone(),
+            holdout: None,
         })
+    }
+
+    /// Validates holdouts, then points each experiment at the enabled holdout whose scope it
+    /// is in. `owner` holds the flag and experiment keys: results are looked up by key, so a
+    /// holdout's key must name nothing else.
+    fn holdouts(
+        &mut self,
+        defs: &'d Definitions,
+        owner: &HashMap<&str, String>,
+        experiments: &mut [CompiledExperiment],
+    ) -> Vec<CompiledHoldout> {
+        let layer_keys: HashSet<&str> = defs.layers.iter().map(|l| l.key.as_str()).collect();
+        // Exposures carry the holdout's id as their experiment id.
+        let mut ids: HashMap<Uuid, String> = HashMap::new();
+        for (i, e) in defs.experiments.iter().enumerate() {
+            ids.entry(e.id).or_insert_with(|| format!("experiments[{i}]"));
+        }
+        let mut keys = HashMap::new();
+        let mut compiled = Vec::with_capacity(defs.holdouts.len());
+        let mut compiled_index = HashMap::new();
+        for (i, h) in defs.holdouts.iter().enumerate() {
+            let path = format!("holdouts[{i}]");
+            let before = self.errors.len();
+            let kpath = format!("{path}.key");
+            if self.key(&kpath, &h.key) {
+                if let Some(first) = owner.get(h.key.as_str()) {
+                    self.err(kpath, format!("duplicate key {:?}, already used by {first}", h.key));
+                } else if let Some(first) = keys.insert(h.key.as_str(), i) {
+                    self.err(
+                        kpath,
+                        format!("duplicate holdout key {:?}, first used by holdouts[{first}]", h.key),
+                    );
+                }
+            }
+            match ids.entry(h.id) {
+                MapEntry::Occupied(first) => {
+                    self.err(
+                        format!("{path}.id"),
+                        format!("duplicate id {}, already used by {}", h.id, first.get()),
+                    );
+                }
+                MapEntry::Vacant(slot) => {
+                    slot.insert(path.clone());
+                }
+            }
+            let id_text = h.id.hyphenated().to_string();
+            let salt = h.salt.clone().unwrap_or_else(|| id_text.clone());
+            self.salt(&format!("{path}.salt"), &salt);
+            if !(1..=MAX_HOLDOUT_SHARE_BP).contains(&h.share_bp) {
+                self.err(
+                    format!("{path}.share_bp"),
+                    format!("{} must be 1 to {MAX_HOLDOUT_SHARE_BP} basis points", h.share_bp),
+                );
+            }
+            let mut seen = HashSet::new();
+            for (j, l) in h.layers.iter().enumerate() {
+                let lpath = format!("{path}.layers[{j}]");
+                if !layer_keys.contains(l.as_str()) {
+                    self.err(lpath, format!("unknown layer {l:?}"));
+                } else if !seen.insert(l) {
+                    self.err(lpath, format!("layer {l:?} is listed twice"));
+                }
+            }
+            self.limit(&format!("{path}.metrics"), h.metrics.len(), MAX_METRICS_PER_EXPERIMENT, "metrics");
+            let mut seen = HashSet::new();
+            for (j, m) in h.metrics.iter().enumerate() {
+                let mpath = format!("{path}.metrics[{j}]");
+                if !defs.metrics.iter().any(|d| d.key == *m) {
+                    self.err(mpath, format!("unknown metric {m:?}"));
+                } else if !seen.insert(m) {
+                    self.err(mpath, format!("metric {m:?} is listed twice"));
+                }
+            }
+            if let Some(mde) = h.minimum_detectable_effect
+                && !(mde > 0.0 && mde <= 10.0)
+            {
+                self.err(
+                    format!("{path}.minimum_detectable_effect"),
+                    format!("{mde} must be a relative effect above 0 and at most 10 (1000 %)"),
+                );
+            }
+            if self.errors.len() == before {
+                compiled_index.insert(i, compiled.len());
+                compiled.push(CompiledHoldout {
+                    id: h.id,
+                    id_text: id_text.into(),
+                    key: h.key.as_str().into(),
+                    salt: salt.into(),
+                    share_bp: h.share_bp,
+                    enabled: h.enabled,
+                    layers: h.layers.clone(),
+                    metrics: h.metrics.clone(),
+                });
+            }
+        }
+        self.holdout_scopes(&defs.holdouts);
+
+        // Exact only when every holdout compiled; otherwise the config is discarded anyway.
+        let mut wide = None;
+        let mut by_layer: HashMap<&str, usize> = HashMap::new();
+        for (i, h) in defs.holdouts.iter().enumerate().filter(|(_, h)| h.enabled) {
+            let Some(&c) = compiled_index.get(&i) else { continue };
+            if h.layers.is_empty() {
+                wide.get_or_insert(c);
+            }
+            for l in &h.layers {
+                by_layer.entry(l.as_str()).or_insert(c);
+            }
+        }
+        for exp in experiments {
+            exp.holdout = wide.or_else(|| exp.layer().and_then(|l| by_layer.get(l).copied()));
+        }
+        compiled
+    }
+
+    /// An experiment may be in the scope of one enabled holdout at most, so whether a unit is
+    /// held out never depends on which holdout is asked. Both holdouts of a clash are
+    /// reported, each naming the other, so whoever wrote either one sees it.
+    fn holdout_scopes(&mut self, holdouts: &[HoldoutDef]) {
+        const RULE: &str = "an experiment may be in the scope of one enabled holdout at most";
+        let enabled: Vec<(usize, &HoldoutDef)> =
+            holdouts.iter().enumerate().filter(|(_, h)| h.enabled).collect();
+        let wide: Vec<usize> = enabled.iter().filter(|(_, h)| h.layers.is_empty()).map(|(i, _)| *i).collect();
+        let mut by_layer: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, h) in &enabled {
+            for l in &h.layers {
+                let list = by_layer.entry(l.as_str()).or_default();
+                if list.last() != Some(i) {
+                    list.push(*i);
+                }
+            }
+        }
+        for &(i, h) in &enabled {
+            let path = format!("holdouts[{i}].layers");
+            if h.layers.is_empty() {
+                if let Some((_, other)) = enabled.iter().find(|(j, _)| *j != i) {
+                    self.err(
+                        path,
+                        format!(
+                            "with no layers it covers every experiment, and enabled holdout {:?} covers some of them; {RULE}",
+                            other.key
+                        ),
+                    );
+                }
+            } else if let Some(&j) = wide.first() {
+                self.err(
+                    path,
+                    format!(
+                        "enabled holdout {:?} has no layers, so it covers every experiment already; {RULE}",
+                        holdouts[j].key
+                    ),
+                );
+            } else {
+                for (k, l) in h.layers.iter().enumerate() {
+                    let others = by_layer.get(l.as_str()).map_or(&[][..], Vec::as_slice);
+                    if let Some(&j) = others.iter().find(|&&j| j != i) {
+                        self.err(
+                            format!("{path}[{k}]"),
+                            format!("layer {l:?} is also in enabled holdout {:?}; {RULE}", holdouts[j].key),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Validates layers and returns, per experiment key, the slot it holds in its layer.
@@ -574,10 +747,40 @@ impl<'d> Compiler<'d> {
     fn metrics(&mut self, metrics: &[MetricDef]) -> Vec<MetricDef> {
         self.unique_keys(|i| format!("metrics[{i}].key"), metrics.iter().map(|m| m.key.as_str()));
         for (i, m) in metrics.iter().enumerate() {
-            if m.event.is_empty() || m.event.len() > MAX_KEY_BYTES {
-                self.err(format!("metrics[{i}].event"), format!("must be 1 to {MAX_KEY_BYTES} bytes"));
-            } else if m.event.chars().any(char::is_control) {
-                self.err(format!("metrics[{i}].event"), "must not contain control characters");
+            self.event_name(&format!("metrics[{i}].event"), &m.event);
+            match (&m.ratio, m.aggregation) {
+                (None, Aggregation::Ratio) => self.err(
+                    format!("metrics[{i}].ratio"),
+                    "a ratio metric needs its denominator: {\"denominator_event\": ...}",
+                ),
+                (Some(r), Aggregation::Ratio) => {
+                    self.event_name(&format!("metrics[{i}].ratio.denominator_event"), &r.denominator_event)
+                }
+                (Some(_), other) => self.err(
+                    format!("metrics[{i}].ratio"),
+                    format!("only ratio metrics have a ratio (this one is {})", other.as_str()),
+                ),
+                (None, _) => {}
+            }
+            if let Some(c) = &m.cuped {
+                if matches!(m.aggregation, Aggregation::Mean | Aggregation::Ratio) {
+                    self.err(
+                        format!("metrics[{i}].cuped"),
+                        format!(
+                            "CUPED adjusts conversion, count and sum metrics, not {} metrics",
+                            m.aggregation.as_str()
+                        ),
+                    );
+                }
+                if !(1..=MAX_WINDOW_SECONDS).contains(&c.pre_period_seconds) {
+                    self.err(
+                        format!("metrics[{i}].cuped.pre_period_seconds"),
+                        format!(
+                            "{} must be 1 to {MAX_WINDOW_SECONDS} seconds (a year)",
+                            c.pre_period_seconds
+                        ),
+                    );
+                }
             }
             if let Some(w) = m.window_seconds
                 && !(1..=MAX_WINDOW_SECONDS).contains(&w)
@@ -597,6 +800,16 @@ impl<'d> Compiler<'d> {
             }
         }
         metrics.to_vec()
+    }
+
+    /// An event name a metric reads: stream keys separate it from its span with a control
+    /// character, so it holds none.
+    fn event_name(&mut self, path: &str, event: &str) {
+        if event.is_empty() || event.len() > MAX_KEY_BYTES {
+            self.err(path.to_owned(), format!("must be 1 to {MAX_KEY_BYTES} bytes"));
+        } else if event.chars().any(char::is_control) {
+            self.err(path.to_owned(), "must not contain control characters");
+        }
     }
 
     fn segment(&mut self, i: usize, s: &SegmentDef) -> CompiledSegment {

@@ -19,6 +19,7 @@ pub struct CompiledConfig {
     pub(crate) experiments: Vec<CompiledExperiment>,
     pub(crate) segments: Vec<CompiledSegment>,
     pub(crate) metrics: Vec<MetricDef>,
+    pub(crate) holdouts: Vec<CompiledHoldout>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,16 @@ impl CompiledConfig {
 
     pub fn metrics(&self) -> &[MetricDef] {
         &self.metrics
+    }
+
+    /// Every holdout, disabled ones included.
+    pub fn holdouts(&self) -> &[CompiledHoldout] {
+        &self.holdouts
+    }
+
+    /// The enabled holdout whose scope `exp` is in, if any.
+    pub fn holdout_of(&self, exp: &CompiledExperiment) -> Option<&CompiledHoldout> {
+        exp.holdout.map(|i| &self.holdouts[i])
     }
 
     pub fn flag(&self, key: &str) -> Option<&CompiledFlag> {
@@ -144,6 +155,8 @@ pub struct CompiledExperiment {
     pub(crate) primary_metrics: Vec<String>,
     pub(crate) guardrail_metrics: Vec<String>,
     pub(crate) breakdown_attributes: Vec<String>,
+    /// Index in [`CompiledConfig::holdouts`] of the enabled holdout whose scope this is in.
+    pub(crate) holdout: Option<usize>,
 }
 
 impl CompiledExperiment {
@@ -183,6 +196,50 @@ impl CompiledExperiment {
             Allocation::Layer { layer, .. } => Some(layer),
             Allocation::Traffic(_) => None,
         }
+    }
+}
+
+/// A holdout: `bucket(salt, unit) < share_bp` holds the unit out of the experiments in its
+/// scope.
+#[derive(Debug, Clone)]
+pub struct CompiledHoldout {
+    pub(crate) id: Uuid,
+    pub(crate) id_text: Box<str>,
+    pub(crate) key: Box<str>,
+    pub(crate) salt: Box<str>,
+    pub(crate) share_bp: u32,
+    pub(crate) enabled: bool,
+    pub(crate) layers: Vec<String>,
+    pub(crate) metrics: Vec<String>,
+}
+
+impl CompiledHoldout {
+    /// The experiment id its exposures are recorded under.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+    /// The id as hyphenated text, formatted once at compile time.
+    pub fn id_text(&self) -> &str {
+        &self.id_text
+    }
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+    pub fn salt(&self) -> &str {
+        &self.salt
+    }
+    pub fn share_bp(&self) -> u32 {
+        self.share_bp
+    }
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+    /// The layers it covers; empty: every experiment.
+    pub fn layers(&self) -> &[String] {
+        &self.layers
+    }
+    pub fn metrics(&self) -> &[String] {
+        &self.metrics
     }
 }
 

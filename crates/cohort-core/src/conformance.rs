@@ -13,6 +13,7 @@ const FILES: &[(&str, &str)] = &[
     ("operators", include_str!("../conformance/operators.json")),
     ("experiments", include_str!("../conformance/experiments.json")),
     ("segments", include_str!("../conformance/segments.json")),
+    ("holdouts", include_str!("../conformance/holdouts.json")),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

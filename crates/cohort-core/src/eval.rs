@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{Allocation, CompiledConfig, CompiledExperiment, CompiledFlag, CompiledServe, Entry};
+use crate::config::{
+    Allocation, CompiledConfig, CompiledExperiment, CompiledFlag, CompiledHoldout, CompiledServe, Entry,
+};
 use crate::context::Context;
 use crate::hash::{MAX_UNIT_BYTES, bucket};
 use crate::model::ExperimentStatus;
@@ -95,6 +97,17 @@ pub struct Decision<'a> {
     pub rule_id: Option<&'a str>,
     /// The experiment, for experiment decisions (its id, breakdown attributes, ...).
     pub experiment: Option<&'a CompiledExperiment>,
+    /// For a running experiment in an enabled holdout's scope: the holdout, and whether it
+    /// holds the unit out. The caller records the holdout's exposure either way.
+    pub holdout: Option<HoldoutHit<'a>>,
+}
+
+/// An experiment decision's holdout: which one, and whether the unit is held out.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldoutHit<'a> {
+    pub holdout: &'a CompiledHoldout,
+    /// Held out: the unit gets the experiment's not-enrolled outcome.
+    pub held_out: bool,
 }
 
 impl<'a> Decision<'a> {
@@ -110,6 +123,7 @@ impl<'a> Decision<'a> {
             error: None,
             rule_id: None,
             experiment: None,
+            holdout: None,
         }
     }
 
@@ -220,30 +234,39 @@ pub(crate) fn evaluate_experiment<'a>(
     ctx: &Context,
 ) -> Decision<'a> {
     let kind = Some(DecisionKind::Experiment);
-    let not_enrolled =
-        |reason: Reason| Decision { experiment: Some(exp), ..Decision::new(&exp.key, kind, reason) };
     if exp.status != ExperimentStatus::Running {
-        return not_enrolled(Reason::Disabled);
+        return Decision { experiment: Some(exp), ..Decision::new(&exp.key, kind, Reason::Disabled) };
     }
     let unit = match unit(ctx) {
         Ok(u) => u,
         Err(code) => return Decision { experiment: Some(exp), ..Decision::error(&exp.key, kind, code) },
     };
+    // Before targeting and allocation: a held-out unit is out whatever they say, and everyone
+    // in scope is counted on one side of the holdout.
+    let holdout = exp.holdout.map(|i| {
+        let holdout = &config.holdouts[i];
+        HoldoutHit { holdout, held_out: bucket(&holdout.salt, unit) < holdout.share_bp }
+    });
+    let not_enrolled =
+        || Decision { experiment: Some(exp), holdout, ..Decision::new(&exp.key, kind, Reason::Default) };
+    if holdout.is_some_and(|h| h.held_out) {
+        return not_enrolled();
+    }
     if let Some(cond) = &exp.targeting
         && !cond.matches(ctx, config)
     {
-        return not_enrolled(Reason::Default);
+        return not_enrolled();
     }
     let allocated = match &exp.allocation {
         Allocation::Traffic(bp) => *bp > 0 && bucket(&exp.id_text, unit) < *bp,
         Allocation::Layer { salt, start, end, .. } => (*start..*end).contains(&bucket(salt, unit)),
     };
     if !allocated {
-        return not_enrolled(Reason::Default);
+        return not_enrolled();
     }
     let b = bucket(&exp.salt, unit);
     let Some(v) = exp.variants.iter().find(|v| b < v.upper) else {
-        return not_enrolled(Reason::Default);
+        return not_enrolled();
     };
     let has_payload = !v.payload.is_null();
     Decision {
@@ -252,6 +275,7 @@ pub(crate) fn evaluate_experiment<'a>(
         value_json: has_payload.then_some(&*v.json),
         enrolled: true,
         experiment: Some(exp),
+        holdout,
         ..Decision::new(&exp.key, kind, Reason::Split)
     }
 }

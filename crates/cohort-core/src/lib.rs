@@ -48,7 +48,7 @@ pub mod time;
 pub mod conformance;
 
 pub use compile::{ConfigError, ConfigErrors, compile, limits};
-pub use config::{CompiledConfig, CompiledExperiment, CompiledFlag};
+pub use config::{CompiledConfig, CompiledExperiment, CompiledFlag, CompiledHoldout};
 pub use context::{AttrValue, Attributes, Context, TARGETING_KEY_ATTRIBUTE};
-pub use eval::{Decision, DecisionKind, ErrorCode, Reason, evaluate, evaluate_all};
+pub use eval::{Decision, DecisionKind, ErrorCode, HoldoutHit, Reason, evaluate, evaluate_all};
 pub use model::Definitions;

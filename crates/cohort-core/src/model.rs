@@ -27,6 +27,8 @@ pub struct Definitions {
     pub segments: Vec<SegmentDef>,
     #[serde(default)]
     pub metrics: Vec<MetricDef>,
+    #[serde(default)]
+    pub holdouts: Vec<HoldoutDef>,
 }
 
 /// The type every variation of a flag has.
@@ -182,15 +184,17 @@ pub enum EntityKind {
     Layer,
     Segment,
     Metric,
+    Holdout,
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 5] = [
+    pub const ALL: [EntityKind; 6] = [
         EntityKind::Flag,
         EntityKind::Experiment,
         EntityKind::Layer,
         EntityKind::Segment,
         EntityKind::Metric,
+        EntityKind::Holdout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -200,6 +204,7 @@ impl EntityKind {
             EntityKind::Layer => "layer",
             EntityKind::Segment => "segment",
             EntityKind::Metric => "metric",
+            EntityKind::Holdout => "holdout",
         }
     }
 
@@ -211,6 +216,7 @@ impl EntityKind {
             EntityKind::Layer => "layers",
             EntityKind::Segment => "segments",
             EntityKind::Metric => "metrics",
+            EntityKind::Holdout => "holdouts",
         }
     }
 
@@ -300,6 +306,42 @@ pub struct VariantDef {
     pub payload: Value,
 }
 
+/// The exposure variant of a unit a holdout keeps out of the experiments in its scope.
+pub const HOLDOUT_VARIANT: &str = "holdout";
+
+/// The exposure variant of a unit in a holdout's scope that it does not keep out: the
+/// population the holdout is compared with.
+pub const GENERAL_VARIANT: &str = "general";
+
+/// A share of units kept out of every experiment in its scope (they get each experiment's
+/// not-enrolled outcome), so the experiments' combined effect can be measured against them
+/// over time. Flags are not affected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutDef {
+    /// The experiment id its exposures are recorded under; the config service assigns one.
+    pub id: Uuid,
+    pub key: String,
+    /// Salt of the held-out draw; defaults to the holdout id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// Share of units held out, in basis points (1 to 5000).
+    pub share_bp: u32,
+    /// A disabled holdout holds nobody out and records nothing.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The layers whose experiments it covers; empty: every experiment of the environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+    /// The metrics its results compare.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<String>,
+    /// As on [`ExperimentDef::minimum_detectable_effect`], for the analysis plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_detectable_effect: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
 /// A mutual-exclusion group: each experiment owns a range of the layer's buckets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerDef {
@@ -341,6 +383,58 @@ pub enum Aggregation {
     Sum,
     /// Mean of the unit's event values after first exposure.
     Mean,
+    /// Σ numerator / Σ denominator over all exposed units (revenue per order): both sides
+    /// are per-unit sums, described by [`MetricDef::ratio`].
+    Ratio,
+}
+
+impl Aggregation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aggregation::Conversion => "conversion",
+            Aggregation::Count => "count",
+            Aggregation::Sum => "sum",
+            Aggregation::Mean => "mean",
+            Aggregation::Ratio => "ratio",
+        }
+    }
+}
+
+/// One side of a ratio metric, per unit: its events counted, or their values summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    Count,
+    Sum,
+}
+
+/// The two sides of a ratio metric. The numerator is the metric's own `event`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RatioDef {
+    /// Per unit: the sum of the event's values (the default) or the number of events.
+    #[serde(default = "default_numerator")]
+    pub numerator: Measure,
+    /// The denominator's event (may be the metric's own event: revenue per order).
+    pub denominator_event: String,
+    /// Per unit: the number of denominator events (the default) or the sum of their values.
+    #[serde(default = "default_denominator")]
+    pub denominator: Measure,
+}
+
+fn default_numerator() -> Measure {
+    Measure::Sum
+}
+
+fn default_denominator() -> Measure {
+    Measure::Count
+}
+
+/// CUPED variance reduction: each unit's value of the same metric before its first exposure
+/// is the covariate (`docs/spec/stats.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CupedDef {
+    /// How far before its first exposure a unit's events count as its covariate.
+    pub pre_period_seconds: u64,
 }
 
 /// Which way is good for a metric.
@@ -367,30 +461,98 @@ pub struct MetricDef {
     /// window, e.g. 604800 for 7 days); absent: every event from the first exposure on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_seconds: Option<u64>,
+    /// The sides of a `ratio` metric (required for it, refused for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<RatioDef>,
+    /// Adjust by each unit's pre-exposure value (conversion, count and sum metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuped: Option<CupedDef>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
 }
 
-/// Separates an event name from its window in a [`MetricDef::stream`] key (event names hold no
-/// control characters).
+/// Separates an event name from its span in a stream key (event names hold no control
+/// characters).
 const STREAM_SEPARATOR: char = '\u{1f}';
 
-impl MetricDef {
-    /// What the analysis aggregates this metric from: its event, within its window. Metrics
-    /// of one event and one window share it.
-    pub fn stream(&self) -> String {
-        match self.window_seconds {
-            Some(w) => format!("{}{STREAM_SEPARATOR}{w}", self.event),
-            None => self.event.clone(),
+/// Which of a unit's events a stream takes, relative to the unit's first exposure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Span {
+    /// From the first exposure on, and before `window` seconds after it when given.
+    After { window: Option<u64> },
+    /// In the `seconds` before the first exposure (CUPED's pre-period).
+    Before { seconds: u64 },
+}
+
+/// What the analysis aggregates per unit: one event's occurrences within a span. Metrics
+/// reading the same event over the same span share one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stream<'a> {
+    pub event: &'a str,
+    pub span: Span,
+}
+
+impl<'a> Stream<'a> {
+    /// The stream's key: the event name alone, or with `\u{1f}` and the window (`604800`) or
+    /// the pre-period (`-1209600`).
+    pub fn key(&self) -> String {
+        match self.span {
+            Span::After { window: None } => self.event.to_owned(),
+            Span::After { window: Some(w) } => format!("{}{STREAM_SEPARATOR}{w}", self.event),
+            Span::Before { seconds } => format!("{}{STREAM_SEPARATOR}-{seconds}", self.event),
         }
     }
 
-    /// The event and window of a [`MetricDef::stream`] key.
-    pub fn split_stream(stream: &str) -> (&str, Option<u64>) {
-        match stream.split_once(STREAM_SEPARATOR) {
-            Some((event, w)) => (event, w.parse().ok()),
-            None => (stream, None),
+    /// The stream a [`Stream::key`] names (a malformed span reads as no window).
+    pub fn parse(key: &'a str) -> Stream<'a> {
+        let Some((event, span)) = key.split_once(STREAM_SEPARATOR) else {
+            return Stream { event: key, span: Span::After { window: None } };
+        };
+        let span = match span.strip_prefix('-') {
+            Some(s) => s.parse().map_or(Span::After { window: None }, |seconds| Span::Before { seconds }),
+            None => Span::After { window: span.parse().ok() },
+        };
+        Stream { event, span }
+    }
+}
+
+impl MetricDef {
+    /// The stream of the metric's event after exposure (a ratio's numerator).
+    pub fn stream(&self) -> String {
+        Stream { event: &self.event, span: Span::After { window: self.window_seconds } }.key()
+    }
+
+    /// A ratio's denominator stream, within the same window.
+    pub fn denominator_stream(&self) -> Option<String> {
+        let r = self.ratio.as_ref().filter(|_| self.aggregation == Aggregation::Ratio)?;
+        Some(Stream { event: &r.denominator_event, span: Span::After { window: self.window_seconds } }.key())
+    }
+
+    /// CUPED's pre-period stream: the metric's event before exposure.
+    pub fn pre_period_stream(&self) -> Option<String> {
+        let c = self.cuped.as_ref()?;
+        Some(Stream { event: &self.event, span: Span::Before { seconds: c.pre_period_seconds } }.key())
+    }
+
+    /// Every stream the metric reads.
+    pub fn streams(&self) -> Vec<String> {
+        let mut out = vec![self.stream()];
+        out.extend(self.denominator_stream());
+        out.extend(self.pre_period_stream());
+        out
+    }
+
+    /// The pairs of streams whose per-unit cross products the metric needs: (numerator,
+    /// denominator) for a ratio, (pre-period, post-exposure) for CUPED.
+    pub fn stream_pairs(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(d) = self.denominator_stream() {
+            out.push((self.stream(), d));
         }
+        if let Some(p) = self.pre_period_stream() {
+            out.push((p, self.stream()));
+        }
+        out
     }
 }
 

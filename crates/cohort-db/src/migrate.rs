@@ -49,6 +49,11 @@ pub const CONFIG: Schema = Schema {
             name: "client_keys_cors",
             sql: include_str!("../migrations/config/0003_client_keys_cors.sql"),
         },
+        Migration {
+            version: 4,
+            name: "holdouts",
+            sql: include_str!("../migrations/config/0004_holdouts.sql"),
+        },
     ],
 };
 
@@ -77,6 +82,7 @@ pub const ANALYSIS: Schema = Schema {
             name: "coverage",
             sql: include_str!("../migrations/analysis/0002_coverage.sql"),
         },
+        Migration { version: 3, name: "pairs", sql: include_str!("../migrations/analysis/0003_pairs.sql") },
     ],
 };
 

@@ -287,6 +287,7 @@ mod config_enums {
                 EntityKind::Layer => pb::EntityKind::Layer,
                 EntityKind::Segment => pb::EntityKind::Segment,
                 EntityKind::Metric => pb::EntityKind::Metric,
+                EntityKind::Holdout => pb::EntityKind::Holdout,
             }
         }
     }

@@ -1,8 +1,9 @@
 //! The [`Client`]: local evaluation over the served config, events, state and stats.
 //!
 //! Every evaluation loads the current config from an `ArcSwap` (never waiting for the sync
-//! task), evaluates with cohort-core and, for an enrolled experiment decision, offers an
-//! exposure to the event queue (a dedup check, and for a first sighting a non-blocking push).
+//! task), evaluates with cohort-core and, for an enrolled experiment decision or one in a
+//! holdout's scope, offers exposures to the event queue (a dedup check, and for a first
+//! sighting a non-blocking push).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -99,15 +100,12 @@ impl<'c> ConfigGuard<'c> {
         &self.loaded.config
     }
 
-    /// Evaluates `key`, recording an exposure when the unit is enrolled in an experiment.
+    /// Evaluates `key`, recording an exposure when the unit is enrolled in an experiment, and
+    /// the holdout's exposure when the experiment is in one's scope.
     #[inline]
     pub fn evaluate<'g>(&'g self, key: &'g str, ctx: &Context) -> Decision<'g> {
         let d = self.evaluate_without_exposure(key, ctx);
-        if d.enrolled
-            && let Some(events) = self.events
-        {
-            events.expose(&d, ctx, self.loaded.version);
-        }
+        self.record_exposure(&d, ctx);
         d
     }
 
@@ -121,16 +119,19 @@ impl<'c> ConfigGuard<'c> {
         evaluate(&self.loaded.config, ctx, key)
     }
 
-    /// Records the exposure of an enrolled decision (deduplicated); a no-op otherwise.
+    /// Records the exposures of a decision (deduplicated): the experiment's when the unit is
+    /// enrolled, and the holdout's (held out or not) when the experiment is in one's scope;
+    /// a no-op otherwise.
+    #[inline]
     pub fn record_exposure(&self, d: &Decision<'_>, ctx: &Context) {
-        if d.enrolled
+        if (d.enrolled || d.holdout.is_some())
             && let Some(events) = self.events
         {
             events.expose(d, ctx, self.loaded.version);
         }
     }
 
-    /// Every flag, then every experiment, recording an exposure for each enrollment.
+    /// Every flag, then every experiment, recording exposures as [`ConfigGuard::evaluate`] does.
     pub fn evaluate_all(&self, ctx: &Context) -> Vec<Decision<'_>> {
         let all = evaluate_all(&self.loaded.config, ctx);
         for d in &all {
@@ -153,6 +154,7 @@ fn not_ready(key: &str) -> Decision<'_> {
         error: Some(ErrorCode::ProviderNotReady),
         rule_id: None,
         experiment: None,
+        holdout: None,
     }
 }
 

@@ -4,7 +4,7 @@
 //! Pure: the caller compiles the result and swaps it in, or asks for a snapshot on error.
 
 use cohort_core::Definitions;
-use cohort_core::model::{ExperimentDef, FlagDef, LayerDef, MetricDef, SegmentDef};
+use cohort_core::model::{ExperimentDef, FlagDef, HoldoutDef, LayerDef, MetricDef, SegmentDef};
 use cohort_proto::config::v1::{Delta, EntityKind};
 use serde::de::DeserializeOwned;
 
@@ -36,6 +36,7 @@ pub(crate) fn apply(defs: &mut Definitions, delta: &Delta) -> Result<(), DeltaEr
             Ok(EntityKind::Layer) => upsert(&mut defs.layers, json, at("layer"))?,
             Ok(EntityKind::Segment) => upsert(&mut defs.segments, json, at("segment"))?,
             Ok(EntityKind::Metric) => upsert(&mut defs.metrics, json, at("metric"))?,
+            Ok(EntityKind::Holdout) => upsert(&mut defs.holdouts, json, at("holdout"))?,
             Ok(EntityKind::Unspecified) | Err(_) => {
                 return Err(DeltaError::UnknownKind { index, key: key.to_owned(), kind: change.kind });
             }
@@ -67,7 +68,7 @@ macro_rules! keyed {
         }
     )*};
 }
-keyed!(FlagDef, ExperimentDef, LayerDef, SegmentDef, MetricDef);
+keyed!(FlagDef, ExperimentDef, LayerDef, SegmentDef, MetricDef, HoldoutDef);
 
 /// Replaces the entity with the change's key (keeping its position), appends it when new, or
 /// removes it when the definition is empty.

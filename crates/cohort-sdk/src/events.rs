@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use cohort_backoff::{Backoff, BackoffPolicy};
+use cohort_core::model::{GENERAL_VARIANT, HOLDOUT_VARIANT};
 use cohort_core::time::unix_ms;
 use cohort_core::{Context, Decision, TARGETING_KEY_ATTRIBUTE};
 use cohort_proto::events::v1 as pb;
@@ -246,17 +247,40 @@ pub(crate) struct EventQueue {
 }
 
 impl EventQueue {
-    /// Records an exposure for an enrolled decision, once per (unit, experiment, variant)
-    /// within the dedup window.
+    /// Records a decision's exposures, each once per (unit, experiment, variant) within the
+    /// dedup window: the experiment's when the unit is enrolled, and its holdout's (under the
+    /// holdout's id, variant `holdout` or `general`, no attributes) when it has one.
     #[inline]
     pub(crate) fn expose(&self, d: &Decision<'_>, ctx: &Context, config_version: u64) {
-        let (Some(exp), Some(variant), Some(unit)) = (d.experiment, d.variant, ctx.key()) else {
+        let Some(unit) = ctx.key() else { return };
+        if let Some(hit) = d.holdout {
+            let variant = if hit.held_out { HOLDOUT_VARIANT } else { GENERAL_VARIANT };
+            if self.dedup.first_sighting(unit, hit.holdout.id(), variant) {
+                self.expose_holdout(hit.holdout.id(), variant, unit, config_version);
+            }
+        }
+        let (true, Some(exp), Some(variant)) = (d.enrolled, d.experiment, d.variant) else {
             return;
         };
         if !self.dedup.first_sighting(unit, exp.id(), variant) {
             return;
         }
         self.expose_slow(exp, variant, unit, ctx, config_version);
+    }
+
+    #[cold]
+    fn expose_holdout(&self, holdout_id: Uuid, variant: &str, unit: &str, config_version: u64) {
+        let pending = Pending::Exposure {
+            timestamp_ms: unix_ms(SystemTime::now()),
+            unit: unit.to_owned(),
+            experiment_id: holdout_id,
+            variant: variant.to_owned(),
+            config_version,
+            attributes: HashMap::new(),
+        };
+        if self.push(pending).is_ok() {
+            self.counters.exposures.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     #[cold]

@@ -67,5 +67,5 @@ pub use store::{State, Status};
 
 /// The engine types callers need: contexts, decisions, reasons and definitions.
 pub use cohort_core::{
-    AttrValue, CompiledConfig, Context, Decision, DecisionKind, Definitions, ErrorCode, Reason,
+    AttrValue, CompiledConfig, Context, Decision, DecisionKind, Definitions, ErrorCode, HoldoutHit, Reason,
 };

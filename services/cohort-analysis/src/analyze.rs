@@ -7,11 +7,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use cohort_core::model::{Aggregation, AnalysisMethod, Direction, ExperimentDef, MetricDef};
+use cohort_core::model::{
+    Aggregation, AnalysisMethod, Direction, ExperimentDef, ExperimentStatus, GENERAL_VARIANT,
+    HOLDOUT_VARIANT, HoldoutDef, Measure, MetricDef, VariantDef,
+};
 use cohort_stats::{
-    Comparison, ConfidenceSequence, Effect, Interval, MeanSummary, ProportionSummary, SequentialPlan,
-    compare_means, compare_proportions, holm_adjust, repeated_interval, sample_size_means,
-    sample_size_proportions, srm_check,
+    Comparison, ConfidenceSequence, CupedSummary, Effect, Interval, MeanSummary, ProportionSummary,
+    RatioSummary, SequentialPlan, compare_cuped, compare_means, compare_proportions, compare_ratios,
+    holm_adjust, repeated_interval, sample_size_means, sample_size_proportions, srm_check,
 };
 use serde::{Deserialize, Serialize};
 
@@ -43,13 +46,62 @@ impl EventSums {
     }
 }
 
+/// Per-unit cross products of two streams a and b for the units of one variant (units
+/// without events in both add 0): what a ratio's covariance and CUPED's θ need.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PairSums {
+    /// Units with events in both streams: Σ of the product of the two conversion indicators.
+    pub units: u64,
+    /// Σ count_a · count_b.
+    pub count_count: f64,
+    /// Σ count_a · value_sum_b.
+    pub count_value: f64,
+    /// Σ value_sum_a · count_b.
+    pub value_count: f64,
+    /// Σ value_sum_a · value_sum_b.
+    pub value_value: f64,
+}
+
+impl PairSums {
+    pub fn add(&mut self, o: &PairSums) {
+        self.units += o.units;
+        self.count_count += o.count_count;
+        self.count_value += o.count_value;
+        self.value_count += o.value_count;
+        self.value_value += o.value_value;
+    }
+
+    /// Σ a·b for the per-unit measures of a and b (`None`: the conversion indicator).
+    fn product(&self, a: Option<Measure>, b: Option<Measure>) -> f64 {
+        match (a, b) {
+            (Some(Measure::Count), Some(Measure::Count)) => self.count_count,
+            (Some(Measure::Count), Some(Measure::Sum)) => self.count_value,
+            (Some(Measure::Sum), Some(Measure::Count)) => self.value_count,
+            (Some(Measure::Sum), Some(Measure::Sum)) => self.value_value,
+            _ => self.units as f64,
+        }
+    }
+}
+
+/// The key of the pair of streams `a` and `b` (stream keys hold no `\u{1e}`).
+pub fn pair_key(a: &str, b: &str) -> String {
+    format!("{a}\u{1e}{b}")
+}
+
+/// The streams of a [`pair_key`].
+pub fn split_pair(key: &str) -> (&str, &str) {
+    key.split_once('\u{1e}').unwrap_or((key, ""))
+}
+
 /// What SQL reduced an experiment's events to, for one population (all units or a segment).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Aggregates {
     /// Units exposed to exactly one variant, by variant.
     pub units: BTreeMap<String, u64>,
-    /// (variant, stream: the metric's event within its window, [`MetricDef::stream`]) → sums.
+    /// (variant, stream: an event within a span, [`MetricDef::streams`]) → sums.
     pub events: HashMap<(String, String), EventSums>,
+    /// (variant, [`pair_key`] of [`MetricDef::stream_pairs`]) → cross products.
+    pub pairs: HashMap<(String, String), PairSums>,
 }
 
 impl Aggregates {
@@ -60,6 +112,17 @@ impl Aggregates {
         for (k, s) in &o.events {
             self.events.entry(k.clone()).or_default().add(s);
         }
+        for (k, s) in &o.pairs {
+            self.pairs.entry(k.clone()).or_default().add(s);
+        }
+    }
+
+    fn stream(&self, variant: &str, stream: &str) -> EventSums {
+        self.events.get(&(variant.to_owned(), stream.to_owned())).copied().unwrap_or_default()
+    }
+
+    fn pair(&self, variant: &str, a: &str, b: &str) -> PairSums {
+        self.pairs.get(&(variant.to_owned(), pair_key(a, b))).copied().unwrap_or_default()
     }
 
     fn total_units(&self) -> u64 {
@@ -179,6 +242,10 @@ pub struct ComparisonResult {
     /// on the harmful side.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub harmful: bool,
+    /// CUPED metrics: the estimate, standard error, statistic, p-value and intervals above
+    /// are adjusted; this holds θ, the unadjusted ones and the variance reduction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuped: Option<CupedReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,6 +296,10 @@ pub struct ExperimentResult {
     pub experiment_id: String,
     pub experiment_key: String,
     pub computed_at_ms: i64,
+    /// A holdout's result: its held-out units (`holdout`, the control) against the rest of
+    /// its scope (`general`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub holdout: bool,
     /// How the primary metrics decide.
     pub analysis: AnalysisMethod,
     /// The latest formal look (0 before the first).
@@ -298,8 +369,7 @@ pub fn make_plan(exp: &ExperimentDef, metrics: &[MetricDef], agg: &Aggregates, s
             basis: serde_json::json!({"source": "default", "reason": "no primary metric"}),
         });
     };
-    let sums = agg.events.get(&(control.to_owned(), metric.stream())).copied().unwrap_or_default();
-    let planned = match summarize(metric, control_units, &sums) {
+    let planned = match summarize(metric, control, agg, false) {
         Summary::Proportion(p) => {
             let baseline = p.rate().unwrap_or(0.0).clamp(0.001, 0.999);
             let effect = Effect::Relative(mde.min(0.999 / baseline - 1.0));
@@ -311,6 +381,15 @@ pub fn make_plan(exp: &ExperimentDef, metrics: &[MetricDef], agg: &Aggregates, s
             }
             _ => None,
         },
+        // The delta method's per-unit variance: n · Var(R).
+        Summary::Ratio(r) => match (r.ratio(), r.variance()) {
+            (Some(ratio), Some(var)) if ratio != 0.0 && var > 0.0 => {
+                sample_size_means((var * r.n() as f64).sqrt(), (mde * ratio).abs(), s.alpha, s.power).ok()
+            }
+            _ => None,
+        },
+        // Plans are made unadjusted (`adjust` false above): CUPED only shortens them.
+        Summary::Cuped(..) => None,
     };
     let planned = planned.unwrap_or(s.default_planned_units).max(s.min_units_per_variant);
     Some(Plan {
@@ -322,6 +401,36 @@ pub fn make_plan(exp: &ExperimentDef, metrics: &[MetricDef], agg: &Aggregates, s
     })
 }
 
+/// A holdout as the experiment its results come from: the held-out units (control) against
+/// the general population of its scope, split by its share, over its metrics, sequentially.
+pub fn holdout_experiment(h: &HoldoutDef) -> ExperimentDef {
+    let variant = |key: &str, weight_bp: u32, control: bool| VariantDef {
+        key: key.to_owned(),
+        weight_bp,
+        control,
+        payload: serde_json::Value::Null,
+    };
+    ExperimentDef {
+        id: h.id,
+        key: h.key.clone(),
+        salt: h.salt.clone(),
+        status: ExperimentStatus::Running,
+        traffic_bp: None,
+        variants: vec![
+            variant(HOLDOUT_VARIANT, h.share_bp, true),
+            variant(GENERAL_VARIANT, 10_000u32.saturating_sub(h.share_bp), false),
+        ],
+        targeting: None,
+        primary_metrics: h.metrics.clone(),
+        guardrail_metrics: Vec::new(),
+        breakdown_attributes: Vec::new(),
+        minimum_detectable_effect: h.minimum_detectable_effect,
+        planned_units_per_variant: None,
+        analysis: AnalysisMethod::Sequential,
+        description: h.description.clone(),
+    }
+}
+
 pub fn control_variant(exp: &ExperimentDef) -> &str {
     exp.variants.iter().find(|v| v.control).or(exp.variants.first()).map_or("", |v| v.key.as_str())
 }
@@ -329,6 +438,10 @@ pub fn control_variant(exp: &ExperimentDef) -> &str {
 enum Summary {
     Proportion(ProportionSummary),
     Mean(MeanSummary),
+    Ratio(RatioSummary),
+    /// A CUPED metric: the post-exposure values with their pre-period covariate, and the
+    /// unadjusted mean per unit.
+    Cuped(CupedSummary, Option<f64>),
 }
 
 impl Summary {
@@ -336,15 +449,51 @@ impl Summary {
         match self {
             Summary::Proportion(p) => p.units(),
             Summary::Mean(m) => m.n(),
+            Summary::Ratio(r) => r.n(),
+            Summary::Cuped(c, _) => c.n(),
         }
     }
 }
 
-fn summarize(metric: &MetricDef, units: u64, s: &EventSums) -> Summary {
+/// The per-unit Σ and Σ² of a stream for a measure (`None`: the conversion indicator, whose
+/// square is itself).
+fn per_unit(s: &EventSums, measure: Option<Measure>) -> (f64, f64) {
+    match measure {
+        None => (s.units_with_events as f64, s.units_with_events as f64),
+        Some(Measure::Count) => (s.count_sum, s.count_sum_sq),
+        Some(Measure::Sum) => (s.value_sum, s.value_sum_sq),
+    }
+}
+
+/// The per-unit measure of a zero-filled metric (conversion, count, sum).
+fn measure_of(aggregation: Aggregation) -> Option<Measure> {
+    match aggregation {
+        Aggregation::Count => Some(Measure::Count),
+        Aggregation::Sum => Some(Measure::Sum),
+        _ => None,
+    }
+}
+
+/// One variant's summary of `metric` in `agg`; with `adjust` false a CUPED metric is
+/// summarized as if it had none (for planning).
+fn summarize(metric: &MetricDef, variant: &str, agg: &Aggregates, adjust: bool) -> Summary {
+    let units = agg.units.get(variant).copied().unwrap_or(0);
+    let s = agg.stream(variant, &metric.stream());
     let mean = |n: u64, sum: f64, sum_sq: f64| {
         MeanSummary::new(n, sum, sum_sq)
             .unwrap_or_else(|_| MeanSummary::new(0, 0.0, 0.0).expect("empty summary"))
     };
+    if let (Some(pre), true) = (metric.pre_period_stream(), adjust) {
+        let m = measure_of(metric.aggregation);
+        let (sum_y, sum_y2) = per_unit(&s, m);
+        let (sum_x, sum_x2) = per_unit(&agg.stream(variant, &pre), m);
+        let sum_xy = agg.pair(variant, &pre, &metric.stream()).product(m, m);
+        let unadjusted = (units > 0).then(|| sum_y / units as f64);
+        return match CupedSummary::new(units, sum_y, sum_y2, sum_x, sum_x2, sum_xy) {
+            Ok(c) => Summary::Cuped(c, unadjusted),
+            Err(_) => Summary::Mean(mean(0, 0.0, 0.0)),
+        };
+    }
     match metric.aggregation {
         Aggregation::Conversion => Summary::Proportion(
             ProportionSummary::new(units, s.units_with_events.min(units))
@@ -353,22 +502,64 @@ fn summarize(metric: &MetricDef, units: u64, s: &EventSums) -> Summary {
         Aggregation::Count => Summary::Mean(mean(units, s.count_sum, s.count_sum_sq)),
         Aggregation::Sum => Summary::Mean(mean(units, s.value_sum, s.value_sum_sq)),
         Aggregation::Mean => Summary::Mean(mean(s.mean_units, s.mean_sum, s.mean_sum_sq)),
+        Aggregation::Ratio => {
+            let (Some(r), Some(den)) = (&metric.ratio, metric.denominator_stream()) else {
+                return Summary::Ratio(RatioSummary::default());
+            };
+            let (sum_x, sum_x2) = per_unit(&s, Some(r.numerator));
+            let (sum_y, sum_y2) = per_unit(&agg.stream(variant, &den), Some(r.denominator));
+            let sum_xy =
+                agg.pair(variant, &metric.stream(), &den).product(Some(r.numerator), Some(r.denominator));
+            Summary::Ratio(RatioSummary::new(units, sum_x, sum_x2, sum_y, sum_y2, sum_xy).unwrap_or_default())
+        }
     }
 }
 
-fn compare(c: &Summary, t: &Summary, alpha: f64) -> Option<Comparison> {
+/// What CUPED did to a comparison: the main fields of [`ComparisonResult`] are adjusted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CupedReport {
+    /// The pooled regression coefficient of the post-exposure value on the pre-period value.
+    pub theta: f64,
+    pub unadjusted_abs_diff: Option<f64>,
+    pub unadjusted_rel_diff: Option<f64>,
+    pub unadjusted_abs_std_error: Option<f64>,
+    pub unadjusted_p_value: Option<f64>,
+    /// 1 − adjusted / unadjusted variance of the difference.
+    pub variance_reduction: Option<f64>,
+}
+
+fn compare(c: &Summary, t: &Summary, alpha: f64) -> Option<(Comparison, Option<CupedReport>)> {
     match (c, t) {
-        (Summary::Proportion(c), Summary::Proportion(t)) => compare_proportions(*c, *t, alpha).ok(),
-        (Summary::Mean(c), Summary::Mean(t)) => compare_means(*c, *t, alpha).ok(),
+        (Summary::Proportion(c), Summary::Proportion(t)) => {
+            Some((compare_proportions(*c, *t, alpha).ok()?, None))
+        }
+        (Summary::Mean(c), Summary::Mean(t)) => Some((compare_means(*c, *t, alpha).ok()?, None)),
+        (Summary::Ratio(c), Summary::Ratio(t)) => Some((compare_ratios(*c, *t, alpha).ok()?, None)),
+        (Summary::Cuped(c, _), Summary::Cuped(t, _)) => {
+            let r = compare_cuped(*c, *t, alpha).ok()?;
+            let u = r.unadjusted;
+            let report = CupedReport {
+                theta: r.theta,
+                unadjusted_abs_diff: u.abs_diff,
+                unadjusted_rel_diff: u.rel_diff,
+                unadjusted_abs_std_error: u.abs_std_error(),
+                unadjusted_p_value: u.p_value,
+                variance_reduction: r.variance_reduction,
+            };
+            Some((r.adjusted, Some(report)))
+        }
         _ => None,
     }
 }
 
 fn stats(variant: &str, s: &Summary) -> VariantStats {
-    match s {
-        Summary::Proportion(p) => VariantStats { variant: variant.into(), n: p.units(), mean: p.rate() },
-        Summary::Mean(m) => VariantStats { variant: variant.into(), n: m.n(), mean: m.mean() },
-    }
+    let (n, mean) = match s {
+        Summary::Proportion(p) => (p.units(), p.rate()),
+        Summary::Mean(m) => (m.n(), m.mean()),
+        Summary::Ratio(r) => (r.n(), r.ratio()),
+        Summary::Cuped(c, unadjusted) => (c.n(), *unadjusted),
+    };
+    VariantStats { variant: variant.into(), n, mean }
 }
 
 fn pair(i: Option<Interval>) -> Option<[f64; 2]> {
@@ -406,11 +597,7 @@ fn metric_results(
     let mut out = Vec::new();
     for (key, role) in roles {
         let Some(metric) = metrics.iter().find(|m| m.key == *key) else { continue };
-        let summary = |variant: &str| {
-            let units = agg.units.get(variant).copied().unwrap_or(0);
-            let sums = agg.events.get(&(variant.to_owned(), metric.stream())).copied().unwrap_or_default();
-            summarize(metric, units, &sums)
-        };
+        let summary = |variant: &str| summarize(metric, variant, agg, true);
         let control_summary = summary(control);
         let mut variants = vec![stats(control, &control_summary)];
         let mut comparisons = Vec::new();
@@ -418,7 +605,7 @@ fn metric_results(
         for v in exp.variants.iter().filter(|v| v.key != control) {
             let t = summary(&v.key);
             variants.push(stats(&v.key, &t));
-            let c = compare(&control_summary, &t, s.alpha);
+            let (c, cuped) = compare(&control_summary, &t, s.alpha).unzip();
             let c = c.as_ref();
             let (abs, rel) = (c.and_then(|c| c.abs_diff), c.and_then(|c| c.rel_diff));
             let (abs_se, rel_se) = (c.and_then(Comparison::abs_std_error), c.and_then(|c| c.rel_std_error));
@@ -473,6 +660,7 @@ fn metric_results(
                 interval,
                 crossed_at_look: None,
                 harmful,
+                cuped: cuped.flatten(),
             });
         }
         let guardrail = (role == Role::Guardrail).then(|| {
@@ -711,6 +899,7 @@ pub fn analyze(
             experiment_id: exp.id.to_string(),
             experiment_key: exp.key.clone(),
             computed_at_ms: now_ms,
+            holdout: false,
             analysis: exp.analysis,
             look,
             information_fraction: fraction,

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cohort_core::model::{ExperimentDef, MetricDef};
+use cohort_core::model::{ExperimentDef, HoldoutDef, MetricDef};
 use cohort_proto::config::v1 as pb;
 use cohort_transport::ClientTls;
 use pb::config_service_client::ConfigServiceClient;
@@ -80,7 +80,7 @@ impl ConfigClient {
         r
     }
 
-    /// Every running experiment, with each environment's metrics.
+    /// Every running experiment and enabled holdout, with each environment's metrics.
     pub async fn running(&self) -> Result<(Vec<Running>, HashMap<Uuid, Vec<MetricDef>>), ConfigError> {
         let r =
             self.internal.clone().list_running(self.request(pb::ListRunningRequest {})).await?.into_inner();
@@ -92,6 +92,17 @@ impl ConfigClient {
                 environment_id: uuid(&e.environment_id)?,
                 revision: e.revision,
                 definition,
+                holdout: false,
+            });
+        }
+        for h in r.holdouts {
+            let holdout: HoldoutDef = serde_json::from_str(&h.definition_json)
+                .map_err(|err| ConfigError::malformed(format!("a holdout that does not parse: {err}")))?;
+            running.push(Running {
+                environment_id: uuid(&h.environment_id)?,
+                revision: h.revision,
+                definition: crate::analyze::holdout_experiment(&holdout),
+                holdout: true,
             });
         }
         let mut metrics: HashMap<Uuid, Vec<MetricDef>> = HashMap::new();

@@ -330,6 +330,7 @@ impl Analyzer {
             now_ms,
         );
         outcome.result.coverage = Some(ResultCoverage { lag_ms: now_ms - coverage.as_of_ms, ..coverage });
+        outcome.result.holdout = exp.holdout;
         let mut recorded = false;
         let mut latest = None;
         match outcome.new_look {
@@ -349,7 +350,7 @@ impl Analyzer {
             None => latest = Some((exp.id(), outcome.result)),
         }
         let mut paused = false;
-        if let Some(reason) = &outcome.breach {
+        if let Some(reason) = outcome.breach.as_ref().filter(|_| !exp.holdout) {
             paused = self.pause(exp, reason).await;
         }
         Ok(Analyzed { look: recorded, paused, latest })
@@ -400,18 +401,21 @@ struct Analyzed {
     latest: Option<(ExperimentRef, analyze::ExperimentResult)>,
 }
 
-/// What an experiment's aggregation needs: its metrics' event names and its breakdowns.
+/// What an experiment's aggregation needs: its metrics' streams and pairs of streams, and its
+/// breakdowns.
 fn basis(exp: &Running, metrics: &[MetricDef]) -> Basis {
     let def = &exp.definition;
+    let used: Vec<&MetricDef> = def
+        .primary_metrics
+        .iter()
+        .chain(&def.guardrail_metrics)
+        .filter_map(|k| metrics.iter().find(|m| m.key == *k))
+        .collect();
     Basis {
         experiment_id: def.id,
         environment_id: exp.environment_id,
-        events: def
-            .primary_metrics
-            .iter()
-            .chain(&def.guardrail_metrics)
-            .filter_map(|k| metrics.iter().find(|m| m.key == *k).map(MetricDef::stream))
-            .collect(),
+        events: used.iter().flat_map(|m| m.streams()).collect(),
+        pairs: used.iter().flat_map(|m| m.stream_pairs()).collect(),
         breakdowns: def.breakdown_attributes.clone(),
     }
 }

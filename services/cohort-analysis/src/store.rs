@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cohort_core::model::ExperimentDef;
+use cohort_core::model::{ExperimentDef, Span, Stream};
 use cohort_db::Pool;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::analyze::{Aggregates, EventSums, ExperimentResult, Plan};
+use crate::analyze::{Aggregates, EventSums, ExperimentResult, PairSums, Plan};
 
 mod incremental;
 pub use incremental::{Advanced, Basis, Coverage, ExperimentSums, RebuildLimits};
@@ -81,7 +81,10 @@ impl std::fmt::Display for ExperimentRef {
 pub struct Running {
     pub environment_id: Uuid,
     pub revision: i64,
+    /// A holdout is analyzed as this experiment ([`crate::analyze::holdout_experiment`]).
     pub definition: ExperimentDef,
+    /// Whether it is a holdout (never paused: it has no guardrails).
+    pub holdout: bool,
 }
 
 impl Running {
@@ -118,18 +121,17 @@ impl Store {
 
     /// Reduces an experiment's exposures and metric events up to `until` to per-variant sums
     /// from scratch: each unit's first exposure (units that saw two variants are excluded and
-    /// counted), then per unit its events after that exposure, then per variant. Also per
-    /// value of each breakdown attribute (from the first exposure's attributes). Cycles read
-    /// the incremental state instead ([`Store::advance`], [`Store::sums`]); this is the
-    /// definition that state is tested against.
+    /// counted), then per unit its events in each stream's span, then per variant, with the
+    /// cross products of the basis' pairs of streams. Also per value of each breakdown
+    /// attribute (from the first exposure's attributes). Cycles read the incremental state
+    /// instead ([`Store::advance`], [`Store::sums`]); this is the definition that state is
+    /// tested against.
     pub async fn aggregate(
         &self,
-        environment: Uuid,
-        experiment: Uuid,
-        events: &[String],
-        breakdowns: &[String],
+        basis: &Basis,
         until: SystemTime,
     ) -> Result<(Aggregates, u64, Vec<(String, Vec<(String, Aggregates)>)>), StoreError> {
+        let (environment, experiment) = (basis.environment_id, basis.experiment_id);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Typed values (UUIDs, a number) are formatted in: CREATE TABLE AS takes no parameters.
@@ -141,28 +143,50 @@ impl Store {
                WHERE environment_id = '{environment}' AND experiment_id = '{experiment}'
                  AND ts <= to_timestamp({until})
                GROUP BY unit;
-             ANALYZE first_exposure;",
+             ANALYZE first_exposure;
+             CREATE TEMP TABLE unit_streams (unit text, variant text, attrs jsonb, stream text, cnt float8,
+                 total float8, mean float8) ON COMMIT DROP;",
             until = secs(until)
         ))
         .await?;
         let excluded: i64 =
             tx.query_one("SELECT count(*) FROM first_exposure WHERE variants > 1", &[]).await?.get(0);
-        let until_ts = until;
-        // Streams ($2) with their events ($4) and windows ($5, seconds or null).
-        let (names, windows) = split_streams(events);
-        let per_unit = "SELECT f.unit, f.variant, f.attrs, s.stream AS event,
-                               count(*)::float8 AS cnt, coalesce(sum(m.value), 0) AS total, avg(m.value) AS mean
-                        FROM first_exposure f
-                        CROSS JOIN unnest($2::text[], $4::text[], $5::int8[]) AS s(stream, event, window_s)
-                        JOIN metric_events m ON m.environment_id = $1 AND m.unit = f.unit
-                             AND m.event = s.event AND m.ts >= f.first_ts AND m.ts <= $3
-                             AND (s.window_s IS NULL OR m.ts < f.first_ts + s.window_s * interval '1 second')
-                             AND (m.value IS NULL OR abs(m.value) <= 1e15)
-                        WHERE f.variants = 1
-                        GROUP BY f.unit, f.variant, f.attrs, s.stream";
+        // Per unit and stream ($2) with its event ($4), window and pre-period ($5, $6: seconds
+        // or null): its events' count, sum and mean.
+        let streams = basis.distinct_events();
+        let (names, windows, pres) = split_streams(&streams);
+        tx.execute(
+            "INSERT INTO unit_streams
+             SELECT f.unit, f.variant, f.attrs, s.stream, count(*)::float8, coalesce(sum(m.value), 0), avg(m.value)
+             FROM first_exposure f
+             CROSS JOIN unnest($2::text[], $4::text[], $5::int8[], $6::int8[]) AS s(stream, event, window_s, pre_s)
+             JOIN metric_events m ON m.environment_id = $1 AND m.unit = f.unit AND m.event = s.event
+                  AND m.ts >= f.first_ts - coalesce(s.pre_s, 0) * interval '1 second'
+                  AND m.ts < CASE WHEN s.pre_s IS NOT NULL THEN f.first_ts
+                                  WHEN s.window_s IS NOT NULL THEN f.first_ts + s.window_s * interval '1 second'
+                                  ELSE 'infinity'::timestamptz END
+                  AND m.ts <= $3 AND (m.value IS NULL OR abs(m.value) <= 1e15)
+             WHERE f.variants = 1
+             GROUP BY f.unit, f.variant, f.attrs, s.stream",
+            &[&environment, &streams, &until, &names, &windows, &pres],
+        )
+        .await?;
+        tx.batch_execute("ANALYZE unit_streams").await?;
         let sums =
             "count(*) FILTER (WHERE cnt > 0), sum(cnt), sum(cnt * cnt), sum(total), sum(total * total),
                     count(mean), coalesce(sum(mean), 0), coalesce(sum(mean * mean), 0)";
+        let distinct_pairs = basis.distinct_pairs();
+        let pair_keys: Vec<String> =
+            distinct_pairs.iter().map(|(a, b)| crate::analyze::pair_key(a, b)).collect();
+        let (pair_a, pair_b): (Vec<String>, Vec<String>) = distinct_pairs.into_iter().unzip();
+        // Units with events in both streams of a pair (the rest add 0 to every product).
+        let pairs = "SELECT a.unit, a.variant, a.attrs, p.pair, a.cnt AS a_cnt, a.total AS a_total,
+                            b.cnt AS b_cnt, b.total AS b_total
+                     FROM unnest($1::text[], $2::text[], $3::text[]) AS p(pair, a, b)
+                     JOIN unit_streams a ON a.stream = p.a
+                     JOIN unit_streams b ON b.stream = p.b AND b.unit = a.unit";
+        let pair_sums_sql = "count(*), sum(a_cnt * b_cnt), sum(a_cnt * b_total), sum(a_total * b_cnt),
+                             sum(a_total * b_total)";
 
         let mut overall = Aggregates::default();
         for r in tx
@@ -171,18 +195,23 @@ impl Store {
         {
             overall.units.insert(r.get(0), r.get::<_, i64>(1) as u64);
         }
-        let rows = tx
-            .query(
-                &format!("SELECT variant, event, {sums} FROM ({per_unit}) u GROUP BY variant, event"),
-                &[&environment, &events, &until_ts, &names, &windows],
-            )
-            .await?;
-        for r in &rows {
+        for r in
+            &tx.query(&format!("SELECT variant, stream, {sums} FROM unit_streams GROUP BY 1, 2"), &[]).await?
+        {
             overall.events.insert((r.get(0), r.get(1)), event_sums(r, 2));
+        }
+        for r in &tx
+            .query(
+                &format!("SELECT variant, pair, {pair_sums_sql} FROM ({pairs}) u GROUP BY 1, 2"),
+                &[&pair_keys, &pair_a, &pair_b],
+            )
+            .await?
+        {
+            overall.pairs.insert((r.get(0), r.get(1)), pair_sums(r, 2));
         }
 
         let mut segments = Vec::new();
-        for attribute in breakdowns {
+        for attribute in &basis.breakdowns {
             let mut by_value: HashMap<String, Aggregates> = HashMap::new();
             let rows = tx
                 .query(
@@ -197,13 +226,25 @@ impl Store {
             let rows = tx
                 .query(
                     &format!(
-                        "SELECT coalesce(attrs->>$6, '(none)'), variant, event, {sums} FROM ({per_unit}) u GROUP BY 1, 2, 3"
+                        "SELECT coalesce(attrs->>$1, '(none)'), variant, stream, {sums} FROM unit_streams GROUP BY 1, 2, 3"
                     ),
-                    &[&environment, &events, &until_ts, &names, &windows, attribute],
+                    &[attribute],
                 )
                 .await?;
             for r in &rows {
                 by_value.entry(r.get(0)).or_default().events.insert((r.get(1), r.get(2)), event_sums(r, 3));
+            }
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT coalesce(attrs->>$4, '(none)'), variant, pair, {pair_sums_sql} FROM ({pairs}) u
+                         GROUP BY 1, 2, 3"
+                    ),
+                    &[&pair_keys, &pair_a, &pair_b, attribute],
+                )
+                .await?;
+            for r in &rows {
+                by_value.entry(r.get(0)).or_default().pairs.insert((r.get(1), r.get(2)), pair_sums(r, 3));
             }
             segments.push((attribute.clone(), by_value.into_iter().collect()));
         }
@@ -399,17 +440,36 @@ impl Store {
     }
 }
 
-/// The event names and windows (seconds, for SQL) of [`MetricDef::stream`] keys, in order.
-///
-/// [`MetricDef::stream`]: cohort_core::model::MetricDef::stream
-fn split_streams(streams: &[String]) -> (Vec<String>, Vec<Option<i64>>) {
-    streams
-        .iter()
-        .map(|s| {
-            let (event, window) = cohort_core::model::MetricDef::split_stream(s);
-            (event.to_owned(), window.map(|w| w.min(i64::MAX as u64) as i64))
-        })
-        .unzip()
+/// The event names, windows and pre-periods (seconds, for SQL) of stream keys
+/// ([`Stream::key`]), in order.
+fn split_streams(streams: &[String]) -> (Vec<String>, Vec<Option<i64>>, Vec<Option<i64>>) {
+    let seconds = |s: u64| s.min(i64::MAX as u64) as i64;
+    let (mut events, mut windows, mut pres) = (vec![], vec![], vec![]);
+    for key in streams {
+        let stream = Stream::parse(key);
+        events.push(stream.event.to_owned());
+        match stream.span {
+            Span::After { window } => {
+                windows.push(window.map(seconds));
+                pres.push(None);
+            }
+            Span::Before { seconds: s } => {
+                windows.push(None);
+                pres.push(Some(seconds(s)));
+            }
+        }
+    }
+    (events, windows, pres)
+}
+
+fn pair_sums(r: &Row, from: usize) -> PairSums {
+    PairSums {
+        units: r.get::<_, i64>(from) as u64,
+        count_count: r.get(from + 1),
+        count_value: r.get(from + 2),
+        value_count: r.get(from + 3),
+        value_value: r.get(from + 4),
+    }
 }
 
 fn event_sums(r: &Row, from: usize) -> EventSums {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cohort_core::model::{
-    Definitions, ExperimentDef, ExperimentStatus, FlagDef, LayerDef, MetricDef, SegmentDef,
+    Definitions, ExperimentDef, ExperimentStatus, FlagDef, HoldoutDef, LayerDef, MetricDef, SegmentDef,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -137,8 +137,10 @@ fn step<'a>(op: Op, find: &Find<'a>) -> Result<Plan, ServiceError> {
 
     let plan = match op {
         Op::Create { kind, mut definition } => {
-            if kind == Kind::Experiment {
-                prepare_new_experiment(&mut definition)?;
+            match kind {
+                Kind::Experiment => prepare_new_experiment(&mut definition)?,
+                Kind::Holdout => prepare_new_holdout(&mut definition)?,
+                _ => {}
             }
             let (key, canonical) = canonical(kind, &definition)?;
             if find(kind, &key).is_some() {
@@ -149,7 +151,7 @@ fn step<'a>(op: Op, find: &Find<'a>) -> Result<Plan, ServiceError> {
         Op::Update { kind, key, mut definition, expected_revision } => {
             let existing = find(kind, &key).ok_or_else(|| missing(kind, &key))?;
             check_revision(existing, expected_revision)?;
-            if kind == Kind::Experiment
+            if matches!(kind, Kind::Experiment | Kind::Holdout)
                 && let Some(obj) = definition.as_object_mut()
                 && !obj.contains_key("id")
             {
@@ -163,8 +165,10 @@ fn step<'a>(op: Op, find: &Find<'a>) -> Result<Plan, ServiceError> {
                     format!("cannot rename {key:?} to {new_key:?}; create a new {} instead", kind.as_str()),
                 ));
             }
-            if kind == Kind::Experiment {
-                check_experiment_edit(&existing.definition, &canonical)?;
+            match kind {
+                Kind::Experiment => check_experiment_edit(&existing.definition, &canonical)?,
+                Kind::Holdout => check_holdout_edit(&existing.definition, &canonical)?,
+                _ => {}
             }
             Plan {
                 kind,
@@ -186,6 +190,13 @@ fn step<'a>(op: Op, find: &Find<'a>) -> Result<Plan, ServiceError> {
                         status.as_str()
                     )));
                 }
+            }
+            // Its units' history is only comparable while it holds them out; ending that is
+            // a write of its own (and an audit row) before the delete.
+            if kind == Kind::Holdout && existing.definition["enabled"] != Value::Bool(false) {
+                return Err(ServiceError::precondition(format!(
+                    "holdout {key:?} is enabled; disable it before deleting it"
+                )));
             }
             Plan {
                 kind,
@@ -321,6 +332,7 @@ pub(crate) fn assemble<'a>(
             Kind::Layer => defs.layers.push(parse::<LayerDef>(kind, key, value)?),
             Kind::Segment => defs.segments.push(parse::<SegmentDef>(kind, key, value)?),
             Kind::Metric => defs.metrics.push(parse::<MetricDef>(kind, key, value)?),
+            Kind::Holdout => defs.holdouts.push(parse::<HoldoutDef>(kind, key, value)?),
         }
     }
     Ok((defs, names))
@@ -356,6 +368,7 @@ pub(crate) fn canonical(kind: Kind, definition: &Value) -> Result<(String, Value
         Kind::Layer => typed::<LayerDef>(definition, |d| &d.key),
         Kind::Segment => typed::<SegmentDef>(definition, |d| &d.key),
         Kind::Metric => typed::<MetricDef>(definition, |d| &d.key),
+        Kind::Holdout => typed::<HoldoutDef>(definition, |d| &d.key),
     }
 }
 
@@ -386,6 +399,40 @@ fn prepare_new_experiment(definition: &mut Value) -> Result<(), ServiceError> {
             "definition.status",
             "new experiments start as draft; start them with TransitionExperiment",
         ));
+    }
+    Ok(())
+}
+
+/// New holdouts get an id when they have none: the experiment id their exposures carry.
+fn prepare_new_holdout(definition: &mut Value) -> Result<(), ServiceError> {
+    let Some(obj) = definition.as_object_mut() else {
+        return Err(ServiceError::invalid("definition", "must be a JSON object"));
+    };
+    obj.entry("id").or_insert_with(|| Value::String(Uuid::now_v7().to_string()));
+    Ok(())
+}
+
+/// A holdout's id names its exposures, so it never changes.
+fn check_holdout_edit(before: &Value, after: &Value) -> Result<(), ServiceError> {
+    let refuse = |field: &str, why: String| {
+        Err(ServiceError::FailedPrecondition { message: why.clone(), violations: vec![(field.into(), why)] })
+    };
+    if before["id"] != after["id"] {
+        return refuse("definition.id", "a holdout's id never changes".into());
+    }
+    let enabled = |d: &Value| d["enabled"] != Value::Bool(false);
+    if enabled(before) && enabled(after) {
+        // Who is held out would change mid-measurement, mixing the two groups' histories.
+        for field in ["salt", "share_bp"] {
+            if before[field] != after[field] {
+                return refuse(
+                    &format!("definition.{field}"),
+                    format!(
+                        "cannot change {field} of an enabled holdout; disable it first, or create a new one"
+                    ),
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -70,9 +70,10 @@ impl InternalService for Internal {
         request: Request<pb::ListRunningRequest>,
     ) -> Result<Response<pb::ListRunningResponse>, Status> {
         self.authorize(&request).await?;
-        let (running, metrics) = self.store.running().await?;
+        let running = self.store.running().await?;
         Ok(Response::new(pb::ListRunningResponse {
             experiments: running
+                .experiments
                 .into_iter()
                 .map(|r| pb::RunningExperiment {
                     environment_id: r.environment_id.to_string(),
@@ -81,11 +82,22 @@ impl InternalService for Internal {
                     definition_json: r.definition.to_string(),
                 })
                 .collect(),
-            metrics: metrics
+            metrics: running
+                .metrics
                 .into_iter()
                 .map(|(environment, definition)| pb::EnvironmentMetric {
                     environment_id: environment.to_string(),
                     definition_json: definition.to_string(),
+                })
+                .collect(),
+            holdouts: running
+                .holdouts
+                .into_iter()
+                .map(|r| pb::RunningHoldout {
+                    environment_id: r.environment_id.to_string(),
+                    organization_id: r.organization_id.to_string(),
+                    revision: r.revision,
+                    definition_json: r.definition.to_string(),
                 })
                 .collect(),
         }))

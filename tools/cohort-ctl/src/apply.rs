@@ -5,7 +5,7 @@
 //! → compile the environment as it would be after the plan, locally, so a bad file is caught
 //! before anything is sent → send every write as ONE `ApplyBatch`, in dependency order
 //! (metrics, segments, flags, experiments, then completions that free layer ranges, layers,
-//! and the remaining lifecycle moves). The server validates the batch as a whole and commits
+//! holdouts, and the remaining lifecycle moves). The server validates the batch as a whole and commits
 //! it as one version, or nothing.
 
 use std::collections::{BTreeSet, HashMap};
@@ -316,9 +316,11 @@ fn batch(items: &mut [Item], reason: &str) -> (Vec<pb::BatchOperation>, Vec<(usi
             steps.push((i, Step::Move(action)));
         }
     };
-    // Definitions, in dependency order (layers wait for their experiments).
+    // Definitions, in dependency order (layers wait for their experiments, holdouts for
+    // their layers).
+    let late = |kind: Kind| matches!(kind, Kind::Layer | Kind::Holdout);
     for i in 0..items.len() {
-        if items[i].spec.kind() != Kind::Layer {
+        if !late(items[i].spec.kind()) {
             write(items, i, &mut operations, &mut steps);
         }
     }
@@ -329,7 +331,7 @@ fn batch(items: &mut [Item], reason: &str) -> (Vec<pb::BatchOperation>, Vec<(usi
         }
     }
     for i in 0..items.len() {
-        if items[i].spec.kind() == Kind::Layer {
+        if late(items[i].spec.kind()) {
             write(items, i, &mut operations, &mut steps);
         }
     }
@@ -439,11 +441,23 @@ fn plan(spec: Spec, current: &HashMap<(Kind, String), Current>) -> Result<Item, 
             e.id = want.id;
         }
     }
+    if let Def::Holdout(want) = &mut desired
+        && !spec.id_given
+    {
+        // As for experiments: the stored id, or a stand-in the server replaces on create.
+        want.id = match &stored {
+            Some(Current { def: Def::Holdout(have), .. }) => have.id,
+            _ => uuid::Uuid::new_v4(),
+        };
+        if let Def::Holdout(h) = &mut end {
+            h.id = want.id;
+        }
+    }
     let canonical = desired.canonical();
     let (write, revision) = match &stored {
         None => {
             let mut body = canonical;
-            if let (Def::Experiment(_), Some(obj)) = (&desired, body.as_object_mut()) {
+            if let (Def::Experiment(_) | Def::Holdout(_), Some(obj)) = (&desired, body.as_object_mut()) {
                 if !spec.id_given {
                     obj.remove("id");
                 }
@@ -489,6 +503,7 @@ fn preflight(items: &[Item], current: &HashMap<(Kind, String), Current>) -> Vec<
             Def::Layer(d) => defs.layers.push(d),
             Def::Segment(d) => defs.segments.push(d),
             Def::Metric(d) => defs.metrics.push(d),
+            Def::Holdout(d) => defs.holdouts.push(d),
         }
     }
     let Err(errors) = cohort_core::compile(&defs) else { return Vec::new() };
@@ -520,7 +535,7 @@ fn preflight(items: &[Item], current: &HashMap<(Kind, String), Current>) -> Vec<
 }
 
 /// Dependency order: metrics, segments (a segment after those it names), flags, experiments,
-/// layers. Within a kind, files order.
+/// layers, holdouts (which name layers and metrics). Within a kind, files order.
 fn order(items: &mut [Item]) {
     let rank = |k: Kind| match k {
         Kind::Metric => 0,
@@ -528,6 +543,7 @@ fn order(items: &mut [Item]) {
         Kind::Flag => 2,
         Kind::Experiment => 3,
         Kind::Layer => 4,
+        Kind::Holdout => 5,
     };
     let depth = segment_depths(items);
     items.sort_by_key(|i| (rank(i.spec.kind()), depth.get(i.spec.key()).copied().unwrap_or(0)));

@@ -1,7 +1,7 @@
 //! Every command but `apply`: one function each, taking a connected client and a console,
 //! printing a table (or JSON) and returning what it did.
 
-use cohort_core::model::{Aggregation, Definitions};
+use cohort_core::model::Definitions;
 use cohort_proto::config::v1 as pb;
 use serde_json::{Value, json};
 
@@ -460,13 +460,16 @@ fn summary(def: &Def) -> String {
             parts.join(", ")
         }
         Def::Metric(m) => {
-            let aggregation = match m.aggregation {
-                Aggregation::Conversion => "conversion",
-                Aggregation::Count => "count",
-                Aggregation::Sum => "sum",
-                Aggregation::Mean => "mean",
+            format!("{} of {} events", m.aggregation.as_str(), m.event)
+        }
+        Def::Holdout(h) => {
+            let scope = if h.layers.is_empty() {
+                "every experiment".to_owned()
+            } else {
+                format!("layers {}", h.layers.join(", "))
             };
-            format!("{aggregation} of {} events", m.event)
+            let state = if h.enabled { "enabled" } else { "disabled" };
+            format!("{state}, {} bp of {scope}", h.share_bp)
         }
     }
 }

@@ -1,8 +1,8 @@
-//! The five kinds of entity and their typed definitions (cohort-core's model): strict parsing
+//! The six kinds of entity and their typed definitions (cohort-core's model): strict parsing
 //! that names the bad field, and the canonical JSON that decides whether a file and the
 //! server agree.
 
-use cohort_core::model::{ExperimentDef, FlagDef, LayerDef, MetricDef, SegmentDef};
+use cohort_core::model::{ExperimentDef, FlagDef, HoldoutDef, LayerDef, MetricDef, SegmentDef};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -38,6 +38,7 @@ pub enum Def {
     Layer(LayerDef),
     Segment(SegmentDef),
     Metric(MetricDef),
+    Holdout(HoldoutDef),
 }
 
 impl Def {
@@ -79,6 +80,7 @@ impl Def {
             Kind::Layer => Def::Layer(typed(value)?),
             Kind::Segment => Def::Segment(typed(value)?),
             Kind::Metric => Def::Metric(typed(value)?),
+            Kind::Holdout => Def::Holdout(typed(value)?),
         })
     }
 
@@ -89,6 +91,7 @@ impl Def {
             Def::Layer(_) => Kind::Layer,
             Def::Segment(_) => Kind::Segment,
             Def::Metric(_) => Kind::Metric,
+            Def::Holdout(_) => Kind::Holdout,
         }
     }
 
@@ -99,6 +102,7 @@ impl Def {
             Def::Layer(d) => &d.key,
             Def::Segment(d) => &d.key,
             Def::Metric(d) => &d.key,
+            Def::Holdout(d) => &d.key,
         }
     }
 
@@ -111,6 +115,7 @@ impl Def {
             Def::Layer(d) => serde_json::to_value(d),
             Def::Segment(d) => serde_json::to_value(d),
             Def::Metric(d) => serde_json::to_value(d),
+            Def::Holdout(d) => serde_json::to_value(d),
         };
         // The model's types serialize to JSON without fail (string keys, finite numbers).
         value.unwrap_or(Value::Null)
@@ -143,6 +148,7 @@ impl Serialize for Tagged<'_> {
             Def::Layer(d) => With { kind: self.kind, def: d }.serialize(serializer),
             Def::Segment(d) => With { kind: self.kind, def: d }.serialize(serializer),
             Def::Metric(d) => With { kind: self.kind, def: d }.serialize(serializer),
+            Def::Holdout(d) => With { kind: self.kind, def: d }.serialize(serializer),
         }
     }
 }

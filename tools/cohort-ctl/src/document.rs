@@ -62,7 +62,7 @@ pub struct Spec {
     /// For experiments without an `id` in the file, the id is nil until the plan fills it.
     pub def: Def,
     pub origin: Origin,
-    /// Experiments: whether the file gave an `id`.
+    /// Experiments and holdouts: whether the file gave an `id`.
     pub id_given: bool,
     /// Experiments: the status the file asks for, if it names one.
     pub status: Option<ExperimentStatus>,
@@ -195,7 +195,8 @@ struct Reader {
 }
 
 /// The fields of a whole-environment document (cohort-core `Definitions`).
-const ENVIRONMENT_FIELDS: [&str; 6] = ["version", "flags", "experiments", "layers", "segments", "metrics"];
+const ENVIRONMENT_FIELDS: [&str; 7] =
+    ["version", "flags", "experiments", "layers", "segments", "metrics", "holdouts"];
 
 impl Reader {
     fn document(&mut self, value: Value, origin: Origin) {
@@ -207,7 +208,7 @@ impl Reader {
                         Some(kind) => self.entity(kind, Value::Object(map), origin),
                         None => self.problems.push(
                             Diagnostic::new(format!(
-                                "unknown kind {kind}: expected flag, experiment, layer, segment or metric"
+                                "unknown kind {kind}: expected flag, experiment, layer, segment, metric or holdout"
                             ))
                             .at(origin.file.as_ref(), Some(kind_line))
                             .field("kind"),
@@ -218,8 +219,9 @@ impl Reader {
                 } else {
                     self.problems.push(
                         Diagnostic::new(
-                            "a document needs `kind:` (flag, experiment, layer, segment or metric), \
-                             or the lists of an environment (flags:, experiments:, layers:, segments:, metrics:)",
+                            "a document needs `kind:` (flag, experiment, layer, segment, metric or holdout), \
+                             or the lists of an environment (flags:, experiments:, layers:, segments:, metrics:, \
+                             holdouts:)",
                         )
                         .at(origin.file.as_ref(), Some(origin.line())),
                     );
@@ -253,7 +255,8 @@ impl Reader {
                 (None, _) if field == "version" => {}
                 (None, _) => self.problems.push(
                     Diagnostic::new(
-                        "unknown field in an environment document (expected flags, experiments, layers, segments, metrics)",
+                        "unknown field in an environment document (expected flags, experiments, layers, segments, \
+                         metrics, holdouts)",
                     )
                     .at(origin.file.as_ref(), Some(origin.line_of(&[Segment::Field(field.clone())])))
                     .field(field),
@@ -276,15 +279,19 @@ impl Reader {
     fn entity(&mut self, kind: Kind, mut value: Value, origin: Origin) {
         let key = value.get("key").and_then(Value::as_str).unwrap_or("?").to_owned();
         let (mut id_given, mut status) = (true, None);
-        if kind == Kind::Experiment
+        if matches!(kind, Kind::Experiment | Kind::Holdout)
             && let Some(obj) = value.as_object_mut()
         {
-            // The server assigns the id and starts experiments as drafts; the model needs
-            // both, so stand-ins go in now and the plan settles them.
+            // The server assigns the id (and starts experiments as drafts); the model needs
+            // them, so stand-ins go in now and the plan settles them.
             if !obj.contains_key("id") {
                 id_given = false;
                 obj.insert("id".into(), Value::String(uuid::Uuid::nil().to_string()));
             }
+        }
+        if kind == Kind::Experiment
+            && let Some(obj) = value.as_object_mut()
+        {
             match obj.get("status") {
                 None => {
                     obj.insert("status".into(), Value::String("draft".into()));

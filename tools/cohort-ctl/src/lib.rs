@@ -13,7 +13,7 @@
 //! - [`commands`]: every other command.
 //! - [`document`]: definition files in their three shapes, read into typed specs.
 //! - [`source`]: YAML parsed into trees that know each node's line; field paths → lines.
-//! - [`definition`]: the five kinds and their typed, canonical definitions.
+//! - [`definition`]: the six kinds and their typed, canonical definitions.
 //! - [`lifecycle`]: experiment moves and the legal path between statuses.
 //! - [`diagnostic`]: `FILE:LINE: kind key: field: description`, and gRPC statuses read into it.
 //! - [`console`]: stdout/stderr/stdin, tables, timestamps. [`error`]: [`CtlError`].

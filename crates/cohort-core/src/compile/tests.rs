@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::model::Definitions;
+use crate::model::{Definitions, Measure, Span, Stream};
 use crate::{ConfigErrors, compile};
 
 fn errors(defs: serde_json::Value) -> Vec<String> {
@@ -303,6 +303,229 @@ fn a_metric_window_is_a_second_to_a_year_and_names_its_own_stream() {
     let windowed = &defs.metrics[0];
     let plain = crate::model::MetricDef { window_seconds: None, ..windowed.clone() };
     assert_ne!(windowed.stream(), plain.stream());
-    assert_eq!(crate::model::MetricDef::split_stream(&windowed.stream()), ("purchase", Some(3600)));
-    assert_eq!(crate::model::MetricDef::split_stream(&plain.stream()), ("purchase", None));
+    let parsed = |m: &crate::model::MetricDef| {
+        let key = m.stream();
+        let s = Stream::parse(&key);
+        (s.event.to_owned(), s.span)
+    };
+    assert_eq!(parsed(windowed), ("purchase".to_owned(), Span::After { window: Some(3600) }));
+    assert_eq!(parsed(&plain), ("purchase".to_owned(), Span::After { window: None }));
+}
+
+#[test]
+fn ratio_metrics_name_their_denominator_and_cuped_reads_the_pre_period() {
+    let metric = |m: serde_json::Value| json!({"metrics": [m]});
+    let ratio = json!({"key": "rpo", "event": "purchase", "aggregation": "ratio",
+                       "ratio": {"denominator_event": "purchase"}});
+    assert!(errors(metric(ratio.clone())).is_empty());
+    assert_error(
+        metric(json!({"key": "rpo", "event": "purchase", "aggregation": "ratio"})),
+        "metrics[0].ratio: a ratio metric needs its denominator: {\"denominator_event\": ...}",
+    );
+    assert_error(
+        metric(json!({"key": "rpo", "event": "purchase", "aggregation": "ratio",
+                      "ratio": {"denominator_event": "or\u{1e}der"}})),
+        "metrics[0].ratio.denominator_event: must not contain control characters",
+    );
+    assert_error(
+        metric(json!({"key": "s", "event": "purchase", "aggregation": "sum",
+                      "ratio": {"denominator_event": "order"}})),
+        "metrics[0].ratio: only ratio metrics have a ratio (this one is sum)",
+    );
+    assert_error(
+        metric(json!({"key": "m", "event": "purchase", "aggregation": "mean",
+                      "cuped": {"pre_period_seconds": 86400}})),
+        "metrics[0].cuped: CUPED adjusts conversion, count and sum metrics, not mean metrics",
+    );
+    assert_error(
+        metric(json!({"key": "s", "event": "purchase", "aggregation": "sum",
+                      "cuped": {"pre_period_seconds": 0}})),
+        "metrics[0].cuped.pre_period_seconds: 0 must be 1 to 31622400 seconds (a year)",
+    );
+
+    let defs: Definitions = serde_json::from_value(metric(ratio)).unwrap();
+    let r = &defs.metrics[0];
+    let ratio = r.ratio.as_ref().unwrap();
+    assert_eq!((ratio.numerator, ratio.denominator), (Measure::Sum, Measure::Count));
+    // Revenue per order reads one stream twice: its pair is the stream with itself.
+    assert_eq!(r.streams(), vec!["purchase".to_owned(), "purchase".to_owned()]);
+    assert_eq!(r.stream_pairs(), vec![("purchase".to_owned(), "purchase".to_owned())]);
+
+    let defs: Definitions = serde_json::from_value(metric(json!({"key": "s", "event": "purchase",
+        "aggregation": "sum", "window_seconds": 60, "cuped": {"pre_period_seconds": 1209600}})))
+    .unwrap();
+    let c = &defs.metrics[0];
+    let pre = c.pre_period_stream().unwrap();
+    assert_eq!(Stream::parse(&pre), Stream { event: "purchase", span: Span::Before { seconds: 1_209_600 } });
+    assert_eq!(c.stream_pairs(), vec![(pre, c.stream())]);
+}
+
+mod holdouts {
+    //! Holdouts: each rule, reported at the field at fault.
+
+    use serde_json::{Value, json};
+
+    use super::{assert_error, errors, experiment, flag};
+
+    fn holdout(key: &str, n: u8, extra: Value) -> Value {
+        let mut h =
+            json!({"id": format!("00000000-0000-4000-8000-0000000001{n:02x}"), "key": key, "share_bp": 500});
+        for (k, v) in extra.as_object().unwrap() {
+            h[k] = v.clone();
+        }
+        h
+    }
+
+    /// Experiments `a` (layer `one`), `b` (layer `two`), metric `m`, flag `f`, and `holdouts`.
+    fn defs(holdouts: Value) -> Value {
+        json!({
+            "flags": [flag("f")],
+            "experiments": [experiment("a", &[5000, 5000]), experiment("b", &[5000, 5000])],
+            "layers": [
+                {"key": "one", "salt": "one", "experiments": [{"experiment": "a", "range": [0, 5000]}]},
+                {"key": "two", "salt": "two", "experiments": [{"experiment": "b", "range": [0, 5000]}]},
+            ],
+            "metrics": [{"key": "m", "event": "purchase", "aggregation": "conversion"}],
+            "holdouts": holdouts,
+        })
+    }
+
+    #[test]
+    fn a_valid_holdout_compiles() {
+        let h = holdout(
+            "h",
+            1,
+            json!({"layers": ["one", "two"], "metrics": ["m"], "salt": "hs",
+                                       "minimum_detectable_effect": 0.02}),
+        );
+        assert_eq!(
+            errors(defs(json!([h, holdout("off", 2, json!({"enabled": false}))]))),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_share_is_one_basis_point_to_half() {
+        for bp in [0, 5001, 6000] {
+            assert_error(
+                defs(json!([holdout("h", 1, json!({"share_bp": bp}))])),
+                &format!("holdouts[0].share_bp: {bp} must be 1 to 5000 basis points"),
+            );
+        }
+        assert_eq!(errors(defs(json!([holdout("h", 1, json!({"share_bp": 5000}))]))), Vec::<String>::new());
+    }
+
+    #[test]
+    fn keys_name_one_thing() {
+        assert_error(
+            defs(json!([holdout("bad key", 1, json!({}))])),
+            "holdouts[0].key: \"bad key\" must start with a letter or digit and contain only letters, digits and _ - . :",
+        );
+        assert_error(
+            defs(json!([holdout("a", 1, json!({}))])),
+            "holdouts[0].key: duplicate key \"a\", already used by experiments[0]",
+        );
+        assert_error(
+            defs(json!([holdout("f", 1, json!({}))])),
+            "holdouts[0].key: duplicate key \"f\", already used by flags[0]",
+        );
+        assert_error(
+            defs(json!([
+                holdout("h", 1, json!({"enabled": false})),
+                holdout("h", 2, json!({"enabled": false}))
+            ])),
+            "holdouts[1].key: duplicate holdout key \"h\", first used by holdouts[0]",
+        );
+    }
+
+    #[test]
+    fn ids_are_not_shared_with_experiments_or_holdouts() {
+        let mut h = holdout("h", 1, json!({}));
+        h["id"] = experiment("a", &[])["id"].clone();
+        let id = h["id"].as_str().unwrap().to_owned();
+        assert_error(
+            defs(json!([h])),
+            &format!("holdouts[0].id: duplicate id {id}, already used by experiments[0]"),
+        );
+    }
+
+    #[test]
+    fn layers_and_metrics_must_exist() {
+        assert_error(
+            defs(json!([holdout("h", 1, json!({"layers": ["one", "nope"]}))])),
+            "holdouts[0].layers[1]: unknown layer \"nope\"",
+        );
+        assert_error(
+            defs(json!([holdout("h", 1, json!({"layers": ["one", "one"]}))])),
+            "holdouts[0].layers[1]: layer \"one\" is listed twice",
+        );
+        assert_error(
+            defs(json!([holdout("h", 1, json!({"metrics": ["m", "nope"]}))])),
+            "holdouts[0].metrics[1]: unknown metric \"nope\"",
+        );
+    }
+
+    #[test]
+    fn salts_and_effects_are_checked() {
+        assert_error(
+            defs(json!([holdout("h", 1, json!({"salt": ""}))])),
+            "holdouts[0].salt: \"\" is not a valid salt: 1 to 64 characters of A-Z a-z 0-9 _ -",
+        );
+        assert_error(
+            defs(json!([holdout("h", 1, json!({"minimum_detectable_effect": 0.0}))])),
+            "holdouts[0].minimum_detectable_effect: 0 must be a relative effect above 0 and at most 10 (1000 %)",
+        );
+    }
+
+    #[test]
+    fn an_experiment_is_in_one_enabled_holdout_at_most() {
+        let rule = "an experiment may be in the scope of one enabled holdout at most";
+        // Two environment-wide holdouts: each is told of the other.
+        let errs = errors(defs(json!([holdout("h1", 1, json!({})), holdout("h2", 2, json!({}))])));
+        for (i, other) in [(0, "h2"), (1, "h1")] {
+            let expected = format!(
+                "holdouts[{i}].layers: with no layers it covers every experiment, and enabled holdout \
+                 {other:?} covers some of them; {rule}"
+            );
+            assert!(errs.contains(&expected), "{expected:?} among {errs:#?}");
+        }
+        // An environment-wide holdout and a layer holdout.
+        assert_error(
+            defs(json!([holdout("wide", 1, json!({})), holdout("l", 2, json!({"layers": ["two"]}))])),
+            &format!(
+                "holdouts[1].layers: enabled holdout \"wide\" has no layers, so it covers every experiment already; {rule}"
+            ),
+        );
+        // Two holdouts sharing a layer.
+        assert_error(
+            defs(json!([
+                holdout("l1", 1, json!({"layers": ["one"]})),
+                holdout("l2", 2, json!({"layers": ["two", "one"]})),
+            ])),
+            &format!("holdouts[1].layers[1]: layer \"one\" is also in enabled holdout \"l1\"; {rule}"),
+        );
+        // Disjoint layers, or a disabled one, are fine.
+        let ok = [
+            json!([
+                holdout("l1", 1, json!({"layers": ["one"]})),
+                holdout("l2", 2, json!({"layers": ["two"]}))
+            ]),
+            json!([
+                holdout("wide", 1, json!({})),
+                holdout("l", 2, json!({"layers": ["one"], "enabled": false}))
+            ]),
+            json!([holdout("w1", 1, json!({})), holdout("w2", 2, json!({"enabled": false}))]),
+        ];
+        for holdouts in ok {
+            assert_eq!(errors(defs(holdouts.clone())), Vec::<String>::new(), "{holdouts}");
+        }
+    }
+
+    #[test]
+    fn nul_characters_in_holdouts_are_refused() {
+        assert_error(
+            defs(json!([holdout("h", 1, json!({"description": "a\u{0}b"}))])),
+            "holdouts[0].description: contains a NUL character (\\u0000), which cannot be stored",
+        );
+    }
 }

@@ -124,6 +124,13 @@ fn every_kind_is_addressable() {
             ),
             change(4, EntityKind::Layer, "l", json!({"key": "l", "salt": "l"}).to_string()),
             change(5, EntityKind::Flag, "f", flag_json("f", true)),
+            change(
+                5,
+                EntityKind::Holdout,
+                "h",
+                json!({"id": "00000000-0000-4000-8000-000000000002", "key": "h", "share_bp": 100})
+                    .to_string(),
+            ),
         ],
     );
     apply(&mut defs, &d).unwrap();
@@ -133,11 +140,21 @@ fn every_kind_is_addressable() {
             defs.metrics.len(),
             defs.experiments.len(),
             defs.layers.len(),
-            defs.flags.len()
+            defs.flags.len(),
+            defs.holdouts.len()
         ),
-        (1, 1, 1, 1, 1)
+        (1, 1, 1, 1, 1, 1)
     );
-    compile(&defs).unwrap();
+    let config = compile(&defs).unwrap();
+    assert_eq!(config.holdout_of(config.experiment("e").unwrap()).map(|h| h.share_bp()), Some(100));
+
+    // A holdout is updated in place and removed like any other entity.
+    let off =
+        json!({"id": "00000000-0000-4000-8000-000000000002", "key": "h", "share_bp": 100, "enabled": false});
+    apply(&mut defs, &delta(5, 6, vec![change(6, EntityKind::Holdout, "h", off.to_string())])).unwrap();
+    assert!(!defs.holdouts[0].enabled);
+    apply(&mut defs, &delta(6, 7, vec![change(7, EntityKind::Holdout, "h", String::new())])).unwrap();
+    assert!(defs.holdouts.is_empty());
 }
 
 #[test]

@@ -177,3 +177,101 @@ async fn invalid_events_are_refused_at_track() {
     assert_eq!(offline.track(MetricEvent::new("u", "e")), Err(TrackError::Disabled));
     drop(client);
 }
+
+/// The holdout in [`holdout_defs`].
+const HOLDOUT_ID: &str = "00000000-0000-4000-8000-0000000000f1";
+
+/// [`defs`] with an environment-wide holdout of half the units.
+fn holdout_defs() -> cohort_sdk::Definitions {
+    let mut d = defs(21, true);
+    d.holdouts = vec![
+        serde_json::from_value(serde_json::json!({"id": HOLDOUT_ID, "key": "h", "share_bp": 5000})).unwrap(),
+    ];
+    d
+}
+
+/// The exposures stored, as (unit, experiment id, variant, attribute count), sorted.
+fn exposures(log: &Arc<Mutex<EventLog>>) -> Vec<(String, String, String, usize)> {
+    let mut out: Vec<_> = log
+        .lock()
+        .unwrap()
+        .stored
+        .values()
+        .filter_map(|e| match e.kind.as_ref()? {
+            epb::event::Kind::Exposure(x) => {
+                Some((x.unit.clone(), x.experiment_id.clone(), x.variant.clone(), x.attributes.len()))
+            }
+            epb::event::Kind::Metric(_) => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_held_out_unit_records_the_holdout_exposure_only_and_a_general_unit_both() {
+    let log = Arc::new(Mutex::new(EventLog::default()));
+    let server = FakeEvents::start(log.clone(), None).await;
+    let client = builder(server.uri()).bootstrap(holdout_defs()).build().await.unwrap();
+
+    let (mut held_out, mut general) = (Vec::new(), Vec::new());
+    for i in 0..40 {
+        let unit = format!("user-{i}");
+        let ctx = Context::new(unit.as_str()).with("country", "NZ");
+        // Twice: the dedup window keeps one of each.
+        for _ in 0..2 {
+            let a = client.experiment("exp", &ctx);
+            if a.enrolled { general.push(unit.clone()) } else { held_out.push(unit.clone()) }
+        }
+    }
+    held_out.dedup();
+    general.dedup();
+    assert!(!held_out.is_empty() && !general.is_empty(), "{held_out:?} {general:?}");
+    client.flush().await.unwrap();
+
+    let stored = exposures(&log);
+    for unit in &held_out {
+        let mine: Vec<_> = stored.iter().filter(|x| &x.0 == unit).collect();
+        assert_eq!(mine, [&(unit.clone(), HOLDOUT_ID.to_owned(), "holdout".to_owned(), 0)], "{unit}");
+    }
+    for unit in &general {
+        let mine: Vec<_> =
+            stored.iter().filter(|x| &x.0 == unit).map(|x| (&x.1[..], &x.2[..], x.3)).collect();
+        assert_eq!(mine.len(), 2, "{unit}: {mine:?}");
+        assert!(mine.contains(&(HOLDOUT_ID, "general", 0)), "{unit}: {mine:?}");
+        assert!(mine.iter().any(|x| x.0 == EXPERIMENT_ID && x.2 == 1), "{unit}: {mine:?}");
+    }
+    assert_eq!(stored.len(), held_out.len() + 2 * general.len());
+    assert_eq!(client.stats().exposures_recorded, stored.len() as u64);
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn holdout_exposures_are_recorded_when_the_decision_is() {
+    let log = Arc::new(Mutex::new(EventLog::default()));
+    let server = FakeEvents::start(log.clone(), None).await;
+    let client = builder(server.uri()).bootstrap(holdout_defs()).build().await.unwrap();
+
+    let cfg = client.config();
+    let ctx = Context::new("user-1");
+    let d = cfg.evaluate_without_exposure("exp", &ctx);
+    let hit = d.holdout.expect("exp is in the holdout's scope");
+    // Flags are never in a holdout's scope, and record nothing.
+    assert!(cfg.evaluate("f", &ctx).holdout.is_none());
+    client.flush().await.unwrap();
+    assert_eq!(exposures(&log), [], "evaluate_without_exposure records nothing");
+
+    cfg.record_exposure(&d, &ctx);
+    client.flush().await.unwrap();
+    let variant = if hit.held_out { "holdout" } else { "general" };
+    let mut expected = vec![("user-1".to_owned(), HOLDOUT_ID.to_owned(), variant.to_owned(), 0)];
+    if d.enrolled {
+        expected.push(("user-1".to_owned(), EXPERIMENT_ID.to_owned(), d.variant.unwrap().to_owned(), 0));
+        expected.sort();
+    }
+    assert_eq!(exposures(&log), expected);
+    drop(cfg);
+    client.close().await.unwrap();
+    server.stop().await;
+}

@@ -27,6 +27,8 @@ fn metrics() -> Vec<MetricDef> {
             direction: Direction::Increase,
             guardrail_threshold: None,
             window_seconds: None,
+            ratio: None,
+            cuped: None,
             description: String::new(),
         },
         MetricDef {
@@ -36,6 +38,8 @@ fn metrics() -> Vec<MetricDef> {
             direction: Direction::Decrease,
             guardrail_threshold: Some(0.05),
             window_seconds: None,
+            ratio: None,
+            cuped: None,
             description: String::new(),
         },
     ]
@@ -278,4 +282,137 @@ fn p_values_are_adjusted_over_every_primary_metric_and_treatment() {
     assert_eq!(families, ["primary metrics × treatments (2)"; 2]);
     let c = &out.result.metrics[0].comparisons[0];
     assert!(c.p_value_holm.unwrap() >= c.p_value.unwrap());
+}
+
+/// Sums of per-unit values (x, y) for one variant's units, as the store reduces them: x in
+/// stream `a`, y in stream `b` (counts and values alike), their products under `a`×`b`.
+fn unit_sums(agg: &mut Aggregates, variant: &str, a: &str, b: &str, units: &[(f64, f64)]) {
+    agg.units.insert(variant.into(), units.len() as u64);
+    let mut sums = |stream: &str, pick: &dyn Fn(&(f64, f64)) -> f64| {
+        let e = agg.events.entry((variant.into(), stream.into())).or_default();
+        for u in units {
+            let v = pick(u);
+            e.units_with_events += u64::from(v != 0.0);
+            (e.count_sum, e.count_sum_sq) = (e.count_sum + v, e.count_sum_sq + v * v);
+            (e.value_sum, e.value_sum_sq) = (e.value_sum + v, e.value_sum_sq + v * v);
+        }
+    };
+    sums(a, &|u| u.0);
+    sums(b, &|u| u.1);
+    let p = agg.pairs.entry((variant.into(), pair_key(a, b))).or_default();
+    for (x, y) in units {
+        p.units += u64::from(*x != 0.0 && *y != 0.0);
+        p.count_count += x * y;
+        p.count_value += x * y;
+        p.value_count += x * y;
+        p.value_value += x * y;
+    }
+}
+
+fn metric_experiment(metric: &str) -> ExperimentDef {
+    serde_json::from_value(json!({
+        "id": "00000000-0000-4000-8000-000000000002", "key": "m", "status": "running",
+        "variants": [{"key": "control", "weight_bp": 5000, "control": true}, {"key": "treatment", "weight_bp": 5000}],
+        "primary_metrics": [metric], "planned_units_per_variant": 1000,
+    }))
+    .unwrap()
+}
+
+/// Deterministic per-unit pairs: y follows x, and the treatment adds `lift` to y.
+fn units(n: usize, lift: f64, seed: u64) -> Vec<(f64, f64)> {
+    (0..n)
+        .map(|i| {
+            let x = ((i as u64 * 7919 + seed) % 13) as f64;
+            (x, 2.0 + 0.8 * x + ((i as u64 * 104_729 + seed) % 5) as f64 + lift)
+        })
+        .collect()
+}
+
+#[test]
+fn a_ratio_metric_compares_sums_of_numerators_over_denominators() {
+    let metric: MetricDef = serde_json::from_value(json!({"key": "rpo", "event": "revenue",
+        "aggregation": "ratio", "ratio": {"denominator_event": "orders", "numerator": "sum", "denominator": "count"}}))
+    .unwrap();
+    let mut agg = Aggregates::default();
+    // (numerator, denominator) per unit.
+    let swap = |v: Vec<(f64, f64)>| v.into_iter().map(|(x, y)| (y, x + 1.0)).collect::<Vec<_>>();
+    let (c, t) = (swap(units(400, 0.0, 1)), swap(units(400, 1.0, 2)));
+    unit_sums(&mut agg, "control", "revenue", "orders", &c);
+    unit_sums(&mut agg, "treatment", "revenue", "orders", &t);
+    let exp = metric_experiment("rpo");
+    let out = analyze(
+        &exp,
+        &[metric],
+        &agg,
+        0,
+        &[],
+        None,
+        &mut Looks::from_fractions(&[], 0.05, BTreeMap::new()),
+        &Settings::default(),
+        0,
+    );
+    let m = &out.result.metrics[0];
+    let summary = |u: &[(f64, f64)]| {
+        let s = |f: &dyn Fn(&(f64, f64)) -> f64| u.iter().map(f).sum::<f64>();
+        RatioSummary::new(
+            u.len() as u64,
+            s(&|p| p.0),
+            s(&|p| p.0 * p.0),
+            s(&|p| p.1),
+            s(&|p| p.1 * p.1),
+            s(&|p| p.0 * p.1),
+        )
+        .unwrap()
+    };
+    let want = compare_ratios(summary(&c), summary(&t), 0.05).unwrap();
+    let got = &m.comparisons[0];
+    assert_eq!(
+        (got.abs_diff, got.abs_std_error, got.p_value),
+        (want.abs_diff, want.abs_std_error(), want.p_value)
+    );
+    assert_eq!(m.variants[0].mean, summary(&c).ratio());
+    assert!(got.cuped.is_none());
+}
+
+#[test]
+fn a_cuped_metric_reports_the_adjusted_and_unadjusted_estimates() {
+    let metric: MetricDef = serde_json::from_value(json!({"key": "rev", "event": "order",
+        "aggregation": "sum", "cuped": {"pre_period_seconds": 86400}}))
+    .unwrap();
+    let (pre, post) = (metric.pre_period_stream().unwrap(), metric.stream());
+    let mut agg = Aggregates::default();
+    let (c, t) = (units(500, 0.0, 3), units(500, 0.5, 4));
+    unit_sums(&mut agg, "control", &pre, &post, &c);
+    unit_sums(&mut agg, "treatment", &pre, &post, &t);
+    let exp = metric_experiment("rev");
+    let mut looks = Looks::from_fractions(&[], 0.05, BTreeMap::new());
+    let plan = make_plan(&exp, std::slice::from_ref(&metric), &agg, &Settings::default());
+    let out = analyze(&exp, &[metric], &agg, 0, &[], plan.as_ref(), &mut looks, &Settings::default(), 0);
+    let summary = |u: &[(f64, f64)]| {
+        let s = |f: &dyn Fn(&(f64, f64)) -> f64| u.iter().map(f).sum::<f64>();
+        CupedSummary::new(
+            u.len() as u64,
+            s(&|p| p.1),
+            s(&|p| p.1 * p.1),
+            s(&|p| p.0),
+            s(&|p| p.0 * p.0),
+            s(&|p| p.0 * p.1),
+        )
+        .unwrap()
+    };
+    let want = compare_cuped(summary(&c), summary(&t), 0.05).unwrap();
+    let got = &out.result.metrics[0].comparisons[0];
+    assert_eq!((got.abs_diff, got.abs_std_error), (want.adjusted.abs_diff, want.adjusted.abs_std_error()));
+    let report = got.cuped.as_ref().expect("a CUPED report");
+    assert_eq!(report.theta, want.theta);
+    assert_eq!(report.unadjusted_abs_diff, want.unadjusted.abs_diff);
+    assert!(report.variance_reduction.is_some_and(|r| r > 0.5), "{report:?}");
+    // The look reads the adjusted estimate: its repeated interval is built on the adjusted SE.
+    let interval = got.interval.as_ref().expect("a look was taken");
+    let b = interval.critical_value.unwrap();
+    let [lo, hi] = interval.abs.unwrap();
+    assert!((hi - lo - 2.0 * b * want.adjusted.abs_std_error().unwrap()).abs() < 1e-12);
+    // The unadjusted mean is what the variant shows.
+    let mean = c.iter().map(|u| u.1).sum::<f64>() / c.len() as f64;
+    assert!((out.result.metrics[0].variants[0].mean.unwrap() - mean).abs() < 1e-12);
 }

@@ -20,7 +20,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::IsolationLevel;
 use uuid::Uuid;
 
-use super::{ExperimentRef, Store, StoreError, event_sums};
+use super::{ExperimentRef, Store, StoreError, event_sums, pair_sums};
 use crate::analyze::Aggregates;
 
 /// What an experiment's state is built for.
@@ -28,8 +28,11 @@ use crate::analyze::Aggregates;
 pub struct Basis {
     pub experiment_id: Uuid,
     pub environment_id: Uuid,
-    /// The streams of its metrics (`MetricDef::stream`: an event name, within a window).
+    /// The streams of its metrics (`MetricDef::streams`: an event name, within a span).
     pub events: Vec<String>,
+    /// The pairs of streams whose per-unit cross products its metrics need
+    /// (`MetricDef::stream_pairs`).
+    pub pairs: Vec<(String, String)>,
     pub breakdowns: Vec<String>,
 }
 
@@ -38,11 +41,29 @@ impl Basis {
         ExperimentRef { environment_id: self.environment_id, experiment_id: self.experiment_id }
     }
 
-    fn json(&self) -> serde_json::Value {
+    /// Its streams, each once, in order.
+    pub fn distinct_events(&self) -> Vec<String> {
         let mut events = self.events.clone();
         events.sort();
         events.dedup();
-        serde_json::json!({"events": events, "breakdowns": self.breakdowns})
+        events
+    }
+
+    /// Its pairs of streams, each once, in order.
+    pub fn distinct_pairs(&self) -> Vec<(String, String)> {
+        let mut pairs = self.pairs.clone();
+        pairs.sort();
+        pairs.dedup();
+        pairs
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let events = self.distinct_events();
+        let mut json = serde_json::json!({"events": events, "breakdowns": self.breakdowns});
+        if !self.pairs.is_empty() {
+            json["pairs"] = serde_json::json!(self.distinct_pairs());
+        }
+        json
     }
 }
 
@@ -95,7 +116,10 @@ SET LOCAL jit = off;
 CREATE TEMP TABLE run_exp (environment_id uuid, experiment_id uuid, rebuild boolean NOT NULL,
     PRIMARY KEY (environment_id, experiment_id)) ON COMMIT DROP;
 CREATE TEMP TABLE run_events (environment_id uuid, experiment_id uuid, stream text COLLATE "C",
-    event text COLLATE "C", window_s bigint, PRIMARY KEY (environment_id, experiment_id, stream)) ON COMMIT DROP;
+    event text COLLATE "C", window_s bigint, pre_s bigint,
+    PRIMARY KEY (environment_id, experiment_id, stream)) ON COMMIT DROP;
+CREATE TEMP TABLE run_pairs (environment_id uuid, experiment_id uuid, pair text COLLATE "C", a text COLLATE "C",
+    b text COLLATE "C", PRIMARY KEY (environment_id, experiment_id, pair)) ON COMMIT DROP;
 CREATE TEMP TABLE run_dims (environment_id uuid, experiment_id uuid, attribute text COLLATE "C",
     PRIMARY KEY (environment_id, experiment_id, attribute)) ON COMMIT DROP;
 CREATE TEMP TABLE fresh (environment_id uuid, experiment_id uuid, unit text COLLATE "C",
@@ -111,15 +135,26 @@ CREATE TEMP TABLE contrib (environment_id uuid, experiment_id uuid, attribute te
     value text COLLATE "C", variant text COLLATE "C", event text COLLATE "C", units bigint, count_sum float8,
     count_sum_sq float8, value_sum float8, value_sum_sq float8, mean_units bigint, mean_sum float8,
     mean_sum_sq float8) ON COMMIT DROP;
+CREATE TEMP TABLE contrib_pairs (environment_id uuid, experiment_id uuid, attribute text COLLATE "C",
+    value text COLLATE "C", variant text COLLATE "C", pair text COLLATE "C", units bigint, count_count float8,
+    count_value float8, value_count float8, value_value float8) ON COMMIT DROP;
 "#;
 
 /// Rows committed after snapshot `$1` (text), found through the `ingest_xid` index.
 const NEW_SINCE: &str = "ingest_xid >= pg_snapshot_xmin($1::text::pg_snapshot)
      AND NOT pg_visible_in_snapshot(ingest_xid, $1::text::pg_snapshot)";
 
-/// An event `m` of stream `x` counts for unit `u` until the stream's window after its first
-/// exposure closes.
-const IN_WINDOW: &str = "(x.window_s IS NULL OR m.ts < u.first_ts + x.window_s * interval '1 second')";
+/// An event `{m}` of stream `x` counts for unit `u` within the stream's span: from the first
+/// exposure until its window closes, or in the pre-period before it. Both bounds are
+/// expressions of `u` and `x`, so a probe binds them as an index range.
+fn in_span(m: &str) -> String {
+    format!(
+        "{m}.ts >= u.first_ts - coalesce(x.pre_s, 0) * interval '1 second'
+         AND {m}.ts < CASE WHEN x.pre_s IS NOT NULL THEN u.first_ts
+                           WHEN x.window_s IS NOT NULL THEN u.first_ts + x.window_s * interval '1 second'
+                           ELSE 'infinity'::timestamptz END"
+    )
+}
 
 /// Metric values analysis takes: events stored before the events service enforced
 /// [`cohort_proto::MAX_ABS_METRIC_VALUE`] are left out, so no sum can overflow.
@@ -143,9 +178,10 @@ enum Read {
     Join,
 }
 
-/// Each unit's events of its experiment's metrics from its first exposure on, for the units
-/// `u` of `{from}`, into `{into}` (analysis_unit_events or a table like it).
+/// Each unit's events of its experiment's streams, for the units `u` of `{from}`, into
+/// `{into}` (analysis_unit_events or a table like it).
 fn unit_events_sql(into: &str, from: &str, read: Read) -> String {
+    let span = in_span("m");
     match read {
         Read::Join => format!(
             "INSERT INTO {into} (environment_id, experiment_id, unit, event, events, value_sum, valued)
@@ -153,7 +189,7 @@ fn unit_events_sql(into: &str, from: &str, read: Read) -> String {
                     count(m.value)
              FROM {from} JOIN run_events x ON x.environment_id = u.environment_id AND x.experiment_id = u.experiment_id
              JOIN metric_events m ON m.environment_id = u.environment_id AND m.event = x.event
-                  AND m.unit = u.unit AND m.ts >= u.first_ts AND {IN_WINDOW} AND {VALUE_IN_RANGE}
+                  AND m.unit = u.unit AND {span} AND {VALUE_IN_RANGE}
              GROUP BY 1, 2, 3, 4"
         ),
         Read::Probe => format!(
@@ -164,7 +200,7 @@ fn unit_events_sql(into: &str, from: &str, read: Read) -> String {
                 SELECT count(*) AS events, coalesce(sum(m.value), 0) AS value_sum, count(m.value) AS valued
                 FROM metric_events m
                 WHERE m.environment_id = u.environment_id AND m.event = x.event AND m.unit = u.unit
-                  AND m.ts >= u.first_ts AND {IN_WINDOW} AND {VALUE_IN_RANGE}) a
+                  AND {span} AND {VALUE_IN_RANGE}) a
              WHERE a.events > 0"
         ),
     }
@@ -181,10 +217,10 @@ const DIMENSIONS: &str = "CROSS JOIN LATERAL (
      ) d";
 
 /// The contribution of the units `u` of `{from}` to the sums, times `$1` (-1 or 1), into
-/// `{into}`: unit counts (excluded units under variant ''), then per-event sums (their rows
-/// `e` of `{unit_events}` also meeting `{events_also}`). Units are
-/// summed per distinct attributes first, so the breakdowns multiply few rows.
-fn contribution_sql(into: &str, from: &str, unit_events: &str, events_also: &str) -> [String; 2] {
+/// `{into}`: unit counts (excluded units under variant ''), then per-stream sums (their rows
+/// of `{unit_events}`); and into `{into_pairs}` the cross products of the pairs of streams.
+/// Units are summed per distinct attributes first, so the breakdowns multiply few rows.
+fn contribution_sql(into: &str, into_pairs: &str, from: &str, unit_events: &str) -> [String; 3] {
     let sums = "$1::bigint * sum(g.units), $1::float8 * sum(g.count_sum), $1::float8 * sum(g.count_sum_sq),
                 $1::float8 * sum(g.value_sum), $1::float8 * sum(g.value_sum_sq), $1::bigint * sum(g.mean_units),
                 $1::float8 * sum(g.mean_sum), $1::float8 * sum(g.mean_sum_sq)";
@@ -210,13 +246,33 @@ fn contribution_sql(into: &str, from: &str, unit_events: &str, events_also: &str
                       coalesce(sum((e.value_sum / e.valued) * (e.value_sum / e.valued))
                           FILTER (WHERE e.valued > 0), 0) AS mean_sum_sq
                FROM {from} JOIN {unit_events} e ON e.environment_id = u.environment_id
-                    AND e.experiment_id = u.experiment_id AND e.unit = u.unit {events_also}
+                    AND e.experiment_id = u.experiment_id AND e.unit = u.unit
                WHERE NOT u.multi
                GROUP BY 1, 2, 3, 4, 5) g
          {DIMENSIONS}
          GROUP BY 1, 2, 3, 4, 5, 6"
     );
-    [units, events]
+    // A unit without events in either stream adds 0 to every product: an inner join.
+    let pairs = format!(
+        "INSERT INTO {into_pairs}
+         SELECT g.environment_id, g.experiment_id, d.attribute, d.value, g.variant, g.pair,
+                $1::bigint * sum(g.units), $1::float8 * sum(g.count_count), $1::float8 * sum(g.count_value),
+                $1::float8 * sum(g.value_count), $1::float8 * sum(g.value_value)
+         FROM (SELECT u.environment_id, u.experiment_id, u.attributes, u.variant, p.pair, count(*) AS units,
+                      sum(a.events::float8 * b.events) AS count_count, sum(a.events * b.value_sum) AS count_value,
+                      sum(a.value_sum * b.events) AS value_count, sum(a.value_sum * b.value_sum) AS value_value
+               FROM {from} JOIN run_pairs p ON p.environment_id = u.environment_id
+                    AND p.experiment_id = u.experiment_id
+               JOIN {unit_events} a ON a.environment_id = u.environment_id AND a.experiment_id = u.experiment_id
+                    AND a.unit = u.unit AND a.event = p.a
+               JOIN {unit_events} b ON b.environment_id = u.environment_id AND b.experiment_id = u.experiment_id
+                    AND b.unit = u.unit AND b.event = p.b
+               WHERE NOT u.multi
+               GROUP BY 1, 2, 3, 4, 5) g
+         {DIMENSIONS}
+         GROUP BY 1, 2, 3, 4, 5, 6"
+    );
+    [units, events, pairs]
 }
 
 /// Above this many new rows, the planner picks its own joins (a backlog); below it, every
@@ -313,6 +369,7 @@ impl Store {
         let mut kept: Vec<(ExperimentRef, bool, serde_json::Value)> = Vec::with_capacity(bases.len());
         let (mut ev_envs, mut ev_ids, mut ev_names) = (vec![], vec![], vec![]);
         let (mut dim_envs, mut dim_ids, mut dim_names) = (vec![], vec![], vec![]);
+        let (mut pair_envs, mut pair_ids, mut pair_a, mut pair_b) = (vec![], vec![], vec![], vec![]);
         for b in bases {
             let json = b.json();
             let current = match (stored.get(&b.id()), &previous) {
@@ -325,13 +382,16 @@ impl Store {
             }
             report.rebuilt += usize::from(!current);
             kept.push((b.id(), !current, json));
-            let mut events = b.events.clone();
-            events.sort();
-            events.dedup();
-            for e in events {
+            for e in b.distinct_events() {
                 ev_envs.push(b.environment_id);
                 ev_ids.push(b.experiment_id);
                 ev_names.push(e);
+            }
+            for (a, z) in b.distinct_pairs() {
+                pair_envs.push(b.environment_id);
+                pair_ids.push(b.experiment_id);
+                pair_a.push(a);
+                pair_b.push(z);
             }
             for a in &b.breakdowns {
                 dim_envs.push(b.environment_id);
@@ -349,7 +409,13 @@ impl Store {
             .collect();
         if !stale.is_empty() {
             let (envs, ids) = split(&stale);
-            for table in ["analysis_units", "analysis_unit_events", "analysis_sums", "analysis_state"] {
+            for table in [
+                "analysis_units",
+                "analysis_unit_events",
+                "analysis_sums",
+                "analysis_pair_sums",
+                "analysis_state",
+            ] {
                 tx.execute(
                     &format!(
                         "DELETE FROM {table} t USING unnest($1::uuid[], $2::uuid[]) AS s(e, x)
@@ -369,10 +435,18 @@ impl Store {
             &[&envs, &ids, &rebuild],
         )
         .await?;
-        let (ev_events, ev_windows) = super::split_streams(&ev_names);
+        let (ev_events, ev_windows, ev_pres) = super::split_streams(&ev_names);
         tx.execute(
-            "INSERT INTO run_events SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[])",
-            &[&ev_envs, &ev_ids, &ev_names, &ev_events, &ev_windows],
+            "INSERT INTO run_events
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[], $6::int8[])",
+            &[&ev_envs, &ev_ids, &ev_names, &ev_events, &ev_windows, &ev_pres],
+        )
+        .await?;
+        let pair_keys: Vec<String> =
+            pair_a.iter().zip(&pair_b).map(|(a, b)| crate::analyze::pair_key(a, b)).collect();
+        tx.execute(
+            "INSERT INTO run_pairs SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[])",
+            &[&pair_envs, &pair_ids, &pair_keys, &pair_a, &pair_b],
         )
         .await?;
         tx.execute(
@@ -380,7 +454,7 @@ impl Store {
             &[&dim_envs, &dim_ids, &dim_names],
         )
         .await?;
-        tx.batch_execute("ANALYZE run_exp; ANALYZE run_events; ANALYZE run_dims").await?;
+        tx.batch_execute("ANALYZE run_exp; ANALYZE run_events; ANALYZE run_pairs; ANALYZE run_dims").await?;
 
         if let (true, Some(prev)) = (rebuild.iter().any(|r| !r), &previous) {
             report.touched_units = advance_incremental(&tx, prev).await?;
@@ -494,9 +568,10 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     }
     let touched_units = "touched t JOIN analysis_units u ON u.environment_id = t.environment_id
          AND u.experiment_id = t.experiment_id AND u.unit = t.unit";
-    let [units, events] = contribution_sql("contrib", touched_units, "analysis_unit_events", "");
-    tx.execute(&units, &[&-1i64]).await?;
-    tx.execute(&events, &[&-1i64]).await?;
+    let contribution = contribution_sql("contrib", "contrib_pairs", touched_units, "analysis_unit_events");
+    for sql in &contribution {
+        tx.execute(sql, &[&-1i64]).await?;
+    }
 
     // Units whose first exposure is new or earlier: their events are read again from there.
     tx.execute(
@@ -549,27 +624,27 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     let read = if backlog { Read::Join } else { Read::Probe };
     tx.execute(&unit_events_sql("analysis_unit_events", recomputed, read), &[]).await?;
     // The other touched units add their new events.
+    let span = in_span("n");
     tx.execute(
-        "INSERT INTO analysis_unit_events AS a (environment_id, experiment_id, unit, event, events, value_sum, valued)
+        &format!("INSERT INTO analysis_unit_events AS a (environment_id, experiment_id, unit, event, events, value_sum, valued)
          SELECT u.environment_id, u.experiment_id, u.unit, x.stream, count(*), coalesce(sum(n.value), 0),
                 count(n.value)
          FROM new_events n JOIN analysis_units u ON u.environment_id = n.environment_id AND u.unit = n.unit
-              AND n.ts >= u.first_ts
          JOIN run_exp r ON r.environment_id = u.environment_id AND r.experiment_id = u.experiment_id
               AND NOT r.rebuild
          JOIN run_events x ON x.environment_id = u.environment_id AND x.experiment_id = u.experiment_id
-              AND x.event = n.event
-              AND (x.window_s IS NULL OR n.ts < u.first_ts + x.window_s * interval '1 second')
+              AND x.event = n.event AND {span}
          WHERE NOT EXISTS (SELECT 1 FROM recompute c WHERE c.environment_id = u.environment_id
                            AND c.experiment_id = u.experiment_id AND c.unit = u.unit)
          GROUP BY 1, 2, 3, 4
          ON CONFLICT (environment_id, experiment_id, unit, event) DO UPDATE SET events = a.events + EXCLUDED.events,
-             value_sum = a.value_sum + EXCLUDED.value_sum, valued = a.valued + EXCLUDED.valued",
+             value_sum = a.value_sum + EXCLUDED.value_sum, valued = a.valued + EXCLUDED.valued"),
         &[],
     )
     .await?;
-    tx.execute(&units, &[&1i64]).await?;
-    tx.execute(&events, &[&1i64]).await?;
+    for sql in &contribution {
+        tx.execute(sql, &[&1i64]).await?;
+    }
     tx.execute(
         "INSERT INTO analysis_sums AS s
          SELECT environment_id, experiment_id, attribute, value, variant, event, sum(units), sum(count_sum),
@@ -583,6 +658,21 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
              count_sum_sq = s.count_sum_sq + EXCLUDED.count_sum_sq, value_sum = s.value_sum + EXCLUDED.value_sum,
              value_sum_sq = s.value_sum_sq + EXCLUDED.value_sum_sq, mean_units = s.mean_units + EXCLUDED.mean_units,
              mean_sum = s.mean_sum + EXCLUDED.mean_sum, mean_sum_sq = s.mean_sum_sq + EXCLUDED.mean_sum_sq",
+        &[],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO analysis_pair_sums AS s
+         SELECT environment_id, experiment_id, attribute, value, variant, pair, sum(units), sum(count_count),
+                sum(count_value), sum(value_count), sum(value_value)
+         FROM contrib_pairs GROUP BY 1, 2, 3, 4, 5, 6
+         HAVING sum(units) <> 0 OR sum(count_count) <> 0 OR sum(count_value) <> 0 OR sum(value_count) <> 0
+             OR sum(value_value) <> 0
+         ON CONFLICT (environment_id, experiment_id, attribute, value, variant, pair) DO UPDATE SET
+             units = s.units + EXCLUDED.units, count_count = s.count_count + EXCLUDED.count_count,
+             count_value = s.count_value + EXCLUDED.count_value,
+             value_count = s.value_count + EXCLUDED.value_count,
+             value_value = s.value_value + EXCLUDED.value_value",
         &[],
     )
     .await?;
@@ -638,7 +728,7 @@ async fn rebuild_all(tx: &Transaction<'_>, rebuilt: &[ExperimentRef]) -> Result<
          INSERT INTO analysis_unit_events SELECT * FROM chunk_unit_events",
     )
     .await?;
-    for sql in contribution_sql("analysis_sums", units, "chunk_unit_events", "") {
+    for sql in contribution_sql("analysis_sums", "analysis_pair_sums", units, "chunk_unit_events") {
         tx.execute(&sql, &[&1i64]).await?;
     }
     Ok(())
@@ -678,6 +768,31 @@ impl Store {
                 agg.units.insert(variant, r.get::<_, i64>(6) as u64);
             } else {
                 agg.events.insert((variant, event), event_sums(r, 6));
+            }
+        }
+        let rows = client
+            .query(
+                "SELECT s.environment_id, s.experiment_id, attribute, value, variant, pair, units, count_count,
+                        count_value, value_count, value_value
+                 FROM unnest($1::uuid[], $2::uuid[]) AS b(e, x)
+                 JOIN analysis_pair_sums s ON s.environment_id = b.e AND s.experiment_id = b.x",
+                &[&envs, &ids],
+            )
+            .await?;
+        for r in &rows {
+            let id = ExperimentRef { environment_id: r.get(0), experiment_id: r.get(1) };
+            let (attribute, value, variant, pair): (String, String, String, String) =
+                (r.get(2), r.get(3), r.get(4), r.get(5));
+            let Some(Collected { overall, segments, .. }) = by_experiment.get_mut(&id) else { continue };
+            // A population whose units all left keeps its pair rows (zeros, or rounding
+            // residue): only populations with units are read.
+            let agg = if attribute.is_empty() {
+                Some(overall)
+            } else {
+                segments.get_mut(&attribute).and_then(|values| values.get_mut(&value))
+            };
+            if let Some(agg) = agg {
+                agg.pairs.insert((variant, pair), pair_sums(r, 6));
             }
         }
         Ok(bases

@@ -1,13 +1,14 @@
 //! The incremental aggregation equals a from-scratch one: over rounds of random traffic with
-//! late exposures and events, repeated and two-variant exposures, events before exposure, and
-//! a windowed stream (a conversion within hours of the first exposure); after
+//! late exposures and events, repeated and two-variant exposures, events before exposure, a
+//! windowed stream (a conversion within hours of the first exposure), a pre-period stream
+//! (CUPED's covariate) and the cross products of ratio and CUPED metrics; after
 //! a pause and resume, and a change of breakdowns; and when two advances race.
 
 use std::time::{Duration, SystemTime};
 
-use cohort_analysis::analyze::{Aggregates, EventSums};
+use cohort_analysis::analyze::{Aggregates, EventSums, PairSums};
 use cohort_analysis::store::{Basis, ExperimentSums, RebuildLimits, Store};
-use cohort_core::model::{Aggregation, Direction, MetricDef};
+use cohort_core::model::MetricDef;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -34,19 +35,30 @@ fn same_sums(a: &EventSums, b: &EventSums) -> bool {
         && close(a.mean_sum_sq, b.mean_sum_sq)
 }
 
+fn same_pairs(a: &PairSums, b: &PairSums) -> bool {
+    a.units == b.units
+        && close(a.count_count, b.count_count)
+        && close(a.count_value, b.count_value)
+        && close(a.value_count, b.value_count)
+        && close(a.value_value, b.value_value)
+}
+
 fn same_aggregates(a: &Aggregates, b: &Aggregates) -> bool {
+    // Pairs the incremental state emptied again are kept as zeros; scratch has no row.
+    let pairs = |x: &Aggregates, y: &Aggregates| {
+        x.pairs.iter().all(|(k, s)| same_pairs(s, &y.pairs.get(k).copied().unwrap_or_default()))
+    };
     a.units == b.units
         && a.events.len() == b.events.len()
         && a.events.iter().all(|(k, s)| b.events.get(k).is_some_and(|t| same_sums(s, t)))
+        && pairs(a, b)
+        && pairs(b, a)
 }
 
 /// The from-scratch aggregation of every stored row, in the incremental one's shape.
 async fn from_scratch(store: &Store, basis: &Basis) -> ExperimentSums {
     let until = SystemTime::now() + Duration::from_secs(86_400);
-    let (overall, excluded, segments) = store
-        .aggregate(basis.environment_id, basis.experiment_id, &basis.events, &basis.breakdowns, until)
-        .await
-        .unwrap();
+    let (overall, excluded, segments) = store.aggregate(basis, until).await.unwrap();
     let segments = segments
         .into_iter()
         .map(|(attribute, mut values)| {
@@ -135,38 +147,46 @@ async fn random_round(w: &World, experiments: &[Uuid], rng: &mut ChaCha8Rng, n: 
     .unwrap();
 }
 
-/// The stream of `event` within `seconds` of the first exposure.
-fn windowed(event: &str, seconds: u64) -> String {
-    MetricDef {
-        key: String::new(),
-        event: event.into(),
-        aggregation: Aggregation::Conversion,
-        direction: Direction::Increase,
-        guardrail_threshold: None,
-        window_seconds: Some(seconds),
-        description: String::new(),
-    }
-    .stream()
+/// The metrics of [`world_with_metrics`], as analysis reads them.
+fn metrics() -> Vec<MetricDef> {
+    [
+        json!({"key": "purchase", "event": "purchase", "aggregation": "conversion"}),
+        json!({"key": "revenue", "event": "order", "aggregation": "sum"}),
+        json!({"key": "load_time", "event": "load", "aggregation": "mean", "direction": "decrease"}),
+        // The same events as `purchase`, windowed.
+        json!({"key": "purchase_6h", "event": "purchase", "aggregation": "conversion",
+               "window_seconds": 6 * 3600}),
+        // Revenue per order: one stream paired with itself.
+        json!({"key": "revenue_per_order", "event": "order", "aggregation": "ratio",
+               "ratio": {"denominator_event": "order"}}),
+        // Purchases per page load: two streams.
+        json!({"key": "purchases_per_load", "event": "purchase", "aggregation": "ratio",
+               "ratio": {"numerator": "count", "denominator_event": "load"}}),
+        // Revenue adjusted by the 12 hours before exposure.
+        json!({"key": "revenue_cuped", "event": "order", "aggregation": "sum",
+               "cuped": {"pre_period_seconds": 12 * 3600}}),
+    ]
+    .into_iter()
+    .map(|m| serde_json::from_value(m).unwrap())
+    .collect()
 }
 
 fn basis(w: &World, id: Uuid, breakdowns: &[&str]) -> Basis {
+    let metrics = metrics();
     Basis {
         experiment_id: id,
         environment_id: w.tenant.environment_id,
-        // A conversion within 6 hours of the first exposure too: the same events, windowed.
-        events: vec!["purchase".into(), "order".into(), "load".into(), windowed("purchase", 6 * 3600)],
+        events: metrics.iter().flat_map(MetricDef::streams).collect(),
+        pairs: metrics.iter().flat_map(MetricDef::stream_pairs).collect(),
         breakdowns: breakdowns.iter().map(|s| (*s).to_owned()).collect(),
     }
 }
 
 async fn world_with_metrics() -> World {
     let w = World::new().await;
-    w.metric("purchase", "purchase", "conversion", "increase", None).await;
-    w.metric("revenue", "order", "sum", "increase", None).await;
-    w.metric("load_time", "load", "mean", "decrease", None).await;
-    let quick = json!({"key": "purchase_6h", "event": "purchase", "aggregation": "conversion",
-        "window_seconds": 6 * 3600});
-    w.write(crate::create(crate::Kind::Metric, quick)).await;
+    for m in metrics() {
+        w.write(crate::create(crate::Kind::Metric, serde_json::to_value(m).unwrap())).await;
+    }
     w
 }
 
@@ -174,7 +194,8 @@ fn experiment(key: &str) -> serde_json::Value {
     json!({
         "key": key,
         "variants": [{"key": "control", "weight_bp": 5000, "control": true}, {"key": "treatment", "weight_bp": 5000}],
-        "primary_metrics": ["purchase", "revenue", "purchase_6h"],
+        "primary_metrics": ["purchase", "revenue", "purchase_6h", "revenue_per_order", "purchases_per_load",
+                            "revenue_cuped"],
         "guardrail_metrics": ["load_time"],
         "breakdown_attributes": ["country"],
     })
@@ -204,6 +225,17 @@ async fn incremental_state_equals_a_from_scratch_aggregation_round_after_round()
     let idle = store.advance(&bases, ALL, true).await.unwrap();
     assert_eq!(idle.touched_units, 0);
     assert_matches_scratch(&store, &bases, "idle").await;
+
+    // The comparisons above were of something: pre-period values and every pair's products.
+    let sums = &store.sums(&bases).await.unwrap()[&w.exp(a)];
+    let metrics = metrics();
+    let cuped = metrics.iter().find(|m| m.key == "revenue_cuped").unwrap();
+    let pre = cuped.pre_period_stream().unwrap();
+    assert!(sums.overall.events.iter().any(|((_, s), e)| *s == pre && e.value_sum > 0.0));
+    for (x, y) in metrics.iter().flat_map(MetricDef::stream_pairs) {
+        let key = cohort_analysis::analyze::pair_key(&x, &y);
+        assert!(sums.overall.pairs.iter().any(|((_, k), p)| *k == key && p.units > 0), "{key:?}");
+    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! in-process.
 
 mod cycle;
+mod holdouts;
 mod incremental;
 mod results;
 mod settings;

@@ -166,6 +166,7 @@ async fn a_metric_value_beyond_the_documented_range_is_left_out_and_overflows_no
             experiment_id: id,
             environment_id: w.tenant.environment_id,
             events: vec!["revenue".into()],
+            pairs: vec![],
             breakdowns: vec!["country".into()],
         }])
         .await

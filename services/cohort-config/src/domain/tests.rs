@@ -290,3 +290,55 @@ fn batch_errors_name_the_operation() {
         ["flags[\"f\"].rules[0].condition.segment: unknown segment \"beta\""]
     );
 }
+
+#[test]
+fn holdouts_get_an_id_keep_it_and_are_disabled_before_deletion() {
+    let created =
+        plan(Op::Create { kind: Kind::Holdout, definition: json!({"key": "h", "share_bp": 100}) }, &[])
+            .unwrap();
+    let after = created.after.unwrap();
+    let id = after["id"].as_str().unwrap().to_owned();
+    assert_eq!(Uuid::parse_str(&id).unwrap().get_version_num(), 7);
+    let current = [Entity { kind: Kind::Holdout, key: "h".into(), definition: after, revision: 1 }];
+
+    let edit = |definition: Value| Op::Update {
+        kind: Kind::Holdout,
+        key: "h".into(),
+        definition,
+        expected_revision: 1,
+    };
+    let off = plan(edit(json!({"key": "h", "share_bp": 100, "enabled": false})), &current).unwrap();
+    assert_eq!(off.after.as_ref().unwrap()["id"], json!(id), "an update without an id keeps the stored one");
+    let moved = json!({"id": "00000000-0000-4000-8000-000000000009", "key": "h", "share_bp": 100});
+    assert_eq!(
+        violations(plan(edit(moved), &current).unwrap_err()),
+        ["definition.id: a holdout's id never changes"]
+    );
+    // Who is held out stays put while it is enabled; disabling it (or editing a disabled
+    // one) may change it.
+    for (field, changed) in [
+        ("share_bp", json!({"key": "h", "share_bp": 200})),
+        ("salt", json!({"key": "h", "share_bp": 100, "salt": "other"})),
+    ] {
+        assert_eq!(
+            violations(plan(edit(changed), &current).unwrap_err()),
+            [format!(
+                "definition.{field}: cannot change {field} of an enabled holdout; disable it first, or create a new one"
+            )]
+        );
+    }
+    assert!(plan(edit(json!({"key": "h", "share_bp": 200, "enabled": false})), &current).is_ok());
+    assert!(plan(edit(json!({"key": "h", "share_bp": 100, "description": "Q3"})), &current).is_ok());
+
+    let delete = |current: &[Entity]| {
+        plan(Op::Delete { kind: Kind::Holdout, key: "h".into(), expected_revision: 1 }, current)
+    };
+    let err = delete(&current).unwrap_err();
+    assert!(
+        matches!(&err, ServiceError::FailedPrecondition { message, .. } if message.contains("disable it")),
+        "{err:?}"
+    );
+    let disabled =
+        [Entity { kind: Kind::Holdout, key: "h".into(), definition: off.after.unwrap(), revision: 1 }];
+    assert_eq!(delete(&disabled).unwrap().action, "delete");
+}

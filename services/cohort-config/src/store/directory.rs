@@ -1,6 +1,6 @@
 //! The reads behind the internal API: what Cohort's own services need of config's tables
-//! (keys by hash, running experiments with their metrics, experiments by name), so that no
-//! other service reads them.
+//! (keys by hash, running experiments and enabled holdouts with their metrics, experiments
+//! and holdouts by name), so that no other service reads them.
 
 use cohort_db::keys::{self, Principal};
 use uuid::Uuid;
@@ -8,7 +8,8 @@ use uuid::Uuid;
 use super::Store;
 use crate::error::ServiceError;
 
-/// A running experiment: where it runs, its entity revision and its definition.
+/// A running experiment or enabled holdout: where it runs, its entity revision and its
+/// definition.
 #[derive(Debug, Clone)]
 pub(crate) struct RunningRow {
     pub environment_id: Uuid,
@@ -17,7 +18,16 @@ pub(crate) struct RunningRow {
     pub definition: serde_json::Value,
 }
 
-/// An experiment a name can mean.
+/// What the analysis service analyzes: running experiments, enabled holdouts, and the
+/// metrics of the environments that have either.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Running {
+    pub experiments: Vec<RunningRow>,
+    pub holdouts: Vec<RunningRow>,
+    pub metrics: Vec<(Uuid, serde_json::Value)>,
+}
+
+/// An experiment (or holdout) a name can mean.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FoundRow {
     pub environment_id: Uuid,
@@ -31,32 +41,38 @@ impl Store {
         Ok(keys::verify_hash(&client, key_hash).await?)
     }
 
-    /// Every running experiment, and the metrics of the environments that run one.
-    pub(crate) async fn running(
-        &self,
-    ) -> Result<(Vec<RunningRow>, Vec<(Uuid, serde_json::Value)>), ServiceError> {
+    /// Every running experiment and enabled holdout, and the metrics of the environments
+    /// that have one.
+    pub(crate) async fn running(&self) -> Result<Running, ServiceError> {
         let client = self.pool.get().await?;
+        // A holdout is enabled unless it says otherwise (`enabled` defaults to true).
         let rows = client
             .query(
-                "SELECT x.environment_id, e.organization_id, x.revision, x.definition
+                "SELECT x.kind, x.environment_id, e.organization_id, x.revision, x.definition
                  FROM entities x JOIN environments e ON e.id = x.environment_id
-                 WHERE x.kind = 'experiment' AND x.definition->>'status' = 'running'",
+                 WHERE (x.kind = 'experiment' AND x.definition->>'status' = 'running')
+                    OR (x.kind = 'holdout' AND x.definition->'enabled' IS DISTINCT FROM 'false'::jsonb)",
                 &[],
             )
             .await?;
-        let running: Vec<RunningRow> = rows
-            .iter()
-            .map(|r| RunningRow {
-                environment_id: r.get(0),
-                organization_id: r.get(1),
-                revision: r.get(2),
-                definition: r.get(3),
-            })
-            .collect();
-        let mut environments: Vec<Uuid> = running.iter().map(|r| r.environment_id).collect();
+        let mut running = Running::default();
+        for r in &rows {
+            let row = RunningRow {
+                environment_id: r.get(1),
+                organization_id: r.get(2),
+                revision: r.get(3),
+                definition: r.get(4),
+            };
+            match r.get::<_, &str>(0) {
+                "holdout" => running.holdouts.push(row),
+                _ => running.experiments.push(row),
+            }
+        }
+        let mut environments: Vec<Uuid> =
+            running.experiments.iter().chain(&running.holdouts).map(|r| r.environment_id).collect();
         environments.sort();
         environments.dedup();
-        let metrics = client
+        running.metrics = client
             .query(
                 "SELECT environment_id, definition FROM entities
                  WHERE kind = 'metric' AND environment_id = ANY($1)",
@@ -66,11 +82,13 @@ impl Store {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        Ok((running, metrics))
+        Ok(running)
     }
 
-    /// The experiments of `organization` named `experiment` (key or id) in the environment
-    /// `environment` (key or id), or in any of its environments when that is empty.
+    /// The experiments and holdouts of `organization` named `experiment` (key or id) in the
+    /// environment `environment` (key or id), or in any of its environments when that is
+    /// empty. A holdout's results are looked up like an experiment's: by its key or its id,
+    /// the experiment id of its exposures.
     pub(crate) async fn find_experiments(
         &self,
         organization: Uuid,
@@ -81,7 +99,7 @@ impl Store {
         let rows = client
             .query(
                 "SELECT e.id, (x.definition->>'id')::uuid, x.key FROM environments e
-                 JOIN entities x ON x.environment_id = e.id AND x.kind = 'experiment'
+                 JOIN entities x ON x.environment_id = e.id AND x.kind IN ('experiment', 'holdout')
                  WHERE e.organization_id = $1 AND ($2 = '' OR e.key = $2 OR e.id::text = $2)
                    AND (x.key = $3 OR x.definition->>'id' = $3)
                  ORDER BY e.key",

@@ -70,9 +70,14 @@ impl Held {
             Out::Snapshot(s) => {
                 let defs: serde_json::Value = serde_json::from_slice(&s.definitions_json).unwrap();
                 self.entities.clear();
-                for (list, kind) in
-                    [("flags", 1), ("experiments", 2), ("layers", 3), ("segments", 4), ("metrics", 5)]
-                {
+                for (list, kind) in [
+                    ("flags", 1),
+                    ("experiments", 2),
+                    ("layers", 3),
+                    ("segments", 4),
+                    ("metrics", 5),
+                    ("holdouts", 6),
+                ] {
                     for d in defs[list].as_array().unwrap() {
                         self.entities.insert((kind, d["key"].as_str().unwrap().to_owned()), d.to_string());
                     }
@@ -141,6 +146,50 @@ async fn snapshot_then_deltas_with_acknowledged_propagation() {
     }
     assert_eq!((propagation.acknowledged, propagation.connected), (1, 1));
     assert!(propagation.max_ms < 5_000.0, "commit to ack took {} ms", propagation.max_ms);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn holdout_changes_reach_the_stream() {
+    let db = TestDb::new().await;
+    let t = db.seed_tenant("acme").await;
+    let server = Server::start(&db.url).await;
+    let mut c = server.client().await;
+    let holdout = serde_json::json!({"key": "h", "share_bp": 500});
+    let created =
+        create(&mut c, &t.admin_key, "production", pb::EntityKind::Holdout, holdout.to_string()).await;
+
+    let mut s = open(&server, &t.sdk_key, 0).await.unwrap();
+    let mut held = Held::default();
+    held.apply(&s.next().await.unwrap());
+    let stored = &held.entities[&(pb::EntityKind::Holdout as i32, "h".to_owned())];
+    assert!(stored.contains("\"share_bp\":500"), "{stored}");
+
+    let mut off: serde_json::Value = serde_json::from_str(&created.entity.unwrap().definition_json).unwrap();
+    off["enabled"] = false.into();
+    let update = pb::UpdateEntityRequest {
+        environment: "production".into(),
+        kind: pb::EntityKind::Holdout as i32,
+        key: "h".into(),
+        definition_json: off.to_string(),
+        expected_revision: 1,
+    };
+    c.update_entity(authed(&t.admin_key, update)).await.unwrap();
+    let delta = s.next().await.unwrap();
+    let Out::Delta(d) = &delta else { panic!("expected a delta, got {delta:?}") };
+    assert_eq!((d.changes[0].kind, d.changes[0].key.as_str()), (pb::EntityKind::Holdout as i32, "h"));
+    held.apply(&delta);
+
+    let delete = pb::DeleteEntityRequest {
+        environment: "production".into(),
+        kind: pb::EntityKind::Holdout as i32,
+        key: "h".into(),
+        expected_revision: 2,
+    };
+    c.delete_entity(authed(&t.admin_key, delete)).await.unwrap();
+    held.apply(&s.next().await.unwrap());
+    assert!(held.entities.is_empty(), "{held:?}");
+    assert_eq!(held.version, 3);
     server.stop().await;
 }
 

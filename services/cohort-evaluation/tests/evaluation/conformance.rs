@@ -14,8 +14,8 @@ use tonic::Code;
 use crate::{Stack, authed};
 
 /// Writes `suite`'s definitions into environment `env` as the config API requires: segments,
-/// metrics and flags; experiments as drafts; layers (which name experiments); then each
-/// experiment moved to its status.
+/// metrics and flags; experiments as drafts; layers (which name experiments); holdouts (which
+/// name layers); then each experiment moved to its status.
 async fn write_suite(stack: &Stack, env: &str, defs: &cohort_core::Definitions) {
     for s in &defs.segments {
         stack.create(env, cpb::EntityKind::Segment, json(s)).await;
@@ -35,6 +35,9 @@ async fn write_suite(stack: &Stack, env: &str, defs: &cohort_core::Definitions) 
     }
     for l in &defs.layers {
         stack.create(env, cpb::EntityKind::Layer, json(l)).await;
+    }
+    for h in &defs.holdouts {
+        stack.create(env, cpb::EntityKind::Holdout, json(h)).await;
     }
     use cpb::ExperimentAction as A;
     for (e, revision) in defs.experiments.iter().zip(revisions) {

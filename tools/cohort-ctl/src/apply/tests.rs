@@ -86,13 +86,34 @@ kind: segment\nkey: outer\ncondition: {op: in_segment, segment: inner}\n---\n\
 kind: experiment\nkey: e\nvariants: [{key: a, weight_bp: 10000}]\n---\n\
 kind: segment\nkey: inner\ninclude: [u]\n---\n\
 kind: metric\nkey: m\nevent: e\naggregation: count\n---\n\
+kind: holdout\nkey: h\nshare_bp: 100\nlayers: [l]\n---\n\
 kind: flag\nkey: f\ntype: boolean\nsalt: s\nvariations: [{key: on, value: true}]\noff_variation: on\ndefault: {variation: on}\n";
     let (specs, problems) = parse_text("all.yaml", text, false);
     assert!(problems.is_empty(), "{problems:?}");
     let mut items: Vec<_> = specs.into_iter().map(|s| plan(s, &HashMap::new()).unwrap()).collect();
     order(&mut items);
     let keys: Vec<&str> = items.iter().map(|i| i.spec.key()).collect();
-    assert_eq!(keys, ["m", "inner", "outer", "f", "e", "l"]);
+    assert_eq!(keys, ["m", "inner", "outer", "f", "e", "l", "h"]);
+}
+
+#[test]
+fn holdouts_keep_their_stored_id_and_are_created_without_one() {
+    let text = "kind: holdout\nkey: h\nshare_bp: 500\n";
+    let (specs, problems) = parse_text("h.yaml", text, false);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(!specs[0].id_given);
+    let id = "0192f0c4-6a1e-7c3d-9b1a-3f2e4d5c6b7a";
+    let current: HashMap<_, _> =
+        [stored(Kind::Holdout, json!({"id": id, "key": "h", "share_bp": 500}), 3)].into();
+    let item = plan(specs[0].clone(), &current).unwrap();
+    assert!(matches!(item.write, Write::None), "the same holdout once the id is the stored one");
+    let Def::Holdout(end) = &item.end else { panic!() };
+    assert_eq!(end.id.to_string(), id);
+
+    let item = plan(specs[0].clone(), &HashMap::new()).unwrap();
+    let Write::Create(body) = &item.write else { panic!("a create") };
+    assert!(body.get("id").is_none(), "the server assigns the id: {body}");
+    assert_eq!(body["share_bp"], json!(500));
 }
 
 fn origin_of(kind: Kind, key: &str, text: &str) -> Origin {

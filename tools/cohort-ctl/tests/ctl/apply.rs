@@ -363,3 +363,55 @@ async fn a_file_applies_as_one_version_or_not_at_all() {
     assert_eq!(ctl(&server, key, &["get", "experiment", "e", "-o", "json"]).await.json()["id"], id);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn holdouts_apply_keep_their_id_and_list_and_get() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let server = Server::start(&db.url).await;
+    let key = Some(tenant.admin_key.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "metrics.yaml", METRICS);
+    write(dir.path(), "checkout.yaml", CHECKOUT);
+    // A whole-environment document holding a holdout of the checkout layer.
+    let holdouts = "\
+holdouts:
+  - key: checkout-holdout
+    share_bp: 500
+    layers: [checkout]
+    metrics: [checkout-conversion]
+";
+    let file = write(dir.path(), "holdouts.yaml", holdouts);
+    let dir_arg = dir.path().display().to_string();
+
+    let first = ctl(&server, key, &["apply", "-f", &dir_arg]).await;
+    let out = first.ok();
+    assert!(out.contains("holdout/checkout-holdout created"), "{out}");
+    assert!(out.find("layer/checkout created") < out.find("holdout/checkout-holdout created"), "{out}");
+    let got = ctl(&server, key, &["get", "holdout", "checkout-holdout", "-o", "json"]).await.json();
+    assert_eq!(got["kind"], "holdout");
+    let id = got["id"].as_str().expect("the server assigned an id").to_owned();
+
+    // Again: unchanged, though the file has no id.
+    let again = ctl(&server, key, &["apply", "-f", &dir_arg]).await;
+    assert!(again.ok().contains("holdout/checkout-holdout unchanged"), "{}", again.out);
+
+    // One field edited: updated, the id kept.
+    std::fs::write(&file, holdouts.replace("share_bp: 500", "share_bp: 1000")).unwrap();
+    let edited = ctl(&server, key, &["apply", "-f", &file]).await;
+    assert!(edited.ok().contains("holdout/checkout-holdout updated (share_bp)"), "{}", edited.out);
+    let got = ctl(&server, key, &["get", "holdouts", "checkout-holdout", "-o", "json"]).await.json();
+    assert_eq!((got["id"].as_str(), got["share_bp"].as_u64()), (Some(id.as_str()), Some(1000)));
+
+    let listed = ctl(&server, key, &["list", "holdout"]).await;
+    assert!(listed.ok().contains("enabled, 1000 bp of layers checkout"), "{}", listed.out);
+
+    // A holdout of a layer that does not exist points at the file's line.
+    let bad = "kind: holdout\nkey: other\nshare_bp: 100\nlayers: [nope] # the bad one\n";
+    let bad_file = write(dir.path(), "bad.yaml", bad);
+    let ran = ctl(&server, key, &["apply", "-f", &bad_file]).await;
+    assert!(matches!(ran.result, Ok(Outcome::Failed)), "{:?}", ran.result);
+    let expected = format!("{bad_file}:4: holdout other: layers[0]: unknown layer \"nope\"");
+    assert!(ran.err.contains(&expected), "expected {expected:?} in:\n{}", ran.err);
+    server.stop().await;
+}
