@@ -85,16 +85,16 @@ async fn a_holdout_gets_an_id_on_create_and_keeps_it() {
     let updated = try_update(
         &mut c,
         &t.admin_key,
-        json!({"key": "h", "share_bp": 1000, "metrics": ["m"]}),
+        json!({"key": "h", "share_bp": 500, "metrics": ["m"], "description": "all of H2"}),
         created.revision,
     )
     .await
     .expect("updated");
     assert_eq!(definition(&updated)["id"], json!(id));
-    assert_eq!(definition(&updated)["share_bp"], json!(1000));
+    assert_eq!(definition(&updated)["description"], json!("all of H2"));
 
     // Another id is refused, naming the field.
-    let other = json!({"id": uuid::Uuid::now_v7(), "key": "h", "share_bp": 1000});
+    let other = json!({"id": uuid::Uuid::now_v7(), "key": "h", "share_bp": 500});
     let err = try_update(&mut c, &t.admin_key, other, updated.revision).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     let details = err.get_error_details();

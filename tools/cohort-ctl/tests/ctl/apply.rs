@@ -397,14 +397,28 @@ holdouts:
     assert!(again.ok().contains("holdout/checkout-holdout unchanged"), "{}", again.out);
 
     // One field edited: updated, the id kept.
-    std::fs::write(&file, holdouts.replace("share_bp: 500", "share_bp: 1000")).unwrap();
+    let described = holdouts.replace("share_bp: 500", "share_bp: 500\n    description: all of checkout");
+    std::fs::write(&file, &described).unwrap();
     let edited = ctl(&server, key, &["apply", "-f", &file]).await;
-    assert!(edited.ok().contains("holdout/checkout-holdout updated (share_bp)"), "{}", edited.out);
+    assert!(edited.ok().contains("holdout/checkout-holdout updated (description)"), "{}", edited.out);
     let got = ctl(&server, key, &["get", "holdouts", "checkout-holdout", "-o", "json"]).await.json();
-    assert_eq!((got["id"].as_str(), got["share_bp"].as_u64()), (Some(id.as_str()), Some(1000)));
+    assert_eq!(
+        (got["id"].as_str(), got["description"].as_str()),
+        (Some(id.as_str()), Some("all of checkout"))
+    );
+
+    // Who is held out does not change while it is enabled.
+    std::fs::write(&file, described.replace("share_bp: 500", "share_bp: 1000")).unwrap();
+    let refused = ctl(&server, key, &["apply", "-f", &file]).await;
+    let said = format!("{:?}\n{}\n{}", refused.result, refused.out, refused.err);
+    assert!(
+        matches!(refused.result, Ok(Outcome::Failed))
+            && said.contains("cannot change share_bp of an enabled holdout"),
+        "{said}"
+    );
 
     let listed = ctl(&server, key, &["list", "holdout"]).await;
-    assert!(listed.ok().contains("enabled, 1000 bp of layers checkout"), "{}", listed.out);
+    assert!(listed.ok().contains("enabled, 500 bp of layers checkout"), "{}", listed.out);
 
     // A holdout of a layer that does not exist points at the file's line.
     let bad = "kind: holdout\nkey: other\nshare_bp: 100\nlayers: [nope] # the bad one\n";
