@@ -2,10 +2,12 @@
 .PHONY: test dev fmt lint bench deploy-check
 
 # Formatting, lints as errors, then every test in the workspace (PostgreSQL must be running:
-# .ci/run starts it).
+# .ci/run starts it). The real OpenFeature SDKs the evaluation service is tested with are
+# installed first (once; again only when their pinned lists change).
 test:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	bash scripts/openfeature-setup.sh
 	cargo test --workspace --locked
 
 # Everything locally: PostgreSQL (found or started), the services, a demo experiment with

@@ -83,7 +83,7 @@ fn grpc_matrix(production_id: &str) -> BTreeMap<&'static str, ([Outcome; 9], Vec
     .encode_to_vec();
     // Naming production: an admin key limited to staging cannot tell it exists.
     let production = |m: &dyn Fn(String) -> Vec<u8>| m("production".into());
-    BTreeMap::from([
+    let mut matrix = BTreeMap::from([
         // The bootstrap token, not a key, guards the first organization.
         ("/cohort.config.v1.ConfigService/Bootstrap", (OPEN, empty())),
         (
@@ -241,14 +241,33 @@ fn grpc_matrix(production_id: &str) -> BTreeMap<&'static str, ([Outcome; 9], Vec
         ("/grpc.health.v1.Health/Check", (OPEN, empty())),
         ("/grpc.health.v1.Health/Watch", (OPEN, empty())),
         ("/grpc.health.v1.Health/List", (OPEN, empty())),
-    ])
+    ]);
+    // flagd's evaluation service, both versions: what the evaluation service's own RPCs take
+    // (an empty request names no flag: NOT_FOUND, past the key check).
+    for version in ["v1", "v2"] {
+        for rpc in [
+            "ResolveBoolean",
+            "ResolveString",
+            "ResolveInt",
+            "ResolveFloat",
+            "ResolveObject",
+            "ResolveAll",
+            "EventStream",
+        ] {
+            let method: &'static str = format!("/flagd.evaluation.{version}.Service/{rpc}").leak();
+            matrix.insert(method, (row(Pass, Pass, Denied, Denied, Denied, Denied), empty()));
+        }
+    }
+    matrix
 }
 
 /// Which service serves a gRPC service.
 fn server_of(method: &str) -> Service {
     match method.split('/').nth(1).unwrap_or_default() {
         "cohort.config.v1.ConfigService" | "cohort.config.v1.InternalService" => Service::Config,
-        "cohort.evaluation.v1.EvaluationService" => Service::Evaluation,
+        "cohort.evaluation.v1.EvaluationService"
+        | "flagd.evaluation.v1.Service"
+        | "flagd.evaluation.v2.Service" => Service::Evaluation,
         "cohort.events.v1.EventService" => Service::Events,
         "cohort.analysis.v1.AnalysisService" => Service::Analysis,
         _ => Service::Config,
@@ -447,9 +466,21 @@ async fn every_caller_against_every_rpc_and_route() {
     }
 
     // HTTP: the routes that take keys, with the same callers.
-    let routes: [(Service, &str, &str, [Outcome; 9]); 4] = [
+    let routes: [(Service, &str, &str, [Outcome; 9]); 6] = [
         (Service::Config, "GET", "/api/v1/config", row(Pass, Denied, Denied, Denied, Denied, Denied)),
         (Service::Evaluation, "POST", "/api/v1/evaluate", row(Pass, Pass, Denied, Denied, Denied, Denied)),
+        (
+            Service::Evaluation,
+            "POST",
+            "/ofrep/v1/evaluate/flags",
+            row(Pass, Pass, Denied, Denied, Denied, Denied),
+        ),
+        (
+            Service::Evaluation,
+            "POST",
+            "/ofrep/v1/evaluate/flags/checkout",
+            row(Pass, Pass, Denied, Denied, Denied, Denied),
+        ),
         (Service::Events, "POST", "/api/v1/events/batch", row(Pass, Pass, Denied, Denied, Denied, Denied)),
         (
             Service::Analysis,

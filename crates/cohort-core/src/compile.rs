@@ -267,6 +267,11 @@ impl<'d> Compiler<'d> {
             f.variations.iter().map(|v| v.key.as_str()),
         );
 
+        // A number flag with a fractional variation is a float flag: its whole values are
+        // written `10.0`, so a client reading JSON (Python's OpenFeature providers check the
+        // type) sees one type whichever variation it gets.
+        let float_flag = f.flag_type == FlagType::Number
+            && f.variations.iter().any(|v| v.value.as_f64().is_some_and(|x| x.fract() != 0.0));
         let mut variations = Vec::with_capacity(f.variations.len());
         for (i, v) in f.variations.iter().enumerate() {
             let vpath = format!("{path}.variations[{i}].value");
@@ -279,7 +284,12 @@ impl<'d> Compiler<'d> {
             if !type_ok {
                 self.err(&vpath, format!("{} is not a {} value", v.value, f.flag_type.as_str()));
             }
-            let json = self.payload(&vpath, &v.value);
+            let json = match v.value.as_f64() {
+                Some(x) if float_flag && (v.value.is_i64() || v.value.is_u64()) => {
+                    self.payload(&vpath, &Value::from(x))
+                }
+                _ => self.payload(&vpath, &v.value),
+            };
             variations.push(CompiledVariation { key: v.key.as_str().into(), value: v.value.clone(), json });
         }
         let find = |key: &str| f.variations.iter().position(|v| v.key == key);

@@ -1,5 +1,5 @@
 //! Conversions between wire types and cohort-core types. Wire → core validates every field and
-//! names the one at fault; core → wire cannot fail.
+//! names the one at fault; core → wire cannot fail. [`flagd`] holds flagd's (Struct contexts).
 
 use std::borrow::Cow;
 
@@ -7,6 +7,8 @@ use cohort_core::hash::MAX_UNIT_BYTES;
 use cohort_core::{AttrValue, Context, Decision, DecisionKind, ErrorCode, Reason};
 
 use crate::common::v1 as pb;
+
+pub mod flagd;
 
 /// Most attributes one context may carry.
 pub const MAX_ATTRIBUTES: usize = 256;

@@ -10,6 +10,9 @@
 //! - [`evaluation::v1`]: remote evaluation (its `EvaluateResponse` is written by hand, in
 //!   `evaluate_response`, to carry decisions encoded straight from cohort-core's).
 //! - [`events::v1`]: exposure and metric event ingestion (generated).
+//! - [`flagd::evaluation::v1`] and [`flagd::evaluation::v2`]: flagd's evaluation API, which the
+//!   evaluation service also serves for OpenFeature's flagd providers (generated from
+//!   `proto/flagd`, flagd's facts).
 //! - [`convert`]: `TryFrom` wire → core (validating) and `From` core → wire.
 //! - [`codec`]: the codecs of every service: prost, malformed messages INVALID_ARGUMENT (the
 //!   config service's with small buffers, for many streams).
@@ -61,6 +64,20 @@ pub mod evaluation {
         tonic::include_proto!("cohort.evaluation.v1");
 
         pub use crate::evaluate_response::{DecisionEncoder, EncodedDecisions, EvaluateResponse};
+    }
+}
+
+/// Generated code; lints that the generator does not satisfy are silenced here only.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
+pub mod flagd {
+    pub mod evaluation {
+        pub mod v1 {
+            tonic::include_proto!("flagd.evaluation.v1");
+        }
+
+        pub mod v2 {
+            tonic::include_proto!("flagd.evaluation.v2");
+        }
     }
 }
 

@@ -80,7 +80,11 @@ impl Guard {
     /// RESOURCE_EXHAUSTED when the request's key is over its rate.
     fn check_key(&self, headers: &http::HeaderMap) -> Result<(), ApiError> {
         let Some(keys) = &self.keys else { return Ok(()) };
-        match headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(crate::bearer) {
+        // `X-API-Key` is how OFREP clients may send a key instead.
+        let bearer =
+            headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(crate::bearer);
+        let api_key = || headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+        match bearer.or_else(api_key).filter(|s| !s.is_empty()) {
             Some(secret) => keys.check(secret),
             None => Ok(()),
         }

@@ -9,7 +9,10 @@
 //! - [`discovery`]: static or Consul-discovered config and event service endpoints.
 //! - [`evaluate`]: request checks and decisions, without tonic or axum.
 //! - [`api`]: the tonic `EvaluationService`. [`http`]: `POST /api/v1/evaluate` (JSON, CORS,
-//!   caching on request).
+//!   caching on request). [`ofrep`]: the OpenFeature Remote Evaluation Protocol's
+//!   `POST /ofrep/v1/evaluate/flags[/{key}]`.
+//! - [`flagd`]: flagd's evaluation gRPC service (`flagd.evaluation.v1.Service` and `v2`), for
+//!   OpenFeature's flagd providers in RPC mode.
 //! - [`metrics`]: Prometheus metrics (the tower stack and request metrics are the
 //!   `cohort_runtime::Skeleton`'s).
 //! - [`error`]: the service error and its mapping to gRPC and HTTP.
@@ -20,8 +23,10 @@ pub mod discovery;
 pub mod environments;
 pub mod error;
 pub mod evaluate;
+pub mod flagd;
 pub mod http;
 pub mod metrics;
+pub mod ofrep;
 pub mod origins;
 pub mod settings;
 
@@ -29,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cohort_proto::evaluation::v1::evaluation_service_server::EvaluationServiceServer;
+use cohort_proto::flagd::evaluation::{v1 as flagd_v1, v2 as flagd_v2};
 pub use cohort_runtime::Listeners;
 use cohort_runtime::{Shutdown, Skeleton};
 use tonic::service::Routes;
@@ -40,6 +46,7 @@ use crate::api::Api;
 use crate::discovery::Endpoints;
 use crate::environments::{ClientOptions, Environments};
 use crate::evaluate::{Evaluator, Limits};
+use crate::flagd::Flagd;
 use crate::metrics::Metrics;
 use crate::origins::Origins;
 use cohort_discovery::{Upstream, balanced_channel};
@@ -57,8 +64,12 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         per_key_rate: settings.key_rate_limit,
         per_key_burst: settings.key_rate_burst,
     };
-    let mut skeleton =
-        Skeleton::new("cohort-evaluation", &[SERVICE_NAME], limits).tls(&settings.common.tls)?;
+    let mut skeleton = Skeleton::new(
+        "cohort-evaluation",
+        &[SERVICE_NAME, flagd::SERVICE_NAMES[0], flagd::SERVICE_NAMES[1]],
+        limits,
+    )
+    .tls(&settings.common.tls)?;
     let metrics = Arc::new(Metrics::new(skeleton.registry()));
 
     // Background work (Consul followers, the idle reaper) stops on `tasks`.
@@ -116,10 +127,16 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let router = http::router(
         http::HttpState { evaluator: evaluator.clone(), max_cache: settings.http_max_cache },
         http::cors(),
-    );
+    )
+    .merge(ofrep::router(ofrep::OfrepState { evaluator: evaluator.clone() }));
+    // flagd's event streams end on this at shutdown, before the servers drain.
+    let flagd_streams = tokio_util::sync::CancellationToken::new();
+    let flagd = Flagd::new(evaluator.clone(), &settings.flagd_environment_keys, flagd_streams.clone());
     let running = skeleton.serve(
         listeners,
-        Routes::new(EvaluationServiceServer::new(Api { evaluator })),
+        Routes::new(EvaluationServiceServer::new(Api { evaluator }))
+            .add_service(flagd_v1::service_server::ServiceServer::new(flagd.clone()))
+            .add_service(flagd_v2::service_server::ServiceServer::new(flagd)),
         router,
         cohort_proto::FILE_DESCRIPTOR_SET,
         |server| {
@@ -139,11 +156,15 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         settings.common.tls.tls_cert.is_some(),
     );
 
+    let leaving = async {
+        flagd_streams.cancel();
+        registration.finish().await;
+    };
     let after = async {
         tasks.cancel();
         let _ = reaper.await;
         // Last: queued exposures reach the event service before the process exits.
         environments.close_all().await;
     };
-    Ok(running.serve_until(&shutdown, settings.common.shutdown_grace, registration.finish(), after).await?)
+    Ok(running.serve_until(&shutdown, settings.common.shutdown_grace, leaving, after).await?)
 }

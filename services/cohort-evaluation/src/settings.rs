@@ -103,6 +103,20 @@ pub struct Settings {
     #[arg(long, env = "COHORT_SERVICE_KEY", hide_env_values = true)]
     pub service_key: Option<String>,
 
+    /// SDK or client keys that flagd calls (`flagd.evaluation.v1`/`v2`) without an
+    /// `authorization` evaluate as, for flagd providers that cannot send metadata: `KEY` for
+    /// every such call, `SELECTOR=KEY` for those whose `flagd-selector` header (the providers'
+    /// `selector` option) is SELECTOR, so one listener serves several environments. Anyone who
+    /// reaches the gRPC port then evaluates as these keys (a client key shows them no ids);
+    /// without a binding, such calls are UNAUTHENTICATED. Repeat it, or separate with commas.
+    #[arg(
+        long = "flagd-environment-key",
+        env = "COHORT_FLAGD_ENVIRONMENT_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub flagd_environment_keys: Vec<String>,
+
     /// Largest `max-age` (seconds) a caller may ask for with `?cache=N`.
     #[arg(long, env = "COHORT_HTTP_MAX_CACHE", default_value_t = 300)]
     pub http_max_cache: u64,
@@ -159,6 +173,34 @@ impl Settings {
                 return Err("--service-key must be a service key (cohort_service_ and 64 hex digits)".into());
             }
         }
+        let mut selectors = std::collections::HashSet::new();
+        for binding in &self.flagd_environment_keys {
+            let (selector, key) = flagd_binding(binding);
+            let random = key.strip_prefix("cohort_sdk_").or_else(|| key.strip_prefix("cohort_client_"));
+            if !random.is_some_and(|r| r.len() == 64 && r.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Err("--flagd-environment-key must be an SDK or client key (cohort_sdk_ or cohort_client_ and 64 hex digits), optionally after SELECTOR=".into());
+            }
+            if key.starts_with("cohort_client_") && self.service_key.is_none() {
+                return Err("--flagd-environment-key is a client key, which needs --service-key".into());
+            }
+            if selector == Some("") {
+                return Err("--flagd-environment-key: an empty selector before '='".into());
+            }
+            if !selectors.insert(selector) {
+                let which =
+                    selector.map_or("without a selector".to_owned(), |s| format!("for selector {s:?}"));
+                return Err(format!("--flagd-environment-key: two keys {which}"));
+            }
+        }
         Ok(())
+    }
+}
+
+/// A `--flagd-environment-key` entry as (selector, key): `SELECTOR=KEY` or `KEY` (keys hold no
+/// `=`).
+pub fn flagd_binding(entry: &str) -> (Option<&str>, &str) {
+    match entry.split_once('=') {
+        Some((selector, key)) => (Some(selector.trim()), key.trim()),
+        None => (None, entry.trim()),
     }
 }

@@ -529,3 +529,20 @@ mod holdouts {
         );
     }
 }
+
+#[test]
+fn a_number_flag_with_a_fraction_writes_every_value_as_a_float() {
+    let flag = |values: &[serde_json::Value]| {
+        let variations: Vec<_> =
+            values.iter().enumerate().map(|(i, v)| json!({"key": format!("v{i}"), "value": v})).collect();
+        json!({"flags": [{"key": "n", "type": "number", "salt": "s", "variations": variations,
+                          "off_variation": "v0", "default": {"variation": "v0"}}]})
+    };
+    let texts = |defs: serde_json::Value| {
+        let config = compile(&serde_json::from_value(defs).unwrap()).unwrap();
+        let decision = crate::evaluate(&config, &crate::Context::new("u"), "n");
+        decision.value_json.unwrap().to_owned()
+    };
+    assert_eq!(texts(flag(&[json!(10), json!(50.5)])), "10.0");
+    assert_eq!(texts(flag(&[json!(10), json!(50)])), "10");
+}

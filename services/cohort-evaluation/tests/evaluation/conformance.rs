@@ -16,7 +16,7 @@ use crate::{Stack, authed};
 /// Writes `suite`'s definitions into environment `env` as the config API requires: segments,
 /// metrics and flags; experiments as drafts; layers (which name experiments); holdouts (which
 /// name layers); then each experiment moved to its status.
-async fn write_suite(stack: &Stack, env: &str, defs: &cohort_core::Definitions) {
+pub(crate) async fn write_suite(stack: &Stack, env: &str, defs: &cohort_core::Definitions) {
     for s in &defs.segments {
         stack.create(env, cpb::EntityKind::Segment, json(s)).await;
     }

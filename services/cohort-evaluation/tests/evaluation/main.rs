@@ -5,9 +5,12 @@
 mod behaviour;
 mod browser;
 mod conformance;
+mod flagd;
 mod http;
 mod limits;
 mod malformed;
+mod ofrep;
+mod openfeature;
 mod readiness;
 mod revocation;
 mod settings;

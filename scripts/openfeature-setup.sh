@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the real OpenFeature SDKs the `openfeature` tests drive, from the pinned lists in
+# openfeature/: a Python venv in target/openfeature/venv and the Node packages in
+# openfeature/node/node_modules. Reinstalls only when a pinned list changes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=target/openfeature
+mkdir -p "$dir"
+
+python_stamp=$(sha256sum openfeature/python/requirements.txt | cut -d' ' -f1)
+if [ ! -x "$dir/venv/bin/python" ] || [ "$(cat "$dir/python.stamp" 2>/dev/null)" != "$python_stamp" ]; then
+  rm -rf "$dir/venv"
+  python3 -m venv "$dir/venv"
+  "$dir/venv/bin/pip" install --quiet --disable-pip-version-check -r openfeature/python/requirements.txt
+  echo "$python_stamp" > "$dir/python.stamp"
+fi
+
+node_stamp=$(sha256sum openfeature/node/package-lock.json | cut -d' ' -f1)
+if [ ! -d openfeature/node/node_modules ] || [ "$(cat "$dir/node.stamp" 2>/dev/null)" != "$node_stamp" ]; then
+  npm ci --prefix openfeature/node --no-audit --no-fund --loglevel=error
+  echo "$node_stamp" > "$dir/node.stamp"
+fi
