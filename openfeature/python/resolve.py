@@ -68,9 +68,68 @@ def resolve(client, case):
     }
 
 
+def out(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+def details(d):
+    return {
+        "value": d.value,
+        "reason": d.reason if isinstance(d.reason, str) or d.reason is None else d.reason.value,
+        "error_code": d.error_code.value if d.error_code is not None else None,
+    }
+
+
+def ready_client(domain, provider, seconds):
+    api.set_provider(provider, domain)
+    client = api.get_client(domain)
+    deadline = time.monotonic() + seconds
+    while client.get_provider_status() != ProviderStatus.READY and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return client
+
+
+def scenarios(sc):
+    """Error paths through each provider, then a change reaching a cached flagd provider."""
+    ctx = EvaluationContext("user-1")
+    for protocol, provider in providers(sc).items():
+        client = ready_client(f"wrong-type-{protocol}", provider, 15)
+        out(step="wrong_type", protocol=protocol, **details(client.get_string_details(sc["flag"], "dflt", ctx)))
+    for step, env in [
+        ("revoked", dict(sc, key=sc["revoked_key"])),
+        ("down", dict(sc, ofrep_url=f"http://127.0.0.1:{sc['down_port']}", flagd_port=sc["down_port"])),
+    ]:
+        for protocol, provider in providers(env).items():
+            client = ready_client(f"{step}-{protocol}", provider, 3)
+            out(step=step, protocol=protocol, **details(client.get_boolean_details(sc["flag"], True, ctx)))
+
+    creds = grpc.composite_channel_credentials(
+        grpc.local_channel_credentials(), grpc.access_token_call_credentials(sc["key"])
+    )
+    cached = FlagdProvider(
+        host=sc["flagd_host"], port=sc["flagd_port"], resolver_type=ResolverType.RPC,
+        cache=CacheType.LRU, channel_credentials=creds, deadline_ms=5000,
+    )
+    client = ready_client("watch", cached, 15)
+    first, second = (client.get_boolean_details(sc["flag"], False, ctx) for _ in range(2))
+    out(step="cached", first=details(first), second=details(second))
+    # The test changes the flag, then says so.
+    sys.stdin.readline()
+    started = time.monotonic()
+    d = client.get_boolean_details(sc["flag"], False, ctx)
+    while d.value == first.value and time.monotonic() - started < 10:
+        time.sleep(0.05)
+        d = client.get_boolean_details(sc["flag"], False, ctx)
+    out(step="changed", seconds=time.monotonic() - started, **details(d))
+
+
 def main():
     with open(sys.argv[1]) as f:
         plan = json.load(f)
+    if len(sys.argv) > 2 and sys.argv[2] == "scenarios":
+        scenarios(plan["scenarios"])
+        api.shutdown()
+        return
     for env in plan["environments"]:
         for protocol, provider in providers(env).items():
             # COHORT_OPENFEATURE_ONLY=ofrep|flagd narrows a run by hand, when debugging.

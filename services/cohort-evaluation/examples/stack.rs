@@ -1,8 +1,10 @@
 //! A local stack to measure the evaluation service against: a fresh PostgreSQL database (as
 //! the tests make them, `COHORT_TEST_DATABASE_URL`), the config service, an event sink that
 //! accepts every batch, and the evaluation service, all in this process. It seeds one
-//! environment with 10 flags (a targeting rule and a percentage split each) and 10 running
-//! experiments, prints its SDK key, and serves until Ctrl-C.
+//! environment with 10 string flags `flag-N` (a targeting rule and a percentage split each)
+//! and 10 running experiments `experiment-N` (`--flags`, `--experiments`; `--toggles` adds
+//! boolean flags `toggle-N` of the same shape, for flagd's `ResolveBoolean`), prints its SDK
+//! key, and serves until Ctrl-C.
 //!
 //! ```text
 //! cargo run --release -p cohort-evaluation --example stack
@@ -43,6 +45,15 @@ struct Args {
     /// The evaluation service's admin address (`/metrics`).
     #[arg(long, env = "COHORT_STACK_ADMIN_ADDR", default_value = "127.0.0.1:9092")]
     admin_addr: SocketAddr,
+    /// String flags `flag-0`, `flag-1`, ... to seed.
+    #[arg(long, env = "COHORT_STACK_FLAGS", default_value_t = 10)]
+    flags: usize,
+    /// Boolean flags `toggle-0`, `toggle-1`, ... to seed (after the string flags).
+    #[arg(long, env = "COHORT_STACK_TOGGLES", default_value_t = 0)]
+    toggles: usize,
+    /// Running experiments `experiment-0`, `experiment-1`, ... to seed.
+    #[arg(long, env = "COHORT_STACK_EXPERIMENTS", default_value_t = 10)]
+    experiments: usize,
 }
 
 /// The event sink: counts the events of each `SendBatch` and accepts them all, without
@@ -124,14 +135,14 @@ fn authed<T>(key: &str, message: T) -> Request<T> {
     r
 }
 
-async fn seed(config: SocketAddr, admin_key: &str) -> anyhow::Result<()> {
+async fn seed(config: SocketAddr, admin_key: &str, args: &Args) -> anyhow::Result<()> {
     let mut c = ConfigServiceClient::connect(format!("http://{config}")).await?;
     let create = |kind: cpb::EntityKind, json: serde_json::Value| cpb::CreateEntityRequest {
         environment: "production".into(),
         kind: kind as i32,
         definition_json: json.to_string(),
     };
-    for i in 0..10 {
+    for i in 0..args.flags {
         let flag = serde_json::json!({
             "key": format!("flag-{i}"), "type": "string", "salt": format!("flag-{i}"), "enabled": true,
             "variations": [
@@ -146,7 +157,20 @@ async fn seed(config: SocketAddr, admin_key: &str) -> anyhow::Result<()> {
         });
         c.create_entity(authed(admin_key, create(cpb::EntityKind::Flag, flag))).await?;
     }
-    for i in 0..10 {
+    for i in 0..args.toggles {
+        let toggle = serde_json::json!({
+            "key": format!("toggle-{i}"), "type": "boolean", "salt": format!("toggle-{i}"), "enabled": true,
+            "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+            "off_variation": "off",
+            "rules": [{
+                "condition": {"op": "in", "attribute": "country", "values": ["NZ", "AU"]},
+                "serve": {"variation": "on"},
+            }],
+            "default": {"split": [{"variation": "on", "weight_bp": 5000}, {"variation": "off", "weight_bp": 5000}]},
+        });
+        c.create_entity(authed(admin_key, create(cpb::EntityKind::Flag, toggle))).await?;
+    }
+    for i in 0..args.experiments {
         let experiment = serde_json::json!({
             "key": format!("experiment-{i}"),
             "variants": [
@@ -198,7 +222,7 @@ async fn main() -> anyhow::Result<()> {
             async move { stop.cancelled().await },
         ));
 
-    seed(config_addr, &tenant.admin_key).await.context("seeding the environment")?;
+    seed(config_addr, &tenant.admin_key, &args).await.context("seeding the environment")?;
 
     let settings = cohort_evaluation::Settings::try_parse_from([
         "cohort-evaluation".to_owned(),

@@ -162,10 +162,21 @@ impl Flagd {
         if keys.is_empty() {
             bearer(None)?;
         }
+        let merged = keys.len() > 1;
         let mut clients = Vec::with_capacity(keys.len());
+        let mut refused = None;
         for authorization in keys {
             bearer(Some(&authorization))?;
-            clients.push((self.evaluator.client(Some(&authorization)).await?, authorization));
+            match self.evaluator.client(Some(&authorization)).await {
+                Ok(client) => clients.push((client, authorization)),
+                // A merged stream follows the environments it can: one revoked binding does
+                // not silence the others.
+                Err(e) if merged => refused = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let (true, Some(e)) = (clients.is_empty(), refused) {
+            return Err(e.into());
         }
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         for (i, (client, authorization)) in clients.into_iter().enumerate() {

@@ -12,8 +12,10 @@ use cohort_core::conformance::{self, Case, Suite};
 use cohort_core::model::FlagType;
 use serde_json::{Value, json};
 
-use crate::Stack;
+use cohort_proto::config::v1 as cpb;
+
 use crate::conformance::write_suite;
+use crate::{PATIENCE, Stack};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -79,6 +81,99 @@ fn mismatch(want: &Value, got: &Value) -> Option<String> {
         .filter(|f| !same(want.get(f).unwrap_or(&Value::Null), got.get(f).unwrap_or(&Value::Null)))
         .collect();
     (!wrong.is_empty()).then(|| format!("{} differ: want {want}, got {got}", wrong.join(", ")))
+}
+
+/// Runs `program plan scenarios`: the error paths (a wrong type, a revoked key, the service
+/// down: the caller's default and an error, however each provider words it), then a flagd
+/// provider with its cache on reads the flag twice (cached the second time) and, once the flag
+/// is switched over here, sees the new value within seconds: the change reached it through
+/// EventStream and emptied its cache. What differs, as failures.
+async fn scenarios(
+    stack: &Stack,
+    language: &str,
+    program: &[&str],
+    plan: &Path,
+    revision: &mut i64,
+    on: &mut bool,
+) -> Vec<String> {
+    use std::io::{BufRead, Write};
+    let mut child = std::process::Command::new(program[0])
+        .args(&program[1..])
+        .arg(plan)
+        .arg("scenarios")
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program:?}: {e}"));
+    let (mut stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let mut failures = Vec::new();
+    let mut fail = |what: String| failures.push(format!("{language} scenarios: {what}"));
+    loop {
+        let Ok(Some(line)) = tokio::time::timeout(PATIENCE, rx.recv()).await else { break };
+        let got: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{language}: {e}: {line}"));
+        if got["step"] == "cached" {
+            if got["second"]["reason"] != "CACHED" || got["first"]["value"] != *on {
+                fail(format!("the cached provider did not cache: {got}"));
+            }
+            // Switch the flag over, then tell the program.
+            *on = !*on;
+            let off = crate::flag_json("watched", *on);
+            let mut config = stack.config_client().await;
+            let update = cpb::UpdateEntityRequest {
+                environment: "openfeature-watch".into(),
+                kind: cpb::EntityKind::Flag as i32,
+                key: "watched".into(),
+                definition_json: off,
+                expected_revision: *revision,
+            };
+            config.update_entity(crate::authed(&stack.tenant.admin_key, update)).await.unwrap();
+            *revision += 1;
+            stdin.write_all(b"changed\n").unwrap();
+            stdin.flush().unwrap();
+        }
+        lines.push(got);
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    if !status.success() {
+        fail(format!("exited with {status}"));
+    }
+    let step = |name: &str| lines.iter().filter(|l| l["step"] == name).collect::<Vec<_>>();
+    let wrong = step("wrong_type");
+    if wrong.len() != 2 || wrong.iter().any(|l| l["error_code"] != "TYPE_MISMATCH" || l["value"] != "dflt") {
+        fail(format!("a wrong type: {wrong:?}"));
+    }
+    for name in ["revoked", "down"] {
+        let got = step(name);
+        let errors = ["GENERAL", "PROVIDER_NOT_READY", "PROVIDER_FATAL"];
+        // Node's flagd provider (0.16.1) words UNAVAILABLE as FLAG_NOT_FOUND.
+        let node_unavailable = |l: &Value| {
+            name == "down"
+                && language == "node"
+                && l["protocol"] == "flagd"
+                && l["error_code"] == "FLAG_NOT_FOUND"
+        };
+        let served_default = |l: &&Value| {
+            l["value"] == true
+                && l["reason"] == "ERROR"
+                && (errors.iter().any(|e| l["error_code"] == *e) || node_unavailable(l))
+        };
+        if got.len() != 2 || !got.iter().all(served_default) {
+            fail(format!("{name}: the caller's default and an error expected: {got:?}"));
+        }
+    }
+    let changed = step("changed");
+    if changed.len() != 1 || changed[0]["value"] != *on {
+        fail(format!("the change did not reach the cached provider: {changed:?}"));
+    }
+    failures
 }
 
 /// The resolutions of `language` that differ from what is expected of them.
@@ -291,6 +386,27 @@ async fn the_real_openfeature_sdks_decide_every_conformance_case_as_cohort_does(
             "flagd_host": "127.0.0.1", "flagd_port": stack.grpc.port(), "cases": cases,
         }));
     }
+    // The scenarios' environment: one flag that will change, and a second key to revoke.
+    let watch_key = stack.environment("openfeature-watch").await;
+    stack.create("openfeature-watch", cpb::EntityKind::Flag, crate::flag_json("watched", true)).await;
+    let doomed = stack
+        .config_client()
+        .await
+        .create_api_key(crate::authed(
+            &stack.tenant.admin_key,
+            cpb::CreateApiKeyRequest {
+                kind: cpb::KeyKind::Sdk as i32,
+                name: "revoked".into(),
+                environment: "openfeature-watch".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // Nothing listens on port 1 (and nothing unprivileged can): connections are refused.
+    let down = 1;
+
     // Node's flagd provider sends no key: a second evaluation service binds each environment's
     // key to its name, which the provider sends as its `selector`.
     let mut argv = vec![
@@ -306,6 +422,8 @@ async fn the_real_openfeature_sdks_decide_every_conformance_case_as_cohort_does(
         argv.push("--flagd-environment-key".to_owned());
         argv.push(format!("{}={}", env["name"].as_str().unwrap(), env["key"].as_str().unwrap()));
     }
+    argv.extend(["--flagd-environment-key".to_owned(), format!("openfeature-watch={watch_key}")]);
+    argv.extend(["--flagd-environment-key".to_owned(), format!("revoked={}", doomed.secret)]);
     let settings = cohort_evaluation::Settings::try_parse_from(argv).unwrap();
     settings.validate().unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -321,9 +439,15 @@ async fn the_real_openfeature_sdks_decide_every_conformance_case_as_cohort_does(
         env["flagd_bound_port"] = json!(bound_port);
     }
 
+    let scenario_plan = json!({
+        "name": "openfeature-watch", "key": watch_key, "revoked_key": doomed.secret, "flag": "watched",
+        "ofrep_url": format!("http://{}", stack.http), "flagd_host": "127.0.0.1",
+        "flagd_port": stack.grpc.port(), "flagd_bound_port": bound_port, "down_port": down,
+    });
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.json");
-    std::fs::write(&plan, json!({"environments": environments}).to_string()).unwrap();
+    std::fs::write(&plan, json!({"environments": environments, "scenarios": scenario_plan}).to_string())
+        .unwrap();
 
     let venv = venv.display().to_string();
     let mut failures = Vec::new();
@@ -351,6 +475,22 @@ async fn the_real_openfeature_sdks_decide_every_conformance_case_as_cohort_does(
     assert!(skipped.len() < 10, "the Rust SDK's context cannot carry these: {skipped:?}");
     assert_eq!(lines.len() + skipped.len(), expectations.len(), "rust: every case through OFREP");
     failures.extend(compare("rust", &lines, &expectations));
+    // Error paths and a change through each language's providers.
+    let id = doomed.key.unwrap().id;
+    let mut config = stack.config_client().await;
+    config
+        .revoke_api_key(crate::authed(&stack.tenant.admin_key, cpb::RevokeApiKeyRequest { id }))
+        .await
+        .unwrap();
+    // The services' key caches let a revoked key live for seconds.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let (mut revision, mut on) = (1, true);
+    for (language, program) in [
+        ("python", [venv.as_str(), "openfeature/python/resolve.py"]),
+        ("node", ["node", "openfeature/node/resolve.mjs"]),
+    ] {
+        failures.extend(scenarios(&stack, language, &program, &plan, &mut revision, &mut on).await);
+    }
     shutdown.cancel();
     bound.await.unwrap().unwrap();
     assert!(failures.is_empty(), "{} differ:\n{}", failures.len(), failures.join("\n"));
