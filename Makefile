@@ -3,11 +3,12 @@
 
 # Formatting, lints as errors, then every test in the workspace (PostgreSQL must be running:
 # .ci/run starts it). The real OpenFeature SDKs the evaluation service is tested with are
-# installed first (once; again only when their pinned lists change).
+# installed first (once; again only when their pinned lists change): the Rust flagd provider's
+# build needs the protoc they bring.
 test:
+	bash scripts/openfeature-setup.sh
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	bash scripts/openfeature-setup.sh
 	cargo test --workspace --locked
 
 # Everything locally: PostgreSQL (found or started), the services, a demo experiment with
