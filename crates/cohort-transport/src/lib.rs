@@ -92,6 +92,14 @@ fn certificates(what: &'static str, path: &Path) -> Result<Vec<u8>, TransportErr
     Ok(pem)
 }
 
+/// Makes ring rustls' process-wide provider, which tonic's TLS connector takes. With more than
+/// one provider compiled in (a dependency can enable aws-lc-rs: reqwest, in some tests) rustls
+/// would not choose and the first connection would panic. Idempotent; an application that
+/// installed its own keeps it.
+fn use_ring_by_default() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// An endpoint for `uri` (`http://` or `https://` with a host), with `TCP_NODELAY` and HTTP/2
 /// keepalive pings (a dead connection is found even when no request is waiting); callers set
 /// their own timeouts.
@@ -101,6 +109,7 @@ pub fn endpoint(uri: &str, tls: &LoadedTls) -> Result<Endpoint, TransportError> 
     let endpoint = match endpoint.uri().scheme_str() {
         Some("http") => endpoint,
         Some("https") => {
+            use_ring_by_default();
             let mut config = ClientTlsConfig::new();
             config = match &tls.ca {
                 Some(ca) => config.ca_certificate(ca.clone()),
