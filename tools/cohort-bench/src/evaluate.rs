@@ -1,6 +1,7 @@
-//! `cohort-bench evaluate`: keeps `--concurrency` `EvaluationService.Evaluate` calls in flight
-//! over `--connections` HTTP/2 connections for `--duration` (or `--requests` calls), then
-//! reports requests/s, decisions/s and latency percentiles.
+//! `cohort-bench evaluate`: keeps `--concurrency` `EvaluationService.Evaluate` calls (with
+//! `--batch N`, `EvaluateBatch` calls of N contexts) in flight over `--connections` HTTP/2
+//! connections for `--duration` (or `--requests` calls), then reports requests/s, decisions/s
+//! and latency percentiles, and with `--server-pid` the server's CPU time per request.
 //!
 //! The keys asked for are the first `--keys` keys of the environment (read with one
 //! all-keys Evaluate first); `0` asks for every key. Units cycle through `--units` distinct
@@ -58,6 +59,16 @@ pub(crate) struct EvaluateArgs {
     /// Stop after this many measured requests (the duration still bounds the run).
     #[arg(long, env = "COHORT_BENCH_REQUESTS")]
     requests: Option<u64>,
+
+    /// Call EvaluateBatch with this many contexts (consecutive units) per call instead of
+    /// Evaluate.
+    #[arg(long, env = "COHORT_BENCH_BATCH")]
+    batch: Option<usize>,
+
+    /// The server's process id: report its CPU time (user + system, from `/proc`) per request
+    /// over the measured window.
+    #[arg(long, env = "COHORT_BENCH_SERVER_PID")]
+    server_pid: Option<u32>,
 }
 
 /// An evaluate benchmark failure.
@@ -78,8 +89,10 @@ pub(crate) enum EvaluateBenchError {
 #[derive(Debug)]
 struct Requests {
     encoded: Vec<Bytes>,
-    /// Decisions in each answer.
+    /// Decisions in each answer (for each context of a batch).
     decisions: u64,
+    /// Contexts per EvaluateBatch call; `None` for Evaluate.
+    batch: Option<usize>,
 }
 
 /// One connection's calls: the next unit's request, and a spot check of the answers.
@@ -101,18 +114,32 @@ impl Workload for EvaluateWorkload {
 
     fn count(&mut self, response: &[u8]) -> Result<u64, String> {
         self.answers += 1;
+        let contexts = self.requests.batch.unwrap_or(1) as u64;
         if self.answers % CHECK_EVERY == 1 {
-            let answer =
-                pb::EvaluateResponse::decode(response).map_err(|e| format!("undecodable answer: {e}"))?;
-            if answer.decisions.len() as u64 != self.requests.decisions {
-                return Err(format!(
-                    "{} decisions in an answer, expected {}",
-                    answer.decisions.len(),
-                    self.requests.decisions
-                ));
+            let answers = match self.requests.batch {
+                None => vec![
+                    pb::EvaluateResponse::decode(response).map_err(|e| format!("undecodable answer: {e}"))?,
+                ],
+                Some(_) => {
+                    pb::EvaluateBatchResponse::decode(response)
+                        .map_err(|e| format!("undecodable answer: {e}"))?
+                        .results
+                }
+            };
+            if answers.len() as u64 != contexts {
+                return Err(format!("{} results in an answer, expected {contexts}", answers.len()));
+            }
+            for answer in answers {
+                if answer.decisions.len() as u64 != self.requests.decisions {
+                    return Err(format!(
+                        "{} decisions in an answer, expected {}",
+                        answer.decisions.len(),
+                        self.requests.decisions
+                    ));
+                }
             }
         }
-        Ok(self.requests.decisions)
+        Ok(self.requests.decisions * contexts)
     }
 }
 
@@ -120,6 +147,9 @@ impl Workload for EvaluateWorkload {
 pub(crate) async fn run(args: EvaluateArgs) -> Result<(), EvaluateBenchError> {
     if args.units == 0 {
         return Err(EvaluateBenchError::Settings("--units must be at least 1".to_owned()));
+    }
+    if args.batch == Some(0) {
+        return Err(EvaluateBenchError::Settings("--batch must be at least 1".to_owned()));
     }
     let authorization = format!("Bearer {}", args.sdk_key);
     let auth: MetadataValue<Ascii> = authorization
@@ -147,29 +177,28 @@ pub(crate) async fn run(args: EvaluateArgs) -> Result<(), EvaluateBenchError> {
     }
     let keys: Vec<String> = all.decisions.iter().take(args.keys).map(|d| d.key.clone()).collect();
     let decisions = if args.keys == 0 { all.decisions.len() } else { args.keys } as u64;
-    let encoded = (0..args.units.min(1 << 20))
-        .map(|i| {
-            let request = pb::EvaluateRequest {
-                context: Some(common::EvaluationContext {
-                    targeting_key: format!("user-{i}"),
-                    attributes: Default::default(),
-                }),
-                keys: keys.clone(),
-            };
-            Bytes::from(request.encode_to_vec())
+    let units = args.units.min(1 << 20);
+    let encoded = (0..units)
+        .map(|i| match args.batch {
+            None => evaluate_request(i, &keys),
+            Some(n) => batch_request((0..n as u64).map(|j| (i + j) % units), &keys),
         })
         .collect();
-    let requests = Arc::new(Requests { encoded, decisions });
+    let requests = Arc::new(Requests { encoded, decisions, batch: args.batch });
 
     let load = Load {
         endpoint: args.endpoint.clone(),
-        path: "/cohort.evaluation.v1.EvaluationService/Evaluate",
+        path: match args.batch {
+            None => "/cohort.evaluation.v1.EvaluationService/Evaluate",
+            Some(_) => "/cohort.evaluation.v1.EvaluationService/EvaluateBatch",
+        },
         authorization,
         connections: args.connections,
         concurrency: args.concurrency,
         warmup: args.warmup,
         duration: args.duration,
         requests: args.requests,
+        server_pid: args.server_pid,
     };
     let outcome = unary::run(&load, |i| EvaluateWorkload {
         requests: requests.clone(),
@@ -178,8 +207,12 @@ pub(crate) async fn run(args: EvaluateArgs) -> Result<(), EvaluateBenchError> {
         answers: 0,
     })
     .await?;
+    let rpc = match args.batch {
+        None => "evaluate".to_owned(),
+        Some(n) => format!("evaluate-batch of {n} contexts"),
+    };
     report::line(format!(
-        "evaluate: {} connections, {} concurrent, {} keys per request, {} units, {:.1}s measured after {:?} warm-up",
+        "{rpc}: {} connections, {} concurrent, {} keys per context, {} units, {:.1}s measured after {:?} warm-up",
         args.connections,
         args.concurrency,
         decisions,
@@ -187,16 +220,39 @@ pub(crate) async fn run(args: EvaluateArgs) -> Result<(), EvaluateBenchError> {
         outcome.measured.as_secs_f64(),
         args.warmup
     ));
-    report::line(format!(
-        "throughput: {} requests = {:.0} requests/s, {} decisions = {:.0} decisions/s",
-        outcome.requests,
-        report::rate(outcome.requests, outcome.measured),
-        outcome.counted,
-        report::rate(outcome.counted, outcome.measured)
-    ));
-    report::line(format!("latency: {}", report::percentiles(&outcome.latency)));
-    if let Some(errors) = outcome.errors_line() {
-        report::line(errors);
-    }
+    outcome.report();
     Ok(())
+}
+
+fn context(unit: u64) -> common::EvaluationContext {
+    common::EvaluationContext { targeting_key: format!("user-{unit}"), attributes: Default::default() }
+}
+
+/// An encoded `EvaluateRequest` for one unit.
+fn evaluate_request(unit: u64, keys: &[String]) -> Bytes {
+    let request = pb::EvaluateRequest { context: Some(context(unit)), keys: keys.to_vec() };
+    Bytes::from(request.encode_to_vec())
+}
+
+/// An encoded `EvaluateBatchRequest` with a context for each of `units`.
+fn batch_request(units: impl Iterator<Item = u64>, keys: &[String]) -> Bytes {
+    let request = pb::EvaluateBatchRequest { contexts: units.map(context).collect(), keys: keys.to_vec() };
+    Bytes::from(request.encode_to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_holds_a_context_per_unit_and_the_keys_once() {
+        let keys = vec!["flag-0".to_owned()];
+        let batch = pb::EvaluateBatchRequest::decode(batch_request([4, 5, 0].into_iter(), &keys)).unwrap();
+        let units: Vec<&str> = batch.contexts.iter().map(|c| c.targeting_key.as_str()).collect();
+        assert_eq!(units, ["user-4", "user-5", "user-0"]);
+        assert_eq!(batch.keys, keys);
+        let single = pb::EvaluateRequest::decode(evaluate_request(7, &[])).unwrap();
+        assert_eq!(single.context.unwrap().targeting_key, "user-7");
+        assert!(single.keys.is_empty());
+    }
 }

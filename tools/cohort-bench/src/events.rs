@@ -121,6 +121,7 @@ pub(crate) async fn run(args: EventsArgs) -> Result<(), BenchError> {
         warmup: args.warmup,
         duration: args.duration,
         requests: None,
+        server_pid: None,
     };
     let batch_size = args.batch_size;
     let outcome = unary::run(&load, |_| Batches::new(batch_size)).await?;

@@ -2,14 +2,26 @@
 //!
 //! # Layout
 //! - `connect`: the load generators' connections.
-//! - [`evaluate`]: `cohort-bench evaluate`, Evaluate load against the evaluation service.
+//! - [`evaluate`]: `cohort-bench evaluate`, Evaluate and EvaluateBatch load against the
+//!   evaluation service.
+//! - [`flagd`]: `cohort-bench flagd`, flagd's ResolveBoolean and ResolveAll against the
+//!   evaluation service.
+//! - [`http_json`]: `cohort-bench http`, the evaluation service's HTTP APIs (OFREP and
+//!   `/api/v1/evaluate`).
 //! - [`events`]: `cohort-bench events`, SendBatch load against the event service.
 //! - [`report`]: HDR-histogram reporting shared by every subcommand.
-//! - [`unary`]: the lean HTTP/2 driver the subcommands' calls go through.
+//! - [`unary`]: the lean HTTP/2 driver the gRPC subcommands' calls go through; [`http1`]: its
+//!   HTTP/1.1 keep-alive counterpart. [`outcome`]: what both share. [`cpu`]: the server's
+//!   CPU time from `/proc`.
 
 mod connect;
+mod cpu;
 mod evaluate;
 mod events;
+mod flagd;
+mod http1;
+mod http_json;
+mod outcome;
 mod report;
 mod unary;
 
@@ -28,6 +40,10 @@ enum Command {
     Events(events::EventsArgs),
     /// Evaluate requests/s, decisions/s and latency of the evaluation service.
     Evaluate(evaluate::EvaluateArgs),
+    /// flagd ResolveBoolean or ResolveAll requests/s and latency of the evaluation service.
+    Flagd(flagd::FlagdArgs),
+    /// HTTP/1.1 requests/s and latency of the evaluation service's OFREP and JSON APIs.
+    Http(http_json::HttpArgs),
 }
 
 #[tokio::main]
@@ -36,6 +52,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Events(args) => events::run(args).await?,
         Command::Evaluate(args) => evaluate::run(args).await?,
+        Command::Flagd(args) => flagd::run(args).await?,
+        Command::Http(args) => http_json::run(args).await?,
     }
     Ok(())
 }

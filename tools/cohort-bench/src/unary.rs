@@ -1,4 +1,4 @@
-//! A lean gRPC unary load driver over raw HTTP/2 (the `h2` crate), shared by every
+//! A lean gRPC unary load driver over raw HTTP/2 (the `h2` crate), shared by every gRPC
 //! subcommand.
 //!
 //! The load generator shares the machine with the service it measures, so its own cost per
@@ -8,21 +8,18 @@
 //! `grpc-status` and counted by the [`Workload`] without building whole messages unless it
 //! wants to.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use h2::client::SendRequest;
-use hdrhistogram::Histogram;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use tokio::net::TcpStream;
 
-use crate::report;
+use crate::outcome::{Outcome, Schedule};
 
 /// Why a load run could not start or went wrong as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +58,8 @@ pub(crate) struct Load {
     pub(crate) duration: Duration,
     /// Stop after this many measured calls (the duration still bounds the run).
     pub(crate) requests: Option<u64>,
+    /// The server's process, to measure its CPU time (`/proc`).
+    pub(crate) server_pid: Option<u32>,
 }
 
 /// The calls of one connection: what each request says, and what each answer counts for.
@@ -72,68 +71,13 @@ pub(crate) trait Workload: Send + 'static {
     fn count(&mut self, response: &[u8]) -> Result<u64, String>;
 }
 
-/// The whole run's results.
-#[derive(Debug)]
-pub(crate) struct Outcome {
-    pub(crate) latency: Histogram<u64>,
-    /// Measured calls, successful or not.
-    pub(crate) requests: u64,
-    /// The sum of [`Workload::count`] over successful measured calls.
-    pub(crate) counted: u64,
-    /// Failed measured calls by gRPC code name (`transport` for a broken stream).
-    pub(crate) errors: BTreeMap<String, u64>,
-    pub(crate) first_error: Option<String>,
-    /// From the end of the warm-up to the last measured call.
-    pub(crate) measured: Duration,
-}
-
-impl Outcome {
-    fn new() -> Self {
-        Outcome {
-            latency: report::latency_histogram(),
-            requests: 0,
-            counted: 0,
-            errors: BTreeMap::new(),
-            first_error: None,
-            measured: Duration::ZERO,
-        }
-    }
-
-    fn merge(&mut self, other: Outcome) {
-        let _ = self.latency.add(&other.latency);
-        self.requests += other.requests;
-        self.counted += other.counted;
-        for (code, n) in other.errors {
-            *self.errors.entry(code).or_default() += n;
-        }
-        self.first_error = self.first_error.take().or(other.first_error);
-        self.measured = self.measured.max(other.measured);
-    }
-
-    fn error(&mut self, code: String, message: String) {
-        *self.errors.entry(code).or_default() += 1;
-        if self.first_error.is_none() {
-            self.first_error = Some(message);
-        }
-    }
-
-    /// The errors line of a report, if there were any.
-    pub(crate) fn errors_line(&self) -> Option<String> {
-        (!self.errors.is_empty()).then(|| {
-            format!("errors: {:?} (first: {})", self.errors, self.first_error.as_deref().unwrap_or(""))
-        })
-    }
-}
-
 /// What every connection shares.
 #[derive(Debug)]
 struct Plan {
     authority: String,
     uri: Uri,
     headers: HeaderMap,
-    measure_from: Instant,
-    deadline: Instant,
-    budget: Option<AtomicU64>,
+    schedule: Schedule,
 }
 
 impl Plan {
@@ -143,19 +87,6 @@ impl Plan {
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
         request
-    }
-
-    /// Whether another call may start now.
-    fn may_start(&self, now: Instant) -> bool {
-        if now >= self.deadline {
-            return false;
-        }
-        match &self.budget {
-            Some(budget) if now >= self.measure_from => {
-                budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
-            }
-            _ => true,
-        }
     }
 }
 
@@ -193,15 +124,13 @@ pub(crate) async fn run<W: Workload>(
     for _ in 0..load.connections {
         senders.push(connect(&authority).await?);
     }
-    let started = Instant::now();
     let plan = Arc::new(Plan {
         authority,
         uri,
         headers,
-        measure_from: started + load.warmup,
-        deadline: started + load.warmup + load.duration,
-        budget: load.requests.map(AtomicU64::new),
+        schedule: Schedule::new(load.warmup, load.duration, load.requests),
     });
+    let cpu = load.server_pid.map(|pid| crate::cpu::Sampler::start(pid, &plan.schedule));
     let mut tasks = Vec::new();
     for (i, (send, connection)) in senders.into_iter().enumerate() {
         // Spread the calls in flight evenly; the first connections take the remainder.
@@ -217,6 +146,9 @@ pub(crate) async fn run<W: Workload>(
         }
     }
     total.measured = total.measured.max(Duration::from_millis(1));
+    if let Some(cpu) = cpu {
+        total.server_cpu = cpu.finish().await;
+    }
     Ok(total)
 }
 
@@ -252,7 +184,7 @@ async fn drive<W: Workload>(
     let mut starting = true;
     loop {
         while starting && in_flight.len() < slots {
-            if !plan.may_start(Instant::now()) {
+            if !plan.schedule.may_start(Instant::now()) {
                 starting = false;
                 break;
             }
@@ -270,22 +202,17 @@ async fn drive<W: Workload>(
             }
             Some((sent, result)) = in_flight.next() => {
                 let done = Instant::now();
-                if sent < plan.measure_from || done > plan.deadline {
+                if !plan.schedule.measures(sent, done) {
                     continue;
                 }
-                outcome.requests += 1;
-                outcome.measured = outcome.measured.max(done - plan.measure_from);
                 match result.map_err(|e| (e.code(), e.to_string())).and_then(|message| {
                     workload.count(&message).map_err(|e| ("wrong_answer".to_owned(), e))
                 }) {
-                    Ok(n) => {
-                        report::record(&mut outcome.latency, done - sent);
-                        outcome.counted += n;
-                    }
+                    Ok(n) => outcome.success(&plan.schedule, done, done - sent, n),
                     Err((code, message)) => {
                         // An overloaded service says so; the caller backs off like an SDK would.
                         let back_off = code == "ResourceExhausted" || code == "Unavailable";
-                        outcome.error(code, message);
+                        outcome.failure(&plan.schedule, done, code, message);
                         if back_off {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
