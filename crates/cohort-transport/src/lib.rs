@@ -92,11 +92,11 @@ fn certificates(what: &'static str, path: &Path) -> Result<Vec<u8>, TransportErr
     Ok(pem)
 }
 
-/// Makes ring rustls' process-wide provider, which tonic's TLS connector takes. With more than
-/// one provider compiled in (a dependency can enable aws-lc-rs: reqwest, in some tests) rustls
-/// would not choose and the first connection would panic. Idempotent; an application that
-/// installed its own keeps it.
-fn use_ring_by_default() {
+/// Makes ring rustls' process-wide provider, which tonic's TLS (client and server) takes. With
+/// more than one provider compiled in (a dependency can enable aws-lc-rs: reqwest, in some
+/// tests) rustls would not choose and the first connection would panic. Idempotent; an
+/// application that installed its own keeps it.
+pub fn use_ring_by_default() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

@@ -294,6 +294,8 @@ impl FakeConfig {
 
     /// Over TLS with this PEM certificate and key.
     pub(crate) async fn start_tls(cert: &str, key: &str) -> Self {
+        // tonic's server TLS takes rustls' process-wide provider, as its client does.
+        cohort_transport::use_ring_by_default();
         let tls = tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(cert, key));
         Self::serve_with(listener(None).await, Some(tls))
