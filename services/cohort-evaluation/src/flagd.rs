@@ -43,6 +43,7 @@ use crate::evaluate::{Evaluator, MAX_KEY_BYTES};
 
 mod v1;
 mod v2;
+mod wire;
 
 /// The fully qualified gRPC service names, for health.
 pub const SERVICE_NAMES: [&str; 2] = ["flagd.evaluation.v1.Service", "flagd.evaluation.v2.Service"];
