@@ -4,13 +4,12 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use cohort_evaluation::{Listeners, Settings};
+use cohort_evaluation::Settings;
 use cohort_proto::common::v1 as common;
 use cohort_proto::config::v1 as cpb;
 use cohort_proto::evaluation::v1 as pb;
 use cohort_proto::evaluation::v1::evaluation_service_client::EvaluationServiceClient;
 use cohort_proto::events::v1 as epb;
-use cohort_runtime::Shutdown;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -229,16 +228,7 @@ async fn an_environment_without_a_config_answers_unavailable_with_a_retry_hint()
         "5s",
     ])
     .unwrap();
-    settings.validate().unwrap();
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = grpc.local_addr().unwrap();
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn(cohort_evaluation::run(
-        settings,
-        Listeners { grpc, http, admin: None },
-        shutdown.clone(),
-    ));
+    let (addr, shutdown, task) = crate::in_process(settings).await;
     let mut client = EvaluationServiceClient::connect(format!("http://{addr}")).await.unwrap();
     let started = Instant::now();
     let status = client.evaluate(authed("cohort_sdk_whatever", request("u", &[]))).await.unwrap_err();

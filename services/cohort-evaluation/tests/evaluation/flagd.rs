@@ -6,14 +6,13 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use cohort_evaluation::{Listeners, Settings};
+use cohort_evaluation::Settings;
 use cohort_proto::config::v1 as cpb;
 use cohort_proto::convert::flagd::{Kind, Struct, Value, json_object};
 use cohort_proto::events::v1 as epb;
 use cohort_proto::flagd::evaluation::v1 as pb;
 use cohort_proto::flagd::evaluation::v1::service_client::ServiceClient;
 use cohort_proto::flagd::evaluation::v2 as pb2;
-use cohort_runtime::Shutdown;
 use serde_json::json;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -371,16 +370,7 @@ async fn a_bound_key_answers_calls_that_carry_none() {
         "5s",
     ])
     .unwrap();
-    settings.validate().unwrap();
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = grpc.local_addr().unwrap();
-    let shutdown = Shutdown::new();
-    let task = tokio::spawn(cohort_evaluation::run(
-        settings,
-        Listeners { grpc, http, admin: None },
-        shutdown.clone(),
-    ));
+    let (addr, shutdown, task) = crate::in_process(settings).await;
     let mut c = ServiceClient::connect(format!("http://{addr}")).await.unwrap();
 
     let r = c.resolve_boolean(Request::new(bool_request("f", unit("u")))).await.unwrap().into_inner();

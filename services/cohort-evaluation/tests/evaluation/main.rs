@@ -279,3 +279,21 @@ pub async fn http_request(
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
+
+/// An evaluation service of its own, in this process, with `settings` (validated); its gRPC
+/// address, what stops it, and its task.
+pub async fn in_process(
+    settings: cohort_evaluation::Settings,
+) -> (SocketAddr, Shutdown, JoinHandle<anyhow::Result<()>>) {
+    settings.validate().unwrap();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = grpc.local_addr().unwrap();
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(cohort_evaluation::run(
+        settings,
+        cohort_evaluation::Listeners { grpc, http, admin: None },
+        shutdown.clone(),
+    ));
+    (addr, shutdown, task)
+}

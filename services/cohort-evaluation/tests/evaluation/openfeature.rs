@@ -322,18 +322,7 @@ async fn bound_service(
     for binding in bindings {
         argv.extend(["--flagd-environment-key".to_owned(), binding.clone()]);
     }
-    let settings = cohort_evaluation::Settings::try_parse_from(argv).unwrap();
-    settings.validate().unwrap();
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = grpc.local_addr().unwrap();
-    let shutdown = cohort_runtime::Shutdown::new();
-    let task = tokio::spawn(cohort_evaluation::run(
-        settings,
-        cohort_evaluation::Listeners { grpc, http, admin: None },
-        shutdown.clone(),
-    ));
-    (addr, shutdown, task)
+    crate::in_process(cohort_evaluation::Settings::try_parse_from(argv).unwrap()).await
 }
 
 /// Resolves `env`'s cases through `provider` with the Rust SDK, printing them as the other
