@@ -17,6 +17,7 @@ use crate::config::{
     CompiledSegment, CompiledServe, CompiledVariant, CompiledVariation, Entry,
 };
 use crate::hash::{BUCKETS, MAX_UNIT_BYTES};
+use crate::logic::Targeting;
 use crate::model::{
     Aggregation, Condition, Definitions, ExperimentDef, FlagDef, FlagType, HoldoutDef, LayerDef, MetricDef,
     ScalarValue, SegmentDef, Serve,
@@ -176,7 +177,17 @@ impl<'d> Compiler<'d> {
             }
         }
         let holdouts = self.holdouts(defs, &owner, &mut experiments);
-        CompiledConfig { version: defs.version, index, flags, experiments, segments, metrics, holdouts }
+        let reads_clock = flags.iter().any(|f| f.targeting.as_ref().is_some_and(|t| t.reads_clock));
+        CompiledConfig {
+            version: defs.version,
+            index,
+            flags,
+            experiments,
+            segments,
+            metrics,
+            holdouts,
+            reads_clock,
+        }
     }
 
     /// Refuses text the store cannot hold (NUL), wherever it is in a definition.
@@ -256,16 +267,26 @@ impl<'d> Compiler<'d> {
     fn flag(&mut self, path: &str, f: &FlagDef) -> Option<CompiledFlag> {
         let before = self.errors.len();
         self.key(&format!("{path}.key"), &f.key);
-        self.salt(&format!("{path}.salt"), &f.salt);
+        let splits = f.rules.iter().map(|r| &r.serve).chain(&f.default).any(|s| matches!(s, Serve::Split(_)));
+        if splits && f.salt.is_empty() {
+            self.err(format!("{path}.salt"), "a flag that serves a split needs a salt");
+        } else if !f.salt.is_empty() {
+            self.salt(&format!("{path}.salt"), &f.salt);
+        }
         if f.variations.is_empty() {
             self.err(format!("{path}.variations"), "a flag needs at least one variation");
         }
         self.limit(&format!("{path}.variations"), f.variations.len(), MAX_VARIATIONS, "variations");
         self.limit(&format!("{path}.rules"), f.rules.len(), MAX_RULES, "rules");
-        self.unique_keys(
-            |i| format!("{path}.variations[{i}].key"),
-            f.variations.iter().map(|v| v.key.as_str()),
-        );
+        let mut seen = HashMap::new();
+        for (i, v) in f.variations.iter().enumerate() {
+            let vpath = format!("{path}.variations[{i}].key");
+            if self.variation_key(&vpath, &v.key)
+                && let Some(first) = seen.insert(v.key.as_str(), i)
+            {
+                self.err(vpath, format!("duplicate key {:?}, first used at index {first}", v.key));
+            }
+        }
 
         // A number flag with a fractional variation is a float flag: its whole values are
         // written `10.0`, so a client reading JSON (Python's OpenFeature providers check the
@@ -293,10 +314,13 @@ impl<'d> Compiler<'d> {
             variations.push(CompiledVariation { key: v.key.as_str().into(), value: v.value.clone(), json });
         }
         let find = |key: &str| f.variations.iter().position(|v| v.key == key);
-        let off = find(&f.off_variation);
-        if off.is_none() {
-            self.err(format!("{path}.off_variation"), format!("unknown variation {:?}", f.off_variation));
-        }
+        let off = f.off_variation.as_ref().map(|key| {
+            let index = find(key);
+            if index.is_none() {
+                self.err(format!("{path}.off_variation"), format!("unknown variation {key:?}"));
+            }
+            index
+        });
         let mut rules = Vec::with_capacity(f.rules.len());
         let mut rule_ids = HashSet::new();
         for (i, r) in f.rules.iter().enumerate() {
@@ -311,7 +335,20 @@ impl<'d> Compiler<'d> {
                 rules.push(CompiledRule { id: id.into(), cond, serve });
             }
         }
-        let default = self.serve(&format!("{path}.default"), &f.default, &find);
+        let targeting = self.targeting(path, f);
+        let default = f.default.as_ref().map(|d| self.serve(&format!("{path}.default"), d, &find));
+        let mut metadata = serde_json::Map::new();
+        for (field, map) in [("flag_set_metadata", &f.flag_set_metadata), ("metadata", &f.metadata)] {
+            for (k, v) in map {
+                if !(v.is_string() || v.is_number() || v.is_boolean()) {
+                    self.err(
+                        format!("{path}.{field}.{k}"),
+                        format!("{v} is not a metadata value: a string, number or boolean"),
+                    );
+                }
+                metadata.insert(k.clone(), v.clone());
+            }
+        }
         if self.errors.len() > before {
             return None;
         }
@@ -321,10 +358,56 @@ impl<'d> Compiler<'d> {
             salt: f.salt.as_str().into(),
             enabled: f.enabled,
             variations,
-            off: off?,
+            off: off.flatten(),
             rules,
-            default: default?,
+            targeting: targeting.flatten(),
+            default: default.flatten(),
+            metadata,
         })
+    }
+
+    /// A variation key: flagd's variants are any name, so 1 to 128 bytes with no control
+    /// characters (exposures and results carry it).
+    fn variation_key(&mut self, path: &str, key: &str) -> bool {
+        let msg = if key.is_empty() {
+            "must not be empty".to_owned()
+        } else if key.len() > MAX_KEY_BYTES {
+            format!("is {} bytes, at most {MAX_KEY_BYTES} allowed", key.len())
+        } else if key.chars().any(char::is_control) {
+            format!("{key:?} must not contain control characters")
+        } else {
+            return true;
+        };
+        self.err(path, msg);
+        false
+    }
+
+    /// Compiles a flag's JSONLogic targeting; `Some(None)` when it has none that does anything.
+    fn targeting(&mut self, path: &str, f: &FlagDef) -> Option<Option<Targeting>> {
+        if !f.evaluators.is_empty() && f.targeting.is_none() {
+            self.err(format!("{path}.evaluators"), "evaluators are for targeting, and this flag has none");
+        }
+        let logic = f.targeting.as_ref()?;
+        if !f.rules.is_empty() {
+            self.err(format!("{path}.targeting"), "a flag has rules or targeting, not both");
+            return None;
+        }
+        let names: Vec<&str> = f.variations.iter().map(|v| v.key.as_str()).collect();
+        match crate::logic::compile_targeting(
+            logic,
+            &format!("{path}.targeting"),
+            &f.evaluators,
+            &format!("{path}.evaluators"),
+            &names,
+        ) {
+            Ok(t) => Some(t),
+            Err(errors) => {
+                for e in errors {
+                    self.err(e.path, e.message);
+                }
+                None
+            }
+        }
     }
 
     fn serve(

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::condition::{Cond, SegmentLookup};
 use crate::context::Context;
+use crate::logic::Targeting;
 use crate::model::{ExperimentStatus, FlagType, MetricDef};
 
 /// A validated environment config. Built only by [`crate::compile`]; evaluation over it cannot fail.
@@ -20,6 +21,7 @@ pub struct CompiledConfig {
     pub(crate) segments: Vec<CompiledSegment>,
     pub(crate) metrics: Vec<MetricDef>,
     pub(crate) holdouts: Vec<CompiledHoldout>,
+    pub(crate) reads_clock: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +72,12 @@ impl CompiledConfig {
         }
     }
 
+    /// Whether some flag's targeting reads the time (`$flagd.timestamp`): evaluate it with
+    /// [`crate::evaluate_at`].
+    pub fn reads_clock(&self) -> bool {
+        self.reads_clock
+    }
+
     /// Number of flags and experiments.
     pub fn len(&self) -> usize {
         self.flags.len() + self.experiments.len()
@@ -93,9 +101,15 @@ pub struct CompiledFlag {
     pub(crate) salt: Box<str>,
     pub(crate) enabled: bool,
     pub(crate) variations: Vec<CompiledVariation>,
-    pub(crate) off: usize,
+    /// `None`: a disabled flag serves nothing.
+    pub(crate) off: Option<usize>,
     pub(crate) rules: Vec<CompiledRule>,
-    pub(crate) default: CompiledServe,
+    /// JSONLogic targeting (flagd's dialect), instead of rules.
+    pub(crate) targeting: Option<Targeting>,
+    /// `None`: nothing is served when nothing matches.
+    pub(crate) default: Option<CompiledServe>,
+    /// The flag set's metadata overlaid with the flag's own.
+    pub(crate) metadata: serde_json::Map<String, Value>,
 }
 
 impl CompiledFlag {
@@ -107,6 +121,14 @@ impl CompiledFlag {
     }
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+    /// Its metadata (the flag set's, overlaid with the flag's own).
+    pub fn metadata(&self) -> &serde_json::Map<String, Value> {
+        &self.metadata
+    }
+    /// Variation keys in configured order.
+    pub fn variation_keys(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.variations.iter().map(|v| &*v.key)
     }
 }
 

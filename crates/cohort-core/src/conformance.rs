@@ -14,6 +14,7 @@ const FILES: &[(&str, &str)] = &[
     ("experiments", include_str!("../conformance/experiments.json")),
     ("segments", include_str!("../conformance/segments.json")),
     ("holdouts", include_str!("../conformance/holdouts.json")),
+    ("flagd", include_str!("../conformance/flagd.json")),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,7 +24,11 @@ pub struct Suite {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    #[serde(default)]
     pub config: Definitions,
+    /// A flagd flag-definition file, imported into `config` as `cohortctl apply` would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flagd: Option<Value>,
     pub cases: Vec<Case>,
 }
 
@@ -89,6 +94,11 @@ pub fn suites() -> Vec<Suite> {
                 .unwrap_or_else(|e| panic!("conformance suite {name} is malformed: {e}"));
             if suite.name.is_empty() {
                 suite.name = (*name).to_owned();
+            }
+            if let Some(file) = &suite.flagd {
+                let flags = crate::flagd::import(file)
+                    .unwrap_or_else(|e| panic!("conformance suite {name} has a malformed flagd file: {e:?}"));
+                suite.config.flags.extend(flags);
             }
             suite
         })

@@ -9,6 +9,7 @@ use crate::config::{
 };
 use crate::context::Context;
 use crate::hash::{MAX_UNIT_BYTES, bucket};
+use crate::logic::{Env, Outcome, decide};
 use crate::model::ExperimentStatus;
 
 /// Why a decision came out as it did; aligned with OpenFeature's resolution reasons.
@@ -100,6 +101,8 @@ pub struct Decision<'a> {
     /// For a running experiment in an enabled holdout's scope: the holdout, and whether it
     /// holds the unit out. The caller records the holdout's exposure either way.
     pub holdout: Option<HoldoutHit<'a>>,
+    /// The flag's metadata, when it has any.
+    pub metadata: Option<&'a serde_json::Map<String, Value>>,
 }
 
 /// An experiment decision's holdout: which one, and whether the unit is held out.
@@ -124,6 +127,7 @@ impl<'a> Decision<'a> {
             rule_id: None,
             experiment: None,
             holdout: None,
+            metadata: None,
         }
     }
 
@@ -161,10 +165,25 @@ impl<'a> Decision<'a> {
     }
 }
 
-/// Evaluates one flag or experiment for a context.
+/// Evaluates one flag or experiment for a context. A targeting that reads the time
+/// (`$flagd.timestamp`) sees none: use [`evaluate_at`] when [`CompiledConfig::reads_clock`].
 pub fn evaluate<'a>(config: &'a CompiledConfig, ctx: &Context, key: &'a str) -> Decision<'a> {
+    evaluate_with(config, ctx, key, None)
+}
+
+/// [`evaluate`] at a time, in Unix seconds (the caller reads the clock).
+pub fn evaluate_at<'a>(config: &'a CompiledConfig, ctx: &Context, key: &'a str, now: i64) -> Decision<'a> {
+    evaluate_with(config, ctx, key, Some(now))
+}
+
+fn evaluate_with<'a>(
+    config: &'a CompiledConfig,
+    ctx: &Context,
+    key: &'a str,
+    now: Option<i64>,
+) -> Decision<'a> {
     match config.index.get(key) {
-        Some(Entry::Flag(i)) => evaluate_flag(config, &config.flags[*i], ctx),
+        Some(Entry::Flag(i)) => evaluate_flag(config, &config.flags[*i], ctx, now),
         Some(Entry::Experiment(i)) => evaluate_experiment(config, &config.experiments[*i], ctx),
         None => Decision::error(key, None, ErrorCode::FlagNotFound),
     }
@@ -172,8 +191,17 @@ pub fn evaluate<'a>(config: &'a CompiledConfig, ctx: &Context, key: &'a str) -> 
 
 /// Evaluates every flag, then every experiment, in definition order.
 pub fn evaluate_all<'a>(config: &'a CompiledConfig, ctx: &Context) -> Vec<Decision<'a>> {
+    evaluate_all_with(config, ctx, None)
+}
+
+/// [`evaluate_all`] at a time, in Unix seconds.
+pub fn evaluate_all_at<'a>(config: &'a CompiledConfig, ctx: &Context, now: i64) -> Vec<Decision<'a>> {
+    evaluate_all_with(config, ctx, Some(now))
+}
+
+fn evaluate_all_with<'a>(config: &'a CompiledConfig, ctx: &Context, now: Option<i64>) -> Vec<Decision<'a>> {
     let mut out = Vec::with_capacity(config.len());
-    out.extend(config.flags.iter().map(|f| evaluate_flag(config, f, ctx)));
+    out.extend(config.flags.iter().map(|f| evaluate_flag(config, f, ctx, now)));
     out.extend(config.experiments.iter().map(|e| evaluate_experiment(config, e, ctx)));
     out
 }
@@ -191,8 +219,11 @@ pub(crate) fn evaluate_flag<'a>(
     config: &'a CompiledConfig,
     flag: &'a CompiledFlag,
     ctx: &Context,
+    now: Option<i64>,
 ) -> Decision<'a> {
     let kind = Some(DecisionKind::Flag);
+    let metadata = (!flag.metadata.is_empty()).then_some(&flag.metadata);
+    let nothing = |reason: Reason| Decision { metadata, ..Decision::new(&flag.key, kind, reason) };
     let serve_variation = |index: usize, reason: Reason, rule_id: Option<&'a str>| {
         let v = &flag.variations[index];
         Decision {
@@ -200,6 +231,7 @@ pub(crate) fn evaluate_flag<'a>(
             value: Some(&v.value),
             value_json: Some(&*v.json),
             rule_id,
+            metadata,
             ..Decision::new(&flag.key, kind, reason)
         }
     };
@@ -212,20 +244,41 @@ pub(crate) fn evaluate_flag<'a>(
                 let index = split.iter().find(|(upper, _)| b < *upper).map_or(0, |(_, i)| *i);
                 serve_variation(index, Reason::Split, rule_id)
             }
-            Err(code) => Decision { rule_id, ..Decision::error(&flag.key, kind, code) },
+            Err(code) => Decision { rule_id, metadata, ..Decision::error(&flag.key, kind, code) },
         },
     };
 
     if !flag.enabled {
-        return serve_variation(flag.off, Reason::Disabled, None);
+        return match flag.off {
+            Some(off) => serve_variation(off, Reason::Disabled, None),
+            None => nothing(Reason::Disabled),
+        };
+    }
+    let mut fixed = Reason::Static;
+    if let Some(targeting) = &flag.targeting {
+        let env = Env { ctx, flag_key: &flag.key, now };
+        let find = |name: &str| flag.variations.iter().position(|v| *v.key == *name);
+        match decide(&targeting.expr, &env, find) {
+            Outcome::Variant(i) => return serve_variation(i, Reason::TargetingMatch, None),
+            Outcome::Invalid => {
+                return Decision { metadata, ..Decision::error(&flag.key, kind, ErrorCode::General) };
+            }
+            Outcome::Default => fixed = Reason::Default,
+        }
     }
     for rule in &flag.rules {
         if rule.cond.matches(ctx, config) {
             return serve(&rule.serve, Reason::TargetingMatch, Some(&rule.id));
         }
     }
-    let fixed = if flag.rules.is_empty() { Reason::Static } else { Reason::Default };
-    serve(&flag.default, fixed, None)
+    if !flag.rules.is_empty() {
+        fixed = Reason::Default;
+    }
+    match &flag.default {
+        Some(default) => serve(default, fixed, None),
+        // The caller's default: flagd says DEFAULT whether or not there is targeting.
+        None => nothing(Reason::Default),
+    }
 }
 
 pub(crate) fn evaluate_experiment<'a>(

@@ -65,6 +65,23 @@ pub fn bucket(salt: &str, unit: &str) -> u32 {
     h.finish() % BUCKETS
 }
 
+/// [`hash32`] of the concatenation of `parts`, without building it.
+pub fn hash32_concat(parts: &[&[u8]]) -> u32 {
+    let mut h = Murmur3::new(SEED);
+    for p in parts {
+        h.write(p);
+    }
+    h.finish()
+}
+
+/// flagd's `fractional` mapping of a hash onto `total` integer weights: `(hash * total) >> 32`,
+/// a point in `[0, total)` whose place among the cumulative weights picks the bucket. Every
+/// point has the same number of hashes, give or take one.
+pub fn fractional_point(hash: u32, total: u64) -> u64 {
+    // total < 2^32 in practice; u128 keeps any weight sum exact.
+    ((u128::from(hash) * u128::from(total)) >> 32) as u64
+}
+
 /// Incremental MurmurHash3 x86 32-bit: the same result as hashing the concatenated input.
 #[derive(Debug, Clone)]
 struct Murmur3 {

@@ -26,7 +26,11 @@
 //! - [`model`]: the definitions as written (serde types).
 //! - [`compile()`]: validation with field paths, producing a [`CompiledConfig`].
 //! - [`hash`]: MurmurHash3 and `bucket(salt, unit)`, spec version 1.
-//! - [`evaluate()`] / [`evaluate_all()`]: decisions with OpenFeature-aligned reasons.
+//! - [`evaluate()`] / [`evaluate_all()`] (and `_at` a time): decisions with OpenFeature-aligned
+//!   reasons.
+//! - `logic`: flagd's targeting language (JSONLogic and flagd's operators), compiled and
+//!   evaluated.
+//! - [`flagd`]: flagd's flag-definition files to and from definitions.
 //! - [`Context`]: the targeting key and typed attributes.
 //! - [`error`]: an error and its causes on one line.
 //! - [`json`]: strict JSON parsing (duplicate keys are errors) for every JSON door.
@@ -39,8 +43,10 @@ mod config;
 mod context;
 pub mod error;
 mod eval;
+pub mod flagd;
 pub mod hash;
 pub mod json;
+mod logic;
 pub mod model;
 pub mod time;
 
@@ -50,5 +56,9 @@ pub mod conformance;
 pub use compile::{ConfigError, ConfigErrors, compile, limits};
 pub use config::{CompiledConfig, CompiledExperiment, CompiledFlag, CompiledHoldout};
 pub use context::{AttrValue, Attributes, Context, TARGETING_KEY_ATTRIBUTE};
-pub use eval::{Decision, DecisionKind, ErrorCode, HoldoutHit, Reason, evaluate, evaluate_all};
+pub use eval::{
+    Decision, DecisionKind, ErrorCode, HoldoutHit, Reason, evaluate, evaluate_all, evaluate_all_at,
+    evaluate_at,
+};
+pub use logic::{MAX_LOGIC_DEPTH, MAX_LOGIC_NODES};
 pub use model::Definitions;

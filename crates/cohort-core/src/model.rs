@@ -52,13 +52,16 @@ impl FlagType {
     }
 }
 
-/// A feature flag: ordered rules pick a variation, or a weighted split of variations.
+/// A feature flag: ordered rules pick a variation, or a weighted split of variations; or, for a
+/// flag brought from flagd, JSONLogic targeting in flagd's dialect picks one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlagDef {
     pub key: String,
     #[serde(rename = "type")]
     pub flag_type: FlagType,
-    /// Salt for this flag's splits; changing it reshuffles who gets which variation.
+    /// Salt for this flag's splits; changing it reshuffles who gets which variation. Needed
+    /// only when a rule or the default serves a split.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub salt: String,
     /// The kill switch: a disabled flag serves its off variation to everyone.
     #[serde(default = "default_true")]
@@ -66,13 +69,34 @@ pub struct FlagDef {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     pub variations: Vec<Variation>,
-    /// Served when the flag is disabled.
-    pub off_variation: String,
+    /// Served when the flag is disabled; without one, a disabled flag serves nothing (reason
+    /// `DISABLED`) and callers use their own default, as flagd's disabled flags do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_variation: Option<String>,
     /// Evaluated in order; the first rule whose condition matches serves.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<FlagRule>,
-    /// Served when no rule matches.
-    pub default: Serve,
+    /// Served when no rule matches; without one, nothing is served (reason `DEFAULT`) and
+    /// callers use their own default (flagd's `"defaultVariant": null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Serve>,
+    /// JSONLogic in flagd's dialect, instead of `rules` (flags brought from flagd's flag
+    /// definitions): it yields a variation key (`true`/`false` name the variations `"true"` and
+    /// `"false"`), or null for the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targeting: Option<Value>,
+    /// The shared evaluators (flagd's `$evaluators`) that `targeting` refers to by
+    /// `{"$ref": name}`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub evaluators: std::collections::BTreeMap<String, Value>,
+    /// Returned with every resolution (OFREP's and flagd's `metadata`): strings, numbers and
+    /// booleans.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, Value>,
+    /// The metadata of the flagd flag set the flag came in (its file's top-level `metadata`),
+    /// returned under the flag's own.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub flag_set_metadata: serde_json::Map<String, Value>,
 }
 
 fn default_true() -> bool {

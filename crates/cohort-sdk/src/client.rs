@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use cohort_core::{
     CompiledConfig, Context, Decision, Definitions, ErrorCode, Reason, compile, evaluate, evaluate_all,
+    evaluate_all_at, evaluate_at,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -116,7 +117,13 @@ impl<'c> ConfigGuard<'c> {
         if !self.loaded.present {
             return not_ready(key);
         }
-        evaluate(&self.loaded.config, ctx, key)
+        let config = &self.loaded.config;
+        // Reading the clock costs; only targeting that reads the time pays for it.
+        if config.reads_clock() {
+            evaluate_at(config, ctx, key, now_seconds())
+        } else {
+            evaluate(config, ctx, key)
+        }
     }
 
     /// Records the exposures of a decision (deduplicated): the experiment's when the unit is
@@ -133,7 +140,12 @@ impl<'c> ConfigGuard<'c> {
 
     /// Every flag, then every experiment, recording exposures as [`ConfigGuard::evaluate`] does.
     pub fn evaluate_all(&self, ctx: &Context) -> Vec<Decision<'_>> {
-        let all = evaluate_all(&self.loaded.config, ctx);
+        let config = &self.loaded.config;
+        let all = if config.reads_clock() {
+            evaluate_all_at(config, ctx, now_seconds())
+        } else {
+            evaluate_all(config, ctx)
+        };
         for d in &all {
             self.record_exposure(d, ctx);
         }
@@ -155,7 +167,13 @@ fn not_ready(key: &str) -> Decision<'_> {
         rule_id: None,
         experiment: None,
         holdout: None,
+        metadata: None,
     }
+}
+
+/// Unix seconds now, for targeting that reads the time (`$flagd.timestamp`).
+fn now_seconds() -> i64 {
+    cohort_core::time::unix_ms(std::time::SystemTime::now()).div_euclid(1000)
 }
 
 impl Client {
