@@ -1,5 +1,6 @@
-//! Evaluation latency: one experiment without rules, a flag with five conditions, and
-//! `evaluate_all` over 100 flags and experiments. Single-threaded, as the targets are stated.
+//! Evaluation latency: one experiment without rules, a flag with five conditions, flagd flags
+//! (a three-branch `if`, a `fractional` split), and `evaluate_all` over 100 flags and
+//! experiments. Single-threaded, as the targets are stated.
 
 use std::hint::black_box;
 
@@ -63,6 +64,36 @@ fn benches(c: &mut Criterion) {
     let targeted = compiled(json!({"flags": [flag(0, rules)]}));
     c.bench_function("flag_5_conditions", |b| {
         b.iter(|| evaluate(black_box(&targeted), black_box(&ctx), black_box("flag-0")).variant)
+    });
+
+    // flagd flags, imported from a flagd file as `cohortctl apply` does. The three-branch
+    // `if` is decided by its third branch, so every operator runs.
+    let flagd_file = json!({"flags": {
+        "theme": {
+            "state": "ENABLED",
+            "variants": {"kiwi": "green", "beta": "purple", "staff": "grey", "classic": "blue"},
+            "defaultVariant": "classic",
+            "targeting": {"if": [
+                {"in": [{"var": "country"}, ["AU", "GB", "US"]]}, "kiwi",
+                {"in": ["beta", {"var": "plan"}]}, "beta",
+                {"ends_with": [{"var": "email"}, "@example.com"]}, "staff",
+                null
+            ]}
+        },
+        "discount": {
+            "state": "ENABLED",
+            "variants": {"none": 0, "small": 5, "large": 15},
+            "defaultVariant": "none",
+            "targeting": {"fractional": [["none", 70], ["small", 20], ["large", 10]]}
+        }
+    }});
+    let flagd_flags = cohort_core::flagd::import(&flagd_file).expect("bench flagd file imports");
+    let flagd = compile(&Definitions { flags: flagd_flags, ..Definitions::default() }).expect("compiles");
+    c.bench_function("flagd_if_3_branches", |b| {
+        b.iter(|| evaluate(black_box(&flagd), black_box(&ctx), black_box("theme")).variant)
+    });
+    c.bench_function("flagd_fractional", |b| {
+        b.iter(|| evaluate(black_box(&flagd), black_box(&ctx), black_box("discount")).variant)
     });
 
     // 50 flags (every other one with the five-condition rule) and 50 experiments.

@@ -263,14 +263,16 @@ pub(crate) fn eval<'a>(expr: &'a Expr, env: &Env<'a>) -> Result<Val<'a>, Abort> 
             Val::Bool(eq != *negate)
         }
         Expr::Rel { op, args } => {
+            // Operands are evaluated before the operator, all of them (only if, and, or are
+            // lazy), so an abort in the third counts even when the first pair fails.
             let a = eval(&args[0], env)?;
             let b = eval(&args[1], env)?;
-            let mut holds = js::relate(&a, &b).is_some_and(|o| rel_holds(*op, o));
-            if holds && let Some(c) = args.get(2) {
-                let c = eval(c, env)?;
-                holds = js::relate(&b, &c).is_some_and(|o| rel_holds(*op, o));
-            }
-            Val::Bool(holds)
+            let c = match args.get(2) {
+                Some(c) => Some(eval(c, env)?),
+                None => None,
+            };
+            let holds = |x: &Val<'_>, y: &Val<'_>| js::relate(x, y).is_some_and(|o| rel_holds(*op, o));
+            Val::Bool(holds(&a, &b) && c.is_none_or(|c| holds(&b, &c)))
         }
         Expr::In { needle, hay } => {
             let needle = eval(needle, env)?;

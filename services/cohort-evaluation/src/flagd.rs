@@ -388,8 +388,14 @@ fn metadata(d: &Decision<'_>, public: bool) -> Struct {
         if let Some(variant) = d.variant {
             fields.insert("variant".to_owned(), string(variant));
         }
-    } else if let Some(rule) = d.rule_id.filter(|_| !public) {
-        fields.insert("ruleId".to_owned(), string(rule));
+    } else {
+        // flagd's flag and flag-set metadata, merged when the flag was compiled.
+        for (name, value) in d.metadata.into_iter().flatten() {
+            fields.insert(name.clone(), convert::json_value(value));
+        }
+        if let Some(rule) = d.rule_id.filter(|_| !public) {
+            fields.insert("ruleId".to_owned(), string(rule));
+        }
     }
     Struct { fields }
 }
@@ -638,12 +644,17 @@ impl Fingerprints {
 }
 
 /// The segments' part of the config's `Debug` rendering, found between the flags and
-/// experiments before it and the metrics and holdouts after it (each rendered on its own, so
+/// experiments before it and the metrics, holdouts and clock flag after it (each rendered on its own, so
 /// the match is exact), or `None` if the rendering is not laid out so.
 fn segments_text(cfg: &CompiledConfig) -> Option<String> {
     let whole = format!("{cfg:?}");
     let head = format!("flags: {:?}, experiments: {:?}, segments: ", cfg.flags(), cfg.experiments());
-    let tail = format!(", metrics: {:?}, holdouts: {:?} }}", cfg.metrics(), cfg.holdouts());
+    let tail = format!(
+        ", metrics: {:?}, holdouts: {:?}, reads_clock: {:?} }}",
+        cfg.metrics(),
+        cfg.holdouts(),
+        cfg.reads_clock()
+    );
     let start = whole.find(&head)? + head.len();
     let end = whole.strip_suffix(&tail)?.len();
     whole.get(start..end).map(str::to_owned)

@@ -617,6 +617,12 @@ pub fn write_success(out: &mut Vec<u8>, d: &Decision<'_>, public: bool) {
             out.extend_from_slice(if d.enrolled { b"true" } else { b"false" });
         }
         _ => {
+            // The flag's own metadata (flagd's flag and flag-set metadata) first, so a key it
+            // shares with ours is ours.
+            for (name, value) in d.metadata.into_iter().flatten().filter(|(k, _)| k.as_str() != "ruleId") {
+                member(out, name);
+                serde_json::to_writer(&mut *out, value).expect("writing to a Vec cannot fail");
+            }
             if let Some(rule) = d.rule_id.filter(|_| !public) {
                 member(out, "ruleId");
                 string(out, rule);

@@ -30,6 +30,8 @@ use crate::source::{Segment, format_path, parse_path};
 pub struct ApplyOptions {
     /// Files and directories; `-` is stdin.
     pub paths: Vec<PathBuf>,
+    /// Cohort's documents, flagd's flag-definition files, or either by shape.
+    pub format: document::FileFormat,
     /// Plan and validate, write nothing.
     pub dry_run: bool,
     /// Skip compiling the planned environment locally and leave validation to the server
@@ -135,7 +137,7 @@ pub async fn apply(
     con: &mut Console<'_>,
 ) -> Result<ApplyReport, CtlError> {
     let mut report = ApplyReport { dry_run: opts.dry_run, ..ApplyReport::default() };
-    let (specs, problems) = document::load(&opts.paths, con.input);
+    let (specs, problems) = document::load(&opts.paths, opts.format, con.input);
     report.errors.extend(problems);
     report.errors.extend(duplicates(&specs));
     if report.failed() {
@@ -507,6 +509,7 @@ fn preflight(items: &[Item], current: &HashMap<(Kind, String), Current>) -> Vec<
         }
     }
     let Err(errors) = cohort_core::compile(&defs) else { return Vec::new() };
+    let mut shown = BTreeSet::new();
     errors
         .iter()
         .map(|e| {
@@ -531,6 +534,8 @@ fn preflight(items: &[Item], current: &HashMap<(Kind, String), Current>) -> Vec<
                 None => Diagnostic::new(e.message.clone()).field(e.path.clone()),
             }
         })
+        // A flagd file's flags share its `$evaluators`: a bad one is reported once, not per flag.
+        .filter(|d| shown.insert(d.to_string()))
         .collect()
 }
 
@@ -690,6 +695,9 @@ fn batch_diagnostics<'a>(
         }
         found.push(d);
     }
+    // As in `preflight`: an evaluator shared by a flagd file's flags, reported once.
+    let mut shown = BTreeSet::new();
+    found.retain(|d| shown.insert(d.to_string()));
     (found, named)
 }
 

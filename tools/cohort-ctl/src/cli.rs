@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::console::Format;
 use crate::definition::{Kind, kind_arg};
+use crate::document::FileFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,7 +39,8 @@ pub struct Global {
     #[arg(short = 'e', long, env = "COHORT_ENVIRONMENT", default_value = "production", global = true)]
     pub environment: String,
 
-    /// `table` for people, `json` for scripts.
+    /// `table` for people, `json` for scripts; `flagd` for `get flags` (a flagd
+    /// flag-definition file).
     #[arg(short = 'o', long, env = "COHORT_OUTPUT", value_enum, default_value_t = Format::Table, global = true)]
     pub output: Format,
 
@@ -84,13 +86,16 @@ pub enum Command {
     /// Keys for Cohort's own services (analysis and events calling the config service).
     #[command(subcommand, name = "service-key")]
     ServiceKey(ServiceKeyCommand),
-    /// Make the environment hold the definitions in files (YAML or JSON), idempotently.
+    /// Make the environment hold the definitions in files (YAML or JSON; Cohort's own or
+    /// flagd flag-definition files), idempotently.
     Apply(ApplyArgs),
-    /// Print one definition (YAML, or JSON with -o json), ready to edit and apply.
+    /// Print one definition (YAML, or JSON with -o json), ready to edit and apply; with
+    /// -o flagd, the environment's flags (or the one named) as a flagd flag-definition file.
     Get {
         #[arg(value_parser = kind_arg)]
         kind: Kind,
-        key: String,
+        /// The definition's key (optional with -o flagd: every flag).
+        key: Option<String>,
     },
     /// List definitions, of one kind or all.
     List {
@@ -226,6 +231,10 @@ pub struct ApplyArgs {
     /// A file or directory of .yaml/.yml/.json files; `-` reads stdin. Repeatable.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
+    /// How to read the files: `auto` tells them by shape (`flags` as an object of flags by
+    /// key is a flagd flag-definition file), `cohort` or `flagd` insists on one.
+    #[arg(long, value_enum, default_value_t = FileFormat::Auto)]
+    pub format: FileFormat,
     /// Show what would change, and validate it, without writing.
     #[arg(long)]
     pub dry_run: bool,
@@ -288,7 +297,11 @@ fn parse_span(text: &str) -> Result<Duration, String> {
 mod tests {
     use std::time::Duration;
 
-    use super::{parse_duration, parse_span};
+    use clap::Parser;
+
+    use super::{Cli, Command, parse_duration, parse_span};
+    use crate::console::Format;
+    use crate::document::FileFormat;
 
     #[test]
     fn durations_read_as_humantime_or_whole_seconds() {
@@ -302,5 +315,38 @@ mod tests {
         assert_eq!(parse_span("0s"), Ok(Duration::ZERO));
         assert_eq!(parse_span("90d"), Ok(Duration::from_secs(90 * 86_400)));
         assert!(parse_span("11years").is_err());
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("cohortctl").chain(args.iter().copied())).expect("parses")
+    }
+
+    #[test]
+    fn apply_reads_either_format_by_shape_unless_told() {
+        let format = |args: &[&str]| match parse(args).command {
+            Command::Apply(a) => a.format,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(format(&["apply", "-f", "x.json"]), FileFormat::Auto);
+        assert_eq!(format(&["apply", "-f", "x.json", "--format", "flagd"]), FileFormat::Flagd);
+        assert_eq!(format(&["apply", "--format", "cohort", "-f", "x.json"]), FileFormat::Cohort);
+        assert!(Cli::try_parse_from(["cohortctl", "apply", "-f", "x", "--format", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn flagd_output_is_for_getting_flags() {
+        let check = |args: &[&str]| crate::check_output(&parse(args)).map_err(|e| e.to_string());
+        let cli = parse(&["get", "flags", "-o", "flagd"]);
+        assert_eq!(cli.global.output, Format::Flagd);
+        assert!(matches!(cli.command, Command::Get { key: None, .. }));
+        assert_eq!(check(&["get", "flags", "-o", "flagd"]), Ok(()));
+        assert_eq!(check(&["get", "flag", "new-welcome", "--output", "flagd"]), Ok(()));
+        assert_eq!(check(&["get", "flag", "new-welcome"]), Ok(()));
+        let refused = check(&["get", "experiments", "-o", "flagd"]).unwrap_err();
+        assert!(refused.starts_with("-o flagd prints flags"), "{refused}");
+        assert!(check(&["list", "-o", "flagd"]).unwrap_err().starts_with("-o flagd prints flags"));
+        assert!(check(&["apply", "-f", "x", "-o", "flagd"]).is_err());
+        let refused = check(&["get", "flag"]).unwrap_err();
+        assert!(refused.starts_with("get flag: give the key"), "{refused}");
     }
 }

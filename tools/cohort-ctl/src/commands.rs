@@ -1,7 +1,7 @@
 //! Every command but `apply`: one function each, taking a connected client and a console,
 //! printing a table (or JSON) and returning what it did.
 
-use cohort_core::model::Definitions;
+use cohort_core::model::{Definitions, FlagDef, Serve};
 use cohort_proto::config::v1 as pb;
 use serde_json::{Value, json};
 
@@ -430,6 +430,61 @@ pub async fn get(
         write!(con.out, "{yaml}")?;
     }
     Ok(entity)
+}
+
+/// `get flags -o flagd` (or `get flag KEY -o flagd`): the flags as a flagd flag-definition
+/// file. Flags flagd cannot express are left out, each named on stderr (or refused, when
+/// asked for by key).
+pub async fn get_flagd(
+    client: &mut Client,
+    env: &str,
+    key: Option<&str>,
+    con: &mut Console<'_>,
+) -> Result<Value, CtlError> {
+    client.require_key()?;
+    let entities = match key {
+        Some(key) => vec![client.entity(env, Kind::Flag, key).await?],
+        None => client.list_entities(env, Some(Kind::Flag)).await?,
+    };
+    let mut flags = Vec::with_capacity(entities.len());
+    for e in &entities {
+        let Def::Flag(f) = stored(e)? else {
+            return Err(CtlError::Protocol(format!(
+                "{:?}, which is not a flag, among the flags of {env:?}",
+                e.key
+            )));
+        };
+        match not_flagd(&f) {
+            None => flags.push(f),
+            Some(why) if key.is_some() => return Err(CtlError::Flagd(format!("flag {:?}: {why}", f.key))),
+            Some(why) => con.note(format!("skipped flag {}: {why}", f.key))?,
+        }
+    }
+    let doc = cohort_core::flagd::export(&flags).map_err(|errors| CtlError::Flagd(errors.join("; ")))?;
+    con.json(&doc)?;
+    Ok(doc)
+}
+
+/// Why a flag has no flagd form (see `cohort_core::flagd::exportable`), or `None`.
+fn not_flagd(f: &FlagDef) -> Option<String> {
+    if cohort_core::flagd::exportable(f) {
+        return None;
+    }
+    let mut what = Vec::new();
+    if !f.rules.is_empty() {
+        what.push("rules");
+    }
+    if f.off_variation.is_some() {
+        what.push("off variation");
+    }
+    if matches!(f.default, Some(Serve::Split(_))) {
+        what.push("split default");
+    }
+    Some(match what.split_last() {
+        None => "flagd has no form for it".to_owned(),
+        Some((last, [])) => format!("flagd has no form for its {last}"),
+        Some((last, rest)) => format!("flagd has no form for its {} and {last}", rest.join(", ")),
+    })
 }
 
 /// A one-line description of a definition for `list`.

@@ -12,6 +12,8 @@ pub enum Format {
     Table,
     /// One JSON document on stdout.
     Json,
+    /// `get flags` only: a flagd flag-definition file (JSON) of the environment's flags.
+    Flagd,
 }
 
 /// A command's streams. Results go to `out`; progress that is not the result, warnings and

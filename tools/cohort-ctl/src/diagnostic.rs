@@ -23,11 +23,23 @@ pub struct Diagnostic {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub message: String,
+    /// The field is a path from the file's root that names the entity itself (a flagd file's
+    /// `flags["k"].state`), so the entity is not named again when shown.
+    #[serde(skip)]
+    pub named_by_field: bool,
 }
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>) -> Diagnostic {
-        Diagnostic { file: None, line: None, kind: None, key: None, field: None, message: message.into() }
+        Diagnostic {
+            file: None,
+            line: None,
+            kind: None,
+            key: None,
+            field: None,
+            message: message.into(),
+            named_by_field: false,
+        }
     }
 
     pub fn at(mut self, file: impl Into<String>, line: Option<usize>) -> Diagnostic {
@@ -47,6 +59,12 @@ impl Diagnostic {
         self.field = (!field.is_empty() && field != ".").then_some(field);
         self
     }
+
+    /// See [`Diagnostic::named_by_field`].
+    pub fn named_by_field(mut self) -> Diagnostic {
+        self.named_by_field = true;
+        self
+    }
 }
 
 impl fmt::Display for Diagnostic {
@@ -56,7 +74,9 @@ impl fmt::Display for Diagnostic {
             (Some(file), None) => write!(f, "{file}: ")?,
             _ => {}
         }
-        if let (Some(kind), Some(key)) = (self.kind, &self.key) {
+        if let (Some(kind), Some(key)) = (self.kind, &self.key)
+            && !(self.named_by_field && self.field.is_some())
+        {
             write!(f, "{kind} {key}: ")?;
         }
         if let Some(field) = &self.field {

@@ -1,7 +1,7 @@
 //! Definition files: YAML or JSON holding one entity per document (`kind: flag` plus the
-//! definition), several in a `---` stream, or a whole environment (`flags:`,
-//! `experiments:`, ...), read into typed specs that remember where in which file they came
-//! from.
+//! definition), several in a `---` stream, a whole environment (`flags:`, `experiments:`,
+//! ...), or flagd's flag-definition file (`flags` by key), read into typed specs that
+//! remember where in which file they came from.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -18,14 +18,41 @@ use crate::source::{Node, Segment, parse_path, parse_yaml};
 /// The name stdin goes by in messages.
 pub const STDIN: &str = "<stdin>";
 
+/// How to read a file's documents (`apply --format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileFormat {
+    /// By shape: a document whose `flags` is an object of flags by key is a flagd file;
+    /// anything else is Cohort's own.
+    #[default]
+    Auto,
+    /// Cohort's definitions (`kind:` documents, or an environment's lists).
+    Cohort,
+    /// flagd's flag-definition file (flagd.dev/reference/flag-definitions).
+    Flagd,
+}
+
+/// How a file names an entity's fields, for diagnostics.
+#[derive(Debug, Clone, Default)]
+pub enum Form {
+    /// Cohort's documents: the model's field names, relative to the entity.
+    #[default]
+    Cohort,
+    /// A flag of a flagd file: paths from the file's root, in flagd's names
+    /// (`flags["k"].defaultVariant`, `$evaluators["x"]`). `variants` are the flag's variant
+    /// names in the model's order, so `variations[1]` can be named as the file does.
+    Flagd { variants: Arc<[String]> },
+}
+
 /// Where a spec was written: the file, its document, and the path from the document's root
-/// to the entity (empty for a `kind:` document, `flags[2]` in an environment document).
+/// to the entity (empty for a `kind:` document, `flags[2]` in an environment document,
+/// `flags["k"]` in a flagd file).
 #[derive(Debug, Clone)]
 pub struct Origin {
     pub file: Arc<str>,
     /// The document's marked tree; `None` when positions are unknown.
     pub root: Option<Arc<Node>>,
     pub prefix: Vec<Segment>,
+    pub form: Form,
 }
 
 impl Origin {
@@ -42,17 +69,51 @@ impl Origin {
     }
 
     /// A diagnostic located at a field path of this entity, as the server or the model names
-    /// it (`definition.variants[1].weight_bp`, `variants[1].weight_bp`, `.`).
+    /// it (`definition.variants[1].weight_bp`, `variants[1].weight_bp`, `.`). A flagd file's
+    /// flag is named as the file names it (`flags["k"].targeting.if[0]`).
     pub fn diagnostic(&self, kind: Kind, key: &str, field: &str, message: impl Into<String>) -> Diagnostic {
         let mut path = parse_path(field);
         if path.first() == Some(&Segment::Field("definition".into())) {
             path.remove(0);
+        }
+        if let Form::Flagd { variants } = &self.form {
+            let in_file = self.flagd_path(variants, &path);
+            let line = self.root.as_ref().map_or(1, |root| root.line_of(&in_file));
+            return Diagnostic::new(message)
+                .at(self.file.as_ref(), Some(line))
+                .about(kind, key)
+                .field(crate::source::format_path(&in_file))
+                .named_by_field();
         }
         let shown = crate::source::format_path(&path);
         Diagnostic::new(message)
             .at(self.file.as_ref(), Some(self.line_of(&path)))
             .about(kind, key)
             .field(shown)
+    }
+
+    /// A field of the model's flag (`variations[1].value`) as its path in the flagd file
+    /// (`flags["k"].variants["off"]`). Fields flagd has no name for keep the model's.
+    fn flagd_path(&self, variants: &[String], field: &[Segment]) -> Vec<Segment> {
+        let at = |name: &str| Segment::Field(name.to_owned());
+        let flag = |rest: &[Segment]| -> Vec<Segment> { self.prefix.iter().chain(rest).cloned().collect() };
+        let Some((Segment::Field(first), rest)) = field.split_first() else { return flag(field) };
+        match first.as_str() {
+            "key" => flag(&[]),
+            "enabled" => flag(&[at("state")]),
+            "default" => flag(&[at("defaultVariant")]),
+            "variations" => match rest.first() {
+                Some(Segment::Index(i)) => match variants.get(*i) {
+                    Some(name) => flag(&[at("variants"), Segment::Key(name.clone())]),
+                    None => flag(&[at("variants")]),
+                },
+                _ => flag(&[at("variants")]),
+            },
+            // Shared by the file's flags: at the top, not under the flag.
+            "evaluators" => std::iter::once(at("$evaluators")).chain(rest.iter().cloned()).collect(),
+            "flag_set_metadata" => std::iter::once(at("metadata")).chain(rest.iter().cloned()).collect(),
+            _ => flag(field),
+        }
     }
 }
 
@@ -79,8 +140,8 @@ impl Spec {
 }
 
 /// Reads every path (`-` is stdin; a directory means its `.yaml`, `.yml` and `.json` files,
-/// in name order). Returns what parsed and every problem found.
-pub fn load(paths: &[PathBuf], stdin: &mut dyn Read) -> (Vec<Spec>, Vec<Diagnostic>) {
+/// in name order) as `format` says. Returns what parsed and every problem found.
+pub fn load(paths: &[PathBuf], format: FileFormat, stdin: &mut dyn Read) -> (Vec<Spec>, Vec<Diagnostic>) {
     let mut specs = Vec::new();
     let mut problems = Vec::new();
     let mut files = Vec::new();
@@ -127,7 +188,7 @@ pub fn load(paths: &[PathBuf], stdin: &mut dyn Read) -> (Vec<Spec>, Vec<Diagnost
                 }
             }
         };
-        let (s, p) = parse_text(&name, &text, json);
+        let (s, p) = parse_text_as(&name, &text, json, format);
         specs.extend(s);
         problems.extend(p);
     }
@@ -147,10 +208,15 @@ fn definition_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Parses one file's text. JSON is parsed strictly (a key written twice is an error, as in
-/// YAML, rather than the last one winning) by cohort-core's parser, which decides the values,
-/// and by the YAML parser for positions; YAML by the YAML parser alone.
+/// Parses one file's text, telling Cohort's documents from flagd's by their shape.
 pub fn parse_text(name: &str, text: &str, json: bool) -> (Vec<Spec>, Vec<Diagnostic>) {
+    parse_text_as(name, text, json, FileFormat::Auto)
+}
+
+/// Parses one file's text as `format` says. JSON is parsed strictly (a key written twice is
+/// an error, as in YAML, rather than the last one winning) by cohort-core's parser, which
+/// decides the values, and by the YAML parser for positions; YAML by the YAML parser alone.
+pub fn parse_text_as(name: &str, text: &str, json: bool, format: FileFormat) -> (Vec<Spec>, Vec<Diagnostic>) {
     let file: Arc<str> = Arc::from(name);
     let documents: Vec<(Value, Option<Arc<Node>>)> = if json {
         match cohort_core::json::from_slice::<Value>(text.as_bytes()) {
@@ -183,8 +249,17 @@ pub fn parse_text(name: &str, text: &str, json: bool) -> (Vec<Spec>, Vec<Diagnos
     }
     let mut reader = Reader { specs: Vec::new(), problems: Vec::new() };
     for (value, root) in documents {
-        let origin = Origin { file: file.clone(), root, prefix: Vec::new() };
-        reader.document(value, origin);
+        let origin = Origin { file: file.clone(), root, prefix: Vec::new(), form: Form::Cohort };
+        let flagd = match format {
+            FileFormat::Auto => cohort_core::flagd::is_flagd_file(&value),
+            FileFormat::Cohort => false,
+            FileFormat::Flagd => true,
+        };
+        if flagd {
+            reader.flagd(&value, origin);
+        } else {
+            reader.document(value, origin);
+        }
     }
     (reader.specs, reader.problems)
 }
@@ -267,11 +342,55 @@ impl Reader {
                     }
                 }
                 (Some(_), Value::Null) => {}
-                (Some(_), other) => self.problems.push(
-                    Diagnostic::new(format!("expected a list, found {}", json_type(&other)))
-                        .at(origin.file.as_ref(), Some(origin.line_of(&[Segment::Field(field.clone())])))
-                        .field(field),
-                ),
+                (Some(kind), other) => {
+                    // Only reached with `--format cohort`: auto reads such a file as flagd's.
+                    let hint = if kind == Kind::Flag && other.is_object() {
+                        " (flags by key are a flagd file: apply it with --format flagd or auto)"
+                    } else {
+                        ""
+                    };
+                    self.problems.push(
+                        Diagnostic::new(format!("expected a list, found {}{hint}", json_type(&other)))
+                            .at(origin.file.as_ref(), Some(origin.line_of(&[Segment::Field(field.clone())])))
+                            .field(field),
+                    )
+                }
+            }
+        }
+    }
+
+    /// A flagd file: its flags, each at `flags["key"]`, or every problem with its shape at
+    /// the line of the field at fault.
+    fn flagd(&mut self, value: &Value, origin: Origin) {
+        match cohort_core::flagd::import(value) {
+            Ok(flags) => {
+                for flag in flags {
+                    let mut at = origin.clone();
+                    at.prefix = vec![Segment::Field("flags".into()), Segment::Key(flag.key.clone())];
+                    at.form =
+                        Form::Flagd { variants: flag.variations.iter().map(|v| v.key.clone()).collect() };
+                    let def = Def::Flag(flag);
+                    self.specs.push(Spec { def, origin: at, id_given: true, status: None });
+                }
+            }
+            Err(errors) => {
+                for e in errors {
+                    // A top-level property comes as `"extra"`; look it up as `["extra"]`.
+                    let lookup = match serde_json::from_str::<String>(&e.path) {
+                        Ok(name) => vec![Segment::Key(name)],
+                        Err(_) => parse_path(&e.path),
+                    };
+                    let mut d = Diagnostic::new(e.message)
+                        .at(origin.file.as_ref(), Some(origin.line_of(&lookup)))
+                        .field(e.path)
+                        .named_by_field();
+                    if let [Segment::Field(flags), Segment::Key(key), ..] = lookup.as_slice()
+                        && flags == "flags"
+                    {
+                        d = d.about(Kind::Flag, key.clone());
+                    }
+                    self.problems.push(d);
+                }
             }
         }
     }

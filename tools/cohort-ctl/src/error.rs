@@ -20,6 +20,9 @@ pub enum CtlError {
     /// A lifecycle move the experiment cannot make from where it is.
     #[error("{0}")]
     Lifecycle(String),
+    /// Flags that cannot be written as a flagd file (`get -o flagd`).
+    #[error("cannot write a flagd file: {0}")]
+    Flagd(String),
     #[error("the server sent {0}")]
     Protocol(String),
     #[error("cannot write output: {0}")]

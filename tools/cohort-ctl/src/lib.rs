@@ -1,6 +1,7 @@
 //! cohortctl: the operator's command line over the config service's gRPC API. Environments,
-//! API keys, definitions (`apply` from YAML or JSON files, declaratively), experiment
-//! lifecycles, the audit log, snapshots and propagation.
+//! API keys, definitions (`apply` from YAML or JSON files, declaratively; flagd's
+//! flag-definition files too, and `get flags -o flagd` back), experiment lifecycles, the
+//! audit log, snapshots and propagation.
 //!
 //! The library is the whole tool, so tests drive it without spawning the binary: parse a
 //! [`cli::Cli`] and call [`run`], or call a command function with a [`client::Client`] and a
@@ -11,7 +12,7 @@
 //! - [`client`]: the connection, the API key, paginated and read-then-write helpers.
 //! - [`apply`]: plan, validate locally, and write in dependency order.
 //! - [`commands`]: every other command.
-//! - [`document`]: definition files in their three shapes, read into typed specs.
+//! - [`document`]: definition files in their three shapes, or flagd's, read into typed specs.
 //! - [`source`]: YAML parsed into trees that know each node's line; field paths → lines.
 //! - [`definition`]: the six kinds and their typed, canonical definitions.
 //! - [`lifecycle`]: experiment moves and the legal path between statuses.
@@ -38,7 +39,8 @@ pub use error::CtlError;
 
 use cli::{Cli, Command, EnvCommand, KeysCommand, ServiceKeyCommand};
 use client::Client;
-use console::Console;
+use console::{Console, Format};
+use definition::Kind;
 use lifecycle::Action;
 
 /// How a command ended, for the exit status.
@@ -53,6 +55,7 @@ pub enum Outcome {
 /// Runs one command line to the end. `Err` is a failure that stopped the command; it has not
 /// been printed yet.
 pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
+    check_output(&cli)?;
     let g = &cli.global;
     // Made offline: no endpoint or key needed.
     if let Command::ServiceKey(ServiceKeyCommand::Create { name }) = &cli.command {
@@ -96,6 +99,7 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
         Command::Apply(a) => {
             let opts = apply::ApplyOptions {
                 paths: a.files,
+                format: a.format,
                 dry_run: a.dry_run,
                 server_validation_only: a.server_validation_only,
             };
@@ -104,7 +108,11 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
                 return Ok(Outcome::Failed);
             }
         }
+        Command::Get { kind: _, key } if g.output == Format::Flagd => {
+            commands::get_flagd(&mut client, env, key.as_deref(), con).await?;
+        }
         Command::Get { kind, key } => {
+            let key = key.ok_or_else(|| missing_key(kind))?;
             commands::get(&mut client, env, kind, &key, con).await?;
         }
         Command::List { kind } => {
@@ -138,4 +146,25 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
         }
     }
     Ok(Outcome::Done)
+}
+
+/// Refuses, before connecting, what the command line allows but means nothing: `-o flagd`
+/// anywhere but `get flag[s]`, and `get` without a key otherwise.
+pub fn check_output(cli: &Cli) -> Result<(), CtlError> {
+    let flagd = cli.global.output == Format::Flagd;
+    match &cli.command {
+        Command::Get { kind: Kind::Flag, .. } if flagd => Ok(()),
+        Command::Get { kind, key: None } if !flagd => Err(missing_key(*kind)),
+        _ if flagd => Err(CtlError::Usage(
+            "-o flagd prints flags as a flagd flag-definition file: `get flags -o flagd` or \
+             `get flag KEY -o flagd`"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn missing_key(kind: Kind) -> CtlError {
+    let all = if kind == Kind::Flag { " (or every flag, as a flagd file: `get flags -o flagd`)" } else { "" };
+    CtlError::Usage(format!("get {kind}: give the key of the {kind} to print{all}"))
 }

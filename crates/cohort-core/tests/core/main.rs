@@ -1,8 +1,10 @@
 //! cohort-core's integration tests: golden bucketing vectors, the conformance suite,
-//! property tests of the bucketing invariants, and agreement with a reference
+//! property tests of the bucketing invariants, flagd targeting against a reference
+//! interpreter, and agreement with a reference
 //! MurmurHash3. One binary, many modules.
 
 mod conformance;
+mod logic;
 mod properties;
 mod reference;
 mod vectors;

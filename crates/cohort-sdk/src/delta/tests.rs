@@ -54,7 +54,7 @@ fn upsert_replaces_in_place_and_appends_new_entities() {
     assert_eq!(defs.version, 9);
     let keys: Vec<&str> = defs.flags.iter().map(|f| f.key.as_str()).collect();
     assert_eq!(keys, ["a", "b", "c"]);
-    assert_eq!(defs.flags[0].default, cohort_core::model::Serve::Variation("off".into()));
+    assert_eq!(defs.flags[0].default, Some(cohort_core::model::Serve::Variation("off".into())));
     compile(&defs).unwrap();
 }
 
@@ -97,7 +97,7 @@ fn changes_apply_in_order() {
     );
     apply(&mut defs, &d).unwrap();
     let x = defs.flags.iter().find(|f| f.key == "x").unwrap();
-    assert_eq!(x.default, cohort_core::model::Serve::Variation("off".into()));
+    assert_eq!(x.default, Some(cohort_core::model::Serve::Variation("off".into())));
 }
 
 #[test]

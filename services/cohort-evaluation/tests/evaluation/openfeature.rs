@@ -408,7 +408,15 @@ fn split<T>(
             value(d.value),
             json!({"variant": d.variant, "reason": d.reason.map(|r| r.to_string()), "error_code": null}),
         ),
-        Err(e) => (default, json!({"variant": null, "reason": "ERROR", "error_code": e.code.to_string()})),
+        Err(e) => {
+            // General carries a message, which is what it displays ("Unknown" for the
+            // UNKNOWN status flagd's gRPC answers a general error with).
+            let code = match e.code {
+                open_feature::EvaluationErrorCode::General(_) => "GENERAL".to_owned(),
+                other => other.to_string(),
+            };
+            (default, json!({"variant": null, "reason": "ERROR", "error_code": code}))
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::json;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::{Current, Write, order, plan, status_diagnostics};
+use super::{Current, Write, order, plan, preflight, status_diagnostics};
 use crate::definition::{Def, Kind};
 use crate::document::{Origin, parse_text};
 use crate::lifecycle::Action;
@@ -173,4 +173,64 @@ fn preconditions_say_what_was_refused_and_why_once() {
     let plain = Status::not_found("metric \"m\" does not exist");
     let found = status_diagnostics(&plain, Kind::Experiment, "button", &origin, &|_, _| None);
     assert_eq!(found[0].to_string(), "e.yaml:1: experiment button: not found: metric \"m\" does not exist");
+}
+
+/// A flagd file whose flags share an evaluator with an operator flagd does not have, and
+/// one with a bad `sem_ver` comparison.
+const FLAGD: &str = r#"{
+  "$evaluators": {
+    "staff": {"ends_wiht": [{"var": "email"}, "@example.com"]}
+  },
+  "flags": {
+    "a": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+          "targeting": {"if": [{"$ref": "staff"}, "on", "off"]}},
+    "b": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+          "targeting": {"if": [{"$ref": "staff"}, "on", "off"]}},
+    "c": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+          "targeting": {"if": [{"sem_ver": [{"var": "version"}, "~=", "1.2.0"]}, "on", null]}}
+  }
+}
+"#;
+
+#[test]
+fn flagd_compile_errors_name_the_flag_as_the_file_does() {
+    let (specs, problems) = parse_text("f.flagd.json", FLAGD, true);
+    assert!(problems.is_empty(), "{problems:?}");
+    let items: Vec<_> = specs.into_iter().map(|s| plan(s, &HashMap::new()).unwrap()).collect();
+    let found: Vec<String> = preflight(&items, &HashMap::new()).iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 2, "the shared evaluator once, not once per flag: {found:#?}");
+    assert!(
+        found[0]
+            .starts_with("f.flagd.json:3: $evaluators[\"staff\"].ends_wiht: unknown operator \"ends_wiht\""),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].starts_with(
+            "f.flagd.json:11: flags[\"c\"].targeting.if[0].sem_ver[1]: unknown operator \"~=\"; sem_ver compares"
+        ),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn flagd_field_violations_from_the_server_name_the_flag_as_the_file_does() {
+    let (specs, _) = parse_text("f.flagd.json", FLAGD, true);
+    let c = specs.iter().find(|s| s.key() == "c").unwrap();
+    let mut details = ErrorDetails::new();
+    details.add_bad_request_violation("definition.targeting.if[0].sem_ver[1]", "unknown operator");
+    details.add_bad_request_violation("flags[\"a\"].targeting", "elsewhere");
+    let status = Status::with_error_details(Code::InvalidArgument, "invalid request: …", details);
+    let a = specs.iter().find(|s| s.key() == "a").unwrap().origin.clone();
+    let others = |k: Kind, key: &str| (k == Kind::Flag && key == "a").then(|| a.clone());
+    let found: Vec<String> = status_diagnostics(&status, Kind::Flag, "c", &c.origin, &others)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "f.flagd.json:11: flags[\"c\"].targeting.if[0].sem_ver[1]: unknown operator",
+            "f.flagd.json:7: flags[\"a\"].targeting: elsewhere (after the write of flag c)",
+        ]
+    );
 }

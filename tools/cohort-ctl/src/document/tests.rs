@@ -1,8 +1,8 @@
-//! The three document shapes, and where their problems are reported.
+//! The three document shapes and flagd's files, and where their problems are reported.
 
 use cohort_core::model::ExperimentStatus;
 
-use super::parse_text;
+use super::{FileFormat, Form, parse_text, parse_text_as};
 use crate::definition::{Def, Kind};
 
 const FLAG: &str = "\
@@ -112,10 +112,16 @@ fn shape_and_syntax_errors_name_the_file_and_line() {
     let (_, p) = parse_text("bad.json", "{\n  \"kind\": \"flag\",\n  \"key\": \n}\n", true);
     assert!(p[0].to_string().starts_with("bad.json:4: invalid JSON"), "{}", p[0]);
 
-    let (_, p) = parse_text("env.yaml", "flags: {}\nwidgets: []\n", false);
+    let (_, p) = parse_text("env.yaml", "flags: []\nwidgets: []\n", false);
     let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
-    assert!(shown.iter().any(|s| s.starts_with("env.yaml:1: flags: expected a list")), "{shown:?}");
-    assert!(shown.iter().any(|s| s.starts_with("env.yaml:2: widgets: unknown field")), "{shown:?}");
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(shown[0].starts_with("env.yaml:2: widgets: unknown field"), "{shown:?}");
+    let (_, p) = parse_text("env.yaml", "segments: {}\n", false);
+    assert!(
+        p[0].to_string().starts_with("env.yaml:1: segments: expected a list, found a mapping"),
+        "{}",
+        p[0]
+    );
 
     let (_, p) = parse_text("empty.yaml", "# nothing\n", false);
     assert!(p[0].to_string().starts_with("empty.yaml: contains no definitions"));
@@ -133,4 +139,154 @@ fn duplicate_keys_in_json_name_the_key_and_line() {
     let nested = "{\"flags\": [{\"key\": \"g\",\n \"variations\": [{\"key\": \"on\", \"key\": \"off\"}]}]}";
     let (_, p) = parse_text("env.json", nested, true);
     assert_eq!(p[0].to_string(), "env.json:2: flags[0].variations[0].key: duplicate key \"key\"");
+}
+
+/// A flagd flag-definition file of our own: a shared evaluator, a fractional split, a flag
+/// with no default variant, flag-set metadata.
+const FLAGD: &str = r#"{
+  "$schema": "https://flagd.dev/schema/v0/flags.json",
+  "metadata": {"flagSetId": "storefront"},
+  "$evaluators": {
+    "beta-testers": {"ends_with": [{"var": "email"}, "@beta.example.org"]}
+  },
+  "flags": {
+    "quick-reorder": {
+      "state": "ENABLED",
+      "variants": {
+        "yes": true,
+        "no": false
+      },
+      "defaultVariant": "no",
+      "targeting": {"if": [{"$ref": "beta-testers"}, "yes", null]}
+    },
+    "banner-tone": {
+      "state": "DISABLED",
+      "variants": {"calm": "calm", "loud": "loud"},
+      "defaultVariant": null,
+      "targeting": {"fractional": [["calm", 70], ["loud", 30]]}
+    }
+  }
+}
+"#;
+
+fn line(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).expect("the needle is in the text") + 1
+}
+
+#[test]
+fn flagd_files_are_told_by_their_shape_and_read_as_flags() {
+    for format in [FileFormat::Auto, FileFormat::Flagd] {
+        let (specs, problems) = parse_text_as("shop.flagd.json", FLAGD, true, format);
+        assert!(problems.is_empty(), "{problems:?}");
+        let keys: Vec<(Kind, &str)> = specs.iter().map(|s| (s.kind(), s.key())).collect();
+        assert_eq!(keys, [(Kind::Flag, "banner-tone"), (Kind::Flag, "quick-reorder")], "{format:?}");
+        let reorder = &specs[1];
+        assert_eq!(reorder.origin.line(), line(FLAGD, "\"quick-reorder\""));
+        assert!(matches!(&reorder.origin.form, Form::Flagd { variants } if variants[..] == ["no", "yes"]));
+        let Def::Flag(f) = &reorder.def else { panic!("a flag") };
+        assert_eq!(f.evaluators.keys().collect::<Vec<_>>(), ["beta-testers"]);
+        assert_eq!(f.flag_set_metadata["flagSetId"], "storefront");
+    }
+
+    // The same file as YAML, which flagd reads too.
+    let yaml = "flags:\n  dark-mode:\n    state: ENABLED\n    variants: {on: true, off: false}\n    defaultVariant: off\n";
+    let (specs, problems) = parse_text("flags.yaml", yaml, false);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!((specs[0].key(), specs[0].origin.line()), ("dark-mode", 2));
+
+    // Insisting on Cohort's format: the mapping of flags is refused, with the way out.
+    let (specs, p) = parse_text_as("shop.flagd.json", FLAGD, true, FileFormat::Cohort);
+    assert!(specs.is_empty());
+    let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert!(
+        shown.contains(&format!(
+            "shop.flagd.json:{}: flags: expected a list, found a mapping (flags by key are a flagd file: \
+             apply it with --format flagd or auto)",
+            line(FLAGD, "\"flags\"")
+        )),
+        "{shown:?}"
+    );
+
+    // Insisting on flagd's: a Cohort document is not one.
+    let (specs, p) = parse_text_as("flag.yaml", FLAG, false, FileFormat::Flagd);
+    assert!(specs.is_empty());
+    let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert!(shown.contains(&"flag.yaml:1: flags: a flagd file needs `flags`".to_owned()), "{shown:?}");
+    assert!(
+        shown.iter().any(|s| s.starts_with("flag.yaml:2: \"key\": unknown property of a flagd file")),
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn flagd_shape_errors_name_the_file_line_and_path() {
+    let bad = FLAGD
+        .replace("\"state\": \"DISABLED\"", "\"state\": \"ON\"")
+        .replace("\"no\": false", "\"no\": \"false\"");
+    let (specs, p) = parse_text("shop.flagd.json", &bad, true);
+    assert!(specs.is_empty(), "one bad flag refuses the file");
+    let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            format!(
+                "shop.flagd.json:{}: flags[\"banner-tone\"].state: \"ON\" is not ENABLED or DISABLED",
+                line(&bad, "\"ON\"")
+            ),
+            format!(
+                "shop.flagd.json:{}: flags[\"quick-reorder\"].variants[\"yes\"]: true is a boolean, but variant \"no\" \
+                 is a string; every variant of a flag has one type",
+                line(&bad, "\"yes\": true")
+            ),
+        ]
+    );
+    // Still about the flag, for `-o json`.
+    assert_eq!((p[0].kind, p[0].key.as_deref()), (Some(Kind::Flag), Some("banner-tone")));
+}
+
+#[test]
+fn flagd_flags_are_named_as_the_file_names_them() {
+    let (specs, _) = parse_text("shop.flagd.json", FLAGD, true);
+    let origin = &specs[1].origin;
+    let at = |field: &str| origin.diagnostic(Kind::Flag, "quick-reorder", field, "bad").to_string();
+    let file = "shop.flagd.json";
+    assert_eq!(
+        at("targeting.if[0]"),
+        format!("{file}:{}: flags[\"quick-reorder\"].targeting.if[0]: bad", line(FLAGD, "\"if\""))
+    );
+    // The model's names (the server's `definition.` prefix too) become flagd's.
+    assert_eq!(
+        at("definition.variations[1].value"),
+        format!("{file}:{}: flags[\"quick-reorder\"].variants[\"yes\"]: bad", line(FLAGD, "\"yes\": true"))
+    );
+    assert_eq!(
+        at("default.variation"),
+        format!(
+            "{file}:{}: flags[\"quick-reorder\"].defaultVariant: bad",
+            line(FLAGD, "\"defaultVariant\": \"no\"")
+        )
+    );
+    assert_eq!(
+        at("enabled"),
+        format!("{file}:{}: flags[\"quick-reorder\"].state: bad", line(FLAGD, "\"state\": \"ENABLED\""))
+    );
+    // Evaluators and the flag set's metadata are the file's, not the flag's.
+    assert_eq!(
+        at("evaluators[\"beta-testers\"].ends_with[1]"),
+        format!(
+            "{file}:{}: $evaluators[\"beta-testers\"].ends_with[1]: bad",
+            line(FLAGD, "\"beta-testers\": {")
+        )
+    );
+    assert_eq!(
+        at("flag_set_metadata.flagSetId"),
+        format!("{file}:{}: metadata.flagSetId: bad", line(FLAGD, "\"flagSetId\""))
+    );
+    assert_eq!(
+        at("."),
+        format!("{file}:{}: flags[\"quick-reorder\"]: bad", line(FLAGD, "\"quick-reorder\""))
+    );
+    // Machines still get the flag.
+    let d = origin.diagnostic(Kind::Flag, "quick-reorder", "targeting", "bad");
+    assert_eq!((d.kind, d.key.as_deref()), (Some(Kind::Flag), Some("quick-reorder")));
 }

@@ -5,6 +5,7 @@
 mod apply;
 mod binary;
 mod commands;
+mod flagd;
 mod tls;
 
 use std::net::SocketAddr;
