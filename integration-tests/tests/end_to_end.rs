@@ -3,7 +3,8 @@
 //! has it within a second; 20,000 units split by the weights; exposures, conversions and
 //! orders (some from before each unit's exposure) with planted effects; the analysis service
 //! finds the effect, and its CUPED-adjusted revenue and its revenue per order equal values
-//! computed here from the units' own numbers; a second organization that reuses
+//! computed here from the units' own numbers; a flag from a flagd file has its split
+//! analysed like an experiment; a second organization that reuses
 //! the experiment's id and sends exposures naming it changes nothing of the first's results
 //! and sees nothing of them, and its revoked key stops working within seconds; a harmful
 //! guardrail pauses a second experiment and the SDK sees it paused; the config service dies
@@ -47,6 +48,8 @@ const RISKY: &str = "new-search";
 const RISKY_UNITS: usize = 6_000;
 const ERROR_RATE: [(&str, f64); 2] = [("old", 0.02), ("new", 0.08)];
 const COUNTRIES: [&str; 3] = ["NZ", "AU", "US"];
+/// A flag in flagd's form whose `fractional` split is analysed.
+const FLAGD_SPLIT: &str = "checkout-steps";
 /// The longest any step may take before the test fails (an analysis result, a pause, ...).
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -154,6 +157,7 @@ async fn the_whole_path(mut cluster: TestCluster) {
     let client_key =
         a_web_page_with_a_client_key_sees_the_same(&mut config, &keys.admin, &mut evaluation, &traffic).await;
     the_analysis_finds_the_planted_effect(&cluster, &keys.admin, &traffic).await;
+    a_flagd_split_is_analysed_like_an_experiment(&cluster, &mut config, &keys.admin, &sdk).await;
     let rival_secrets = a_second_organization_reaches_nothing_of_the_first(
         &cluster,
         &mut config,
@@ -344,6 +348,67 @@ async fn the_analysis_finds_the_planted_effect(cluster: &TestCluster, admin: &st
     assert!(result.paused_by_guardrail.is_none());
     let countries: Vec<&str> = result.segments.iter().map(|s| s.value.as_str()).collect();
     assert_eq!(countries.len(), COUNTRIES.len(), "one segment per country: {countries:?}");
+}
+
+/// A flag from a flagd file (JSONLogic targeting whose `fractional` split decides), with the
+/// purchase metric attached: the SDK serves it as flagd would and exposes the units the split
+/// assigns (not those the `if` serves first), and the analysis service reports it under the
+/// flag's key with exactly those units and conversions.
+async fn a_flagd_split_is_analysed_like_an_experiment(
+    cluster: &TestCluster,
+    config: &mut ConfigServiceClient<Channel>,
+    admin: &str,
+    sdk: &Client,
+) {
+    const UNITS: usize = 1_000;
+    let file = json!({"flags": {FLAGD_SPLIT: {
+        "state": "ENABLED",
+        "variants": {"classic": "one page", "steps": "three steps"},
+        "defaultVariant": "classic",
+        "targeting": {"if": [
+            {"ends_with": [{"var": "email"}, "@staff.example"]}, "classic",
+            {"fractional": [["classic", 1], ["steps", 1]]}
+        ]}
+    }}});
+    let mut flag = cohort_core::flagd::import(&file).expect("the file imports").remove(0);
+    let experiment = json!({"id": "0191e3a4-0000-7000-8000-00000000e2e5", "metrics": ["purchase"]});
+    flag.experiment = Some(serde_json::from_value(experiment).expect("an experiment"));
+    create(config, admin, cpb::EntityKind::Flag, serde_json::to_value(&flag).unwrap()).await;
+    // Asked without a targeting key: the split cannot assign, so nobody is exposed.
+    let anonymous = Context::default();
+    wait_until("the SDK has the flag", || async { sdk.evaluate(FLAGD_SPLIT, &anonymous).variant.is_some() })
+        .await;
+
+    let mut rng = ChaCha8Rng::seed_from_u64(1_000);
+    let mut expected: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for i in 0..UNITS {
+        let unit = format!("flagd-{i}");
+        let staff = i % 10 == 0;
+        let email = if staff { format!("{unit}@staff.example") } else { format!("{unit}@mail.example") };
+        let e = sdk.evaluate(FLAGD_SPLIT, &Context::new(unit.as_str()).with("email", email));
+        assert_eq!(e.enrolled, !staff, "{unit}: only units the split assigns are exposed: {e:?}");
+        let variant = e.variant.expect("every unit gets a variant");
+        if staff {
+            continue;
+        }
+        let converted = rng.random::<f64>() < 0.2;
+        if converted {
+            sdk.track(MetricEvent::new(&unit, "purchase").with_value(1.0)).expect("purchase queued");
+        }
+        let counts = expected.entry(variant).or_default();
+        counts.0 += 1;
+        counts.1 += u64::from(converted);
+    }
+    sdk.flush().await.expect("the flag's exposures are delivered");
+    let mut analysis = cluster.analysis().await;
+    let result = wait_for_result(&mut analysis, admin, FLAGD_SPLIT, |r| {
+        expected.iter().all(|(variant, &(units, converted))| {
+            r.units.get(variant) == Some(&units) && conversions_of(r, "purchase", variant) == Some(converted)
+        })
+    })
+    .await;
+    assert_eq!(result.units.len(), 2, "{result:?}");
+    assert!(!result.srm.detected, "the split is 1:1 as written: {:?}", result.srm);
 }
 
 /// A second organization on the same installation tries what an outside test once got

@@ -19,8 +19,8 @@ use crate::config::{
 use crate::hash::{BUCKETS, MAX_UNIT_BYTES};
 use crate::logic::Targeting;
 use crate::model::{
-    Aggregation, Condition, Definitions, ExperimentDef, FlagDef, FlagType, HoldoutDef, LayerDef, MetricDef,
-    ScalarValue, SegmentDef, Serve,
+    Aggregation, AnalysisMethod, Condition, Definitions, ExperimentDef, ExperimentStatus, FlagDef, FlagType,
+    HoldoutDef, LayerDef, MetricDef, ScalarValue, SegmentDef, Serve, VariantDef,
 };
 use crate::time::parse_rfc3339_millis;
 
@@ -96,7 +96,7 @@ impl std::error::Error for ConfigErrors {}
 
 /// Validates definitions and compiles them, or reports every problem found.
 pub fn compile(defs: &Definitions) -> Result<CompiledConfig, ConfigErrors> {
-    let mut c = Compiler { errors: Vec::new(), segment_index: HashMap::new() };
+    let mut c = Compiler { errors: Vec::new(), segment_index: HashMap::new(), metric_keys: HashSet::new() };
     let config = c.definitions(defs);
     if c.errors.is_empty() { Ok(config) } else { Err(ConfigErrors(c.errors)) }
 }
@@ -104,6 +104,7 @@ pub fn compile(defs: &Definitions) -> Result<CompiledConfig, ConfigErrors> {
 struct Compiler<'d> {
     errors: Vec<ConfigError>,
     segment_index: HashMap<&'d str, usize>,
+    metric_keys: HashSet<&'d str>,
 }
 
 impl<'d> Compiler<'d> {
@@ -138,6 +139,7 @@ impl<'d> Compiler<'d> {
         let segments = defs.segments.iter().enumerate().map(|(i, s)| self.segment(i, s)).collect();
 
         let metrics = self.metrics(&defs.metrics);
+        self.metric_keys = defs.metrics.iter().map(|m| m.key.as_str()).collect();
         let layer_of = self.layers(defs);
 
         let mut index =
@@ -162,13 +164,23 @@ impl<'d> Compiler<'d> {
             }
         }
         let mut experiments = Vec::with_capacity(defs.experiments.len());
-        let mut ids = HashMap::new();
+        let mut ids: HashMap<Uuid, String> = HashMap::new();
+        for (i, f) in defs.flags.iter().enumerate() {
+            if let Some(x) = &f.experiment
+                && let Some(first) = ids.insert(x.id, format!("flags[{i}]"))
+            {
+                self.err(
+                    format!("flags[{i}].experiment.id"),
+                    format!("duplicate id {}, already used by {first}", x.id),
+                );
+            }
+        }
         for (i, e) in defs.experiments.iter().enumerate() {
             let path = format!("experiments[{i}]");
-            if let Some(first) = ids.insert(e.id, i) {
+            if let Some(first) = ids.insert(e.id, path.clone()) {
                 self.err(
                     format!("{path}.id"),
-                    format!("duplicate experiment id {}, first used by experiments[{first}]", e.id),
+                    format!("duplicate experiment id {}, first used by {first}", e.id),
                 );
             }
             claim(self, &e.key, path.clone(), Entry::Experiment(experiments.len()));
@@ -336,6 +348,10 @@ impl<'d> Compiler<'d> {
             }
         }
         let targeting = self.targeting(path, f);
+        let experiment = match (&f.experiment, &targeting) {
+            (Some(_), Some(t)) => self.flag_experiment(path, f, t.as_ref()),
+            _ => None,
+        };
         let default = f.default.as_ref().map(|d| self.serve(&format!("{path}.default"), d, &find));
         let mut metadata = serde_json::Map::new();
         for (field, map) in [("flag_set_metadata", &f.flag_set_metadata), ("metadata", &f.metadata)] {
@@ -363,6 +379,84 @@ impl<'d> Compiler<'d> {
             targeting: targeting.flatten(),
             default: default.flatten(),
             metadata,
+            experiment,
+        })
+    }
+
+    /// A flag's split as the experiment its exposures name: the one `fractional` that decides
+    /// the targeting's result, with written-out variations and weights.
+    fn flag_experiment(
+        &mut self,
+        path: &str,
+        f: &FlagDef,
+        t: Option<&Targeting>,
+    ) -> Option<CompiledExperiment> {
+        let x = f.experiment.as_ref()?;
+        let xpath = format!("{path}.experiment");
+        let split = match split_of(t) {
+            Ok(split) => split,
+            Err(why) => {
+                self.err(&xpath, why);
+                return None;
+            }
+        };
+        self.limit(&format!("{xpath}.metrics"), x.metrics.len(), MAX_METRICS_PER_EXPERIMENT, "metrics");
+        let mut seen = HashSet::new();
+        for (i, m) in x.metrics.iter().enumerate() {
+            if !self.metric_keys.contains(m.as_str()) {
+                self.err(format!("{xpath}.metrics[{i}]"), format!("unknown metric {m:?}"));
+            } else if !seen.insert(m) {
+                self.err(format!("{xpath}.metrics[{i}]"), format!("metric {m:?} is listed twice"));
+            }
+        }
+        if let Some(mde) = x.minimum_detectable_effect
+            && !(mde > 0.0 && mde <= 10.0)
+        {
+            self.err(
+                format!("{xpath}.minimum_detectable_effect"),
+                format!("{mde} must be a relative effect above 0 and at most 10 (1000 %)"),
+            );
+        }
+        let bp = split_basis_points(split);
+        let mut control = 0;
+        if let Some(c) = &x.control {
+            match split.iter().position(|(v, _)| f.variations[*v].key == *c) {
+                Some(i) => control = i,
+                None => self
+                    .err(format!("{xpath}.control"), format!("{c:?} is not a variation the split assigns")),
+            }
+        }
+        let id_text = x.id.hyphenated().to_string();
+        let mut upper = 0;
+        let variants = split
+            .iter()
+            .zip(&bp)
+            .map(|((v, _), weight_bp)| {
+                upper += weight_bp;
+                let variation = &f.variations[*v];
+                CompiledVariant {
+                    key: variation.key.as_str().into(),
+                    weight_bp: *weight_bp,
+                    upper,
+                    payload: variation.value.clone(),
+                    json: variation.value.to_string().into(),
+                }
+            })
+            .collect();
+        Some(CompiledExperiment {
+            id: x.id,
+            id_text: id_text.into(),
+            key: f.key.as_str().into(),
+            salt: Box::from(""),
+            status: ExperimentStatus::Running,
+            allocation: Allocation::Traffic(BUCKETS),
+            variants,
+            control,
+            targeting: None,
+            primary_metrics: x.metrics.clone(),
+            guardrail_metrics: Vec::new(),
+            breakdown_attributes: Vec::new(),
+            holdout: None,
         })
     }
 
@@ -620,6 +714,11 @@ impl<'d> Compiler<'d> {
         let mut ids: HashMap<Uuid, String> = HashMap::new();
         for (i, e) in defs.experiments.iter().enumerate() {
             ids.entry(e.id).or_insert_with(|| format!("experiments[{i}]"));
+        }
+        for (i, f) in defs.flags.iter().enumerate() {
+            if let Some(x) = &f.experiment {
+                ids.entry(x.id).or_insert_with(|| format!("flags[{i}]"));
+            }
         }
         let mut keys = HashMap::new();
         let mut compiled = Vec::with_capacity(defs.holdouts.len());
@@ -1147,6 +1246,87 @@ impl<'d> Compiler<'d> {
         };
         (self.errors.len() == before).then_some(cond)
     }
+}
+
+/// The split a flag experiment analyses: its targeting's one `fractional` that decides the
+/// result with written-out variations and weights.
+fn split_of(t: Option<&Targeting>) -> Result<&[(usize, u64)], &'static str> {
+    const NEED: &str = "analysing a flag needs one fractional split in its targeting that decides the \
+         result, with written-out variations and weights";
+    match t {
+        Some(t) if t.splits.len() == 1 && t.open_splits == 0 => {
+            let split = t.splits[0].as_slice();
+            let mut seen = HashSet::new();
+            if split.iter().any(|(v, _)| !seen.insert(v)) {
+                return Err("the split names a variation twice, so its share cannot be checked");
+            }
+            if split.iter().filter(|(_, w)| *w > 0).count() < 2 {
+                return Err("the split gives every unit one variation: there is nothing to compare");
+            }
+            Ok(split)
+        }
+        _ => Err(NEED),
+    }
+}
+
+/// Integer weights as basis points summing to 10000: each floor(w * 10000 / total), the rest
+/// to the largest remainders (earliest first on ties).
+fn split_basis_points(split: &[(usize, u64)]) -> Vec<u32> {
+    let total: u128 = split.iter().map(|(_, w)| u128::from(*w)).sum();
+    let scaled: Vec<u128> = split.iter().map(|(_, w)| u128::from(*w) * u128::from(BUCKETS)).collect();
+    let mut bp: Vec<u32> = scaled.iter().map(|s| (s / total) as u32).collect();
+    let mut order: Vec<usize> = (0..split.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(scaled[i] % total));
+    let short = BUCKETS - bp.iter().sum::<u32>();
+    for &i in order.iter().take(short as usize) {
+        bp[i] += 1;
+    }
+    bp
+}
+
+/// The experiment the analysis service analyses for a flag with `experiment`: the split's
+/// variations (the written-out weights as basis points), the flag's key, the experiment's id
+/// and metrics. `None` when the flag has none or its targeting has no such split (it would not
+/// have compiled).
+pub fn flag_experiment(f: &FlagDef) -> Option<ExperimentDef> {
+    let x = f.experiment.as_ref()?;
+    let names: Vec<&str> = f.variations.iter().map(|v| v.key.as_str()).collect();
+    let t = crate::logic::compile_targeting(
+        f.targeting.as_ref()?,
+        "targeting",
+        &f.evaluators,
+        "evaluators",
+        &names,
+    )
+    .ok()??;
+    let split = split_of(Some(&t)).ok()?;
+    let bp = split_basis_points(split);
+    let control = x.control.as_deref().unwrap_or(names[split[0].0]);
+    Some(ExperimentDef {
+        id: x.id,
+        key: f.key.clone(),
+        salt: None,
+        status: ExperimentStatus::Running,
+        traffic_bp: None,
+        variants: split
+            .iter()
+            .zip(bp)
+            .map(|((v, _), weight_bp)| VariantDef {
+                key: names[*v].to_owned(),
+                weight_bp,
+                control: names[*v] == control,
+                payload: Value::Null,
+            })
+            .collect(),
+        targeting: None,
+        primary_metrics: x.metrics.clone(),
+        guardrail_metrics: Vec::new(),
+        breakdown_attributes: Vec::new(),
+        minimum_detectable_effect: x.minimum_detectable_effect,
+        planned_units_per_variant: None,
+        analysis: AnalysisMethod::Sequential,
+        description: format!("the fractional split of flag {}", f.key),
+    })
 }
 
 /// The range an experiment holds in its layer.

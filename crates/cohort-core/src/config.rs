@@ -110,6 +110,8 @@ pub struct CompiledFlag {
     pub(crate) default: Option<CompiledServe>,
     /// The flag set's metadata overlaid with the flag's own.
     pub(crate) metadata: serde_json::Map<String, Value>,
+    /// Its `fractional` split analysed as this experiment (always running, in no layer).
+    pub(crate) experiment: Option<CompiledExperiment>,
 }
 
 impl CompiledFlag {
@@ -125,6 +127,10 @@ impl CompiledFlag {
     /// Its metadata (the flag set's, overlaid with the flag's own).
     pub fn metadata(&self) -> &serde_json::Map<String, Value> {
         &self.metadata
+    }
+    /// The experiment its split is analysed as, if any.
+    pub fn experiment(&self) -> Option<&CompiledExperiment> {
+        self.experiment.as_ref()
     }
     /// Variation keys in configured order.
     pub fn variation_keys(&self) -> impl ExactSizeIterator<Item = &str> {

@@ -260,6 +260,15 @@ pub(crate) fn evaluate_flag<'a>(
         let find = |name: &str| flag.variations.iter().position(|v| *v.key == *name);
         match decide(&targeting.expr, &env, find) {
             Outcome::Variant(i) => return serve_variation(i, Reason::TargetingMatch, None),
+            // flagd says TARGETING_MATCH of a split too; an analysed split also exposes.
+            Outcome::Split(i) => {
+                let experiment = flag.experiment.as_ref();
+                return Decision {
+                    enrolled: experiment.is_some(),
+                    experiment,
+                    ..serve_variation(i, Reason::TargetingMatch, None)
+                };
+            }
             Outcome::Invalid => {
                 return Decision { metadata, ..Decision::error(&flag.key, kind, ErrorCode::General) };
             }

@@ -151,6 +151,7 @@ pub fn import(doc: &Value) -> Result<Vec<FlagDef>, Vec<ConfigError>> {
             evaluators: used,
             metadata,
             flag_set_metadata: set_metadata.clone(),
+            experiment: None,
         });
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }

@@ -53,7 +53,7 @@ pub mod time;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use compile::{ConfigError, ConfigErrors, compile, limits};
+pub use compile::{ConfigError, ConfigErrors, compile, flag_experiment, limits};
 pub use config::{CompiledConfig, CompiledExperiment, CompiledFlag, CompiledHoldout};
 pub use context::{AttrValue, Attributes, Context, TARGETING_KEY_ATTRIBUTE};
 pub use eval::{

@@ -39,6 +39,8 @@ pub(crate) enum Expr {
     Lit(Value),
     /// A literal variant key where the targeting's result is decided, resolved on write.
     Variant(usize),
+    /// A written-out variant a `fractional` split assigns as the targeting's result.
+    Split(usize),
     /// An array with computed elements.
     Array(Box<[Expr]>),
     Var {
@@ -98,6 +100,11 @@ pub(crate) struct Targeting {
     pub(crate) expr: Expr,
     /// It reads `$flagd.timestamp`, so callers pass the time.
     pub(crate) reads_clock: bool,
+    /// The `fractional` splits that decide the result with written-out variants and weights:
+    /// (variant, weight) per bucket.
+    pub(crate) splits: Vec<Vec<(usize, u64)>>,
+    /// `fractional` splits that decide the result with computed variants or weights.
+    pub(crate) open_splits: usize,
 }
 
 /// What `var` reads.
@@ -174,6 +181,7 @@ pub(crate) enum Val<'a> {
     /// A computed array.
     Items(Vec<Val<'a>>),
     Variant(usize),
+    Split(usize),
 }
 
 impl<'a> Val<'a> {
@@ -202,6 +210,8 @@ pub(crate) enum Outcome {
     /// Null, or an operator could not use its input: the default variant.
     Default,
     Variant(usize),
+    /// A variant a `fractional` split assigned.
+    Split(usize),
     /// A result that names no variant.
     Invalid,
 }
@@ -212,6 +222,7 @@ pub(crate) fn decide(expr: &Expr, env: &Env<'_>, variations: impl Fn(&str) -> Op
     match eval(expr, env) {
         Err(Abort) | Ok(Val::Null) => Outcome::Default,
         Ok(Val::Variant(i)) => Outcome::Variant(i),
+        Ok(Val::Split(i)) => Outcome::Split(i),
         Ok(Val::Bool(b)) => find(if b { "true" } else { "false" }).map_or(Outcome::Invalid, Outcome::Variant),
         Ok(v) => v.as_str().and_then(find).map_or(Outcome::Invalid, Outcome::Variant),
     }
@@ -221,6 +232,7 @@ pub(crate) fn eval<'a>(expr: &'a Expr, env: &Env<'a>) -> Result<Val<'a>, Abort> 
     Ok(match expr {
         Expr::Lit(v) => Val::from_json(v),
         Expr::Variant(i) => Val::Variant(*i),
+        Expr::Split(i) => Val::Split(*i),
         Expr::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
             for item in items.iter() {
@@ -444,6 +456,8 @@ pub(crate) fn compile_targeting(
 ) -> Result<Option<Targeting>, Vec<LogicError>> {
     let mut c = LogicCompiler {
         reads_clock: false,
+        splits: Vec::new(),
+        open_splits: 0,
         evaluators,
         evaluators_path,
         variants,
@@ -463,7 +477,12 @@ pub(crate) fn compile_targeting(
         }
     }
     match expr {
-        Some(expr) if c.errors.is_empty() => Ok(Some(Targeting { expr, reads_clock: c.reads_clock })),
+        Some(expr) if c.errors.is_empty() => Ok(Some(Targeting {
+            expr,
+            reads_clock: c.reads_clock,
+            splits: c.splits,
+            open_splits: c.open_splits,
+        })),
         _ => Err(c.errors),
     }
 }
@@ -478,6 +497,8 @@ struct LogicCompiler<'c> {
     refs: Vec<&'c str>,
     used: HashSet<&'c str>,
     reads_clock: bool,
+    splits: Vec<Vec<(usize, u64)>>,
+    open_splits: usize,
 }
 
 const OPERATORS: &str = "if, ?:, ==, ===, !=, !==, <, <=, >, >=, and, or, !, !!, in, var, cat, substr, \
@@ -863,7 +884,10 @@ impl<'c> LogicCompiler<'c> {
                 );
                 continue;
             }
-            let variant = self.expr(&pair[0], &format!("{bpath}[0]"), depth + 1, result);
+            let variant = match self.expr(&pair[0], &format!("{bpath}[0]"), depth + 1, result) {
+                Some(Expr::Variant(v)) => Some(Expr::Split(v)),
+                other => other,
+            };
             let w = match pair.get(1) {
                 None => Some(Expr::Lit(Value::from(1))),
                 Some(Value::Number(n)) => Some(Expr::Lit(Value::Number(n.clone()))),
@@ -890,6 +914,27 @@ impl<'c> LogicCompiler<'c> {
         if fixed.is_some() && total == 0 {
             self.err(path, "the bucket weights sum to 0; at least one must be positive");
             return None;
+        }
+        if result {
+            let written_out: Option<Vec<(usize, u64)>> = fixed.as_ref().and_then(|bounds| {
+                let mut below = 0;
+                compiled
+                    .iter()
+                    .zip(bounds)
+                    .map(|((v, _), upper)| {
+                        let w = upper - below;
+                        below = *upper;
+                        match v {
+                            Expr::Split(i) => Some((*i, w)),
+                            _ => None,
+                        }
+                    })
+                    .collect()
+            });
+            match written_out {
+                Some(buckets) => self.splits.push(buckets),
+                None => self.open_splits += 1,
+            }
         }
         Some(Expr::Fractional(Box::new(Fractional {
             key,

@@ -97,6 +97,27 @@ pub struct FlagDef {
     /// returned under the flag's own.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub flag_set_metadata: serde_json::Map<String, Value>,
+    /// Analyse the flag's `fractional` split like an experiment: units the split assigns are
+    /// exposed with their variation, and the analysis service compares the variations over
+    /// these metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<FlagExperimentDef>,
+}
+
+/// A flag's split analysed as an experiment (its targeting's one `fractional`, with written-out
+/// variations and weights). The flag stays a flag: it is switched by its owner, never paused by
+/// a guardrail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagExperimentDef {
+    /// The experiment id its exposures are recorded under; the config service assigns one.
+    pub id: Uuid,
+    pub metrics: Vec<String>,
+    /// The variation the others are compared with; the split's first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
+    /// As an experiment's: the smallest relative effect worth detecting on the first metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_detectable_effect: Option<f64>,
 }
 
 fn default_true() -> bool {

@@ -140,6 +140,7 @@ fn step<'a>(op: Op, find: &Find<'a>) -> Result<Plan, ServiceError> {
             match kind {
                 Kind::Experiment => prepare_new_experiment(&mut definition)?,
                 Kind::Holdout => prepare_new_holdout(&mut definition)?,
+                Kind::Flag => flag_experiment_id(&mut definition, None),
                 _ => {}
             }
             let (key, canonical) = canonical(kind, &definition)?;
@@ -158,6 +159,9 @@ fn step<'a>(op: Op, find: &Find<'a>) -> Result<Plan, ServiceError> {
                 // Written without an id (as the README's example is): the stored one stays.
                 obj.insert("id".into(), existing.definition["id"].clone());
             }
+            if kind == Kind::Flag {
+                flag_experiment_id(&mut definition, existing.definition["experiment"].get("id"));
+            }
             let (new_key, canonical) = canonical(kind, &definition)?;
             if new_key != key {
                 return Err(ServiceError::invalid(
@@ -168,6 +172,7 @@ fn step<'a>(op: Op, find: &Find<'a>) -> Result<Plan, ServiceError> {
             match kind {
                 Kind::Experiment => check_experiment_edit(&existing.definition, &canonical)?,
                 Kind::Holdout => check_holdout_edit(&existing.definition, &canonical)?,
+                Kind::Flag => check_flag_edit(&existing.definition, &canonical)?,
                 _ => {}
             }
             Plan {
@@ -410,6 +415,31 @@ fn prepare_new_holdout(definition: &mut Value) -> Result<(), ServiceError> {
     };
     obj.entry("id").or_insert_with(|| Value::String(Uuid::now_v7().to_string()));
     Ok(())
+}
+
+/// A flag analysed as an experiment gets an id for its exposures when it is written without
+/// one: the one it had, else a new one.
+fn flag_experiment_id(definition: &mut Value, stored: Option<&Value>) {
+    if let Some(x) = definition.get_mut("experiment").and_then(Value::as_object_mut) {
+        x.entry("id").or_insert_with(|| match stored {
+            Some(id) => id.clone(),
+            None => Value::String(Uuid::now_v7().to_string()),
+        });
+    }
+}
+
+/// A flag experiment's id names its exposures, so it never changes while the flag has one.
+fn check_flag_edit(before: &Value, after: &Value) -> Result<(), ServiceError> {
+    match (before["experiment"].get("id"), after["experiment"].get("id")) {
+        (Some(a), Some(b)) if a != b => {
+            let why = "a flag experiment's id never changes; remove the experiment first".to_owned();
+            Err(ServiceError::FailedPrecondition {
+                message: why.clone(),
+                violations: vec![("definition.experiment.id".into(), why)],
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A holdout's id names its exposures, so it never changes.

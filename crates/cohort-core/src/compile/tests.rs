@@ -546,3 +546,70 @@ fn a_number_flag_with_a_fraction_writes_every_value_as_a_float() {
     assert_eq!(texts(flag(&[json!(10), json!(50.5)])), "10.0");
     assert_eq!(texts(flag(&[json!(10), json!(50)])), "10");
 }
+
+fn split_flag(targeting: serde_json::Value, experiment: serde_json::Value) -> serde_json::Value {
+    json!({
+        "metrics": [{"key": "buys", "event": "buy", "aggregation": "conversion"}],
+        "flags": [{
+            "key": "price", "type": "string",
+            "variations": [{"key": "a", "value": "A"}, {"key": "b", "value": "B"}, {"key": "c", "value": "C"}],
+            "default": {"variation": "a"}, "targeting": targeting, "experiment": experiment,
+        }],
+    })
+}
+
+#[test]
+fn a_flag_experiment_needs_one_written_out_split_and_known_metrics() {
+    let x = json!({"id": uuid_for("x"), "metrics": ["buys"]});
+    let split = json!({"fractional": [["a", 1], ["b", 1], ["c", 1]]});
+    assert_eq!(errors(split_flag(split.clone(), x.clone())), Vec::<String>::new());
+    let need = "flags[0].experiment: analysing a flag needs one fractional split in its targeting that decides \
+                the result, with written-out variations and weights";
+    // None, two, computed weights, a split that is only a condition.
+    assert_error(split_flag(json!({"if": [true, "a", "b"]}), x.clone()), need);
+    assert_error(split_flag(json!({"if": [{"var": "x"}, split.clone(), split.clone()]}), x.clone()), need);
+    assert_error(split_flag(json!({"fractional": [["a", {"var": "w"}], ["b", 1]]}), x.clone()), need);
+    assert_error(
+        split_flag(json!({"if": [{"fractional": [[true, 1], [false, 1]]}, "a", "b"]}), x.clone()),
+        need,
+    );
+    assert_error(
+        split_flag(json!({"fractional": [["a", 1], ["b", 0]]}), x.clone()),
+        "flags[0].experiment: the split gives every unit one variation: there is nothing to compare",
+    );
+    assert_error(
+        split_flag(split.clone(), json!({"id": uuid_for("x"), "metrics": ["nope"], "control": "z"})),
+        "flags[0].experiment.metrics[0]: unknown metric \"nope\"",
+    );
+    assert_error(
+        split_flag(split.clone(), json!({"id": uuid_for("x"), "metrics": ["buys"], "control": "z"})),
+        "flags[0].experiment.control: \"z\" is not a variation the split assigns",
+    );
+    let mut clash = split_flag(split, x);
+    clash["experiments"] = json!([experiment("e", &[5000, 5000])]);
+    clash["experiments"][0]["id"] = json!(uuid_for("x"));
+    assert_error(
+        clash,
+        &format!("experiments[0].id: duplicate experiment id {}, first used by flags[0]", uuid_for("x")),
+    );
+}
+
+#[test]
+fn a_flag_experiment_is_analysed_as_an_experiment_with_basis_point_weights() {
+    let defs: Definitions = serde_json::from_value(split_flag(
+        json!({"fractional": [["a", 1], ["b", 1], ["c", 1]]}),
+        json!({"id": uuid_for("x"), "metrics": ["buys"], "control": "b"}),
+    ))
+    .unwrap();
+    let e = crate::flag_experiment(&defs.flags[0]).unwrap();
+    assert_eq!(e.key, "price");
+    let variants: Vec<(&str, u32, bool)> =
+        e.variants.iter().map(|v| (v.key.as_str(), v.weight_bp, v.control)).collect();
+    // 10000 / 3 = 3333 r 1: the remainders tie, so the first gets the spare point.
+    assert_eq!(variants, [("a", 3334, false), ("b", 3333, true), ("c", 3333, false)]);
+    assert_eq!(e.primary_metrics, ["buys"]);
+    let config = compile(&defs).unwrap();
+    let compiled = config.flag("price").unwrap().experiment().unwrap();
+    assert_eq!(compiled.control_variant(), "b");
+    assert_eq!(compiled.id().to_string(), uuid_for("x"));
+}

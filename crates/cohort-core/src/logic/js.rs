@@ -21,7 +21,7 @@ pub(crate) fn truthy(v: &Val<'_>) -> bool {
         Val::Json(Value::Array(a)) => !a.is_empty(),
         Val::Json(_) => true,
         Val::Items(items) => !items.is_empty(),
-        Val::Variant(_) => true,
+        Val::Variant(_) | Val::Split(_) => true,
     }
 }
 
@@ -105,7 +105,7 @@ fn write_string(v: &Val<'_>, out: &mut String) {
             }
         }
         // Variants only stand where a result is decided, never as operands.
-        Val::Variant(_) => {}
+        Val::Variant(_) | Val::Split(_) => {}
     }
 }
 

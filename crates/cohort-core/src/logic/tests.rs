@@ -21,6 +21,8 @@ fn run_at(logic: Value, ctx: &Context, now: Option<i64>) -> Value {
         refs: Vec::new(),
         used: HashSet::new(),
         reads_clock: false,
+        splits: Vec::new(),
+        open_splits: 0,
     };
     let expr = c.expr(&logic, "t", 0, false);
     assert!(c.errors.is_empty(), "{logic}: {:?}", c.errors);
@@ -47,7 +49,7 @@ fn render(v: &Val<'_>) -> Value {
         Val::List(l) => json!(l),
         Val::Json(j) => (*j).clone(),
         Val::Items(items) => Value::Array(items.iter().map(render).collect()),
-        Val::Variant(i) => json!(format!("variant #{i}")),
+        Val::Variant(i) | Val::Split(i) => json!(format!("variant #{i}")),
     }
 }
 

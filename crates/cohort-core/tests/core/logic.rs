@@ -506,6 +506,7 @@ fn flag(targeting: Value) -> FlagDef {
         evaluators: Default::default(),
         metadata: Map::new(),
         flag_set_metadata: Map::new(),
+        experiment: None,
     }
 }
 

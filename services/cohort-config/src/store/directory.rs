@@ -1,7 +1,8 @@
 //! The reads behind the internal API: what Cohort's own services need of config's tables
-//! (keys by hash, running experiments and enabled holdouts with their metrics, experiments
-//! and holdouts by name), so that no other service reads them.
+//! (keys by hash, running experiments, enabled holdouts and analysed flag splits with their
+//! metrics, experiments and holdouts by name), so that no other service reads them.
 
+use cohort_core::model::FlagDef;
 use cohort_db::keys::{self, Principal};
 use uuid::Uuid;
 
@@ -51,7 +52,8 @@ impl Store {
                 "SELECT x.kind, x.environment_id, e.organization_id, x.revision, x.definition
                  FROM entities x JOIN environments e ON e.id = x.environment_id
                  WHERE (x.kind = 'experiment' AND x.definition->>'status' = 'running')
-                    OR (x.kind = 'holdout' AND x.definition->'enabled' IS DISTINCT FROM 'false'::jsonb)",
+                    OR (x.kind = 'holdout' AND x.definition->'enabled' IS DISTINCT FROM 'false'::jsonb)
+                    OR (x.kind = 'flag' AND x.definition ? 'experiment')",
                 &[],
             )
             .await?;
@@ -65,6 +67,16 @@ impl Store {
             };
             match r.get::<_, &str>(0) {
                 "holdout" => running.holdouts.push(row),
+                // A flag's split is analysed as the experiment cohort-core derives from it.
+                "flag" => {
+                    let experiment = serde_json::from_value::<FlagDef>(row.definition.clone())
+                        .ok()
+                        .as_ref()
+                        .and_then(cohort_core::flag_experiment);
+                    if let Some(e) = experiment.and_then(|e| serde_json::to_value(e).ok()) {
+                        running.experiments.push(RunningRow { definition: e, ..row });
+                    }
+                }
                 _ => running.experiments.push(row),
             }
         }
@@ -98,10 +110,14 @@ impl Store {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT e.id, (x.definition->>'id')::uuid, x.key FROM environments e
-                 JOIN entities x ON x.environment_id = e.id AND x.kind IN ('experiment', 'holdout')
+                "SELECT e.id, x.id, x.key FROM environments e
+                 JOIN (SELECT environment_id, key,
+                              COALESCE(definition->>'id', definition->'experiment'->>'id')::uuid AS id
+                       FROM entities
+                       WHERE kind IN ('experiment', 'holdout')
+                          OR (kind = 'flag' AND definition ? 'experiment')) x ON x.environment_id = e.id
                  WHERE e.organization_id = $1 AND ($2 = '' OR e.key = $2 OR e.id::text = $2)
-                   AND (x.key = $3 OR x.definition->>'id' = $3)
+                   AND (x.key = $3 OR x.id::text = $3)
                  ORDER BY e.key",
                 &[&organization, &environment, &experiment],
             )

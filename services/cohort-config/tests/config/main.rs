@@ -4,6 +4,7 @@
 mod api;
 mod batch;
 mod client_keys;
+mod flagd;
 mod holdouts;
 mod isolation;
 mod malformed;
