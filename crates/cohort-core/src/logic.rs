@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::compile::limits::{MAX_LIST_VALUES, MAX_STRING_BYTES};
 use crate::condition::parse_semver_lenient;
 use crate::context::{AttrValue, Context};
 use crate::hash::{fractional_point, hash32, hash32_concat};
@@ -517,8 +518,26 @@ impl<'c> LogicCompiler<'c> {
             return None;
         }
         self.nodes += 1;
-        if self.nodes == MAX_LOGIC_NODES + 1 {
-            self.err(path, format!("more than {MAX_LOGIC_NODES} operators"));
+        if self.nodes > MAX_LOGIC_NODES {
+            // Stop at once: evaluators that refer to each other twice over expand exponentially.
+            if self.nodes == MAX_LOGIC_NODES + 1 {
+                self.err(
+                    path,
+                    format!("more than {MAX_LOGIC_NODES} operators (evaluators counted at each $ref)"),
+                );
+            }
+            return None;
+        }
+        match v {
+            Value::Array(items) if items.len() > MAX_LIST_VALUES => {
+                self.err(path, format!("{} values, at most {MAX_LIST_VALUES} allowed", items.len()));
+                return None;
+            }
+            Value::String(text) if text.len() > MAX_STRING_BYTES => {
+                self.err(path, format!("is {} bytes, at most {MAX_STRING_BYTES} allowed", text.len()));
+                return None;
+            }
+            _ => {}
         }
         match v {
             Value::Object(map) if map.is_empty() => {

@@ -510,3 +510,35 @@ fn javascript_numbers_parse_and_print() {
         assert_eq!(number_to_string(n), text, "{n}");
     }
 }
+
+#[test]
+fn evaluators_that_expand_exponentially_stop_at_the_node_limit() {
+    // e0 refers to e1 twice, e1 to e2 twice, ...: 2^40 nodes if expanded.
+    let evaluators: BTreeMap<String, Value> = (0..40)
+        .map(|i| {
+            let next = json!({"$ref": format!("e{}", i + 1)});
+            (format!("e{i}"), json!({"or": [next.clone(), next]}))
+        })
+        .chain([("e40".to_owned(), json!({"==": [1, 1]}))])
+        .collect();
+    // Expanding them all would not finish: that this returns is half the test.
+    let errors = errors_with(json!({"if": [{"$ref": "e0"}, "on", null]}), &["on"], evaluators);
+    assert!(
+        errors.iter().any(|e| e.contains(&format!("more than {MAX_LOGIC_NODES} operators"))),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn literals_are_bounded() {
+    let long = "x".repeat(crate::limits::MAX_STRING_BYTES + 1);
+    assert!(
+        errors(json!({"==": [{"var": "a"}, long]}), &["true", "false"])[0]
+            .starts_with("t[\"==\"][1]: is 4097 bytes")
+    );
+    let many: Vec<u32> = (0..=crate::limits::MAX_LIST_VALUES as u32).collect();
+    assert!(
+        errors(json!({"in": [{"var": "a"}, many]}), &["true", "false"])[0]
+            .starts_with("t.in[1]: 10001 values")
+    );
+}
