@@ -51,13 +51,23 @@ async fn main() -> anyhow::Result<()> {
         database::Database::prepare(args.database_url.as_deref()).await.context("preparing PostgreSQL")?;
     println!("PostgreSQL   {}", db.url);
     let spool = std::env::temp_dir().join(format!("cohort-dev-spool-{}", std::process::id()));
-    let stack = Stack::start(&db.url, &Options::dev(spool.clone())).await.context("starting the services")?;
+    let mut stack =
+        Stack::start(&db.url, &Options::dev(spool.clone())).await.context("starting the services")?;
+    // `make dev` builds the page first; without it the rest still runs.
+    if let Err(e) = stack.add(Service::Console, &[]).await {
+        eprintln!(
+            "console not started ({e}); build it with: npm ci --prefix console && npm run build --prefix console"
+        );
+    }
     println!("{}", stack.describe());
     let (config, evaluation) = match (stack.addrs(Service::Config), stack.addrs(Service::Evaluation)) {
         (Some(c), Some(e)) => (c, e),
         _ => anyhow::bail!("the stack started without config or evaluation"),
     };
     let demo = demo::apply(&stack).await.context("applying the demo")?;
+    if let Some(console) = stack.addrs(Service::Console) {
+        println!("\nconsole      {}  (sign in with the admin key)", console.http_url());
+    }
     println!("\nadmin key    {}", demo.admin_key);
     println!("sdk key      {}", demo.sdk_key);
     println!(

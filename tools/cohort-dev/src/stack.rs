@@ -6,7 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -37,6 +37,13 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// TLS on every listener, and mutual TLS between the services; plaintext when `None`.
     pub tls: Option<StackTls>,
+    /// The console's built page (`console/dist`).
+    pub console_assets: PathBuf,
+}
+
+/// `console/dist` of this checkout, where `npm run build` in `console/` writes the page.
+pub fn console_assets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../console/dist")
 }
 
 /// The files of a stack served over TLS: one CA, and one certificate (for `127.0.0.1`, usable
@@ -80,6 +87,7 @@ impl Options {
             heartbeat_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             tls: None,
+            console_assets: console_assets(),
         }
     }
 
@@ -92,6 +100,7 @@ impl Options {
             heartbeat_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),
             tls: None,
+            console_assets: console_assets(),
         }
     }
 }
@@ -103,6 +112,8 @@ pub enum Service {
     Events,
     Analysis,
     Evaluation,
+    /// The web console: its page and JSON API over config and analysis.
+    Console,
 }
 
 impl Service {
@@ -112,6 +123,7 @@ impl Service {
             Service::Events => "events",
             Service::Analysis => "analysis",
             Service::Evaluation => "evaluation",
+            Service::Console => "console",
         }
     }
 
@@ -122,6 +134,7 @@ impl Service {
             Service::Evaluation => (50052, 8082),
             Service::Events => (50053, 8083),
             Service::Analysis => (50054, 8084),
+            Service::Console => (50056, 8086),
         }
     }
 }
@@ -315,9 +328,13 @@ impl Stack {
                 pair("--request-timeout", "10s".into()),
                 pair("--service-key", self.keys.evaluation.secret.clone()),
             ],
+            Service::Console => vec![pair("--assets-dir", self.options.console_assets.display().to_string())],
         };
-        if matches!(service, Service::Events | Service::Analysis | Service::Evaluation) {
+        if matches!(service, Service::Events | Service::Analysis | Service::Evaluation | Service::Console) {
             flags.extend(peer("--config-endpoint", Service::Config)?);
+        }
+        if service == Service::Console {
+            flags.extend(peer("--analysis-endpoint", Service::Analysis)?);
         }
         if service == Service::Evaluation {
             flags.extend(peer("--events-endpoint", Service::Events)?);
@@ -346,7 +363,7 @@ impl Stack {
             Service::Events => Some(&self.keys.events.secret),
             Service::Analysis => Some(&self.keys.analysis.secret),
             Service::Evaluation => Some(&self.keys.evaluation.secret),
-            Service::Config => None,
+            Service::Config | Service::Console => None,
         }
     }
 
@@ -362,6 +379,7 @@ impl Stack {
             Service::Evaluation => "/api/v1/evaluate",
             Service::Events => "/api/v1/events/batch",
             Service::Analysis => "/api/v1/experiments/{id}/results",
+            Service::Console => "/",
         };
         self.running
             .iter()
@@ -597,6 +615,11 @@ impl Instance {
                 let settings = parse::<cohort_evaluation::Settings>(service, &argv)?;
                 settings.validate().map_err(|message| StackError::Settings { service, message })?;
                 Instance::spawn(service, sockets, move |l, s| cohort_evaluation::run(settings, l, s)).await?
+            }
+            Service::Console => {
+                let settings = parse::<cohort_console::settings::Cli>(service, &argv)?.settings;
+                settings.validate().map_err(|message| StackError::Settings { service, message })?;
+                Instance::spawn(service, sockets, move |l, s| cohort_console::run(settings, l, s)).await?
             }
         };
         Ok(Instance { flags, ..instance })

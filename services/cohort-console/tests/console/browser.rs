@@ -1,0 +1,1 @@
+//! The browser test (below, once the page exists).
