@@ -9,10 +9,13 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+/// A file's content type and bytes.
+type File = (&'static str, Arc<[u8]>);
+
 /// Files by URL path (`/index.html`, `/assets/index-3f9a.js`).
 #[derive(Debug, Clone, Default)]
 pub struct Assets {
-    files: Arc<HashMap<String, (&'static str, Arc<[u8]>)>>,
+    files: Arc<HashMap<String, File>>,
 }
 
 impl Assets {
