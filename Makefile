@@ -4,16 +4,20 @@
 # Formatting, lints as errors, then every test in the workspace (PostgreSQL must be running:
 # .ci/run starts it). The real OpenFeature SDKs the evaluation service is tested with are
 # installed first (once; again only when their pinned lists change): the Rust flagd provider's
-# build needs the protoc they bring.
+# build needs the protoc they bring. The console's page is built (its browser test serves it)
+# and its unit tests run.
 test:
 	bash scripts/openfeature-setup.sh
+	bash scripts/console-setup.sh
+	npm test --prefix console --silent
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo test --workspace --locked
 
-# Everything locally: PostgreSQL (found or started), the services, a demo experiment with
-# simulated traffic, and the live results table. Ctrl-C stops it all.
+# Everything locally: PostgreSQL (found or started), the services, the console, a demo
+# experiment with simulated traffic, and the live results table. Ctrl-C stops it all.
 dev:
+	bash scripts/console-setup.sh
 	cargo run --locked -p cohort-dev
 
 fmt:

@@ -140,7 +140,8 @@ validate() {
 # The policy checks validate runs (python POLICY FILE): what no OpenAPI schema can check.
 cat >"$WORK/policy.py" <<'PY'
 """Checks no OpenAPI schema can: the pod hardening the chart promises, shutdown ordering, probes,
-TLS wiring, service keys, and the ServiceMonitor and Certificate CRDs' structure."""
+TLS wiring, service keys, Ingress backends, and the ServiceMonitor and Certificate CRDs'
+structure."""
 import os, re, sys, yaml, jsonschema
 from urllib.parse import urlsplit
 
@@ -227,7 +228,7 @@ for d in docs:
                     need(env.get(name, {}).get("value", "").startswith(tls_dir + "/"), cw, f"{name} must be in {tls_dir}")
                 need(env.get("COHORT_TLS_CLIENT_AUTH", {}).get("value") in ("optional", "required"), cw,
                      "COHORT_TLS_CLIENT_AUTH must be optional or required")
-                for name in ("COHORT_CONFIG_ENDPOINT", "COHORT_EVENTS_ENDPOINT"):
+                for name in ("COHORT_CONFIG_ENDPOINT", "COHORT_EVENTS_ENDPOINT", "COHORT_ANALYSIS_ENDPOINT"):
                     for uri in filter(None, env.get(name, {}).get("value", "").split(",")):
                         u = urlsplit(uri.strip())
                         need(not (u.scheme == "http" and u.hostname in services), cw,
@@ -283,6 +284,96 @@ for d in docs:
         for ep in d["spec"]["endpoints"]:
             need(ep.get("scheme", "http").lower() == "http" or "ca" in ep.get("tlsConfig", {}),
                  f"ServiceMonitor/{d['metadata']['name']}", "an https endpoint needs tlsConfig.ca")
+
+# Ingresses (the console's): every backend is the http port of a Service of these manifests (the
+# page and its API; never the gRPC or admin port), by a port name or number the Service has, and
+# TLS names only hosts the rules route.
+service_ports = {d["metadata"]["name"]: d["spec"].get("ports", []) for d in docs if d["kind"] == "Service"}
+for d in docs:
+    if d["kind"] != "Ingress":
+        continue
+    where = f"Ingress/{d['metadata']['name']}"
+    spec = d["spec"]
+    rules = spec.get("rules", [])
+    backends = [p.get("backend", {}) for r in rules for p in r.get("http", {}).get("paths", [])]
+    if "defaultBackend" in spec:
+        backends.append(spec["defaultBackend"])
+    need(backends, where, "routes nothing")
+    for b in backends:
+        svc = b.get("service", {})
+        port = svc.get("port", {})
+        ports = service_ports.get(svc.get("name"))
+        if ports is None:
+            need(False, where, f"backend Service {svc.get('name')} is not in these manifests")
+            continue
+        named = [p for p in ports if ("name" in port and p.get("name") == port["name"])
+                 or ("number" in port and p.get("port") == port["number"])]
+        need(named and named[0].get("name") == "http", where,
+             f"backend {svc.get('name')} port {port.get('name', port.get('number'))}: must be the Service's http port")
+    hosts = {r.get("host") for r in rules}
+    for entry in spec.get("tls", []):
+        need(entry.get("secretName"), where, "a tls entry needs a secretName")
+        need(set(entry.get("hosts", [])) <= hosts, where,
+             f"tls hosts {sorted(set(entry.get('hosts', [])) - hosts)} are not the host of any rule")
+
+# NetworkPolicies, when the manifests hold them: every call a workload makes to a Service of these
+# manifests (a COHORT_*_ENDPOINT URL) must be let out by the caller's policies and let in by the
+# callee's, on the port behind the Service's (by number or name). Peers here are same-namespace
+# podSelectors (matchLabels), or no peer at all (any source or destination).
+policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+
+def selects(selector, labels):
+    selector = selector or {}
+    return not selector.get("matchExpressions") and all(
+        labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+def peer_ok(peers, labels):
+    return peers is None or any(set(p) == {"podSelector"} and selects(p["podSelector"], labels) for p in peers)
+
+def port_ok(ports, number, name):
+    return not ports or any(p.get("port") in (number, name) for p in ports)
+
+def lets(kind, pod_labels, peer_labels, number, name):
+    """Whether the policies selecting a pod (pod_labels) let traffic from or to peer_labels
+    through on the pod port number/name, for kind Ingress or Egress (True when none restrict)."""
+    chosen = [p for p in policies if selects(p["spec"]["podSelector"], pod_labels)
+              and kind in p["spec"].get("policyTypes", ["Ingress"])]
+    key, peer = ("ingress", "from") if kind == "Ingress" else ("egress", "to")
+    return not chosen or any(peer_ok(r.get(peer), peer_labels) and port_ok(r.get("ports"), number, name)
+                             for p in chosen for r in p["spec"].get(key) or [])
+
+if policies:
+    workloads = [d for d in docs if d["kind"] in LONG_RUNNING]
+    by_service = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    for w in workloads:
+        labels = w["spec"]["template"]["metadata"].get("labels", {})
+        for c in w["spec"]["template"]["spec"]["containers"]:
+            cw = f"{w['kind']}/{w['metadata']['name']} container {c['name']}"
+            for e in c.get("env", []):
+                if not (e["name"].startswith("COHORT_") and e["name"].endswith("_ENDPOINT")):
+                    continue
+                for uri in filter(None, e.get("value", "").split(",")):
+                    u = urlsplit(uri.strip())
+                    svc = by_service.get(u.hostname)
+                    if svc is None:
+                        continue
+                    sp = next((p for p in svc["spec"]["ports"] if p["port"] == u.port), None)
+                    need(sp is not None, cw, f"{e['name']}: Service {u.hostname} has no port {u.port}")
+                    if sp is None:
+                        continue
+                    for callee in workloads:
+                        callee_labels = callee["spec"]["template"]["metadata"].get("labels", {})
+                        if not selects({"matchLabels": svc["spec"].get("selector", {})}, callee_labels):
+                            continue
+                        target = sp.get("targetPort", sp["port"])
+                        cport = next((p for cc in callee["spec"]["template"]["spec"]["containers"]
+                                      for p in cc.get("ports", []) if target in (p.get("name"), p["containerPort"])), {})
+                        number, name = cport.get("containerPort", target), cport.get("name")
+                        callee_name = f"{callee['kind']}/{callee['metadata']['name']}"
+                        need(lets("Egress", labels, callee_labels, number, name), cw,
+                             f"{e['name']}: no NetworkPolicy lets it out to {callee_name} port {number}")
+                        need(lets("Ingress", callee_labels, labels, number, name), cw,
+                             f"{e['name']}: the NetworkPolicies of {callee_name} do not let it in on port {name or number}")
 
 # cert-manager's Certificate (cert-manager.io/v1): the fields the manifests use, against the
 # CRD's structure; and its names must cover every Service that is called over TLS.
@@ -468,6 +559,68 @@ else
   sed 's/^/      /' "$keys.err" >&2
 fi
 
+# The console checks must catch an Ingress to a port the page is not on, NetworkPolicies that
+# keep the console from analysis, and, with TLS, the console calling analysis over plaintext:
+# the production values' Ingress pointed at the gRPC port, their console NetworkPolicy without
+# its egress rule to analysis, analysis's without the console among its callers, and the TLS
+# values' console with an http:// analysis endpoint.
+console=$WORK/console.yaml
+if "$HELM" template cohort "$CHART" --namespace cohort -f "$CHART/ci/production-values.yaml" \
+    >"$console" 2>"$console.err" \
+    && "$HELM" template cohort "$CHART" --namespace cohort -f "$CHART/ci/tls-values.yaml" \
+    >"$console.tls" 2>"$console.err" \
+    && "$PY" - "$console" "$console.tls" <<'PY' 2>>"$console.err"
+import copy, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+tls = [d for d in yaml.safe_load_all(open(sys.argv[2])) if d]
+ingresses = [d for d in docs if d["kind"] == "Ingress"]
+assert ingresses, "the production values render no Ingress"
+for d in ingresses:
+    for r in d["spec"]["rules"]:
+        for p in r["http"]["paths"]:
+            p["backend"]["service"]["port"] = {"name": "grpc"}
+consoles = [c for d in tls if d["kind"] == "Deployment"
+            for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "console"]
+assert consoles, "the TLS values render no console"
+for c in consoles:
+    for e in c["env"]:
+        if e["name"] == "COHORT_ANALYSIS_ENDPOINT":
+            e["value"] = e["value"].replace("https://", "http://")
+yaml.safe_dump_all(docs, open(sys.argv[1] + ".grpc-port", "w"))
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+no_egress, no_ingress = copy.deepcopy(docs), copy.deepcopy(docs)
+for d in no_egress:
+    if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "cohort-console":
+        d["spec"]["egress"] = [r for r in d["spec"]["egress"]
+                               if {"port": 50054, "protocol": "TCP"} not in r.get("ports", [])]
+for d in no_ingress:
+    if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "cohort-analysis":
+        for r in d["spec"]["ingress"]:
+            r["from"] = [p for p in r.get("from", [])
+                         if p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") != "console"]
+        d["spec"]["ingress"] = [r for r in d["spec"]["ingress"] if r["from"]]
+yaml.safe_dump_all(no_egress, open(sys.argv[1] + ".no-egress", "w"))
+yaml.safe_dump_all(no_ingress, open(sys.argv[1] + ".no-ingress", "w"))
+yaml.safe_dump_all(tls, open(sys.argv[2] + ".http", "w"))
+PY
+then
+  must_fail "policy checks reject an Ingress to the console's gRPC port" \
+    "Ingress/cohort-console: backend cohort-console port grpc: must be the Service's http port" \
+    "$PY" "$WORK/policy.py" "$console.grpc-port"
+  must_fail "policy checks reject a console NetworkPolicy without egress to analysis" \
+    "container console: COHORT_ANALYSIS_ENDPOINT: no NetworkPolicy lets it out to Deployment/cohort-analysis port 50054" \
+    "$PY" "$WORK/policy.py" "$console.no-egress"
+  must_fail "policy checks reject an analysis NetworkPolicy that shuts the console out" \
+    "container console: COHORT_ANALYSIS_ENDPOINT: the NetworkPolicies of Deployment/cohort-analysis do not let it in" \
+    "$PY" "$WORK/policy.py" "$console.no-ingress"
+  must_fail "policy checks reject the console calling analysis over http:// with TLS" \
+    "container console: COHORT_ANALYSIS_ENDPOINT: http://cohort-analysis:50054 is a Service" \
+    "$PY" "$WORK/policy.py" "$console.tls.http"
+else
+  fail "console negative checks: could not render or edit the chart"
+  sed 's/^/      /' "$console.err" >&2
+fi
+
 # The values schema must turn bad values away before anything renders: each must fail with
 # Helm's schema error naming the bad value.
 bad_values() {
@@ -493,6 +646,12 @@ bad_values "database.ca with both a Secret and a ConfigMap" "/database/ca/config
   --set database.ca.secretName=db-ca --set database.ca.configMapName=db-ca
 bad_values "an empty database.ca.key" "/database/ca/key" --set database.ca.secretName=db-ca --set database.ca.key=
 bad_values "an unknown tls.clientAuth" "/tls/clientAuth" --set tls.enabled=true --set tls.existingSecret=cohort-tls --set tls.clientAuth=sometimes
+bad_values "console.ingress.enabled without a host" "/console/ingress/hosts" --set console.ingress.enabled=true
+bad_values "a console.ingress host with a port" "/console/ingress/hosts/0" --set console.ingress.enabled=true \
+  --set 'console.ingress.hosts={cohort.example.com:443}'
+bad_values "an unknown console.ingress key (host)" "/console/ingress'?: additional properties 'host'" \
+  --set console.ingress.host=cohort.example.com
+bad_values "a string for console.enabled" "/console/enabled'?: got string, want boolean" --set-string console.enabled=yes
 must_fail "chart rejects events.autoscaling.maxReplicas < minReplicas" "maxReplicas \(2\) must be at least minReplicas \(4\)" \
   "$HELM" template cohort "$CHART" --set events.autoscaling.minReplicas=4 --set events.autoscaling.maxReplicas=2
 

@@ -323,12 +323,13 @@ guard for what the schema checks.
 {{/*
 The pod template of a component. Parameters (a dict):
   root        the top-level context ($)
-  component   config | evaluation | events | analysis
+  component   config | evaluation | events | analysis | console
   values      the component's values (.Values.config, ...)
   grpcPort    the gRPC port
   httpPort    the HTTP port
   grpcService the fully qualified gRPC service name readiness reports on
   useDatabase whether the component gets the database URL (and the database CA, database.ca)
+  noConsul    true for a component that never registers in Consul (the console)
   env         extra env entries (YAML list text), or ""
   volumeMounts extra volumeMounts (YAML list text), or ""
 */}}
@@ -342,14 +343,18 @@ metadata:
     {{- with $root.Values.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+  {{- /* The console reads nothing from the chart's Secret: no roll when it changes. */}}
+  {{- $secretUsed := and (include "cohort.createSecret" $root) (or .useDatabase (not .noConsul)) }}
+  {{- if or $secretUsed $root.Values.podAnnotations }}
   annotations:
-    {{- if include "cohort.createSecret" $root }}
+    {{- if $secretUsed }}
     # A change of the chart's Secret rolls the pods (an existing Secret is not watched).
     checksum/secret: {{ include "cohort.secretData" $root | sha256sum }}
     {{- end }}
     {{- with $root.Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+  {{- end }}
 spec:
   serviceAccountName: {{ include "cohort.serviceAccountName" $root }}
   automountServiceAccountToken: false
@@ -404,8 +409,10 @@ spec:
         {{- with include "cohort.tlsEnv" $root | trim }}
         {{- . | nindent 8 }}
         {{- end }}
+        {{- if not .noConsul }}
         {{- with include "cohort.consulEnv" $ctx | trim }}
         {{- . | nindent 8 }}
+        {{- end }}
         {{- end }}
         {{- range $name, $value := $v.settings }}
         - name: {{ $name }}
