@@ -362,7 +362,14 @@ async fn results(
         };
         let r = c.upstream.analysis.clone().list_results(authed(&key, request)).await?.into_inner();
         for result in &r.results {
-            looks.insert(u64::from(result.look), parse(&result.result_json));
+            let mut look = parse(&result.result_json);
+            // The plots need each look's metrics and units; segments are shown for the latest
+            // result only, and are most of a look's size.
+            if let Some(fields) = look.as_object_mut() {
+                fields.remove("segments");
+                fields.remove("warnings");
+            }
+            looks.insert(u64::from(result.look), look);
         }
         if r.next_page_token.is_empty() || looks.len() >= MAX_ITEMS {
             break;
