@@ -31,25 +31,45 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-async fn create(config: &mut cpb::config_service_client::ConfigServiceClient<tonic::transport::Channel>, admin: &str, kind: cpb::EntityKind, definition: Value) {
-    let request =
-        cpb::CreateEntityRequest { environment: "production".into(), kind: kind as i32, definition_json: definition.to_string() };
-    config.create_entity(authed(admin, request)).await.unwrap_or_else(|e| panic!("create {definition}: {e:?}"));
+async fn create(
+    config: &mut cpb::config_service_client::ConfigServiceClient<tonic::transport::Channel>,
+    admin: &str,
+    kind: cpb::EntityKind,
+    definition: Value,
+) {
+    let request = cpb::CreateEntityRequest {
+        environment: "production".into(),
+        kind: kind as i32,
+        definition_json: definition.to_string(),
+    };
+    config
+        .create_entity(authed(admin, request))
+        .await
+        .unwrap_or_else(|e| panic!("create {definition}: {e:?}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_browser_shows_what_the_services_know() {
     let repo = repo();
-    for needed in ["console/dist/index.html", "console/node_modules/playwright-core", "console/e2e/console.mjs"] {
+    for needed in
+        ["console/dist/index.html", "console/node_modules/playwright-core", "console/e2e/console.mjs"]
+    {
         assert!(repo.join(needed).exists(), "{needed} is missing: run `bash scripts/console-setup.sh` first");
     }
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(Path::new(&chromium).exists(), "{chromium} is missing: install Debian's chromium (.ci/run does)");
 
-    let cluster = TestCluster::with(&[Service::Config, Service::Events, Service::Analysis, Service::Console]).await;
+    let cluster =
+        TestCluster::with(&[Service::Config, Service::Events, Service::Analysis, Service::Console]).await;
     let t = cluster.seed_organization("acme").await;
     let mut config = cluster.config().await;
-    create(&mut config, &t.admin_key, cpb::EntityKind::Metric, json!({"key": "purchase", "event": "purchase", "aggregation": "conversion"})).await;
+    create(
+        &mut config,
+        &t.admin_key,
+        cpb::EntityKind::Metric,
+        json!({"key": "purchase", "event": "purchase", "aggregation": "conversion"}),
+    )
+    .await;
     let flag = json!({
         "key": "kill-switch-demo", "type": "boolean",
         "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
@@ -134,7 +154,9 @@ async fn drive_traffic(sdk: &Client) {
     let mut status = sdk.subscribe();
     tokio::time::timeout(
         PATIENCE,
-        status.wait_for(|_| sdk.experiment(EXPERIMENT, &Context::new("probe-unit-0")).reason != cohort_sdk::Reason::Error),
+        status.wait_for(|_| {
+            sdk.experiment(EXPERIMENT, &Context::new("probe-unit-0")).reason != cohort_sdk::Reason::Error
+        }),
     )
     .await
     .expect("the SDK has the started experiment")
@@ -160,10 +182,12 @@ async fn wait_for_a_look(cluster: &TestCluster, admin: &str) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut last = Value::Null;
     while tokio::time::Instant::now() < deadline {
-        let request = apb::GetResultsRequest { environment: "production".into(), experiment: EXPERIMENT.into() };
+        let request =
+            apb::GetResultsRequest { environment: "production".into(), experiment: EXPERIMENT.into() };
         if let Ok(r) = analysis.get_results(authed(admin, request)).await {
             last = serde_json::from_str(&r.into_inner().result_json).unwrap();
-            let units: u64 = last["units"].as_object().map_or(0, |u| u.values().filter_map(Value::as_u64).sum());
+            let units: u64 =
+                last["units"].as_object().map_or(0, |u| u.values().filter_map(Value::as_u64).sum());
             if units >= UNITS as u64 && last["look"].as_u64().unwrap_or(0) >= 1 {
                 return;
             }
