@@ -394,7 +394,7 @@ fn planned(item: &Item) -> Vec<Outcome> {
 }
 
 /// The same entity twice in the files is ambiguous: refuse.
-fn duplicates(specs: &[Spec]) -> Vec<Diagnostic> {
+pub(crate) fn duplicates(specs: &[Spec]) -> Vec<Diagnostic> {
     let mut seen: HashMap<(Kind, &str), &Origin> = HashMap::new();
     let mut out = Vec::new();
     for spec in specs {
@@ -494,7 +494,14 @@ fn preflight(items: &[Item], current: &HashMap<(Kind, String), Current>) -> Vec<
         }
     }
     entries.extend(items.iter().map(|i| (&i.end, Some(&i.spec.origin))));
+    compile_entries(entries).err().unwrap_or_default()
+}
 
+/// Compiles definitions (each from a file, or stored when its origin is `None`) as one
+/// environment, with cohort-core as the server does. Problems point into the files.
+pub(crate) fn compile_entries(
+    entries: Vec<(&Def, Option<&Origin>)>,
+) -> Result<(Definitions, cohort_core::CompiledConfig), Vec<Diagnostic>> {
     let mut defs = Definitions::default();
     let mut index: HashMap<Kind, Vec<Subject<'_>>> = HashMap::new();
     for (def, origin) in entries {
@@ -508,9 +515,12 @@ fn preflight(items: &[Item], current: &HashMap<(Kind, String), Current>) -> Vec<
             Def::Holdout(d) => defs.holdouts.push(d),
         }
     }
-    let Err(errors) = cohort_core::compile(&defs) else { return Vec::new() };
+    let errors = match cohort_core::compile(&defs) {
+        Ok(config) => return Ok((defs, config)),
+        Err(errors) => errors,
+    };
     let mut shown = BTreeSet::new();
-    errors
+    Err(errors
         .iter()
         .map(|e| {
             let path = parse_path(&e.path);
@@ -536,7 +546,7 @@ fn preflight(items: &[Item], current: &HashMap<(Kind, String), Current>) -> Vec<
         })
         // A flagd file's flags share its `$evaluators`: a bad one is reported once, not per flag.
         .filter(|d| shown.insert(d.to_string()))
-        .collect()
+        .collect())
 }
 
 /// Dependency order: metrics, segments (a segment after those it names), flags, experiments,

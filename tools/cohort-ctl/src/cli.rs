@@ -89,6 +89,13 @@ pub enum Command {
     /// Make the environment hold the definitions in files (YAML or JSON; Cohort's own or
     /// flagd flag-definition files), idempotently.
     Apply(ApplyArgs),
+    /// Check definition files offline, with no server or key: read them as `apply` does, put
+    /// them together as one environment and compile it. Prints every problem as
+    /// FILE:LINE: field: message; exits 0 when the files are valid, 1 when not.
+    Validate(ValidateArgs),
+    /// Evaluate the files' flags and experiments offline for one context, as an SDK would,
+    /// and explain each answer (the rule that matched, the buckets of splits and experiments).
+    Eval(EvalArgs),
     /// Print one definition (YAML, or JSON with -o json), ready to edit and apply; with
     /// -o flagd, the environment's flags (or the one named) as a flagd flag-definition file.
     Get {
@@ -245,6 +252,34 @@ pub struct ApplyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// A file or directory of .yaml/.yml/.json files; `-` reads stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// How to read the files, as for `apply`: `auto`, `cohort` or `flagd`.
+    #[arg(long, value_enum, default_value_t = FileFormat::Auto)]
+    pub format: FileFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A file or directory of .yaml/.yml/.json files; `-` reads stdin. Repeat for more
+    /// (`-f a.yaml -f flags/`): each `-f` takes one, so the keys can follow.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    /// How to read the files, as for `apply`: `auto`, `cohort` or `flagd`.
+    #[arg(long, value_enum, default_value_t = FileFormat::Auto)]
+    pub format: FileFormat,
+    /// The evaluation context as OpenFeature JSON: `targetingKey` (the unit) and attributes
+    /// (strings, numbers, booleans, lists of strings); nested objects are dotted names
+    /// (`{"user": {"plan": "pro"}}` is `user.plan`). Default: no targeting key, no attributes.
+    #[arg(long, value_name = "JSON", value_parser = crate::offline::parse_context)]
+    pub context: Option<cohort_core::Context>,
+    /// The flags and experiments to evaluate (default: every one, flags first).
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct TransitionArgs {
     /// The experiment's key.
     pub key: String,
@@ -331,6 +366,36 @@ mod tests {
         assert_eq!(format(&["apply", "-f", "x.json", "--format", "flagd"]), FileFormat::Flagd);
         assert_eq!(format(&["apply", "--format", "cohort", "-f", "x.json"]), FileFormat::Cohort);
         assert!(Cli::try_parse_from(["cohortctl", "apply", "-f", "x", "--format", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn eval_takes_one_file_per_f_so_keys_can_follow() {
+        let Command::Eval(a) = parse(&[
+            "eval",
+            "-f",
+            "a.yaml",
+            "-f",
+            "dir",
+            "--context",
+            r#"{"targetingKey": "u-1"}"#,
+            "x",
+            "y",
+        ])
+        .command
+        else {
+            panic!("eval")
+        };
+        assert_eq!(a.files, [std::path::PathBuf::from("a.yaml"), std::path::PathBuf::from("dir")]);
+        assert_eq!(a.keys, ["x", "y"]);
+        assert_eq!(a.context, Some(cohort_core::Context::new("u-1")));
+        let refused = Cli::try_parse_from(["cohortctl", "eval", "-f", "a", "--context", "nope"]).unwrap_err();
+        assert!(refused.to_string().contains("--context"), "{refused}");
+        let Command::Validate(v) = parse(&["validate", "-f", "a.yaml", "b/", "--format", "flagd"]).command
+        else {
+            panic!("validate")
+        };
+        assert_eq!(v.files.len(), 2);
+        assert_eq!(v.format, FileFormat::Flagd);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! cohortctl: the operator's command line over the config service's gRPC API. Environments,
 //! API keys, definitions (`apply` from YAML or JSON files, declaratively; flagd's
 //! flag-definition files too, and `get flags -o flagd` back), experiment lifecycles, the
-//! audit log, snapshots and propagation.
+//! audit log, snapshots and propagation; and, offline, `validate` and `eval` over the files.
 //!
 //! The library is the whole tool, so tests drive it without spawning the binary: parse a
 //! [`cli::Cli`] and call [`run`], or call a command function with a [`client::Client`] and a
@@ -12,6 +12,7 @@
 //! - [`client`]: the connection, the API key, paginated and read-then-write helpers.
 //! - [`apply`]: plan, validate locally, and write in dependency order.
 //! - [`commands`]: every other command.
+//! - [`offline`]: `validate` and `eval`, over files alone (no server, no key).
 //! - [`document`]: definition files in their three shapes, or flagd's, read into typed specs.
 //! - [`source`]: YAML parsed into trees that know each node's line; field paths → lines.
 //! - [`definition`]: the six kinds and their typed, canonical definitions.
@@ -33,6 +34,7 @@ pub mod diagnostic;
 pub mod document;
 pub mod error;
 pub mod lifecycle;
+pub mod offline;
 pub mod source;
 
 pub use error::CtlError;
@@ -61,6 +63,14 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
     if let Command::ServiceKey(ServiceKeyCommand::Create { name }) = &cli.command {
         commands::service_key_create(name, con)?;
         return Ok(Outcome::Done);
+    }
+    match &cli.command {
+        Command::Validate(a) => return offline::validate(&a.files, a.format, con),
+        Command::Eval(a) => {
+            let ctx = a.context.clone().unwrap_or_default();
+            return offline::eval(&a.files, a.format, &ctx, &a.keys, con);
+        }
+        _ => {}
     }
     let mut client = Client::connect(&g.endpoint, g.api_key.as_deref(), g.timeout, &g.tls()).await?;
     let env = g.environment.as_str();
@@ -96,6 +106,8 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
             commands::keys_revoke(&mut client, &id, con).await?;
         }
         Command::ServiceKey(ServiceKeyCommand::Create { name }) => commands::service_key_create(&name, con)?,
+        // Offline: handled before connecting.
+        Command::Validate(_) | Command::Eval(_) => {}
         Command::Apply(a) => {
             let opts = apply::ApplyOptions {
                 paths: a.files,

@@ -1,5 +1,5 @@
-//! Finds PostgreSQL for the local run: the URL given, else the local server (a fresh
-//! `cohort_dev` database), else a throwaway cluster made with the PostgreSQL binaries on the
+//! Finds PostgreSQL for the local run: the URL given, else the local server (its `cohort_dev`
+//! database, kept between runs unless `--fresh`), else a throwaway cluster made with the PostgreSQL binaries on the
 //! machine and removed at the end.
 
 use std::path::{Path, PathBuf};
@@ -23,18 +23,30 @@ struct Throwaway {
 }
 
 impl Database {
-    pub(crate) async fn prepare(url: Option<&str>) -> anyhow::Result<Database> {
+    /// `fresh`: on the local server, drop `cohort_dev` first (a given URL's database is used as
+    /// is; a throwaway cluster is always new).
+    pub(crate) async fn prepare(url: Option<&str>, fresh: bool) -> anyhow::Result<Database> {
         if let Some(url) = url {
             return Ok(Database { url: url.to_owned(), throwaway: None });
         }
         if let Ok((client, conn)) = tokio_postgres::connect(LOCAL, NoTls).await {
             tokio::spawn(conn);
-            // Two statements: DROP DATABASE cannot run inside the implicit transaction of a batch.
-            for sql in ["DROP DATABASE IF EXISTS cohort_dev WITH (FORCE)", "CREATE DATABASE cohort_dev"] {
+            if fresh {
                 client
-                    .batch_execute(sql)
+                    .batch_execute("DROP DATABASE IF EXISTS cohort_dev WITH (FORCE)")
                     .await
-                    .context("recreating database cohort_dev on 127.0.0.1:5432")?;
+                    .context("dropping database cohort_dev on 127.0.0.1:5432")?;
+            }
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = 'cohort_dev'", &[])
+                .await
+                .context("looking for database cohort_dev on 127.0.0.1:5432")?
+                .is_some();
+            if !exists {
+                client
+                    .batch_execute("CREATE DATABASE cohort_dev")
+                    .await
+                    .context("creating database cohort_dev on 127.0.0.1:5432")?;
             }
             return Ok(Database {
                 url: "postgres://postgres@127.0.0.1:5432/cohort_dev".into(),
@@ -44,6 +56,11 @@ impl Database {
         let throwaway = Throwaway::start()?;
         let url = throwaway.url();
         Ok(Database { url, throwaway: Some(throwaway) })
+    }
+
+    /// Whether the database outlives this run (not a throwaway cluster).
+    pub(crate) fn persists(&self) -> bool {
+        self.throwaway.is_none()
     }
 
     pub(crate) async fn stop(self) {

@@ -1,5 +1,7 @@
-//! The demo: an organization, an SDK key, two metrics (a purchase conversion and a page-load
-//! guardrail), a running checkout-button experiment and a flag, written through the config API.
+//! The demo: two metrics (a purchase conversion and a page-load guardrail), a running
+//! checkout-button experiment and a flag, written through the config API with an admin key
+//! (see [`crate::dev`] for the organization and the keys). Applying it again adds only what is
+//! missing.
 
 use anyhow::Context;
 use cohort_proto::config::v1 as pb;
@@ -7,18 +9,18 @@ use cohort_proto::config::v1::config_service_client::ConfigServiceClient;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use cohort_dev::stack::{Service, Stack};
+use crate::stack::{Service, Stack};
 
-pub(crate) const EXPERIMENT: &str = "checkout-button";
-pub(crate) const FLAG: &str = "new-navigation";
+pub const EXPERIMENT: &str = "checkout-button";
+pub const FLAG: &str = "new-navigation";
 
 #[derive(Debug, Clone)]
-pub(crate) struct Demo {
-    pub(crate) admin_key: String,
-    pub(crate) sdk_key: String,
+pub struct Demo {
+    pub admin_key: String,
+    pub sdk_key: String,
 }
 
-fn authed<T>(key: &str, m: T) -> tonic::Request<T> {
+pub(crate) fn authed<T>(key: &str, m: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(m);
     if let Ok(v) = format!("Bearer {key}").parse() {
         r.metadata_mut().insert("authorization", v);
@@ -26,32 +28,13 @@ fn authed<T>(key: &str, m: T) -> tonic::Request<T> {
     r
 }
 
-pub(crate) async fn apply(stack: &Stack) -> anyhow::Result<Demo> {
-    let mut c: ConfigServiceClient<Channel> =
-        ConfigServiceClient::connect(stack.addrs(Service::Config).expect("config runs").grpc_url()).await?;
-    let boot = c
-        .bootstrap(pb::BootstrapRequest {
-            organization: "demo".into(),
-            environment: "production".into(),
-            token: String::new(),
-        })
-        .await
-        .context("bootstrap")?
-        .into_inner();
-    let admin_key = boot.admin_key.context("bootstrap returned no key")?.secret;
-    let sdk_key = c
-        .create_api_key(authed(
-            &admin_key,
-            pb::CreateApiKeyRequest {
-                kind: pb::KeyKind::Sdk as i32,
-                name: "demo traffic".into(),
-                environment: "production".into(),
-                ..Default::default()
-            },
-        ))
-        .await?
-        .into_inner()
-        .secret;
+/// Creates the demo's metrics, experiment and flag in `environment` unless they exist, and
+/// starts the experiment when this call created it. Returns how many entities it created.
+pub async fn apply(stack: &Stack, admin_key: &str, environment: &str) -> anyhow::Result<usize> {
+    let mut c: ConfigServiceClient<Channel> = ConfigServiceClient::connect(
+        stack.addrs(Service::Config).context("config is not running")?.grpc_url(),
+    )
+    .await?;
     let definitions = [
         (
             pb::EntityKind::Metric,
@@ -87,22 +70,36 @@ pub(crate) async fn apply(stack: &Stack) -> anyhow::Result<Demo> {
             }),
         ),
     ];
+    let mut created = 0;
+    let mut experiment_created = false;
     for (kind, definition) in definitions {
-        c.create_entity(authed(
-            &admin_key,
-            pb::CreateEntityRequest {
-                environment: "production".into(),
-                kind: kind as i32,
-                definition_json: definition.to_string(),
-            },
-        ))
-        .await
-        .with_context(|| format!("creating {}", definition["key"]))?;
+        let result = c
+            .create_entity(authed(
+                admin_key,
+                pb::CreateEntityRequest {
+                    environment: environment.into(),
+                    kind: kind as i32,
+                    definition_json: definition.to_string(),
+                },
+            ))
+            .await;
+        match result {
+            Ok(_) => {
+                created += 1;
+                experiment_created |= kind == pb::EntityKind::Experiment;
+            }
+            // There from an earlier run (or changed since): kept as it is.
+            Err(s) if s.code() == tonic::Code::AlreadyExists => {}
+            Err(s) => return Err(s).with_context(|| format!("creating {}", definition["key"])),
+        }
+    }
+    if !experiment_created {
+        return Ok(created);
     }
     c.transition_experiment(authed(
-        &admin_key,
+        admin_key,
         pb::TransitionExperimentRequest {
-            environment: "production".into(),
+            environment: environment.into(),
             key: EXPERIMENT.into(),
             action: pb::ExperimentAction::Start as i32,
             expected_revision: 1,
@@ -111,5 +108,5 @@ pub(crate) async fn apply(stack: &Stack) -> anyhow::Result<Demo> {
     ))
     .await
     .context("starting the experiment")?;
-    Ok(Demo { admin_key, sdk_key })
+    Ok(created)
 }

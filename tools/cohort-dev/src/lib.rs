@@ -5,8 +5,11 @@
 //! - [`stack`]: [`stack::Stack`] runs config, events, analysis and evaluation (all, or those
 //!   asked for) against one database, on the usual ports or any free ones; each service can be
 //!   stopped, killed and restarted where it was.
+//! - [`dev`]: `make dev`'s start-up (the stack, the keys kept between runs, the [`demo`]).
 //! - [`testing`] (feature `testing`): [`testing::TestCluster`], a stack on a fresh database.
 
+pub mod demo;
+pub mod dev;
 pub mod stack;
 #[cfg(feature = "testing")]
 pub mod testing;

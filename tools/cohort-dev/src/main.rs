@@ -4,15 +4,16 @@
 #![allow(clippy::print_stdout)]
 
 mod database;
-mod demo;
 mod table;
 mod traffic;
 
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use cohort_dev::stack::{Options, Service, Stack};
+use cohort_dev::dev::{self, Setup};
+use cohort_dev::stack::{Options, Service};
 use cohort_runtime::{parse_duration, wait_for_signal};
 
 /// Runs PostgreSQL (found or started), the config, evaluation, events and analysis services, a
@@ -21,7 +22,7 @@ use cohort_runtime::{parse_duration, wait_for_signal};
 #[command(name = "cohort-dev", version)]
 struct Args {
     /// PostgreSQL to use (its database is used as is). Default: the local server on
-    /// 127.0.0.1:5432 (database `cohort_dev`, recreated), else a throwaway cluster.
+    /// 127.0.0.1:5432 (database `cohort_dev`, kept between runs), else a throwaway cluster.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
 
@@ -32,6 +33,16 @@ struct Args {
     /// The planted relative effect of the green button on purchases.
     #[arg(long, env = "COHORT_DEV_EFFECT", default_value_t = 0.2)]
     effect: f64,
+
+    /// Start over: drop and recreate `cohort_dev` (on the local server) and forget the saved
+    /// keys (target/cohort-dev/state.json).
+    #[arg(long, env = "COHORT_DEV_FRESH")]
+    fresh: bool,
+
+    /// Where the admin and SDK keys are kept between runs (owner-only). Default:
+    /// target/cohort-dev/state.json of this checkout.
+    #[arg(long, env = "COHORT_DEV_STATE_FILE")]
+    state_file: Option<std::path::PathBuf>,
 
     /// How often the results table refreshes.
     #[arg(long, value_parser = parse_duration, default_value = "3s")]
@@ -47,12 +58,37 @@ async fn main() -> anyhow::Result<()> {
     // Quiet by default: the table is the output. RUST_LOG=info shows the services' logs.
     cohort_runtime::telemetry::init_tracing_with_default(cohort_runtime::settings::LogFormat::Text, "warn");
 
-    let db =
-        database::Database::prepare(args.database_url.as_deref()).await.context("preparing PostgreSQL")?;
+    // Listening from the start: a SIGTERM or Ctrl-C during start-up (whose default would kill the
+    // process, leaving a throwaway cluster behind) stops the stack as soon as it is up.
+    let mut stop = std::pin::pin!(wait_for_signal());
+    std::future::poll_fn(|cx| {
+        let _ = stop.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let db = database::Database::prepare(args.database_url.as_deref(), args.fresh)
+        .await
+        .context("preparing PostgreSQL")?;
     println!("PostgreSQL   {}", db.url);
+    if !db.persists() {
+        println!("             (a throwaway cluster: nothing made in this run survives it)");
+    }
     let spool = std::env::temp_dir().join(format!("cohort-dev-spool-{}", std::process::id()));
-    let mut stack =
-        Stack::start(&db.url, &Options::dev(spool.clone())).await.context("starting the services")?;
+    let setup = Setup {
+        database_url: db.url.clone(),
+        options: Options::dev(spool.clone()),
+        state_file: db.persists().then(|| args.state_file.clone().unwrap_or_else(dev::default_state_file)),
+        fresh: args.fresh,
+    };
+    let started = match dev::start(&setup).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&spool);
+            db.stop().await;
+            return Err(e.context("starting the services"));
+        }
+    };
+    let (mut stack, demo) = (started.stack, started.demo);
     // `make dev` builds the page first; without it the rest still runs.
     if let Err(e) = stack.add(Service::Console, &[]).await {
         eprintln!(
@@ -60,11 +96,19 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("{}", stack.describe());
+    for note in &started.notes {
+        println!("note: {note}");
+    }
+    if started.reused {
+        println!(
+            "\nkept from the last run: organization {}, its keys and definitions (--fresh starts over)",
+            started.organization
+        );
+    }
     let (config, evaluation) = match (stack.addrs(Service::Config), stack.addrs(Service::Evaluation)) {
         (Some(c), Some(e)) => (c, e),
         _ => anyhow::bail!("the stack started without config or evaluation"),
     };
-    let demo = demo::apply(&stack).await.context("applying the demo")?;
     if let Some(console) = stack.addrs(Service::Console) {
         println!("\nconsole      {}  (sign in with the admin key)", console.http_url());
     }
@@ -82,8 +126,6 @@ async fn main() -> anyhow::Result<()> {
 
     let traffic = traffic::Traffic::start(&stack, &demo, args.users_per_second, args.effect).await?;
     let mut ticker = tokio::time::interval(args.refresh);
-    let stop = wait_for_signal();
-    tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,

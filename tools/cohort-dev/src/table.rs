@@ -6,8 +6,8 @@ use cohort_proto::analysis::v1::analysis_service_client::AnalysisServiceClient;
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 
-use crate::demo::{Demo, EXPERIMENT};
 use crate::traffic::Traffic;
+use cohort_dev::demo::{Demo, EXPERIMENT};
 use cohort_dev::stack::{Service, Stack};
 
 fn pct(x: Option<f64>) -> String {

@@ -12,7 +12,7 @@ use rand::Rng;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken as Stop;
 
-use crate::demo::{Demo, EXPERIMENT, FLAG};
+use cohort_dev::demo::{Demo, EXPERIMENT, FLAG};
 use cohort_dev::stack::{Service, Stack};
 
 /// The control's purchase rate.

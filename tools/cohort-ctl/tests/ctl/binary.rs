@@ -84,3 +84,61 @@ async fn the_binary_applies_files_and_exits_with_the_right_status() {
     assert!(text(&out.stderr).starts_with("error: "), "{out:?}");
     server.stop().await;
 }
+
+/// Runs the binary with no server behind its endpoint and no key: the offline commands.
+fn offline(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cohortctl"))
+        .args(args)
+        .env_clear()
+        .env("COHORT_ENDPOINT", "http://127.0.0.1:9")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cohortctl runs")
+}
+
+#[test]
+fn the_binary_validates_and_evaluates_files_with_no_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = "kind: flag\nkey: banner\ntype: string\nvariations: [{key: red, value: red}, {key: blue, value: blue}]\nrules:\n  - condition: {op: in, attribute: country, values: [NZ]}\n    serve: {variation: blue}\ndefault: {variation: red}\n";
+    let file = write(dir.path(), "banner.yaml", good);
+
+    let out = offline(&["validate", "-f", &file]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(text(&out.stdout), "1 file, 1 definition: valid\n");
+
+    let bad = good.replace("variation: blue}", "variation: green}");
+    let bad_file = write(dir.path(), "bad.yaml", &bad);
+    let out = offline(&["validate", "-f", &bad_file]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let line = line_of(&bad, "green");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("{bad_file}:{line}: flag banner: rules[0].serve")), "{stderr}");
+    assert!(stderr.contains("unknown variation \"green\""), "{stderr}");
+
+    let out = offline(&[
+        "eval",
+        "-f",
+        &file,
+        "--context",
+        r#"{"targetingKey": "u-42", "country": "NZ"}"#,
+        "banner",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        text(&out.stdout),
+        "flag banner: \"blue\" (variant blue, TARGETING_MATCH)\n  rule 0: matched\n  serves blue\n"
+    );
+    let out = offline(&["eval", "-f", &file, "-o", "json", "--context", r#"{"country": "AU"}"#]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results[0]["variant"], "red");
+    assert_eq!(results[0]["reason"], "DEFAULT");
+
+    let out = offline(&["eval", "-f", &file, "--context", "{\"targetingKey\": "]);
+    assert_eq!(out.status.code(), Some(2), "bad --context is a bad command line: {out:?}");
+    assert!(text(&out.stderr).contains("--context"), "{out:?}");
+    let out = offline(&["eval", "-f", &file, "no-such-flag"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = offline(&["validate"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
