@@ -141,8 +141,6 @@ pub(crate) enum SemOp {
     Major,
     /// `~`: the same major and minor version.
     Minor,
-    /// An operator computed at evaluation.
-    Dynamic,
 }
 
 #[derive(Debug, Clone)]
@@ -218,14 +216,13 @@ pub(crate) enum Outcome {
 }
 
 /// Evaluates a flag's targeting and maps its result onto the flag's variations.
-pub(crate) fn decide(expr: &Expr, env: &Env<'_>, variations: impl Fn(&str) -> Option<usize>) -> Outcome {
-    let find = |name: &str| variations(name);
+pub(crate) fn decide(expr: &Expr, env: &Env<'_>, find: impl Fn(&str) -> Option<usize>) -> Outcome {
     match eval(expr, env) {
         Err(Abort) | Ok(Val::Null) => Outcome::Default,
         Ok(Val::Variant(i)) => Outcome::Variant(i),
         Ok(Val::Split(i)) => Outcome::Split(i),
         Ok(Val::Bool(b)) => find(if b { "true" } else { "false" }).map_or(Outcome::Invalid, Outcome::Variant),
-        Ok(v) => v.as_str().and_then(find).map_or(Outcome::Invalid, Outcome::Variant),
+        Ok(v) => v.as_str().and_then(&find).map_or(Outcome::Invalid, Outcome::Variant),
     }
 }
 
@@ -384,7 +381,6 @@ fn sem_ver(a: Val<'_>, op: SemOp, b: Val<'_>) -> Result<bool, Abort> {
         SemOp::Gte => ord != Ordering::Less,
         SemOp::Major => x.major == y.major,
         SemOp::Minor => x.major == y.major && x.minor == y.minor,
-        SemOp::Dynamic => return Err(Abort),
     })
 }
 
@@ -844,15 +840,14 @@ impl<'c> LogicCompiler<'c> {
                 );
                 return None;
             }
-            _ => SemOp::Dynamic,
+            _ => {
+                self.err(
+                    format!("{path}[1]"),
+                    "the sem_ver operator must be written out (=, !=, <, <=, >, >=, ^, ~)",
+                );
+                return None;
+            }
         };
-        if op == SemOp::Dynamic {
-            self.err(
-                format!("{path}[1]"),
-                "the sem_ver operator must be written out (=, !=, <, <=, >, >=, ^, ~)",
-            );
-            return None;
-        }
         for i in [0, 2] {
             let ok = match &args[i] {
                 Value::String(s) => parse_semver_lenient(s).is_some(),

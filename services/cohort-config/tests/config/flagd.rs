@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::{Server, authed, create};
+use crate::{Server, authed, create, find_experiments};
 
 fn price(targeting: Value, experiment: Option<Value>) -> Value {
     let mut flag = json!({
@@ -119,21 +119,8 @@ async fn flagd_targeting_is_checked_on_write_and_an_analysed_split_runs_as_an_ex
     assert_eq!(e["primary_metrics"], json!(["buys"]));
     assert_eq!(running.metrics.len(), 1);
     for name in ["price", id.as_str()] {
-        let found = internal
-            .find_experiments(authed(
-                &service.secret,
-                pb::FindExperimentsRequest {
-                    organization_id: t.organization_id.to_string(),
-                    environment: "production".into(),
-                    experiment: name.into(),
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .experiments;
-        let found: Vec<(&str, &str)> =
-            found.iter().map(|f| (f.key.as_str(), f.experiment_id.as_str())).collect();
+        let found = find_experiments(&mut internal, &service.secret, t.organization_id, name).await;
+        let found: Vec<(&str, &str)> = found.iter().map(|(k, i)| (k.as_str(), i.as_str())).collect();
         assert_eq!(found, [("price", id.as_str())], "{name}");
     }
     server.stop().await;

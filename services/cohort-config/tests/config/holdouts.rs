@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use crate::{Server, authed, create, experiment_json};
+use crate::{Server, authed, create, experiment_json, find_experiments};
 
 /// A tenant whose environment holds metric `m`, experiments `a` (in layer `l`) and `b`.
 async fn seeded(c: &mut ConfigServiceClient<Channel>, t: &Tenant) {
@@ -234,21 +234,8 @@ async fn the_internal_api_lists_enabled_holdouts_and_finds_them_by_key() {
     assert_eq!(running.metrics.len(), 1, "the metrics of an environment with an enabled holdout");
 
     for name in ["on", on_id.as_str()] {
-        let found = internal
-            .find_experiments(authed(
-                &service.secret,
-                pb::FindExperimentsRequest {
-                    organization_id: t.organization_id.to_string(),
-                    environment: "production".into(),
-                    experiment: name.into(),
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .experiments;
-        let found: Vec<(&str, &str)> =
-            found.iter().map(|f| (f.key.as_str(), f.experiment_id.as_str())).collect();
+        let found = find_experiments(&mut internal, &service.secret, t.organization_id, name).await;
+        let found: Vec<(&str, &str)> = found.iter().map(|(k, i)| (k.as_str(), i.as_str())).collect();
         assert_eq!(found, [("on", on_id.as_str())], "{name}");
     }
     server.stop().await;

@@ -117,3 +117,20 @@ pub async fn http_get(
     let r = cohort_dev::testing::http::get(addr, path, headers).await;
     (r.status, r.headers, r.body)
 }
+
+/// What `FindExperiments` answers for `name` in `organization`'s production environment:
+/// (key, experiment id) pairs.
+pub async fn find_experiments(
+    internal: &mut pb::internal_service_client::InternalServiceClient<Channel>,
+    service_secret: &str,
+    organization: uuid::Uuid,
+    name: &str,
+) -> Vec<(String, String)> {
+    let request = pb::FindExperimentsRequest {
+        organization_id: organization.to_string(),
+        environment: "production".into(),
+        experiment: name.into(),
+    };
+    let found = internal.find_experiments(authed(service_secret, request)).await.unwrap().into_inner();
+    found.experiments.into_iter().map(|f| (f.key, f.experiment_id)).collect()
+}
