@@ -7,6 +7,11 @@
 //! (metrics, segments, flags, experiments, then completions that free layer ranges, layers,
 //! holdouts, and the remaining lifecycle moves). The server validates the batch as a whole and commits
 //! it as one version, or nothing.
+//!
+//! `--dry-run` shows each update's changed values (`rules[0].serve.variation: "off" → "on"`).
+//! `--prune` also deletes what the environment holds of the kinds the files define and the
+//! files do not: those deletes end the same batch, after a confirmation, and a live
+//! experiment among them stops the run before anything is written.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -21,6 +26,7 @@ use crate::client::Client;
 use crate::console::Console;
 use crate::definition::{Def, Kind, changed_fields};
 use crate::diagnostic::{Diagnostic, violations};
+use crate::diff::{Change, diff};
 use crate::document::{self, Origin, Spec};
 use crate::error::CtlError;
 use crate::lifecycle::{self, Action};
@@ -37,6 +43,10 @@ pub struct ApplyOptions {
     /// Skip compiling the planned environment locally and leave validation to the server
     /// (for a cohortctl older than the server). The batch is still all or nothing.
     pub server_validation_only: bool,
+    /// Also delete stored definitions of the kinds the files define that the files do not.
+    pub prune: bool,
+    /// Prune without asking.
+    pub yes: bool,
 }
 
 /// What happened to one entity (or one lifecycle move of it).
@@ -44,11 +54,14 @@ pub struct ApplyOptions {
 pub struct Outcome {
     pub kind: Kind,
     pub key: String,
-    /// created, updated, unchanged, started, paused, resumed, completed or failed.
+    /// created, updated, unchanged, started, paused, resumed, completed, deleted or failed.
     pub result: &'static str,
     /// For updates: the top-level fields that changed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
+    /// For updates in a dry run: every changed value, by field path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
     /// The environment version the write created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
@@ -84,9 +97,17 @@ impl ApplyReport {
     /// `2 created, 1 updated, 5 unchanged, 1 started`.
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
-        for result in
-            ["created", "updated", "unchanged", "started", "paused", "resumed", "completed", "failed"]
-        {
+        for result in [
+            "created",
+            "updated",
+            "unchanged",
+            "started",
+            "paused",
+            "resumed",
+            "completed",
+            "deleted",
+            "failed",
+        ] {
             let n = self.count(result);
             if n > 0 {
                 parts.push(format!("{n} {result}"));
@@ -112,7 +133,15 @@ struct Current {
 enum Write {
     None,
     Create(Value),
-    Update { definition: Value, fields: Vec<String> },
+    Update { definition: Value, fields: Vec<String>, changes: Vec<Change> },
+}
+
+/// A stored definition `--prune` deletes.
+#[derive(Debug, Clone)]
+struct Prune {
+    kind: Kind,
+    key: String,
+    revision: i64,
 }
 
 /// The plan for one spec.
@@ -150,16 +179,13 @@ pub async fn apply(
     client.require_key()?;
     let mut current = HashMap::new();
     for e in client.list_entities(env, None).await? {
-        let Some(kind) = cohort_proto::convert::entity_kind(e.kind) else { continue };
-        let value: Value = serde_json::from_str(&e.definition_json)
-            .map_err(|err| CtlError::Protocol(format!("{kind} {:?} as invalid JSON: {err}", e.key)))?;
-        let def = Def::parse(kind, &value).map_err(|err| {
-            CtlError::Protocol(format!(
-                "{kind} {:?} that this cohortctl cannot read ({}: {}); is it older than the server?",
-                e.key, err.path, err.message
-            ))
-        })?;
-        current.insert((kind, e.key), Current { canonical: def.canonical(), def, revision: e.revision });
+        // Kinds newer than this cohortctl are left alone.
+        if cohort_proto::convert::entity_kind(e.kind).is_none() {
+            continue;
+        }
+        let def = crate::commands::stored(&e)?;
+        current
+            .insert((def.kind(), e.key), Current { canonical: def.canonical(), def, revision: e.revision });
     }
 
     let mut items = Vec::with_capacity(specs.len());
@@ -172,8 +198,18 @@ pub async fn apply(
     if report.failed() {
         return finish(report, con);
     }
+    let pruned = if opts.prune { prunable(&items, &current) } else { Vec::new() };
+    report.errors.extend(live_experiments(&pruned, &current));
+    if report.failed() {
+        return finish(report, con);
+    }
     if !opts.server_validation_only {
-        report.errors.extend(preflight(&items, &current));
+        let kept: HashMap<(Kind, String), Current> = current
+            .iter()
+            .filter(|(id, _)| !pruned.iter().any(|p| (p.kind, p.key.as_str()) == (id.0, id.1.as_str())))
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect();
+        report.errors.extend(preflight(&items, &kept));
         if report.failed() {
             return finish(report, con);
         }
@@ -187,14 +223,31 @@ pub async fn apply(
                 report.results.push(outcome);
             }
         }
+        for p in &pruned {
+            let outcome = deleted(p, None);
+            show(con, &outcome)?;
+            report.results.push(outcome);
+        }
         return finish(report, con);
+    }
+    if !pruned.is_empty() {
+        confirm_prune(&pruned, opts.yes, con)?;
     }
 
     let reason = format!(
         "cohortctl apply {}",
         opts.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
     );
-    let (operations, steps) = batch(&mut items, &reason);
+    let (mut operations, steps) = batch(&mut items, &reason);
+    // Deletes last: the server validates the batch as a whole, and nothing written above
+    // may still name what goes.
+    operations.extend(pruned.iter().map(|p| pb::BatchOperation {
+        operation: Some(pb::batch_operation::Operation::Delete(pb::DeleteOperation {
+            kind: pb::EntityKind::from(p.kind) as i32,
+            key: p.key.clone(),
+            expected_revision: p.revision,
+        })),
+    }));
     if operations.is_empty() {
         for item in &items {
             let outcome = outcome(&item.spec, "unchanged", Vec::new(), None);
@@ -222,6 +275,11 @@ pub async fn apply(
                     show(con, &outcome)?;
                     report.results.push(outcome);
                 }
+            }
+            for p in &pruned {
+                let outcome = deleted(p, Some(version));
+                show(con, &outcome)?;
+                report.results.push(outcome);
             }
         }
         Err(status) => {
@@ -289,7 +347,7 @@ fn batch(items: &mut [Item], reason: &str) -> (Vec<pb::BatchOperation>, Vec<(usi
                 Operation::Create(pb::CreateOperation { kind, definition_json: body.to_string() }),
                 Step::Write("created", Vec::new()),
             ),
-            Write::Update { definition, fields } => (
+            Write::Update { definition, fields, .. } => (
                 Operation::Update(pb::UpdateOperation {
                     kind,
                     key: item.spec.key().into(),
@@ -373,11 +431,86 @@ fn show(con: &mut Console<'_>, o: &Outcome) -> Result<(), CtlError> {
         line.push_str(&format!(" [version {v}]"));
     }
     con.line(line)?;
+    for change in &o.changes {
+        con.line(format!("  {} {}: {change}", o.kind, o.key))?;
+    }
     Ok(())
 }
 
 fn outcome(spec: &Spec, result: &'static str, fields: Vec<String>, version: Option<u64>) -> Outcome {
-    Outcome { kind: spec.kind(), key: spec.key().to_owned(), result, fields, version }
+    Outcome { kind: spec.kind(), key: spec.key().to_owned(), result, fields, changes: Vec::new(), version }
+}
+
+fn deleted(p: &Prune, version: Option<u64>) -> Outcome {
+    Outcome {
+        kind: p.kind,
+        key: p.key.clone(),
+        result: "deleted",
+        fields: Vec::new(),
+        changes: Vec::new(),
+        version,
+    }
+}
+
+/// What `--prune` deletes: stored definitions of the kinds the files define that the files
+/// do not define. Kinds the files leave out are not touched, so a file of flags never
+/// deletes experiments. Ordered for the batch and the listing: dependents first (holdouts,
+/// layers, experiments, flags, segments, metrics), then by key.
+fn prunable(items: &[Item], current: &HashMap<(Kind, String), Current>) -> Vec<Prune> {
+    let kinds: BTreeSet<Kind> = items.iter().map(|i| i.spec.kind()).collect();
+    let in_files: BTreeSet<(Kind, &str)> = items.iter().map(|i| (i.spec.kind(), i.spec.key())).collect();
+    let mut out: Vec<Prune> = current
+        .iter()
+        .filter(|((kind, key), _)| kinds.contains(kind) && !in_files.contains(&(*kind, key.as_str())))
+        .map(|((kind, key), c)| Prune { kind: *kind, key: key.clone(), revision: c.revision })
+        .collect();
+    out.sort_by(|a, b| (5 - rank(a.kind), &a.key).cmp(&(5 - rank(b.kind), &b.key)));
+    out
+}
+
+/// Running and paused experiments cannot be deleted (complete them first): one diagnostic
+/// each, so the run stops before anything is written.
+fn live_experiments(pruned: &[Prune], current: &HashMap<(Kind, String), Current>) -> Vec<Diagnostic> {
+    pruned
+        .iter()
+        .filter_map(|p| match current.get(&(p.kind, p.key.clone())).map(|c| &c.def) {
+            Some(Def::Experiment(e)) if e.status.is_live() => Some(
+                Diagnostic::new(format!(
+                    "is {} and no file defines it: --prune cannot delete it; complete it first \
+                     (`cohortctl complete {}`) or keep it in the files",
+                    e.status.as_str(),
+                    p.key
+                ))
+                .about(Kind::Experiment, p.key.clone()),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Lists what `--prune` deletes on stderr, then asks on a terminal; without `yes` and with no
+/// terminal to ask on, refuses.
+fn confirm_prune(pruned: &[Prune], yes: bool, con: &mut Console<'_>) -> Result<(), CtlError> {
+    let n = pruned.len();
+    let s = if n == 1 { "" } else { "s" };
+    con.note(format!("--prune deletes {n} definition{s} that no file defines:"))?;
+    for p in pruned {
+        con.note(format!("  {}/{}", p.kind, p.key))?;
+    }
+    if yes {
+        return Ok(());
+    }
+    if !con.terminal {
+        return Err(CtlError::Refused(format!(
+            "apply --prune would delete {n} definition{s} and stdin is not a terminal to confirm on: \
+             pass --yes to delete them; nothing was written"
+        )));
+    }
+    if con.confirm(&format!("Delete {}?", if n == 1 { "it" } else { "them" }))? {
+        Ok(())
+    } else {
+        Err(CtlError::Refused("not confirmed: nothing was written".into()))
+    }
 }
 
 /// What the dry run reports for an item.
@@ -385,7 +518,10 @@ fn planned(item: &Item) -> Vec<Outcome> {
     let mut out = Vec::new();
     match &item.write {
         Write::Create(_) => out.push(outcome(&item.spec, "created", Vec::new(), None)),
-        Write::Update { fields, .. } => out.push(outcome(&item.spec, "updated", fields.clone(), None)),
+        Write::Update { fields, changes, .. } => out.push(Outcome {
+            changes: changes.clone(),
+            ..outcome(&item.spec, "updated", fields.clone(), None)
+        }),
         Write::None if item.moves.is_empty() => out.push(outcome(&item.spec, "unchanged", Vec::new(), None)),
         Write::None => {}
     }
@@ -470,7 +606,8 @@ fn plan(spec: Spec, current: &HashMap<(Kind, String), Current>) -> Result<Item, 
         Some(have) if have.canonical == canonical => (Write::None, have.revision),
         Some(have) => {
             let fields = changed_fields(&have.canonical, &canonical);
-            (Write::Update { definition: canonical, fields }, have.revision)
+            let changes = diff(&have.canonical, &canonical);
+            (Write::Update { definition: canonical, fields, changes }, have.revision)
         }
     };
     Ok(Item { spec, write, moves, end, revision })
@@ -552,16 +689,20 @@ pub(crate) fn compile_entries(
 /// Dependency order: metrics, segments (a segment after those it names), flags, experiments,
 /// layers, holdouts (which name layers and metrics). Within a kind, files order.
 fn order(items: &mut [Item]) {
-    let rank = |k: Kind| match k {
+    let depth = segment_depths(items);
+    items.sort_by_key(|i| (rank(i.spec.kind()), depth.get(i.spec.key()).copied().unwrap_or(0)));
+}
+
+/// A kind's place in dependency order: what names others comes later.
+fn rank(kind: Kind) -> u8 {
+    match kind {
         Kind::Metric => 0,
         Kind::Segment => 1,
         Kind::Flag => 2,
         Kind::Experiment => 3,
         Kind::Layer => 4,
         Kind::Holdout => 5,
-    };
-    let depth = segment_depths(items);
-    items.sort_by_key(|i| (rank(i.spec.kind()), depth.get(i.spec.key()).copied().unwrap_or(0)));
+    }
 }
 
 /// For segments in the files: how many file segments deep their `in_segment` references go.

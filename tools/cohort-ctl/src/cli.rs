@@ -10,12 +10,20 @@ use crate::console::Format;
 use crate::definition::{Kind, kind_arg};
 use crate::document::FileFormat;
 
+/// The exit statuses, for `--help` (values in `crate::error::exit`; docs/cli.md lists them too).
+pub const EXIT_STATUS: &str = "\
+Exit status:
+  0  success
+  1  failure: a call refused or failed, invalid files, apply --prune not confirmed
+  2  bad command line: unknown option, missing argument or API key, a format the command
+     cannot print";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cohortctl",
     version,
     about = "Operate Cohort: environments, API keys, flags and experiments",
-    after_help = "Exit status: 0 on success, 1 when anything failed, 2 for a bad command line."
+    after_help = EXIT_STATUS
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -31,6 +39,11 @@ pub struct Global {
     #[arg(long, env = "COHORT_ENDPOINT", default_value = "http://127.0.0.1:50051", global = true)]
     pub endpoint: String,
 
+    /// The analysis service's gRPC endpoint (`results`), reached with the same key and TLS
+    /// options as --endpoint.
+    #[arg(long, env = "COHORT_ANALYSIS_ENDPOINT", default_value = "http://127.0.0.1:50054", global = true)]
+    pub analysis_endpoint: String,
+
     /// An admin API key (an SDK key can only read).
     #[arg(long, env = "COHORT_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
@@ -39,8 +52,9 @@ pub struct Global {
     #[arg(short = 'e', long, env = "COHORT_ENVIRONMENT", default_value = "production", global = true)]
     pub environment: String,
 
-    /// `table` for people, `json` for scripts; `flagd` for `get flags` (a flagd
-    /// flag-definition file).
+    /// `table` for people, `json` for scripts; `yaml` for the read commands (get, list, audit,
+    /// snapshot, propagation, keys list, env list, results); `csv` for `results`; `flagd`
+    /// for `get flags` (a flagd flag-definition file).
     #[arg(short = 'o', long, env = "COHORT_OUTPUT", value_enum, default_value_t = Format::Table, global = true)]
     pub output: Format,
 
@@ -129,6 +143,45 @@ pub enum Command {
     Snapshot,
     /// How far a config version (default: the current one) has reached connected SDKs.
     Propagation { version: Option<u64> },
+    /// An experiment's scorecard from the analysis service: per variant and metric the
+    /// units, conversions or mean, lift with its interval and significance; SRM, guardrails
+    /// and looks.
+    Results(ResultsArgs),
+    /// Turn a flag on or off.
+    #[command(subcommand)]
+    Flag(FlagCommand),
+    /// Print a shell completion script, e.g. `cohortctl completion bash > /etc/bash_completion.d/cohortctl`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    /// The experiment's key or id.
+    pub experiment: String,
+    /// The result of every formal look, newest first, instead of the latest.
+    #[arg(long)]
+    pub looks: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlagCommand {
+    /// Set the flag's `enabled` to true (written at the revision read, like apply).
+    Enable(FlagArgs),
+    /// Set the flag's `enabled` to false: it serves its off variation.
+    Disable(FlagArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FlagArgs {
+    /// The flag's key.
+    pub key: String,
+    /// Why. The config API has no reason for a definition update, so it is not recorded (a
+    /// note on stderr says so).
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +302,15 @@ pub struct ApplyArgs {
     /// (for a cohortctl older than the server). The batch is still all or nothing.
     #[arg(long)]
     pub server_validation_only: bool,
+    /// Also delete what the environment holds and the files no longer define, of the kinds
+    /// the files define (a file of flags prunes flags only). Lists them and asks first; in
+    /// the same batch as the writes, so all or nothing. Refused when a running or paused
+    /// experiment would go.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: delete without asking (needed when stdin is not a terminal).
+    #[arg(short = 'y', long, requires = "prune")]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -413,5 +475,60 @@ mod tests {
         assert!(check(&["apply", "-f", "x", "-o", "flagd"]).is_err());
         let refused = check(&["get", "flag"]).unwrap_err();
         assert!(refused.starts_with("get flag: give the key"), "{refused}");
+    }
+
+    #[test]
+    fn each_format_is_for_the_commands_that_can_print_it() {
+        let check = |args: &[&str]| crate::check_output(&parse(args)).map_err(|e| e.to_string());
+        for read in [
+            &["get", "flag", "x"][..],
+            &["list"],
+            &["audit"],
+            &["snapshot"],
+            &["propagation"],
+            &["keys", "list"],
+            &["env", "list"],
+            &["results", "exp"],
+        ] {
+            assert_eq!(check(&[read, &["-o", "yaml"]].concat()), Ok(()), "{read:?}");
+        }
+        assert_eq!(check(&["results", "exp", "--looks", "-o", "csv"]), Ok(()));
+        for (args, says) in [
+            (&["env", "create", "x", "-o", "yaml"][..], "-o yaml is for the read commands"),
+            (&["flag", "enable", "x", "-o", "yaml"], "-o yaml is for the read commands"),
+            (&["keys", "create", "--kind", "sdk", "--name", "n", "-o", "yaml"], "-o yaml is for"),
+            (&["list", "-o", "csv"], "-o csv is for `results` only"),
+            (&["get", "flag", "x", "-o", "csv"], "-o csv is for `results` only"),
+            (&["completion", "zsh", "-o", "json"], "-o json is not for the completion command"),
+            (&["results", "x", "-o", "flagd"], "-o flagd prints flags"),
+        ] {
+            let refused = check(args).unwrap_err();
+            assert!(refused.starts_with(says), "{args:?}: {refused}");
+        }
+    }
+
+    #[test]
+    fn new_commands_parse_and_yes_needs_prune() {
+        let cli = parse(&["results", "exp-1", "--looks", "--analysis-endpoint", "https://a:1"]);
+        assert_eq!(cli.global.analysis_endpoint, "https://a:1");
+        assert!(matches!(cli.command, Command::Results(ref r) if r.looks && r.experiment == "exp-1"));
+        assert_eq!(parse(&["list"]).global.analysis_endpoint, "http://127.0.0.1:50054");
+        let Command::Flag(super::FlagCommand::Disable(f)) =
+            parse(&["flag", "disable", "k", "--reason", "why"]).command
+        else {
+            panic!("flag disable")
+        };
+        assert_eq!((f.key.as_str(), f.reason.as_deref()), ("k", Some("why")));
+        let Command::Apply(a) = parse(&["apply", "-f", "x", "--prune", "-y"]).command else {
+            panic!("apply")
+        };
+        assert!(a.prune && a.yes);
+        assert!(
+            Cli::try_parse_from(["cohortctl", "apply", "-f", "x", "--yes"]).is_err(),
+            "--yes without --prune"
+        );
+        assert!(Cli::try_parse_from(["cohortctl", "completion", "ksh"]).is_err());
+        assert!(matches!(parse(&["completion", "elvish"]).command, Command::Completion { .. }));
+        assert!(matches!(parse(&["completion", "powershell"]).command, Command::Completion { .. }));
     }
 }

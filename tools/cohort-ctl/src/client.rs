@@ -1,8 +1,10 @@
-//! The connection to the config service: endpoint, timeout, the API key on every call, and
-//! the few reads that need more than one call (pagination, read-then-write).
+//! The connections to the config service (and, for `results`, the analysis service):
+//! endpoint, timeout, the API key on every call, and the few reads that need more than one
+//! call (pagination, read-then-write).
 
 use std::time::Duration;
 
+use cohort_proto::analysis::v1::analysis_service_client::AnalysisServiceClient;
 use cohort_proto::config::v1 as pb;
 use cohort_transport::ClientTls;
 use pb::config_service_client::ConfigServiceClient;
@@ -40,6 +42,54 @@ pub struct Client {
     has_key: bool,
 }
 
+/// `authorization: Bearer <key>` for the key given, if any.
+fn auth(api_key: Option<&str>) -> Result<Auth, CtlError> {
+    match api_key.map(str::trim).filter(|k| !k.is_empty()) {
+        Some(key) => format!("Bearer {key}")
+            .parse::<MetadataValue<Ascii>>()
+            .map(|v| Auth(Some(v)))
+            .map_err(|_| CtlError::Usage("the API key has characters a header cannot carry".into())),
+        None => Ok(Auth(None)),
+    }
+}
+
+/// A channel to `endpoint`, connected now. `option` names the flag the endpoint came from.
+async fn channel(
+    option: &str,
+    endpoint: &str,
+    timeout: Duration,
+    tls: &ClientTls,
+) -> Result<Channel, CtlError> {
+    let tls = tls.load().map_err(|e| CtlError::Usage(e.to_string()))?;
+    cohort_transport::endpoint(endpoint, &tls)
+        .map_err(|e| CtlError::Usage(format!("{option}: {e}")))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await
+        .map_err(|e| CtlError::Connect {
+            endpoint: endpoint.to_owned(),
+            reason: cohort_core::error::chain(&e),
+        })
+}
+
+pub type AnalysisRpc = AnalysisServiceClient<InterceptedService<Channel, Auth>>;
+
+/// The analysis service's client, with the same key and TLS settings as the config service's.
+pub async fn connect_analysis(
+    endpoint: &str,
+    api_key: Option<&str>,
+    timeout: Duration,
+    tls: &ClientTls,
+) -> Result<AnalysisRpc, CtlError> {
+    let auth = auth(api_key)?;
+    if auth.0.is_none() {
+        return Err(CtlError::NoApiKey);
+    }
+    let channel = channel("--analysis-endpoint", endpoint, timeout, tls).await?;
+    Ok(AnalysisServiceClient::with_interceptor(channel, auth))
+}
+
 impl Client {
     /// Connects now, so a wrong endpoint fails before any work starts.
     pub async fn connect(
@@ -48,26 +98,10 @@ impl Client {
         timeout: Duration,
         tls: &ClientTls,
     ) -> Result<Client, CtlError> {
-        let auth =
-            match api_key.map(str::trim).filter(|k| !k.is_empty()) {
-                Some(key) => Some(format!("Bearer {key}").parse::<MetadataValue<Ascii>>().map_err(|_| {
-                    CtlError::Usage("the API key has characters a header cannot carry".into())
-                })?),
-                None => None,
-            };
-        let tls = tls.load().map_err(|e| CtlError::Usage(e.to_string()))?;
-        let channel = cohort_transport::endpoint(endpoint, &tls)
-            .map_err(|e| CtlError::Usage(format!("--endpoint: {e}")))?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect()
-            .await
-            .map_err(|e| CtlError::Connect {
-                endpoint: endpoint.to_owned(),
-                reason: cohort_core::error::chain(&e),
-            })?;
-        let has_key = auth.is_some();
-        Ok(Client { rpc: ConfigServiceClient::with_interceptor(channel, Auth(auth)), has_key })
+        let auth = auth(api_key)?;
+        let channel = channel("--endpoint", endpoint, timeout, tls).await?;
+        let has_key = auth.0.is_some();
+        Ok(Client { rpc: ConfigServiceClient::with_interceptor(channel, auth), has_key })
     }
 
     /// Refuses early, with a useful message, when a command needs a key and none was given.

@@ -1,5 +1,5 @@
-//! Every command but `apply`: one function each, taking a connected client and a console,
-//! printing a table (or JSON) and returning what it did.
+//! Every command but `apply` and `results`: one function each, taking a connected client and
+//! a console, printing a table (or JSON; the read commands YAML too) and returning what it did.
 
 use cohort_core::model::{Definitions, FlagDef, Serve};
 use cohort_proto::config::v1 as pb;
@@ -146,8 +146,8 @@ pub async fn env_list(client: &mut Client, con: &mut Console<'_>) -> Result<Vec<
         .map_err(rpc("list environments"))?
         .into_inner()
         .environments;
-    if con.is_json() {
-        con.json(&envs.iter().map(environment_json).collect::<Vec<_>>())?;
+    if con.is_data() {
+        con.data(&envs.iter().map(environment_json).collect::<Vec<_>>())?;
     } else {
         let rows: Vec<Vec<String>> = envs
             .iter()
@@ -309,8 +309,8 @@ pub async fn keys_list(
         .map_err(rpc("list API keys"))?
         .into_inner()
         .keys;
-    if con.is_json() {
-        con.json(&keys.iter().map(key_json).collect::<Vec<_>>())?;
+    if con.is_data() {
+        con.data(&keys.iter().map(key_json).collect::<Vec<_>>())?;
     } else {
         let rows: Vec<Vec<String>> = keys
             .iter()
@@ -393,11 +393,10 @@ pub async fn keys_revoke(
 }
 
 /// Parses a stored entity into the model.
-fn stored(e: &pb::Entity) -> Result<Def, CtlError> {
+pub(crate) fn stored(e: &pb::Entity) -> Result<Def, CtlError> {
     let kind = cohort_proto::convert::entity_kind(e.kind)
         .ok_or_else(|| CtlError::Protocol(format!("an entity of unknown kind {}", e.kind)))?;
-    let value: Value = serde_json::from_str(&e.definition_json)
-        .map_err(|err| CtlError::Protocol(format!("{kind} {:?} as invalid JSON: {err}", e.key)))?;
+    let value = crate::wire::definition_value(e)?;
     Def::parse(kind, &value).map_err(|err| {
         CtlError::Protocol(format!(
             "{kind} {:?} that this cohortctl cannot read ({}: {}); is it older than the server?",
@@ -417,8 +416,8 @@ pub async fn get(
     client.require_key()?;
     let entity = client.entity(env, kind, key).await?;
     let def = stored(&entity)?;
-    if con.is_json() {
-        con.json(&def.tagged())?;
+    if con.is_data() {
+        con.data(&def.tagged())?;
     } else {
         let yaml = yaml(&def.tagged())
             .map_err(|e| CtlError::Protocol(format!("a definition YAML cannot hold: {e}")))?;
@@ -538,7 +537,7 @@ pub async fn list(
 ) -> Result<Vec<pb::Entity>, CtlError> {
     client.require_key()?;
     let entities = client.list_entities(env, kind).await?;
-    if con.is_json() {
+    if con.is_data() {
         let mut out = Vec::with_capacity(entities.len());
         for e in &entities {
             let def = stored(e)?;
@@ -548,7 +547,7 @@ pub async fn list(
                 "definition": def.canonical(),
             }));
         }
-        con.json(&out)?;
+        con.data(&out)?;
     } else {
         let mut rows = Vec::with_capacity(entities.len());
         for e in &entities {
@@ -667,7 +666,7 @@ pub async fn audit(
         page_token = r.next_page_token;
     }
     entries.truncate(limit as usize);
-    if con.is_json() {
+    if con.is_data() {
         let parse = |s: &str| {
             if s.is_empty() {
                 Value::Null
@@ -686,7 +685,7 @@ pub async fn audit(
                 })
             })
             .collect();
-        con.json(&out)?;
+        con.data(&out)?;
     } else {
         let dash = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
         let rows: Vec<Vec<String>> = entries
@@ -712,7 +711,8 @@ pub async fn audit(
     Ok(entries)
 }
 
-/// `snapshot`: the environment's `Definitions` as JSON (in the model's field order).
+/// `snapshot`: the environment's `Definitions` as JSON, or YAML with `-o yaml` (in the
+/// model's field order).
 pub async fn snapshot(
     client: &mut Client,
     env: &str,
@@ -726,11 +726,11 @@ pub async fn snapshot(
         .map_err(rpc("get snapshot"))?
         .into_inner();
     match serde_json::from_slice::<Definitions>(&s.definitions_json) {
-        Ok(defs) => con.json(&defs)?,
+        Ok(defs) => con.data(&defs)?,
         Err(_) => {
             let raw: Value = serde_json::from_slice(&s.definitions_json)
                 .map_err(|e| CtlError::Protocol(format!("a snapshot that is not JSON: {e}")))?;
-            con.json(&raw)?;
+            con.data(&raw)?;
         }
     }
     Ok(s)
@@ -750,8 +750,8 @@ pub async fn propagation(
         .await
         .map_err(rpc("get propagation"))?
         .into_inner();
-    if con.is_json() {
-        con.json(&json!({
+    if con.is_data() {
+        con.data(&json!({
             "environment": env, "version": p.version, "connected": p.connected, "acknowledged": p.acknowledged,
             "p50_ms": p.p50_ms, "p99_ms": p.p99_ms, "max_ms": p.max_ms,
         }))?;
@@ -776,4 +776,53 @@ pub async fn propagation(
 fn write_table(con: &mut Console<'_>, headers: &[&str], rows: &[Vec<String>]) -> Result<(), CtlError> {
     write!(con.out, "{}", table(headers, rows))?;
     Ok(())
+}
+
+/// `flag enable|disable KEY`: writes the flag with `enabled` flipped, at the revision just
+/// read (a concurrent change makes the server refuse rather than be overwritten). A flag
+/// already in that state is left alone.
+///
+/// UpdateEntity carries no reason, so `reason` cannot reach the audit log; it is not recorded
+/// anywhere else either, and the operator is told so.
+pub async fn flag_enable(
+    client: &mut Client,
+    env: &str,
+    key: &str,
+    enabled: bool,
+    reason: Option<&str>,
+    con: &mut Console<'_>,
+) -> Result<Option<pb::WriteResponse>, CtlError> {
+    client.require_key()?;
+    let entity = client.entity(env, Kind::Flag, key).await?;
+    let Def::Flag(mut flag) = stored(&entity)? else {
+        return Err(CtlError::Protocol(format!("{key:?}, which is not a flag, as a flag")));
+    };
+    let state = if enabled { "enabled" } else { "disabled" };
+    if reason.is_some() {
+        con.note("note: the config API takes no reason for a flag update, so --reason was not recorded")?;
+    }
+    if flag.enabled == enabled {
+        if con.is_json() {
+            con.json(&json!({ "kind": "flag", "key": key, "result": "unchanged", "enabled": enabled }))?;
+        } else {
+            con.line(format!("flag/{key} already {state}"))?;
+        }
+        return Ok(None);
+    }
+    flag.enabled = enabled;
+    let doing = format!("{} flag {key}", if enabled { "enable" } else { "disable" });
+    let w = client
+        .rpc
+        .update_entity(pb::UpdateEntityRequest {
+            environment: env.into(),
+            kind: pb::EntityKind::from(Kind::Flag) as i32,
+            key: key.into(),
+            definition_json: Def::Flag(flag).canonical().to_string(),
+            expected_revision: entity.revision,
+        })
+        .await
+        .map_err(rpc(&doing))?
+        .into_inner();
+    written(con, Kind::Flag, key, state, &w)?;
+    Ok(Some(w))
 }

@@ -1,5 +1,5 @@
-//! Where a command's output goes (stdout, stderr, stdin, or buffers in tests) and the two
-//! shapes it takes: aligned human tables, or JSON for machines.
+//! Where a command's output goes (stdout, stderr, stdin, or buffers in tests) and the shapes
+//! it takes: aligned human tables, or JSON, YAML or CSV for machines.
 
 use std::io::{Read, Write};
 
@@ -12,8 +12,24 @@ pub enum Format {
     Table,
     /// One JSON document on stdout.
     Json,
+    /// The read commands: the same document as `json`, as YAML.
+    Yaml,
+    /// `results` only: one row per variant and metric.
+    Csv,
     /// `get flags` only: a flagd flag-definition file (JSON) of the environment's flags.
     Flagd,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Json => "json",
+            Format::Yaml => "yaml",
+            Format::Csv => "csv",
+            Format::Flagd => "flagd",
+        }
+    }
 }
 
 /// A command's streams. Results go to `out`; progress that is not the result, warnings and
@@ -23,17 +39,51 @@ pub struct Console<'a> {
     pub err: &'a mut (dyn Write + Send),
     pub input: &'a mut (dyn Read + Send),
     pub format: Format,
+    /// Whether `input` is a terminal, where a person can answer a question (`apply --prune`).
+    pub terminal: bool,
 }
 
 impl std::fmt::Debug for Console<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Console").field("format", &self.format).finish_non_exhaustive()
+        f.debug_struct("Console")
+            .field("format", &self.format)
+            .field("terminal", &self.terminal)
+            .finish_non_exhaustive()
     }
 }
 
 impl Console<'_> {
     pub fn is_json(&self) -> bool {
         self.format == Format::Json
+    }
+
+    /// JSON or YAML: a document for machines rather than a table.
+    pub fn is_data(&self) -> bool {
+        matches!(self.format, Format::Json | Format::Yaml)
+    }
+
+    /// A document in the chosen machine format: YAML with `-o yaml`, else pretty JSON.
+    pub fn data(&mut self, value: &impl Serialize) -> std::io::Result<()> {
+        if self.format != Format::Yaml {
+            return self.json(value);
+        }
+        let text = yaml(value).map_err(std::io::Error::other)?;
+        write!(self.out, "{text}")
+    }
+
+    /// Asks a yes/no question on stderr and reads the answer from `input`; only `y` or `yes`
+    /// is yes.
+    pub fn confirm(&mut self, question: &str) -> std::io::Result<bool> {
+        write!(self.err, "{question} [y/N] ")?;
+        self.err.flush()?;
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        // Byte by byte up to the newline, so nothing after the answer is consumed.
+        while self.input.read(&mut byte)? == 1 && byte[0] != b'\n' {
+            answer.push(byte[0]);
+        }
+        let answer = String::from_utf8_lossy(&answer).trim().to_ascii_lowercase();
+        Ok(answer == "y" || answer == "yes")
     }
 
     /// A line of human output on stdout.
@@ -96,6 +146,26 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             }
         }
         out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// CSV (RFC 4180): a header line, then the rows; a field with a comma, a quote or a line
+/// break is quoted, its quotes doubled. Lines end in LF, as shell tools expect (readers of
+/// the RFC's CRLF take both).
+pub fn csv(headers: &[&str], rows: &[Vec<String>]) -> String {
+    fn field(text: &str) -> String {
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text.to_owned()
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        out.push_str(&row.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
         out.push('\n');
     }
     out

@@ -1,7 +1,8 @@
 //! cohortctl: the operator's command line over the config service's gRPC API. Environments,
 //! API keys, definitions (`apply` from YAML or JSON files, declaratively; flagd's
-//! flag-definition files too, and `get flags -o flagd` back), experiment lifecycles, the
-//! audit log, snapshots and propagation; and, offline, `validate` and `eval` over the files.
+//! flag-definition files too, and `get flags -o flagd` back), experiment lifecycles, flags on
+//! and off, the audit log, snapshots and propagation; experiment results from the analysis
+//! service; and, offline, `validate` and `eval` over the files, and shell completions.
 //!
 //! The library is the whole tool, so tests drive it without spawning the binary: parse a
 //! [`cli::Cli`] and call [`run`], or call a command function with a [`client::Client`] and a
@@ -10,15 +11,18 @@
 //! # Layout
 //! - [`cli`]: global options and commands (clap, `COHORT_*` variables).
 //! - [`client`]: the connection, the API key, paginated and read-then-write helpers.
-//! - [`apply`]: plan, validate locally, and write in dependency order.
-//! - [`commands`]: every other command.
+//! - [`apply`]: plan, validate locally, and write in dependency order; [`diff`]: what changes.
+//! - [`commands`]: every other command but [`results`] (the analysis service's scorecard,
+//!   drawn by [`scorecard`]).
+//! - [`wire`]: JSON carried in gRPC messages, read into values in one place.
 //! - [`offline`]: `validate` and `eval`, over files alone (no server, no key).
 //! - [`document`]: definition files in their three shapes, or flagd's, read into typed specs.
 //! - [`source`]: YAML parsed into trees that know each node's line; field paths → lines.
 //! - [`definition`]: the six kinds and their typed, canonical definitions.
 //! - [`lifecycle`]: experiment moves and the legal path between statuses.
 //! - [`diagnostic`]: `FILE:LINE: kind key: field: description`, and gRPC statuses read into it.
-//! - [`console`]: stdout/stderr/stdin, tables, timestamps. [`error`]: [`CtlError`].
+//! - [`console`]: stdout/stderr/stdin, tables, CSV, YAML, timestamps. [`error`]: [`CtlError`]
+//!   and the exit statuses.
 
 // A command-line tool's output is its product. Commands write through `Console` (so tests can
 // capture it); printing to stdout is what this crate is for, so the lint does not apply.
@@ -31,15 +35,19 @@ pub mod commands;
 pub mod console;
 pub mod definition;
 pub mod diagnostic;
+pub mod diff;
 pub mod document;
 pub mod error;
 pub mod lifecycle;
 pub mod offline;
+pub mod results;
+pub mod scorecard;
 pub mod source;
+pub mod wire;
 
 pub use error::CtlError;
 
-use cli::{Cli, Command, EnvCommand, KeysCommand, ServiceKeyCommand};
+use cli::{Cli, Command, EnvCommand, FlagCommand, KeysCommand, ServiceKeyCommand};
 use client::Client;
 use console::{Console, Format};
 use definition::Kind;
@@ -65,6 +73,18 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
         return Ok(Outcome::Done);
     }
     match &cli.command {
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "cohortctl", con.out);
+            return Ok(Outcome::Done);
+        }
+        Command::Results(a) => {
+            let mut rpc =
+                client::connect_analysis(&g.analysis_endpoint, g.api_key.as_deref(), g.timeout, &g.tls())
+                    .await?;
+            results::results(&mut rpc, &g.environment, &a.experiment, a.looks, con).await?;
+            return Ok(Outcome::Done);
+        }
         Command::Validate(a) => return offline::validate(&a.files, a.format, con),
         Command::Eval(a) => {
             let ctx = a.context.clone().unwrap_or_default();
@@ -106,14 +126,22 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
             commands::keys_revoke(&mut client, &id, con).await?;
         }
         Command::ServiceKey(ServiceKeyCommand::Create { name }) => commands::service_key_create(&name, con)?,
-        // Offline: handled before connecting.
-        Command::Validate(_) | Command::Eval(_) => {}
+        // Handled before connecting to the config service.
+        Command::Validate(_) | Command::Eval(_) | Command::Completion { .. } | Command::Results(_) => {}
+        Command::Flag(FlagCommand::Enable(a)) => {
+            commands::flag_enable(&mut client, env, &a.key, true, a.reason.as_deref(), con).await?;
+        }
+        Command::Flag(FlagCommand::Disable(a)) => {
+            commands::flag_enable(&mut client, env, &a.key, false, a.reason.as_deref(), con).await?;
+        }
         Command::Apply(a) => {
             let opts = apply::ApplyOptions {
                 paths: a.files,
                 format: a.format,
                 dry_run: a.dry_run,
                 server_validation_only: a.server_validation_only,
+                prune: a.prune,
+                yes: a.yes,
             };
             let report = apply::apply(&mut client, env, &opts, con).await?;
             if report.failed() {
@@ -160,18 +188,48 @@ pub async fn run(cli: Cli, con: &mut Console<'_>) -> Result<Outcome, CtlError> {
     Ok(Outcome::Done)
 }
 
-/// Refuses, before connecting, what the command line allows but means nothing: `-o flagd`
-/// anywhere but `get flag[s]`, and `get` without a key otherwise.
+/// Refuses, before connecting, what the command line allows but means nothing: an output
+/// format the command cannot print (`-o flagd` anywhere but `get flag[s]`, `-o yaml` on a
+/// command that is not a read, `-o csv` anywhere but `results`), and `get` without a key.
 pub fn check_output(cli: &Cli) -> Result<(), CtlError> {
-    let flagd = cli.global.output == Format::Flagd;
-    match &cli.command {
-        Command::Get { kind: Kind::Flag, .. } if flagd => Ok(()),
-        Command::Get { kind, key: None } if !flagd => Err(missing_key(*kind)),
-        _ if flagd => Err(CtlError::Usage(
-            "-o flagd prints flags as a flagd flag-definition file: `get flags -o flagd` or \
-             `get flag KEY -o flagd`"
-                .into(),
-        )),
+    let format = cli.global.output;
+    let command = &cli.command;
+    let ok = match format {
+        Format::Table => true,
+        Format::Json => !matches!(command, Command::Completion { .. }),
+        Format::Flagd => matches!(command, Command::Get { kind: Kind::Flag, .. }),
+        Format::Csv => matches!(command, Command::Results(_)),
+        Format::Yaml => matches!(
+            command,
+            Command::Get { .. }
+                | Command::List { .. }
+                | Command::Audit(_)
+                | Command::Snapshot
+                | Command::Propagation { .. }
+                | Command::Keys(KeysCommand::List { .. })
+                | Command::Env(EnvCommand::List)
+                | Command::Results(_)
+        ),
+    };
+    if !ok {
+        let why = match format {
+            Format::Flagd => {
+                "-o flagd prints flags as a flagd flag-definition file: `get flags -o flagd` or \
+                             `get flag KEY -o flagd`"
+                    .to_owned()
+            }
+            Format::Csv => "-o csv is for `results` only".to_owned(),
+            Format::Yaml => "-o yaml is for the read commands: get, list, audit, snapshot, propagation, \
+                             keys list, env list, results"
+                .to_owned(),
+            _ => {
+                format!("-o {} is not for the completion command: it prints a shell script", format.as_str())
+            }
+        };
+        return Err(CtlError::Usage(why));
+    }
+    match command {
+        Command::Get { kind, key: None } if format != Format::Flagd => Err(missing_key(*kind)),
         _ => Ok(()),
     }
 }

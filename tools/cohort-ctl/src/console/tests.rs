@@ -1,6 +1,6 @@
 //! Table alignment and timestamps.
 
-use super::{table, timestamp};
+use super::{Console, Format, csv, table, timestamp};
 
 #[test]
 fn tables_align_columns_and_leave_the_last_unpadded() {
@@ -41,4 +41,47 @@ fn yaml_keeps_field_order_and_reads_back() {
     let (specs, problems) = crate::document::parse_text("get.yaml", &text, false);
     assert!(problems.is_empty(), "{problems:?}\n{text}");
     assert_eq!(specs[0].def, def, "{text}");
+}
+
+#[test]
+fn csv_quotes_commas_quotes_and_line_breaks() {
+    let rows = vec![
+        vec!["plain".to_owned(), "a, b".to_owned(), "say \"hi\"".to_owned()],
+        vec!["two\nlines".to_owned(), String::new(), "x".to_owned()],
+    ];
+    assert_eq!(csv(&["A", "B", "C"], &rows), "A,B,C\nplain,\"a, b\",\"say \"\"hi\"\"\"\n\"two\nlines\",,x\n");
+}
+
+fn with_console(format: Format, stdin: &str, f: impl FnOnce(&mut Console<'_>)) -> (String, String) {
+    let (mut out, mut err, mut input) =
+        (Vec::new(), Vec::new(), std::io::Cursor::new(stdin.as_bytes().to_vec()));
+    f(&mut Console { out: &mut out, err: &mut err, input: &mut input, format, terminal: true });
+    (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+}
+
+#[test]
+fn data_is_json_or_yaml_by_format() {
+    let value = serde_json::json!({"key": "x", "list": [1, "2"], "none": null});
+    let (json, _) = with_console(Format::Json, "", |c| c.data(&value).unwrap());
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&json).unwrap(), value);
+    let (yaml, _) = with_console(Format::Yaml, "", |c| c.data(&value).unwrap());
+    assert_eq!(yaml, "key: x\nlist:\n  - 1\n  - \"2\"\nnone: ~\n");
+}
+
+#[test]
+fn only_y_or_yes_confirms() {
+    for (answer, yes) in [
+        ("y\n", true),
+        ("YES\n", true),
+        (" y \n", true),
+        ("n\n", false),
+        ("\n", false),
+        ("", false),
+        ("yep\n", false),
+    ] {
+        let mut got = None;
+        let (_, err) = with_console(Format::Table, answer, |c| got = Some(c.confirm("Delete?").unwrap()));
+        assert_eq!(got, Some(yes), "{answer:?}");
+        assert_eq!(err, "Delete? [y/N] ");
+    }
 }

@@ -63,7 +63,7 @@ struct Ran {
 fn run(format: Format, f: impl FnOnce(&mut Console<'_>) -> Result<Outcome, crate::CtlError>) -> Ran {
     let (mut out, mut err, mut input) = (Vec::new(), Vec::new(), std::io::empty());
     let outcome = {
-        let mut con = Console { out: &mut out, err: &mut err, input: &mut input, format };
+        let mut con = Console { out: &mut out, err: &mut err, input: &mut input, format, terminal: false };
         f(&mut con).expect("the command ran")
     };
     Ran { outcome, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }

@@ -429,3 +429,130 @@ holdouts:
     assert!(ran.err.contains(&expected), "expected {expected:?} in:\n{}", ran.err);
     server.stop().await;
 }
+
+const FLAGS: &str = "\
+kind: flag
+key: checkout-v2
+type: string
+salt: cv2
+variations:
+  - {key: off, value: old}
+  - {key: on, value: new}
+rules:
+  - condition: {op: in, attribute: country, values: [NZ]}
+    serve: {variation: off}
+default: {variation: off}
+---
+kind: flag
+key: banner
+type: boolean
+variations: [{key: on, value: true}, {key: off, value: false}]
+default: {variation: on}
+";
+
+#[tokio::test]
+async fn a_dry_run_shows_each_changed_value_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let server = Server::start(&db.url).await;
+    let key = Some(tenant.admin_key.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "flags.yaml", FLAGS);
+    ctl(&server, key, &["apply", "-f", &file]).await.ok();
+    let before = version(&server, &tenant.admin_key).await;
+
+    let changed = FLAGS
+        .replace("    serve: {variation: off}", "    serve: {variation: on}")
+        .replace("values: [NZ]", "values: [NZ, AU]")
+        .replace("default: {variation: on}", "default: {variation: on}\ndescription: Top banner");
+    let segment = "kind: segment\nkey: beta\ninclude: [u-1]\n";
+    let file = write(dir.path(), "flags.yaml", &format!("{changed}---\n{segment}"));
+    let dry = ctl(&server, key, &["apply", "-f", &file, "--dry-run"]).await;
+    let out = dry.ok();
+    for line in [
+        "flag/checkout-v2 updated (rules)",
+        "  flag checkout-v2: rules[0].condition.values[1]: added \"AU\"",
+        "  flag checkout-v2: rules[0].serve.variation: \"off\" → \"on\"",
+        "flag/banner updated (description)",
+        "  flag banner: description: added \"Top banner\"",
+        "segment/beta created",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} missing:\n{out}");
+    }
+    assert!(out.ends_with("1 created, 2 updated (dry run: nothing was written)\n"), "{out}");
+    assert_eq!(version(&server, &tenant.admin_key).await, before, "nothing written");
+
+    let json = ctl(&server, key, &["apply", "-f", &file, "--dry-run", "-o", "json"]).await.json();
+    let flag = json["results"].as_array().unwrap().iter().find(|r| r["key"] == "checkout-v2").unwrap();
+    assert_eq!(
+        flag["changes"],
+        serde_json::json!([
+            {"path": "rules[0].condition.values[1]", "new": "AU"},
+            {"path": "rules[0].serve.variation", "old": "off", "new": "on"},
+        ])
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn prune_deletes_what_the_files_dropped_in_the_same_batch_once_confirmed() {
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let server = Server::start(&db.url).await;
+    let key = Some(tenant.admin_key.as_str());
+    let dir = tempfile::tempdir().unwrap();
+    let metric = "kind: metric\nkey: purchase\nevent: purchase\naggregation: conversion\n";
+    let running = "kind: experiment\nkey: price\nstatus: running\nprimary_metrics: [purchase]\nvariants:\n  - {key: control, weight_bp: 5000, control: true}\n  - {key: low, weight_bp: 5000}\n";
+    let all = write(dir.path(), "all.yaml", &format!("{FLAGS}---\n{metric}---\n{running}"));
+    ctl(&server, key, &["apply", "-f", &all]).await.ok();
+
+    // Only checkout-v2 left, changed: banner goes; metrics and experiments are other kinds.
+    let one =
+        FLAGS.split("---\n").next().unwrap().replace("default: {variation: off}", "default: {variation: on}");
+    let flags = write(dir.path(), "flags.yaml", &one);
+    let dry = ctl(&server, key, &["apply", "-f", &flags, "--prune", "--dry-run"]).await;
+    assert!(dry.ok().lines().any(|l| l == "flag/banner deleted"), "{}", dry.out);
+    assert!(!dry.out.contains("metric/") && !dry.out.contains("experiment/"), "{}", dry.out);
+
+    // Not a terminal and no --yes: refused, nothing written.
+    let before = version(&server, &tenant.admin_key).await;
+    let refused = ctl(&server, key, &["apply", "-f", &flags, "--prune"]).await;
+    assert!(
+        refused.error().contains("stdin is not a terminal") && refused.error().contains("--yes"),
+        "{}",
+        refused.error()
+    );
+    assert!(refused.err.contains("  flag/banner\n"), "listed first: {}", refused.err);
+    assert!(matches!(refused.result, Err(cohort_ctl::CtlError::Refused(_))));
+    // On a terminal, "n" keeps everything.
+    let declined = crate::ctl_on_terminal(&server, key, &["apply", "-f", &flags, "--prune"], "n\n").await;
+    assert!(declined.error().contains("not confirmed"), "{}", declined.error());
+    assert!(declined.err.contains("Delete it? [y/N]"), "{}", declined.err);
+    assert_eq!(version(&server, &tenant.admin_key).await, before);
+
+    // "y" on a terminal: the update and the delete are one batch, one version.
+    let done = crate::ctl_on_terminal(&server, key, &["apply", "-f", &flags, "--prune"], "y\n").await;
+    let out = done.ok();
+    assert!(out.contains(&format!("flag/checkout-v2 updated (default) [version {}]", before + 1)), "{out}");
+    assert!(out.contains(&format!("flag/banner deleted [version {}]", before + 1)), "{out}");
+    assert!(out.ends_with("1 updated, 1 deleted\n"), "{out}");
+    assert_eq!(version(&server, &tenant.admin_key).await, before + 1);
+    let listed = ctl(&server, key, &["list", "-o", "json"]).await.json();
+    let keys: Vec<&str> = listed.as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(!keys.contains(&"banner") && keys.contains(&"price") && keys.contains(&"purchase"), "{keys:?}");
+
+    // A running experiment the files drop stops the whole run, even with --yes.
+    let draft = "kind: experiment\nkey: copy\nvariants:\n  - {key: control, weight_bp: 5000, control: true}\n  - {key: short, weight_bp: 5000}\n";
+    let experiments = write(dir.path(), "experiments.yaml", &format!("{metric}---\n{draft}"));
+    let live = ctl(&server, key, &["apply", "-f", &experiments, "--prune", "--yes"]).await;
+    assert_eq!(live.result.as_ref().ok(), Some(&Outcome::Failed));
+    assert!(
+        live.err.contains("experiment price: is running and no file defines it: --prune cannot delete it"),
+        "{}",
+        live.err
+    );
+    assert_eq!(version(&server, &tenant.admin_key).await, before + 1, "nothing written, not even copy");
+    assert!(ctl(&server, key, &["get", "experiment", "copy"]).await.error().contains("does not exist"));
+    server.stop().await;
+}

@@ -142,3 +142,60 @@ fn the_binary_validates_and_evaluates_files_with_no_server() {
     let out = offline(&["validate"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// Each documented exit status, through the binary: 0 done, 1 failed (a refused call, an
+/// unconfirmed prune), 2 a bad command line (clap's or a format the command cannot print).
+#[tokio::test]
+async fn the_binary_exits_with_each_documented_status() {
+    let help = offline(&["--help"]);
+    assert_eq!(help.status.code(), Some(0), "{help:?}");
+    let usage = text(&help.stdout);
+    for line in ["Exit status:", "  0  success", "  1  failure", "  2  bad command line"] {
+        assert!(usage.contains(line), "--help lacks {line:?}:\n{usage}");
+    }
+
+    // 0: completion scripts, offline.
+    for (shell, marker) in
+        [("bash", "_cohortctl()"), ("zsh", "#compdef cohortctl"), ("fish", "complete -c cohortctl")]
+    {
+        let out = offline(&["completion", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {out:?}");
+        let script = text(&out.stdout);
+        assert!(script.contains(marker) && script.contains("results"), "{shell}:\n{script}");
+    }
+
+    // 2: clap's own refusals, and formats a command cannot print (one line on stderr).
+    for args in
+        [&["completion", "tcsh"][..], &["--no-such-flag", "list"], &["list", "-o", "csv"], &["get", "flag"]]
+    {
+        let out = offline(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let csv = offline(&["snapshot", "-o", "csv"]);
+    assert_eq!(text(&csv.stderr), "error: -o csv is for `results` only\n");
+
+    // 1: a call that fails (no server), and a prune that is not confirmed.
+    let out = offline(&["--api-key", "cohort_admin_x", "list"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).starts_with("error: cannot connect to http://127.0.0.1:9"), "{out:?}");
+
+    let db = TestDb::new().await;
+    let tenant = db.seed_tenant("acme").await;
+    let server = Server::start(&db.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let both = "kind: metric\nkey: a\nevent: a\naggregation: count\n---\nkind: metric\nkey: b\nevent: b\naggregation: count\n";
+    let file = write(dir.path(), "both.yaml", both);
+    let out = cohortctl(&server, &tenant.admin_key, &["apply", "-f", &file], "").await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let one = write(dir.path(), "one.yaml", both.split("---\n").next().unwrap());
+    // Piped stdin is no terminal: a prune without --yes is refused, even with "y" on it.
+    let out = cohortctl(&server, &tenant.admin_key, &["apply", "-f", &one, "--prune"], "y\n").await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("  metric/b\n") && stderr.contains("pass --yes"), "{stderr}");
+    let out = cohortctl(&server, &tenant.admin_key, &["apply", "-f", &one, "--prune", "--yes"], "").await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("metric/b deleted [version 2]"), "{out:?}");
+    server.stop().await;
+}

@@ -1,11 +1,14 @@
 //! cohortctl against a real config service: started in-process on pre-bound 127.0.0.1:0
 //! listeners over a fresh PostgreSQL database per test. Commands run through the library
-//! (`Cli::try_parse_from` + `run`, output captured); one test runs the built binary.
+//! (`Cli::try_parse_from` + `run`, output captured); the binary's tests run the built binary.
+//! `results` runs against config, events and analysis, started by cohort-dev's `TestCluster`.
 
 mod apply;
 mod binary;
 mod commands;
 mod flagd;
+mod formats;
+mod results;
 mod tls;
 
 use std::net::SocketAddr;
@@ -92,8 +95,17 @@ pub async fn ctl(server: &Server, key: Option<&str>, args: &[&str]) -> Ran {
 }
 
 pub async fn ctl_with_input(server: &Server, key: Option<&str>, args: &[&str], stdin: &str) -> Ran {
-    let endpoint = server.endpoint();
-    let mut argv = vec!["cohortctl", "--endpoint", endpoint.as_str()];
+    run_at(&server.endpoint(), key, args, stdin, false).await
+}
+
+/// As [`ctl_with_input`], with stdin a terminal: a person who types `stdin`.
+pub async fn ctl_on_terminal(server: &Server, key: Option<&str>, args: &[&str], stdin: &str) -> Ran {
+    run_at(&server.endpoint(), key, args, stdin, true).await
+}
+
+/// Runs `cohortctl --endpoint ENDPOINT [--api-key KEY] ARGS…` through the library.
+pub async fn run_at(endpoint: &str, key: Option<&str>, args: &[&str], stdin: &str, terminal: bool) -> Ran {
+    let mut argv = vec!["cohortctl", "--endpoint", endpoint];
     if let Some(key) = key {
         argv.extend(["--api-key", key]);
     }
@@ -103,10 +115,34 @@ pub async fn ctl_with_input(server: &Server, key: Option<&str>, args: &[&str], s
         (Vec::new(), Vec::new(), std::io::Cursor::new(stdin.as_bytes().to_vec()));
     let format = cli.global.output;
     let result = {
-        let mut con = Console { out: &mut out, err: &mut err, input: &mut input, format };
+        let mut con = Console { out: &mut out, err: &mut err, input: &mut input, format, terminal };
         cohort_ctl::run(cli, &mut con).await
     };
     Ran { result, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }
+}
+
+/// YAML (one document) as the JSON value it spells, to compare `-o yaml` with `-o json`.
+pub fn yaml_value(text: &str) -> serde_json::Value {
+    use serde_json::Value;
+    use yaml_rust2::Yaml;
+    fn convert(y: &Yaml) -> Value {
+        match y {
+            Yaml::Real(r) => serde_json::from_str(r).unwrap_or_else(|_| Value::String(r.clone())),
+            Yaml::Integer(i) => Value::from(*i),
+            Yaml::String(s) => Value::String(s.clone()),
+            Yaml::Boolean(b) => Value::Bool(*b),
+            Yaml::Array(a) => Value::Array(a.iter().map(convert).collect()),
+            Yaml::Hash(h) => Value::Object(
+                h.iter().map(|(k, v)| (k.as_str().expect("string keys").to_owned(), convert(v))).collect(),
+            ),
+            Yaml::Null => Value::Null,
+            other => panic!("unexpected YAML node {other:?}"),
+        }
+    }
+    let docs =
+        yaml_rust2::YamlLoader::load_from_str(text).unwrap_or_else(|e| panic!("not YAML ({e}):\n{text}"));
+    assert_eq!(docs.len(), 1, "one document:\n{text}");
+    convert(&docs[0])
 }
 
 /// Writes `text` to `dir/name` and returns the path as text.
