@@ -31,6 +31,10 @@ RUN npm run build && test -f dist/index.html
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
+# The commit (`--build-arg REVISION=$(git rev-parse HEAD)`), compiled into the binaries for
+# `cohort_build_info`; also the image's revision label below. A changed value recompiles
+# cohort-runtime and the crates above it, never the dependencies.
+ARG REVISION=unknown
 # console/ is built in its own stage: leaving it out here keeps a page change from rebuilding
 # the binaries.
 COPY --exclude=console . .
@@ -39,7 +43,7 @@ COPY --exclude=console . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked \
+    COHORT_GIT_COMMIT="${REVISION}" cargo build --release --locked \
         --bin cohort-config \
         --bin cohort-evaluation \
         --bin cohort-events \

@@ -23,7 +23,7 @@ pub mod testing;
 pub mod tls;
 
 pub use deadpool_postgres::{Object as Client, Pool};
-pub use migrate::{Migration, Schema, migrate};
+pub use migrate::{Migration, Schema, check_version, migrate};
 pub use pool::{HealthCheck, HealthOptions, PoolOptions, connect, ping};
 pub use tls::{Connection, DatabaseUrl, RootCert, SslMode, connect_dedicated};
 
@@ -57,9 +57,15 @@ pub enum DbError {
         source: tokio_postgres::Error,
     },
     #[error(
-        "migration {schema} {version} ({name}) was changed after it was applied: checksum {found}, expected {expected}"
+        "schema {schema}: migration {version} ({name}) in the database differs from this binary's (checksum {found}, expected {expected}): the migration was edited after it was applied, or another build migrated the database"
     )]
     MigrationChanged { schema: &'static str, version: i32, name: String, found: String, expected: String },
+    /// The database was migrated by a newer binary (a rollback after an upgrade): this one
+    /// does not know the schema it would run against.
+    #[error(
+        "schema {schema}: the database is at migration {database}, newer than this binary's newest, {binary}; run a binary that knows migration {database} (or restore the database from before the upgrade)"
+    )]
+    SchemaTooNew { schema: &'static str, database: i32, binary: i32 },
 }
 
 impl DbError {

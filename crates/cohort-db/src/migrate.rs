@@ -6,6 +6,10 @@
 //! migration runs in its own transaction with its bookkeeping row in `<schema>.schema_migrations`
 //! and with `search_path` set to its schema; an applied migration whose text changed is an error.
 //!
+//! A database migrated further than the binary knows (a rollback after an upgrade) is refused
+//! before anything is applied: [`migrate`] and [`check_version`] (for services that start
+//! without migrating) fail with [`DbError::SchemaTooNew`].
+//!
 //! Each schema's first migration adopts an installation made by the single list that came
 //! before (every table in `public`, bookkeeping in `public.schema_migrations` at version 6):
 //! it moves its schema's tables out of `public`. `public.schema_migrations` is left in place
@@ -13,7 +17,7 @@
 
 use deadpool_postgres::Pool;
 use sha2::{Digest, Sha256};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::DbError;
 
@@ -116,6 +120,62 @@ pub async fn migrate(pool: &Pool, schema: &Schema) -> Result<Vec<i32>, DbError> 
     result
 }
 
+impl Schema {
+    /// The newest migration this binary knows.
+    pub fn newest(&self) -> i32 {
+        self.migrations.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+}
+
+/// Refuses a database whose `schema` has a migration newer than the binary's newest; returns
+/// the database's newest (`None` before any migration). Reads only the bookkeeping table.
+pub async fn check_version(pool: &Pool, schema: &Schema) -> Result<Option<i32>, DbError> {
+    let client = pool.get().await?;
+    let table = format!("{}.schema_migrations", schema.name);
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .map_err(DbError::query("look up schema_migrations"))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let newest: Option<i32> = client
+        .query_one(&format!("SELECT max(version) FROM {table}"), &[])
+        .await
+        .map_err(DbError::query("read schema_migrations"))?
+        .get(0);
+    refuse_newer(schema, newest)?;
+    Ok(newest)
+}
+
+/// What a service does with its schema at start: with `apply`, [`migrate`] (an unreachable
+/// database is an error, as it always was); without, [`check_version`], where only a schema too
+/// new is an error: a database that does not answer yet is logged and left to readiness, since
+/// services start while it is down. Returns the versions applied.
+pub async fn at_start(pool: &Pool, schema: &Schema, apply: bool) -> Result<Vec<i32>, DbError> {
+    if apply {
+        return migrate(pool, schema).await;
+    }
+    match check_version(pool, schema).await {
+        Err(e @ DbError::SchemaTooNew { .. }) => Err(e),
+        Err(e) => {
+            warn!(schema = schema.name, error = %e, "schema version not checked: the database did not answer");
+            Ok(Vec::new())
+        }
+        Ok(_) => Ok(Vec::new()),
+    }
+}
+
+fn refuse_newer(schema: &Schema, database: Option<i32>) -> Result<(), DbError> {
+    match database {
+        Some(database) if database > schema.newest() => {
+            Err(DbError::SchemaTooNew { schema: schema.name, database, binary: schema.newest() })
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn apply(client: &mut deadpool_postgres::Object, schema: &Schema) -> Result<Vec<i32>, DbError> {
     let name = schema.name;
     let table = format!("{name}.schema_migrations");
@@ -150,6 +210,9 @@ async fn apply(client: &mut deadpool_postgres::Object, schema: &Schema) -> Resul
         .await
         .map_err(DbError::query("read schema_migrations"))?;
     let applied: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    // Before anything is applied: an older binary must not add its migrations under a newer
+    // schema.
+    refuse_newer(schema, applied.iter().map(|(v, _)| *v).max())?;
     let mut done = Vec::new();
     for m in schema.migrations {
         let sum = checksum(m.sql);

@@ -17,14 +17,16 @@
 //! - `incoming`: a listener's connections, plaintext or TLS.
 //! - [`throttle`]: per-key rate limits and slowed failed authentications.
 //! - [`origin`]: browser origins (CORS) as environments list them and browsers send them.
-//! - [`server`]: the one service skeleton ([`Skeleton`]): health, reflection, the tower stack
-//!   on every RPC and route, supervised servers, drain.
+//! - [`server`]: the one service skeleton ([`Skeleton`]): health, reflection (per server, of
+//!   its [`GrpcRoutes`]), the tower stack on every RPC and route, supervised servers, drain.
+//! - [`metrics`]: build information, `process_*` and PostgreSQL pool gauges, read at scrape.
 
 pub mod admin;
 pub mod auth;
 pub mod error;
 mod incoming;
 mod listen;
+pub mod metrics;
 pub mod origin;
 pub mod server;
 pub mod settings;
@@ -38,7 +40,7 @@ pub use auth::bearer;
 pub use error::ApiError;
 pub use incoming::{Conn, Incoming, Peer};
 pub use listen::{Listeners, shutdown_on_signal};
-pub use server::{Limits, Running, ServeError, ServerStopped, Skeleton};
+pub use server::{GrpcRoutes, Limits, Running, ServeError, ServerStopped, Skeleton, reflected_services};
 pub use settings::{
     CommonArgs, DatabaseArgs, EX_USAGE, MAX_DURATION, parse_duration, parse_settings, usage_error,
 };

@@ -10,7 +10,8 @@
 //! let mut skeleton = Skeleton::new("cohort-x", &[SERVICE_NAME], limits);
 //! let readiness = skeleton.readiness();           // add conditions before serving
 //! let metrics = Metrics::new(skeleton.registry()); // the service's own metrics
-//! let running = skeleton.serve(listeners, grpc_routes, http_router, FILE_DESCRIPTOR_SET)?;
+//! let routes = GrpcRoutes::new(XServiceServer::new(api)); // reflection lists these
+//! let running = skeleton.serve(listeners, routes, http_router, FILE_DESCRIPTOR_SET, |s| s)?;
 //! readiness.set(true).await;
 //! let outcome = running.until(&shutdown).await;   // Err if a server died
 //! readiness.set(false).await;
@@ -20,6 +21,7 @@
 //! ```
 
 use std::collections::HashSet;
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +37,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 use tonic::body::Body;
+use tonic::server::NamedService;
 use tonic::service::Routes;
 use tower::{BoxError, Layer, Service, ServiceBuilder};
 use tracing::{Instrument, error, info, warn};
@@ -131,6 +134,7 @@ impl Skeleton {
     pub fn new(name: &'static str, services: &[&'static str], limits: Limits) -> Skeleton {
         let (reporter, health) = tonic_health::server::health_reporter();
         let mut registry = Registry::default();
+        crate::metrics::register_process(&mut registry, name);
         let requests = RequestMetrics::new(&mut registry);
         Skeleton {
             name,
@@ -162,19 +166,24 @@ impl Skeleton {
     /// Starts the gRPC server (the service's `routes`, health and reflection over
     /// `descriptors`), the HTTP server (`http`) and the admin server, each behind the common
     /// layers. `grpc` tunes the gRPC server (keepalives, stream limits) before the layers go on.
+    /// Reflection lists the services of `routes`, health and itself, nothing else of
+    /// `descriptors` (which hold every Cohort proto).
     pub fn serve(
         self,
         listeners: Listeners,
-        routes: Routes,
+        routes: GrpcRoutes,
         http: axum::Router,
         descriptors: &'static [u8],
         grpc: impl FnOnce(tonic::transport::Server) -> tonic::transport::Server,
     ) -> Result<Running, ServeError> {
         let Skeleton { name, readiness, add_health, mut registry, requests, limits, tls } = self;
         learn_methods(descriptors);
+        let GrpcRoutes { routes, names } = routes;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(descriptors)
-            .build_v1()?;
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let listed = names.into_iter().chain([HEALTH, REFLECTION]);
+        let reflection = listed.fold(reflection, |b, name| b.with_service_name(name)).build_v1()?;
         let routes = add_health(routes).add_service(reflection);
 
         let stop = Shutdown::new();
@@ -223,6 +232,69 @@ impl Skeleton {
             );
         }
         Ok(Running { name, readiness, stop, tasks })
+    }
+}
+
+const HEALTH: &str = "grpc.health.v1.Health";
+const REFLECTION: &str = "grpc.reflection.v1.ServerReflection";
+
+/// The gRPC services one server routes, with their names: what reflection on that server
+/// lists, so a server never advertises a service it does not serve.
+#[derive(Debug, Default)]
+pub struct GrpcRoutes {
+    routes: Routes,
+    names: Vec<&'static str>,
+}
+
+impl GrpcRoutes {
+    pub fn new<S>(service: S) -> GrpcRoutes
+    where
+        S: Service<http::Request<Body>, Error = Infallible> + NamedService + Clone + Send + Sync + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        GrpcRoutes::default().add_service(service)
+    }
+
+    pub fn add_service<S>(mut self, service: S) -> GrpcRoutes
+    where
+        S: Service<http::Request<Body>, Error = Infallible> + NamedService + Clone + Send + Sync + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.routes = self.routes.add_service(service);
+        self
+    }
+
+    /// The fully qualified names of the services routed, in the order added.
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+}
+
+/// The services reflection on `channel`'s server lists, sorted: how tests (and an operator's
+/// check) see what a port advertises.
+pub async fn reflected_services(channel: tonic::transport::Channel) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(request))
+        .await?
+        .into_inner();
+    match answers.message().await?.and_then(|a| a.message_response) {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            names.sort();
+            Ok(names)
+        }
+        other => Err(tonic::Status::internal(format!("not a list of services: {other:?}"))),
     }
 }
 

@@ -237,6 +237,8 @@ impl Analyzer {
         // How old the data of the results just stored were: from the snapshot to now.
         let lag_ms = cohort_core::time::unix_ms(SystemTime::now()) - advanced.coverage.as_of_ms;
         self.metrics.result_lag_seconds.set(lag_ms as f64 / 1000.0);
+        self.metrics.backlog_events.set(advanced.folded as i64);
+        self.metrics.folded_through.set(advanced.coverage.as_of_ms as f64 / 1000.0);
         Ok(report)
     }
 

@@ -22,8 +22,7 @@ use std::sync::Arc;
 
 use cohort_proto::analysis::v1::analysis_service_server::AnalysisServiceServer;
 pub use cohort_runtime::Listeners;
-use cohort_runtime::{Limits, Shutdown, Skeleton};
-use tonic::service::Routes;
+use cohort_runtime::{GrpcRoutes, Limits, Shutdown, Skeleton};
 use tracing::info;
 
 pub use settings::Settings;
@@ -45,12 +44,12 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
             ..Default::default()
         },
     )?;
-    if settings.migrate {
-        cohort_db::migrate(&pool, &cohort_db::migrate::ANALYSIS).await?;
-    }
+    // Refuses a schema newer than this binary knows, migrating or not.
+    cohort_db::migrate::at_start(&pool, &cohort_db::migrate::ANALYSIS, settings.migrate).await?;
     let mut skeleton =
         Skeleton::new("cohort-analysis", &[SERVICE_NAME], Limits::default()).tls(&settings.common.tls)?;
     let metrics = metrics::Metrics::new(skeleton.registry());
+    cohort_runtime::metrics::register_pool(skeleton.registry(), pool.clone());
     let store = store::Store::new(pool);
     let config = config::ConfigClient::new(
         &settings.config_endpoint,
@@ -77,7 +76,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
 
     let api = Arc::new(api::Api { store, config });
     let grpc_addr = listeners.grpc.local_addr()?;
-    let routes = Routes::new(AnalysisServiceServer::from_arc(api.clone()));
+    let routes = GrpcRoutes::new(AnalysisServiceServer::from_arc(api.clone()));
     let running =
         skeleton.serve(listeners, routes, api::router(api), cohort_proto::FILE_DESCRIPTOR_SET, |s| s)?;
     readiness.set(true).await;

@@ -25,6 +25,10 @@ pub struct Metrics {
     pub quarantined: Gauge,
     /// Age of the data behind the newest results when they were stored (snapshot to store).
     pub result_lag_seconds: Gauge<f64, AtomicU64>,
+    /// New rows the last cycle's fold took in (what had waited since the cycle before).
+    pub backlog_events: Gauge,
+    /// When the snapshot of the last advance was taken: every event stored before it is folded.
+    pub folded_through: Gauge<f64, AtomicU64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -45,6 +49,8 @@ impl Metrics {
             experiment_failures: Family::default(),
             quarantined: Gauge::default(),
             result_lag_seconds: Gauge::default(),
+            backlog_events: Gauge::default(),
+            folded_through: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("cohort_analysis");
         r.register("cycles", "Analysis cycles completed", m.cycles.clone());
@@ -64,6 +70,18 @@ impl Metrics {
             "result_lag_seconds",
             "Age of the data behind the latest results when they were stored: events stored after the cycle's snapshot are not in them",
             m.result_lag_seconds.clone(),
+        );
+        r.register(
+            "backlog_events",
+            "New rows the last cycle folded in, stored since the cycle before: units with new exposures plus new metric events (experiments rebuilt from all their rows aside)",
+            m.backlog_events.clone(),
+        );
+        // Its age, time() minus it, grows while cycles stall: a gauge of the age set per
+        // cycle would freeze at its last value.
+        r.register(
+            "folded_through_timestamp_seconds",
+            "Unix time of the last advance's snapshot: events stored before it are folded",
+            m.folded_through.clone(),
         );
         m
     }

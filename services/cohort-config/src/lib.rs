@@ -30,8 +30,7 @@ use std::time::Duration;
 use cohort_proto::config::v1::config_service_server::ConfigServiceServer;
 use cohort_proto::config::v1::internal_service_server::InternalServiceServer;
 pub use cohort_runtime::Listeners;
-use cohort_runtime::{Limits, Shutdown, Skeleton};
-use tonic::service::Routes;
+use cohort_runtime::{GrpcRoutes, Limits, Shutdown, Skeleton};
 use tracing::info;
 
 pub use settings::ServeSettings;
@@ -76,13 +75,15 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
             ..Default::default()
         },
     )?;
+    // Refuses a schema newer than this binary knows, migrating or not.
+    let applied = cohort_db::migrate::at_start(&pool, &cohort_db::migrate::CONFIG, settings.migrate).await?;
     if settings.migrate {
-        let applied = cohort_db::migrate(&pool, &cohort_db::migrate::CONFIG).await?;
         info!(applied = ?applied, "migrations up to date");
     }
     let mut skeleton =
         Skeleton::new("cohort-config", &[SERVICE_NAME], Limits::default()).tls(&settings.common.tls)?;
     let metrics = Metrics::new(skeleton.registry());
+    cohort_runtime::metrics::register_pool(skeleton.registry(), pool.clone());
     let store = Store::new(pool);
     let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
     let replica = settings.replica_id.unwrap_or_else(uuid::Uuid::new_v4);
@@ -128,7 +129,7 @@ pub async fn run(settings: ServeSettings, listeners: Listeners, shutdown: Shutdo
     let router = http::router(http::HttpState { auth, hub: hub.clone(), max_age: settings.http_max_age });
     let running = skeleton.serve(
         listeners,
-        Routes::new(ConfigServiceServer::new(api)).add_service(InternalServiceServer::new(
+        GrpcRoutes::new(ConfigServiceServer::new(api)).add_service(InternalServiceServer::new(
             internal::Internal { auth: internal_auth, store: store.clone() },
         )),
         router,

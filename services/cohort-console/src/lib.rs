@@ -15,8 +15,7 @@ pub mod settings;
 pub mod upstream;
 
 pub use cohort_runtime::Listeners;
-use cohort_runtime::{Limits, Shutdown, Skeleton};
-use tonic::service::Routes;
+use cohort_runtime::{GrpcRoutes, Limits, Shutdown, Skeleton};
 use tracing::info;
 
 pub use settings::Settings;
@@ -39,7 +38,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let files = assets.len();
     let http = api::router(api::Console { upstream, assets });
     let running =
-        skeleton.serve(listeners, Routes::default(), http, cohort_proto::FILE_DESCRIPTOR_SET, |s| s)?;
+        skeleton.serve(listeners, GrpcRoutes::default(), http, cohort_proto::FILE_DESCRIPTOR_SET, |s| s)?;
     readiness.set(true).await;
     info!(files, "console ready");
     Ok(running.serve_until(&shutdown, settings.common.shutdown_grace, async {}, async {}).await?)

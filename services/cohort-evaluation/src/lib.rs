@@ -36,8 +36,7 @@ use std::time::Duration;
 use cohort_proto::evaluation::v1::evaluation_service_server::EvaluationServiceServer;
 use cohort_proto::flagd::evaluation::{v1 as flagd_v1, v2 as flagd_v2};
 pub use cohort_runtime::Listeners;
-use cohort_runtime::{Shutdown, Skeleton};
-use tonic::service::Routes;
+use cohort_runtime::{GrpcRoutes, Shutdown, Skeleton};
 use tracing::info;
 
 pub use settings::Settings;
@@ -134,7 +133,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let flagd = Flagd::new(evaluator.clone(), &settings.flagd_environment_keys, flagd_streams.clone());
     let running = skeleton.serve(
         listeners,
-        Routes::new(EvaluationServiceServer::new(Api { evaluator }))
+        GrpcRoutes::new(EvaluationServiceServer::new(Api { evaluator }))
             .add_service(flagd_v1::service_server::ServiceServer::new(flagd.clone()))
             .add_service(flagd_v2::service_server::ServiceServer::new(flagd)),
         router,

@@ -8,6 +8,8 @@
 //! - [`settings`]: flags and `COHORT_*` variables, validated before binding.
 //! - [`spool`]: segments, checksummed records, group commit, crash recovery, the checkpoint.
 //! - [`drain`]: spool → PostgreSQL (binary COPY, staging tables, daily partitions).
+//! - [`retention`]: drops day partitions past `--retention`, keeping the days running
+//!   experiments read.
 //! - `ingest`: the domain shared by both front ends (auth, rate limit, validation, spool).
 //! - `validate`: per-event rules with field paths.
 //! - `auth`: SDK key verification with a TTL cache and the record of verified keys in the
@@ -20,6 +22,7 @@
 
 pub mod drain;
 pub mod metrics;
+pub mod retention;
 pub mod settings;
 pub mod spool;
 
@@ -39,10 +42,9 @@ use axum::extract::DefaultBodyLimit;
 use cohort_core::time::unix_ms;
 use cohort_proto::events::v1::event_service_server::EventServiceServer;
 pub use cohort_runtime::Listeners;
-use cohort_runtime::{Limits, Shutdown, Skeleton};
+use cohort_runtime::{GrpcRoutes, Limits, Shutdown, Skeleton};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 use tracing::info;
 
 pub use error::EventsError;
@@ -54,6 +56,7 @@ use crate::drain::{DrainConfig, Drainer};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::retention::Retention;
 use crate::spool::SpoolConfig;
 
 /// The fully qualified gRPC service name, for health.
@@ -85,10 +88,12 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
             ..cohort_db::PoolOptions::default()
         },
     )?;
+    // Refuses a schema newer than this binary knows, migrating or not.
+    let applied = cohort_db::migrate::at_start(&pool, &cohort_db::migrate::EVENTS, settings.migrate).await?;
     if settings.migrate {
-        let applied = cohort_db::migrate(&pool, &cohort_db::migrate::EVENTS).await?;
         info!(?applied, "migrations applied");
     }
+    cohort_runtime::metrics::register_pool(skeleton.registry(), pool.clone());
 
     let spool_config = SpoolConfig {
         dir: settings.spool_dir.clone(),
@@ -109,6 +114,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let config =
         ConfigClient::new(&settings.config_endpoint, &settings.service_key, &settings.common.tls.client())
             .map_err(EventsError::Config)?;
+    let retention = Retention::with_client(pool.clone(), config.clone(), metrics.clone(), settings.retention);
     let ingest = Arc::new(Ingest::new(
         KeyCache::new(config, settings.key_cache_ttl, settings.verified_key_max_age, key_record.clone()),
         RateLimiter::new(settings.rate_limit_per_environment, settings.rate_limit_burst),
@@ -131,6 +137,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
     let drainer = tokio::spawn(drainer.run(drain_stop.clone()));
     let gauges = tokio::spawn(update_gauges(spool.clone(), metrics.clone(), drain_stop.clone()));
     let record_writer = tokio::spawn(key_record.run_writer(drain_stop.clone()));
+    let retention = tokio::spawn(retention.run(settings.retention_interval, drain_stop.clone()));
 
     let grpc_addr = listeners
         .grpc
@@ -138,7 +145,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         .map_err(|e| EventsError::Server { server: "gRPC", message: e.to_string() })?;
     info!(grpc_addr = %local(&listeners.grpc), http_addr = %local(&listeners.http), "serving");
     let max_bytes = settings.max_request_bytes as usize;
-    let routes = Routes::new(
+    let routes = GrpcRoutes::new(
         EventServiceServer::new(grpc::EventsGrpc::new(ingest.clone())).max_decoding_message_size(max_bytes),
     );
     // Refuses larger bodies with 413 before they are buffered.
@@ -163,6 +170,7 @@ pub async fn run(settings: Settings, listeners: Listeners, shutdown: Shutdown) -
         let _ = drainer.await;
         let _ = gauges.await;
         let _ = record_writer.await;
+        let _ = retention.await;
     };
     running
         .serve_until(&shutdown, settings.common.shutdown_grace, registration.finish(), after)

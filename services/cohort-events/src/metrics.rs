@@ -54,6 +54,13 @@ pub struct Metrics {
     pub group_size: Histogram,
     /// Latency of one drain transaction (COPY + insert + commit), in seconds.
     pub drain_seconds: Histogram,
+    /// Day partitions dropped by retention.
+    pub retention_dropped: Counter,
+    /// Partitions past the retention kept in the last cycle because a running experiment reads
+    /// their day.
+    pub retention_held: Gauge,
+    /// Retention cycles that failed (config service or database unreachable): nothing dropped.
+    pub retention_failures: Counter,
 }
 
 impl Metrics {
@@ -72,6 +79,9 @@ impl Metrics {
             fsync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             group_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             drain_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            retention_dropped: Counter::default(),
+            retention_held: Gauge::default(),
+            retention_failures: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("cohort_events");
         r.register("accepted_events", "Events stored durably and acknowledged", m.accepted.clone());
@@ -98,6 +108,21 @@ impl Metrics {
         r.register("fsync_seconds", "Spool group write and fdatasync latency", m.fsync_seconds.clone());
         r.register("group_commit_size", "Appends per spool group commit", m.group_size.clone());
         r.register("drain_transaction_seconds", "Drain transaction latency", m.drain_seconds.clone());
+        r.register(
+            "retention_dropped_partitions",
+            "Day partitions dropped past the retention",
+            m.retention_dropped.clone(),
+        );
+        r.register(
+            "retention_held_partitions",
+            "Partitions past the retention kept for running experiments (last cycle)",
+            m.retention_held.clone(),
+        );
+        r.register(
+            "retention_failures",
+            "Retention cycles that failed and dropped nothing more",
+            m.retention_failures.clone(),
+        );
         m
     }
 

@@ -1,7 +1,7 @@
 //! Migrations against a real PostgreSQL: each schema's list idempotent, concurrent-safe and
 //! tamper-evident, and an installation made by the single legacy list adopted in place.
 
-use crate::migrate::{ALL, ANALYSIS, CONFIG, EVENTS, Schema};
+use crate::migrate::{ALL, ANALYSIS, CONFIG, EVENTS, Migration, Schema, at_start, check_version};
 use crate::testing::TestDb;
 use crate::{Pool, migrate};
 
@@ -153,7 +153,9 @@ async fn an_edited_migration_is_refused() {
     assert!(migrate(&db.pool, &CONFIG).await.unwrap().is_empty(), "another schema's list is unaffected");
     let err = migrate(&db.pool, &ANALYSIS).await.unwrap_err().to_string();
     assert!(
-        err.starts_with("migration cohort_analysis 1 (analysis) was changed after it was applied"),
+        err.starts_with(
+            "schema cohort_analysis: migration 1 (analysis) in the database differs from this binary's (checksum x, expected "
+        ),
         "{err}"
     );
 }
@@ -305,4 +307,71 @@ async fn seeded_keys_verify_and_revoked_ones_do_not() {
     assert_eq!(verify(&client, "cohort_sdk_nope").await.unwrap(), None);
     client.execute("UPDATE api_keys SET revoked_at = now()", &[]).await.unwrap();
     assert_eq!(verify(&client, &tenant.sdk_key).await.unwrap(), None);
+}
+
+/// A schema of two trivial migrations, and the binaries that know one, two or three of them.
+const GUARDED: [Migration; 3] = [
+    Migration { version: 1, name: "one", sql: "CREATE TABLE one (id int)" },
+    Migration { version: 2, name: "two", sql: "CREATE TABLE two (id int)" },
+    Migration { version: 3, name: "three", sql: "CREATE TABLE three (id int)" },
+];
+
+fn knowing(n: usize) -> Schema {
+    Schema { name: "cohort_guarded", migrations: &GUARDED[..n] }
+}
+
+#[tokio::test]
+async fn a_database_newer_than_the_binary_is_refused() {
+    let db = TestDb::new().await;
+    let client = db.pool.get().await.unwrap();
+    let newest = CONFIG.newest();
+    assert_eq!(check_version(&db.pool, &CONFIG).await.unwrap(), Some(newest), "equal: starts");
+    assert!(at_start(&db.pool, &CONFIG, false).await.unwrap().is_empty());
+    assert!(at_start(&db.pool, &CONFIG, true).await.unwrap().is_empty());
+
+    // A newer binary migrated, then this one came back.
+    client
+        .execute(
+            "INSERT INTO cohort_config.schema_migrations (version, name, checksum) VALUES ($1, 'future', 'x')",
+            &[&(newest + 1)],
+        )
+        .await
+        .unwrap();
+    let expected = format!(
+        "schema cohort_config: the database is at migration {}, newer than this binary's newest, {newest}; ",
+        newest + 1
+    );
+    for apply in [false, true] {
+        let err = at_start(&db.pool, &CONFIG, apply).await.unwrap_err();
+        assert!(matches!(err, crate::DbError::SchemaTooNew { .. }), "{err}");
+        let err = err.to_string();
+        assert!(err.starts_with(&expected) && !err.contains('\n'), "{err}");
+    }
+    assert!(at_start(&db.pool, &EVENTS, false).await.is_ok(), "another schema's list is unaffected");
+}
+
+#[tokio::test]
+async fn an_older_database_starts_and_a_newer_one_stops_the_older_binary() {
+    let db = TestDb::empty().await;
+    assert_eq!(check_version(&db.pool, &knowing(2)).await.unwrap(), None, "nothing migrated yet");
+    assert_eq!(migrate(&db.pool, &knowing(2)).await.unwrap(), [1, 2]);
+    assert_eq!(check_version(&db.pool, &knowing(3)).await.unwrap(), Some(2), "older: starts");
+    assert_eq!(check_version(&db.pool, &knowing(2)).await.unwrap(), Some(2), "equal: starts");
+    let refused = check_version(&db.pool, &knowing(1)).await.unwrap_err().to_string();
+    assert!(
+        refused.starts_with(
+            "schema cohort_guarded: the database is at migration 2, newer than this binary's newest, 1"
+        ),
+        "{refused}"
+    );
+    assert!(migrate(&db.pool, &knowing(1)).await.is_err(), "nor does it migrate");
+    assert_eq!(migrate(&db.pool, &knowing(3)).await.unwrap(), [3], "the newer binary migrates on");
+}
+
+#[tokio::test]
+async fn without_migrating_an_unreachable_database_is_not_a_refusal() {
+    // Nothing listens on port 1.
+    let pool = crate::connect("postgres://postgres@127.0.0.1:1/cohort", &Default::default()).unwrap();
+    assert!(at_start(&pool, &CONFIG, false).await.unwrap().is_empty());
+    assert!(at_start(&pool, &CONFIG, true).await.is_err(), "migrating needs the database");
 }

@@ -39,7 +39,7 @@ async fn serve(args: &TlsArgs) -> Served {
     let running = skeleton
         .serve(
             listeners,
-            tonic::service::Routes::default(),
+            crate::GrpcRoutes::default(),
             axum::Router::new().route("/ping", axum::routing::get(|| async { "pong" })),
             tonic_health::pb::FILE_DESCRIPTOR_SET,
             |s| s,

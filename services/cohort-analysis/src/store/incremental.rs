@@ -94,6 +94,10 @@ pub struct Advanced {
     pub pending: Vec<ExperimentRef>,
     /// Units whose state was recomputed or extended.
     pub touched_units: u64,
+    /// What the incremental fold took in: units with new exposures plus new metric events of
+    /// the experiments' streams, stored since the previous advance (rebuilt experiments aside).
+    /// Counted by the fold anyway, so the backlog a cycle found costs no query of its own.
+    pub folded: u64,
     /// What the advanced state covers.
     pub coverage: Coverage,
 }
@@ -457,7 +461,7 @@ impl Store {
         tx.batch_execute("ANALYZE run_exp; ANALYZE run_events; ANALYZE run_pairs; ANALYZE run_dims").await?;
 
         if let (true, Some(prev)) = (rebuild.iter().any(|r| !r), &previous) {
-            report.touched_units = advance_incremental(&tx, prev).await?;
+            (report.touched_units, report.folded) = advance_incremental(&tx, prev).await?;
             tx.batch_execute("RESET enable_hashjoin; RESET enable_mergejoin; RESET join_collapse_limit")
                 .await?;
         }
@@ -512,9 +516,10 @@ fn split(refs: &[ExperimentRef]) -> (Vec<Uuid>, Vec<Uuid>) {
 }
 
 /// Folds the rows stored since snapshot `prev` into the state of the experiments that are
-/// not rebuilt; returns how many units it touched. Every join between an event, the state and
+/// not rebuilt; returns how many units it touched and how many new rows (units' exposures,
+/// metric events) it folded. Every join between an event, the state and
 /// the running experiments matches the environment as well as the experiment id.
-async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64, StoreError> {
+async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<(u64, u64), StoreError> {
     // The new exposures, folded per unit.
     tx.execute(
         &format!(
@@ -542,7 +547,8 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     tx.batch_execute("ANALYZE fresh; ANALYZE new_events").await?;
     let sizes =
         tx.query_one("SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM new_events)", &[]).await?;
-    let backlog = sizes.get::<_, i64>(0) + sizes.get::<_, i64>(1) >= PROBE_LIMIT;
+    let folded = sizes.get::<_, i64>(0) + sizes.get::<_, i64>(1);
+    let backlog = folded >= PROBE_LIMIT;
     if !backlog {
         tx.batch_execute(
             "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL join_collapse_limit = 1",
@@ -564,7 +570,7 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
     tx.batch_execute("ANALYZE touched").await?;
     let touched: i64 = tx.query_one("SELECT count(*) FROM touched", &[]).await?.get(0);
     if touched == 0 {
-        return Ok(0);
+        return Ok((0, folded as u64));
     }
     let touched_units = "touched t JOIN analysis_units u ON u.environment_id = t.environment_id
          AND u.experiment_id = t.experiment_id AND u.unit = t.unit";
@@ -676,7 +682,7 @@ async fn advance_incremental(tx: &Transaction<'_>, prev: &String) -> Result<u64,
         &[],
     )
     .await?;
-    Ok(touched as u64)
+    Ok((touched as u64, folded as u64))
 }
 
 /// Builds the state of the experiments `rebuilt` from all their rows, set-based. Every read

@@ -219,11 +219,12 @@ async fn incremental_state_equals_a_from_scratch_aggregation_round_after_round()
         let advanced = store.advance(&bases, ALL, true).await.unwrap();
         assert_eq!(advanced.rebuilt, 0, "round {round} is incremental");
         assert!(advanced.touched_units > 0);
+        assert!(advanced.folded > 0, "round {round}: the new rows are the backlog it took in");
         assert_matches_scratch(&store, &bases, &format!("round {round}")).await;
     }
     // A cycle with nothing new changes nothing.
     let idle = store.advance(&bases, ALL, true).await.unwrap();
-    assert_eq!(idle.touched_units, 0);
+    assert_eq!((idle.touched_units, idle.folded), (0, 0));
     assert_matches_scratch(&store, &bases, "idle").await;
 
     // The comparisons above were of something: pre-period values and every pair's products.

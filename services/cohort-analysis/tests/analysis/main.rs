@@ -6,6 +6,7 @@
 mod cycle;
 mod holdouts;
 mod incremental;
+mod metrics;
 mod results;
 mod settings;
 mod tenancy;

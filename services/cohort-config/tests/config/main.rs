@@ -8,6 +8,7 @@ mod flagd;
 mod holdouts;
 mod isolation;
 mod malformed;
+mod metrics;
 mod readiness;
 mod revocation;
 mod scopes;

@@ -122,3 +122,44 @@ async fn a_process_whose_grpc_listener_dies_exits_non_zero() {
     assert!(out.status.code().is_some(), "an exit, not a signal: {:?}", out.status);
     assert!(stderr.contains("gRPC"), "the dead server is named: {stderr}");
 }
+
+/// Not a setting, but refused the same way at start: a database migrated by a newer binary (a
+/// rollback after an upgrade) stops the start with one line naming the schema and both
+/// versions, migrating or not.
+#[tokio::test]
+async fn a_database_newer_than_the_binary_stops_the_start_with_one_line() {
+    let db = cohort_db::testing::TestDb::new().await;
+    let newest = cohort_db::migrate::CONFIG.newest();
+    db.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO cohort_config.schema_migrations (version, name, checksum) VALUES ($1, 'future', 'x')",
+            &[&(newest + 1)],
+        )
+        .await
+        .unwrap();
+    let expected = format!(
+        "schema cohort_config: the database is at migration {}, newer than this binary's newest, {newest}",
+        newest + 1
+    );
+    for migrate in [false, true] {
+        let (grpc, web) = (free_addr().to_string(), free_addr().to_string());
+        let mut args = vec!["--database-url", db.url.as_str(), "--grpc-addr", &grpc, "--http-addr", &web];
+        if migrate {
+            args.push("--migrate");
+        }
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let output = tokio::task::spawn_blocking(move || {
+            BINARY.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "migrate {migrate}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("schema cohort_config")).collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(lines[0].starts_with(&format!("Error: {expected}")), "{stderr}");
+    }
+}

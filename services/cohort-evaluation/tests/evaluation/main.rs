@@ -9,6 +9,7 @@ mod flagd;
 mod http;
 mod limits;
 mod malformed;
+mod metrics;
 mod ofrep;
 mod openfeature;
 mod readiness;
