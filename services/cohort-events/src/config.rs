@@ -1,6 +1,7 @@
 //! The config service, as the events service sees it: who an SDK key is
 //! (`InternalService.VerifyKey`, asked with this service's key and the SHA-256 of the secret,
-//! never the secret). Config's tables are never read here.
+//! never the secret), and which experiments run (`ListRunning`, for retention). Config's
+//! tables are never read here.
 
 use std::time::Duration;
 
@@ -13,6 +14,9 @@ use uuid::Uuid;
 
 /// Longest a verification may take, connecting included.
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Longest a `ListRunning` may take: it answers every environment's definitions at once.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A config service call that failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +100,20 @@ impl ConfigClient {
             Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
             Err(s) => Err(s.into()),
         }
+    }
+
+    /// Every running experiment and enabled holdout, with each environment's metrics, as
+    /// the JSON texts the config service keeps (parsed by the caller, which knows which
+    /// fields it needs).
+    pub(crate) async fn list_running(&self) -> Result<pb::ListRunningResponse, ConfigError> {
+        let mut request = tonic::Request::new(pb::ListRunningRequest {});
+        request.metadata_mut().insert("authorization", self.authorization.clone());
+        request.set_timeout(LIST_TIMEOUT);
+        let mut internal = self.internal.clone();
+        let answer = tokio::time::timeout(LIST_TIMEOUT, internal.list_running(request))
+            .await
+            .map_err(|_| ConfigError::Timeout(LIST_TIMEOUT))?;
+        Ok(answer?.into_inner())
     }
 }
 

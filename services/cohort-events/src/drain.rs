@@ -146,8 +146,9 @@ const INSERT_METRICS: &str = "INSERT INTO {table} (environment_id, event_id, uni
      SELECT environment_id, event_id, unit, event, value, properties, ts, received_at
      FROM staging_metric_events WHERE ts >= '{from}' AND ts < '{to}' ON CONFLICT DO NOTHING";
 
-/// Serialises partition creation between replicas (an arbitrary fixed key).
-const PARTITION_LOCK_KEY: i64 = 0x636f_686f_7274_7074;
+/// Serialises partition creation between replicas, and with retention's drops (an arbitrary
+/// fixed key).
+pub(crate) const PARTITION_LOCK_KEY: i64 = 0x636f_686f_7274_7074;
 /// Days around today whose partitions are created ahead of time.
 const DAYS_BEHIND: i64 = 1;
 const DAYS_AHEAD: i64 = 2;

@@ -106,6 +106,16 @@ pub struct Settings {
     #[arg(long, env = "COHORT_SERVICE_KEY", hide_env_values = true, default_value = "")]
     pub service_key: String,
 
+    /// How long events are kept: whole day partitions that ended longer ago are dropped,
+    /// except days a running experiment still reads (`90d`, `2160h`; `off` or `0` keeps
+    /// everything).
+    #[arg(long, env = "COHORT_EVENTS_RETENTION", value_parser = parse_retention, default_value = "90d")]
+    pub retention: Duration,
+
+    /// How often expired partitions are looked for (also once at start-up).
+    #[arg(long, env = "COHORT_EVENTS_RETENTION_INTERVAL", value_parser = parse_duration, default_value = "1h")]
+    pub retention_interval: Duration,
+
     /// Apply pending database migrations at start-up.
     #[arg(long, env = "COHORT_MIGRATE")]
     pub migrate: bool,
@@ -165,6 +175,14 @@ impl Settings {
         if self.verified_key_max_age < Duration::from_secs(1) {
             return Err("--verified-key-max-age must be at least 1s".to_owned());
         }
+        // Events up to a week old are accepted: a shorter retention would drop them as they
+        // arrive.
+        if !self.retention.is_zero() && self.retention < MIN_RETENTION {
+            return Err(format!("--retention must be off or at least 8d, got {:?}", self.retention));
+        }
+        if self.retention_interval < Duration::from_secs(1) {
+            return Err("--retention-interval must be at least 1s".to_owned());
+        }
         // Last, so a setting wrong above is named even when these are not given.
         if cohort_db::keys::claimed_kind(&self.service_key) != Some(cohort_db::keys::KeyKind::Service) {
             return Err("--service-key must be a service key (cohort_service_…)".to_owned());
@@ -176,6 +194,26 @@ impl Settings {
             return Err(format!("--config-endpoint must be an http:// or https:// URL, got {endpoint:?}"));
         }
         Ok(())
+    }
+}
+
+/// Shortest retention: the oldest accepted event (7 days) plus its day.
+pub const MIN_RETENTION: Duration = Duration::from_secs(8 * 86_400);
+
+/// Parses a retention: `off` or `0` (zero: keep everything), whole days (`90d`), or a duration
+/// of the runtime's parser (`2160h`).
+pub fn parse_retention(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Duration::ZERO);
+    }
+    match text.strip_suffix('d') {
+        Some(days) => {
+            let days: u64 = days.parse().map_err(|_| format!("{text:?} is not a number of days like 90d"))?;
+            // In hours, so the runtime's parser applies its limits.
+            parse_duration(&format!("{}h", days.saturating_mul(24)))
+        }
+        None => parse_duration(text),
     }
 }
 

@@ -2,7 +2,9 @@
 
 use clap::Parser;
 
-use super::{Settings, parse_bytes};
+use std::time::Duration;
+
+use super::{Settings, parse_bytes, parse_retention};
 
 /// A service key of the right shape (the config service is what knows whether it is valid).
 const SERVICE_KEY: &str = "cohort_service_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -88,4 +90,26 @@ fn the_verified_key_record_age_the_spool_dir_and_the_database_url_are_checked() 
     assert!(s.validate().unwrap_err().starts_with("--spool-dir"));
     let s = parse(&["--database-url", "postgres://cohort@db:notaport/cohort"]);
     assert!(s.validate().unwrap_err().starts_with("--database-url"));
+}
+
+#[test]
+fn retention_is_days_a_duration_or_off() {
+    const DAY: u64 = 86_400;
+    assert_eq!(parse(&[]).retention, Duration::from_secs(90 * DAY));
+    assert_eq!(parse(&[]).retention_interval, Duration::from_secs(3600));
+    assert_eq!(parse_retention("30d"), Ok(Duration::from_secs(30 * DAY)));
+    assert_eq!(parse_retention("240h"), Ok(Duration::from_secs(10 * DAY)));
+    assert_eq!(parse_retention("off"), Ok(Duration::ZERO));
+    assert_eq!(parse_retention("OFF"), Ok(Duration::ZERO));
+    assert_eq!(parse_retention("0"), Ok(Duration::ZERO));
+    assert!(parse_retention("366d").is_err());
+    assert!(parse_retention("1.5d").is_err());
+    assert!(parse_retention("forever").is_err());
+    parse(&["--retention", "off"]).validate().unwrap();
+    parse(&["--retention", "8d"]).validate().unwrap();
+    // Events up to 7 days old are accepted: they must not be dropped as they arrive.
+    let s = parse(&["--retention", "7d"]);
+    assert!(s.validate().unwrap_err().starts_with("--retention"));
+    let s = parse(&["--retention-interval", "0s"]);
+    assert!(s.validate().unwrap_err().starts_with("--retention-interval"));
 }

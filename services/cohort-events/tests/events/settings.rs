@@ -33,6 +33,9 @@ fn every_kind_of_bad_setting_exits_64_with_one_line_naming_it() {
         (&["--shutdown-grace", HUGE], &[], "--shutdown-grace"),
         (&[], &[("COHORT_REQUEST_TIMEOUT", HUGE)], "--request-timeout"),
         (&["--fsync-window", "5 parsecs"], &[], "--fsync-window"),
+        (&[], &[("COHORT_EVENTS_RETENTION", "forever")], "--retention"),
+        // Shorter than the oldest event accepted (7 days).
+        (&["--retention", "7d"], &[], "--retention"),
         // An address.
         (&["--grpc-addr", "nowhere"], &[], "--grpc-addr"),
         // Numbers and sizes: unparsable, then out of range.
