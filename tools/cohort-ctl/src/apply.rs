@@ -151,8 +151,8 @@ pub async fn apply(
     let mut current = HashMap::new();
     for e in client.list_entities(env, None).await? {
         let Some(kind) = cohort_proto::convert::entity_kind(e.kind) else { continue };
-        let value: Value = serde_json::from_str(&e.definition_json)
-            .map_err(|err| CtlError::Protocol(format!("{kind} {:?} as invalid JSON: {err}", e.key)))?;
+        let value = cohort_proto::convert::structured::to_json(e.definition.as_ref())
+            .map_err(|err| CtlError::Protocol(format!("{kind} {:?} with {err}", e.key)))?;
         let def = Def::parse(kind, &value).map_err(|err| {
             CtlError::Protocol(format!(
                 "{kind} {:?} that this cohortctl cannot read ({}: {}); is it older than the server?",
@@ -286,14 +286,17 @@ fn batch(items: &mut [Item], reason: &str) -> (Vec<pb::BatchOperation>, Vec<(usi
         let (operation, step) = match &item.write {
             Write::None => return,
             Write::Create(body) => (
-                Operation::Create(pb::CreateOperation { kind, definition_json: body.to_string() }),
+                Operation::Create(pb::CreateOperation {
+                    kind,
+                    definition: cohort_proto::convert::structured::json_struct(body),
+                }),
                 Step::Write("created", Vec::new()),
             ),
             Write::Update { definition, fields } => (
                 Operation::Update(pb::UpdateOperation {
                     kind,
                     key: item.spec.key().into(),
-                    definition_json: definition.to_string(),
+                    definition: cohort_proto::convert::structured::json_struct(definition),
                     expected_revision: item.revision,
                 }),
                 Step::Write("updated", fields.clone()),

@@ -3,6 +3,7 @@
 
 use cohort_core::model::{Definitions, FlagDef, Serve};
 use cohort_proto::config::v1 as pb;
+use cohort_proto::convert::structured;
 use serde_json::{Value, json};
 
 use crate::cli::KeyKind;
@@ -86,7 +87,9 @@ pub async fn env_create(
         })
         .await
         .map_err(rpc("create environment"))?
-        .into_inner();
+        .into_inner()
+        .environment
+        .unwrap_or_default();
     if con.is_json() {
         con.json(&environment_json(&env))?;
     } else {
@@ -122,7 +125,9 @@ pub async fn env_update(
         })
         .await
         .map_err(rpc("update environment"))?
-        .into_inner();
+        .into_inner()
+        .environment
+        .unwrap_or_default();
     if con.is_json() {
         con.json(&environment_json(&env))?;
     } else {
@@ -347,12 +352,14 @@ pub async fn keys_rotate(
     let expires_at_ms =
         expires_in.map_or(0, |d| cohort_core::time::unix_ms(std::time::SystemTime::now() + d));
     let overlap_ms = i64::try_from(overlap.as_millis()).unwrap_or(i64::MAX);
-    let r = client
+    let pb::RotateApiKeyResponse { key, secret } = client
         .rpc
         .rotate_api_key(pb::RotateApiKeyRequest { id: id.into(), overlap_ms, expires_at_ms })
         .await
         .map_err(rpc("rotate API key"))?
         .into_inner();
+    // The same shape as a new key's: shown the same way.
+    let r = pb::CreateApiKeyResponse { key, secret };
     let key = r.key.clone().unwrap_or_default();
     let old = if overlap.is_zero() {
         "the old secret is revoked".to_owned()
@@ -377,7 +384,9 @@ pub async fn keys_revoke(
         .revoke_api_key(pb::RevokeApiKeyRequest { id: id.into() })
         .await
         .map_err(rpc("revoke API key"))?
-        .into_inner();
+        .into_inner()
+        .key
+        .unwrap_or_default();
     if con.is_json() {
         con.json(&key_json(&key))?;
     } else {
@@ -396,8 +405,8 @@ pub async fn keys_revoke(
 fn stored(e: &pb::Entity) -> Result<Def, CtlError> {
     let kind = cohort_proto::convert::entity_kind(e.kind)
         .ok_or_else(|| CtlError::Protocol(format!("an entity of unknown kind {}", e.kind)))?;
-    let value: Value = serde_json::from_str(&e.definition_json)
-        .map_err(|err| CtlError::Protocol(format!("{kind} {:?} as invalid JSON: {err}", e.key)))?;
+    let value = structured::to_json(e.definition.as_ref())
+        .map_err(|err| CtlError::Protocol(format!("{kind} {:?} with {err}", e.key)))?;
     Def::parse(kind, &value).map_err(|err| {
         CtlError::Protocol(format!(
             "{kind} {:?} that this cohortctl cannot read ({}: {}); is it older than the server?",
@@ -573,7 +582,7 @@ pub async fn delete(
     kind: Kind,
     key: &str,
     con: &mut Console<'_>,
-) -> Result<pb::WriteResponse, CtlError> {
+) -> Result<u64, CtlError> {
     client.require_key()?;
     let entity = client.entity(env, kind, key).await?;
     let doing = format!("delete {kind} {key}");
@@ -588,21 +597,15 @@ pub async fn delete(
         .await
         .map_err(rpc(&doing))?
         .into_inner();
-    written(con, kind, key, "deleted", &w)?;
-    Ok(w)
+    written(con, kind, key, "deleted", w.version)?;
+    Ok(w.version)
 }
 
-fn written(
-    con: &mut Console<'_>,
-    kind: Kind,
-    key: &str,
-    result: &str,
-    w: &pb::WriteResponse,
-) -> Result<(), CtlError> {
+fn written(con: &mut Console<'_>, kind: Kind, key: &str, result: &str, version: u64) -> Result<(), CtlError> {
     if con.is_json() {
-        con.json(&json!({ "kind": kind.as_str(), "key": key, "result": result, "version": w.version }))?;
+        con.json(&json!({ "kind": kind.as_str(), "key": key, "result": result, "version": version }))?;
     } else {
-        con.line(format!("{kind}/{key} {result} [version {}]", w.version))?;
+        con.line(format!("{kind}/{key} {result} [version {version}]"))?;
     }
     Ok(())
 }
@@ -615,7 +618,7 @@ pub async fn transition(
     action: Action,
     reason: Option<&str>,
     con: &mut Console<'_>,
-) -> Result<pb::WriteResponse, CtlError> {
+) -> Result<pb::TransitionExperimentResponse, CtlError> {
     client.require_key()?;
     let entity = client.entity(env, Kind::Experiment, key).await?;
     let doing = format!("{} experiment {key}", action.as_str());
@@ -631,7 +634,7 @@ pub async fn transition(
         .await
         .map_err(rpc(&doing))?
         .into_inner();
-    written(con, Kind::Experiment, key, crate::lifecycle::past(action), &w)?;
+    written(con, Kind::Experiment, key, crate::lifecycle::past(action), w.version)?;
     Ok(w)
 }
 
@@ -668,13 +671,7 @@ pub async fn audit(
     }
     entries.truncate(limit as usize);
     if con.is_json() {
-        let parse = |s: &str| {
-            if s.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(s).unwrap_or(Value::String(s.into()))
-            }
-        };
+        let parse = |s: Option<&structured::Struct>| structured::to_json(s).unwrap_or(Value::Null);
         let out: Vec<Value> = entries
             .iter()
             .map(|a| {
@@ -682,7 +679,7 @@ pub async fn audit(
                     "id": a.id, "at_ms": a.at_ms, "environment": a.environment, "version": a.version,
                     "actor_key_id": a.actor_key_id, "actor_name": a.actor_name, "action": a.action,
                     "kind": cohort_proto::convert::entity_kind(a.kind).map(Kind::as_str), "key": a.key,
-                    "reason": a.reason, "before": parse(&a.before_json), "after": parse(&a.after_json),
+                    "reason": a.reason, "before": parse(a.before.as_ref()), "after": parse(a.after.as_ref()),
                 })
             })
             .collect();
@@ -717,7 +714,7 @@ pub async fn snapshot(
     client: &mut Client,
     env: &str,
     con: &mut Console<'_>,
-) -> Result<pb::Snapshot, CtlError> {
+) -> Result<pb::GetSnapshotResponse, CtlError> {
     client.require_key()?;
     let s = client
         .rpc
@@ -725,13 +722,11 @@ pub async fn snapshot(
         .await
         .map_err(rpc("get snapshot"))?
         .into_inner();
-    match serde_json::from_slice::<Definitions>(&s.definitions_json) {
+    let raw = structured::to_json(s.definitions.as_ref())
+        .map_err(|e| CtlError::Protocol(format!("a snapshot with {e}")))?;
+    match serde_json::from_value::<Definitions>(raw.clone()) {
         Ok(defs) => con.json(&defs)?,
-        Err(_) => {
-            let raw: Value = serde_json::from_slice(&s.definitions_json)
-                .map_err(|e| CtlError::Protocol(format!("a snapshot that is not JSON: {e}")))?;
-            con.json(&raw)?;
-        }
+        Err(_) => con.json(&raw)?,
     }
     Ok(s)
 }
@@ -742,7 +737,7 @@ pub async fn propagation(
     env: &str,
     version: Option<u64>,
     con: &mut Console<'_>,
-) -> Result<pb::Propagation, CtlError> {
+) -> Result<pb::GetPropagationResponse, CtlError> {
     client.require_key()?;
     let p = client
         .rpc

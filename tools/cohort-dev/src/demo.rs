@@ -79,7 +79,7 @@ pub async fn apply(stack: &Stack, admin_key: &str, environment: &str) -> anyhow:
                 pb::CreateEntityRequest {
                     environment: environment.into(),
                     kind: kind as i32,
-                    definition_json: definition.to_string(),
+                    definition: cohort_proto::convert::structured::json_struct(&definition),
                 },
             ))
             .await;

@@ -32,7 +32,9 @@ pub(crate) async fn print(stack: &Stack, demo: &Demo, traffic: &Traffic) {
         });
         request.metadata_mut().insert("authorization", format!("Bearer {}", demo.admin_key).parse().ok()?);
         let r = c.get_results(request).await.ok()?.into_inner();
-        serde_json::from_str::<ExperimentResult>(&r.result_json).ok()
+        let result =
+            cohort_proto::convert::structured::to_json(r.result.and_then(|r| r.result).as_ref()).ok()?;
+        serde_json::from_value::<ExperimentResult>(result).ok()
     }
     .await;
     if std::io::stdout().is_terminal() {

@@ -33,7 +33,7 @@ async fn try_create(
     let request = pb::CreateEntityRequest {
         environment: "production".into(),
         kind: Holdout as i32,
-        definition_json: definition.to_string(),
+        definition: cohort_proto::convert::structured::json_struct(&definition),
     };
     Ok(c.create_entity(authed(admin, request)).await?.into_inner().entity.unwrap())
 }
@@ -48,14 +48,14 @@ async fn try_update(
         environment: "production".into(),
         kind: Holdout as i32,
         key: definition["key"].as_str().unwrap().into(),
-        definition_json: definition.to_string(),
+        definition: cohort_proto::convert::structured::json_struct(&definition),
         expected_revision,
     };
     Ok(c.update_entity(authed(admin, request)).await?.into_inner().entity.unwrap())
 }
 
 fn definition(e: &pb::Entity) -> Value {
-    serde_json::from_str(&e.definition_json).unwrap()
+    cohort_proto::convert::structured::to_json(e.definition.as_ref()).unwrap()
 }
 
 /// The field violations of a refusal, as `field: description`.

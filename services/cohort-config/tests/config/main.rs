@@ -97,11 +97,15 @@ pub async fn create(
     env: &str,
     kind: pb::EntityKind,
     json: String,
-) -> pb::WriteResponse {
+) -> pb::CreateEntityResponse {
     client
         .create_entity(authed(
             key,
-            pb::CreateEntityRequest { environment: env.into(), kind: kind as i32, definition_json: json },
+            pb::CreateEntityRequest {
+                environment: env.into(),
+                kind: kind as i32,
+                definition: cohort_proto::convert::structured::text_struct(&json),
+            },
         ))
         .await
         .expect("create entity")

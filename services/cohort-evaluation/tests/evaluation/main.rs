@@ -62,7 +62,7 @@ impl EventService for FakeEvents {
 
     async fn stream_batches(
         &self,
-        _: Request<Streaming<epb::SendBatchRequest>>,
+        _: Request<Streaming<epb::StreamBatchesRequest>>,
     ) -> Result<Response<epb::StreamBatchesResponse>, Status> {
         Err(Status::unimplemented("stream_batches"))
     }
@@ -197,7 +197,7 @@ impl Stack {
                 cpb::CreateEntityRequest {
                     environment: env.into(),
                     kind: kind as i32,
-                    definition_json: json.clone(),
+                    definition: cohort_proto::convert::structured::text_struct(&json),
                 },
             ))
             .await

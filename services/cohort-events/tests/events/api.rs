@@ -299,8 +299,8 @@ async fn stream_batches_acknowledges_every_batch_in_one_summary() {
     let service = cluster.start_events(&[]).await;
     let mut client = service.client().await;
 
-    let mut batches: Vec<pb::SendBatchRequest> =
-        (0..5).map(|_| pb::SendBatchRequest { events: exposures(100) }).collect();
+    let mut batches: Vec<pb::StreamBatchesRequest> =
+        (0..5).map(|_| pb::StreamBatchesRequest { events: exposures(100) }).collect();
     batches[2].events[7].event_id = "bad".to_owned();
     let mut request = tonic::Request::new(tokio_stream::iter(batches));
     request.metadata_mut().insert("authorization", format!("Bearer {}", tenant.sdk_key).parse().unwrap());
