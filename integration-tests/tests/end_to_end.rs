@@ -655,6 +655,7 @@ async fn create(
                 environment: ENV.into(),
                 kind: kind as i32,
                 definition: cohort_proto::convert::structured::json_struct(&definition),
+                reason: String::new(),
             },
         ))
         .await

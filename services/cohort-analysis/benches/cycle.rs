@@ -222,6 +222,7 @@ fn create(kind: cpb::EntityKind, definition: Value) -> Operation {
     Operation::Create(cpb::CreateOperation {
         kind: kind as i32,
         definition: cohort_proto::convert::structured::json_struct(&definition),
+        reason: String::new(),
     })
 }
 

@@ -280,6 +280,7 @@ async fn measure_load(db: &TestDb, admin_key: &str, at: SocketAddr) {
                         environment: "large".into(),
                         kind: kind as i32,
                         definition: cohort_proto::convert::structured::text_struct(&json),
+                        reason: String::new(),
                     },
                 ))
                 .await
@@ -326,6 +327,7 @@ async fn write(admin: &mut ConfigServiceClient<Channel>, key: &str, n: u64, revi
                     environment: "production".into(),
                     kind: pb::EntityKind::Flag as i32,
                     definition,
+                    reason: String::new(),
                 },
             ))
             .await
@@ -342,6 +344,7 @@ async fn write(admin: &mut ConfigServiceClient<Channel>, key: &str, n: u64, revi
                     key: "propagated".into(),
                     definition,
                     expected_revision: *revision,
+                    reason: String::new(),
                 },
             ))
             .await

@@ -144,13 +144,20 @@ fn definition(definition: Option<&structured::Struct>) -> Result<Value> {
     structured::struct_json(definition, "definition").map_err(|e| ServiceError::invalid(e.field, e.message))
 }
 
-/// One operation of a batch and the reason it carries (transitions only).
+/// An audit reason: none when empty.
+fn reason(text: &str) -> Option<&str> {
+    (!text.trim().is_empty()).then_some(text)
+}
+
+/// One operation of a batch and the reason it carries.
 fn batch_operation(o: pb::BatchOperation) -> Result<(Op, Option<String>)> {
     use pb::batch_operation::Operation;
+    let owned = |text: &str| reason(text).map(str::to_owned);
     Ok(match o.operation {
-        Some(Operation::Create(c)) => {
-            (Op::Create { kind: kind(c.kind, "kind")?, definition: definition(c.definition.as_ref())? }, None)
-        }
+        Some(Operation::Create(c)) => (
+            Op::Create { kind: kind(c.kind, "kind")?, definition: definition(c.definition.as_ref())? },
+            owned(&c.reason),
+        ),
         Some(Operation::Update(u)) => (
             Op::Update {
                 kind: kind(u.kind, "kind")?,
@@ -158,7 +165,7 @@ fn batch_operation(o: pb::BatchOperation) -> Result<(Op, Option<String>)> {
                 definition: definition(u.definition.as_ref())?,
                 expected_revision: u.expected_revision,
             },
-            None,
+            owned(&u.reason),
         ),
         Some(Operation::Delete(d)) => (
             Op::Delete {
@@ -166,7 +173,7 @@ fn batch_operation(o: pb::BatchOperation) -> Result<(Op, Option<String>)> {
                 key: required(&d.key, "key")?.to_owned(),
                 expected_revision: d.expected_revision,
             },
-            None,
+            owned(&d.reason),
         ),
         Some(Operation::Transition(t)) => {
             let Some(action) = cohort_proto::convert::experiment_action(t.action) else {
@@ -177,7 +184,7 @@ fn batch_operation(o: pb::BatchOperation) -> Result<(Op, Option<String>)> {
                 action,
                 expected_revision: t.expected_revision,
             };
-            (op, Some(t.reason))
+            (op, owned(&t.reason))
         }
         None => {
             return Err(ServiceError::invalid("operation", "must be create, update, delete or transition"));
@@ -520,7 +527,8 @@ impl ConfigService for Api {
         let r = request.into_inner();
         let op =
             || Ok(Op::Create { kind: kind(r.kind, "kind")?, definition: definition(r.definition.as_ref())? });
-        let (entity, version) = self.write("create", &p, &r.environment, false, None, op).await?;
+        let (entity, version) =
+            self.write("create", &p, &r.environment, false, reason(&r.reason), op).await?;
         Ok(Response::new(pb::CreateEntityResponse { entity, version }))
     }
 
@@ -578,7 +586,8 @@ impl ConfigService for Api {
                 expected_revision: r.expected_revision,
             })
         };
-        let (entity, version) = self.write("update", &p, &r.environment, false, None, op).await?;
+        let (entity, version) =
+            self.write("update", &p, &r.environment, false, reason(&r.reason), op).await?;
         Ok(Response::new(pb::UpdateEntityResponse { entity, version }))
     }
 
@@ -595,7 +604,8 @@ impl ConfigService for Api {
                 expected_revision: r.expected_revision,
             })
         };
-        let (entity, version) = self.write("delete", &p, &r.environment, false, None, op).await?;
+        let (entity, version) =
+            self.write("delete", &p, &r.environment, false, reason(&r.reason), op).await?;
         Ok(Response::new(pb::DeleteEntityResponse { entity, version }))
     }
 

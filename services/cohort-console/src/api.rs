@@ -154,6 +154,9 @@ struct Written {
     definition: Value,
     #[serde(default)]
     expected_revision: Option<i64>,
+    /// Recorded in the audit log.
+    #[serde(default)]
+    reason: String,
 }
 
 /// A body parsed strictly: a key written twice is refused, named, not silently last-wins.
@@ -178,6 +181,7 @@ async fn create_entity(
         environment: env,
         kind: cpb::EntityKind::from(kind(&kind_text)?) as i32,
         definition: Some(definition(&w)?),
+        reason: w.reason,
     };
     let r = c.upstream.config.clone().create_entity(authed(&key, request)).await?.into_inner();
     Ok(write(r.entity.as_ref(), r.version))
@@ -200,6 +204,7 @@ async fn update_entity(
         key: entity_key,
         definition: Some(definition(&w)?),
         expected_revision,
+        reason: w.reason,
     };
     let r = c.upstream.config.clone().update_entity(authed(&key, request)).await?.into_inner();
     Ok(write(r.entity.as_ref(), r.version))
@@ -208,6 +213,8 @@ async fn update_entity(
 #[derive(Debug, Deserialize)]
 struct RevisionQuery {
     expected_revision: Option<i64>,
+    #[serde(default)]
+    reason: String,
 }
 
 async fn delete_entity(
@@ -225,6 +232,7 @@ async fn delete_entity(
         kind: cpb::EntityKind::from(kind(&kind_text)?) as i32,
         key: entity_key,
         expected_revision,
+        reason: q.reason,
     };
     let r = c.upstream.config.clone().delete_entity(authed(&key, request)).await?.into_inner();
     Ok(write(r.entity.as_ref(), r.version))

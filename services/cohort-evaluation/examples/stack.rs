@@ -141,6 +141,7 @@ async fn seed(config: SocketAddr, admin_key: &str, args: &Args) -> anyhow::Resul
         environment: "production".into(),
         kind: kind as i32,
         definition: cohort_proto::convert::structured::json_struct(&json),
+        reason: String::new(),
     };
     for i in 0..args.flags {
         let flag = serde_json::json!({

@@ -289,6 +289,7 @@ fn batch(items: &mut [Item], reason: &str) -> (Vec<pb::BatchOperation>, Vec<(usi
                 Operation::Create(pb::CreateOperation {
                     kind,
                     definition: cohort_proto::convert::structured::json_struct(body),
+                    reason: String::new(),
                 }),
                 Step::Write("created", Vec::new()),
             ),
@@ -298,6 +299,7 @@ fn batch(items: &mut [Item], reason: &str) -> (Vec<pb::BatchOperation>, Vec<(usi
                     key: item.spec.key().into(),
                     definition: cohort_proto::convert::structured::json_struct(definition),
                     expected_revision: item.revision,
+                    reason: String::new(),
                 }),
                 Step::Write("updated", fields.clone()),
             ),

@@ -593,6 +593,7 @@ pub async fn delete(
             kind: pb::EntityKind::from(kind) as i32,
             key: key.into(),
             expected_revision: entity.revision,
+            reason: String::new(),
         })
         .await
         .map_err(rpc(&doing))?

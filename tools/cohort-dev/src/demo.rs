@@ -80,6 +80,7 @@ pub async fn apply(stack: &Stack, admin_key: &str, environment: &str) -> anyhow:
                     environment: environment.into(),
                     kind: kind as i32,
                     definition: cohort_proto::convert::structured::json_struct(&definition),
+                    reason: "make dev's demo".into(),
                 },
             ))
             .await;

@@ -77,6 +77,7 @@ async fn a_holdout_compares_everyone_else_against_the_held_out_units() {
             &json!({"key": "h2-holdout", "share_bp": 1000, "metrics": ["purchase"], "enabled": false}),
         ),
         expected_revision: revision,
+        reason: String::new(),
     });
     w.write(update).await;
     let report = w.analyzer(Settings::default()).cycle().await.unwrap();

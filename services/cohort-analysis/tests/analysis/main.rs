@@ -35,6 +35,7 @@ pub fn create(kind: Kind, definition: Value) -> Operation {
     Operation::Create(cpb::CreateOperation {
         kind: kind as i32,
         definition: cohort_proto::convert::structured::json_struct(&definition),
+        reason: String::new(),
     })
 }
 

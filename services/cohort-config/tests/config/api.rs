@@ -125,6 +125,7 @@ async fn entities_crud_with_pagination_revisions_and_audit() {
                 key: "flag-2".into(),
                 definition: cohort_proto::convert::structured::text_struct(&flag_json("flag-2", false)),
                 expected_revision: got.revision,
+                reason: "the new flow broke checkout".into(),
             },
         ))
         .await
@@ -140,6 +141,7 @@ async fn entities_crud_with_pagination_revisions_and_audit() {
                 kind: Flag as i32,
                 key: "flag-4".into(),
                 expected_revision: 1,
+                reason: String::new(),
             },
         ))
         .await
@@ -175,6 +177,7 @@ async fn entities_crud_with_pagination_revisions_and_audit() {
     assert_eq!(actions, ["update", "create"], "newest first");
     let update = &audit.entries[0];
     assert_eq!(update.actor_name, "bootstrap admin");
+    assert_eq!(update.reason, "the new flow broke checkout");
     assert_eq!(update.version, 6);
     let (before, after) = (
         cohort_proto::convert::structured::to_json(update.before.as_ref()).unwrap(),
@@ -216,6 +219,7 @@ async fn bad_input_is_refused_with_field_violations_and_nothing_is_stored() {
                 environment: "production".into(),
                 kind: Experiment as i32,
                 definition: cohort_proto::convert::structured::json_struct(&bad_weights),
+                reason: String::new(),
             },
         ))
         .await
@@ -246,7 +250,12 @@ async fn bad_input_is_refused_with_field_violations_and_nothing_is_stored() {
         let err = c
             .create_entity(authed(
                 &admin,
-                pb::CreateEntityRequest { environment: "production".into(), kind, definition },
+                pb::CreateEntityRequest {
+                    environment: "production".into(),
+                    kind,
+                    definition,
+                    reason: String::new(),
+                },
             ))
             .await
             .unwrap_err();
@@ -296,6 +305,7 @@ async fn concurrent_writers_with_the_same_revision_one_wins() {
                         i % 2 == 0,
                     )),
                     expected_revision: 1,
+                    reason: String::new(),
                 },
             ))
             .await
@@ -388,6 +398,7 @@ async fn experiment_lifecycle_refuses_illegal_moves() {
                 key: "second".into(),
                 definition: cohort_proto::convert::structured::json_struct(&def),
                 expected_revision: started.revision,
+                reason: String::new(),
             },
         ))
         .await
@@ -481,6 +492,7 @@ async fn keys_are_created_once_listed_without_secrets_and_revoked() {
                 environment: "production".into(),
                 kind: Flag as i32,
                 definition: cohort_proto::convert::structured::text_struct(&flag_json("f", true)),
+                reason: String::new(),
             },
         ))
         .await

@@ -23,6 +23,7 @@ fn create_op(kind: pb::EntityKind, definition: String) -> pb::BatchOperation {
         operation: Some(Operation::Create(pb::CreateOperation {
             kind: kind as i32,
             definition: cohort_proto::convert::structured::text_struct(&definition),
+            reason: String::new(),
         })),
     }
 }
@@ -120,6 +121,7 @@ async fn a_batch_is_one_version_with_an_audit_row_per_operation_and_one_delta() 
                 kind: Flag as i32,
                 key: "old".into(),
                 expected_revision: 1,
+                reason: String::new(),
             })),
         },
     ];
@@ -216,6 +218,7 @@ async fn a_nul_anywhere_fails_the_whole_batch_and_stores_nothing() {
                 environment: "production".into(),
                 kind: Flag as i32,
                 definition: cohort_proto::convert::structured::json_struct(&f),
+                reason: String::new(),
             },
         ))
         .await
@@ -261,6 +264,7 @@ async fn experiments_without_an_id_get_a_fresh_one_and_keep_it() {
                 key: "test".into(),
                 definition: cohort_proto::convert::structured::json_struct(&edited),
                 expected_revision: 1,
+                reason: String::new(),
             },
         ))
         .await
@@ -274,6 +278,7 @@ async fn experiments_without_an_id_get_a_fresh_one_and_keep_it() {
             key: "test".into(),
             definition: cohort_proto::convert::structured::json_struct(&edited),
             expected_revision: 2,
+            reason: String::new(),
         })),
     };
     let new = create_op(Experiment, experiment_json("second"));

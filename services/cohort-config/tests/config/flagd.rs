@@ -44,6 +44,7 @@ async fn flagd_targeting_is_checked_on_write_and_an_analysed_split_runs_as_an_ex
         environment: "production".into(),
         kind: Flag as i32,
         definition: cohort_proto::convert::structured::json_struct(&bad),
+        reason: String::new(),
     };
     let err = c.create_entity(authed(&t.admin_key, request)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -90,6 +91,7 @@ async fn flagd_targeting_is_checked_on_write_and_an_analysed_split_runs_as_an_ex
             Some(json!({"metrics": ["buys"], "control": "high"})),
         )),
         expected_revision: 1,
+        reason: String::new(),
     };
     let updated = c.update_entity(authed(&t.admin_key, update.clone())).await.unwrap().into_inner();
     let stored: Value =

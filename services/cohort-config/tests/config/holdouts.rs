@@ -34,6 +34,7 @@ async fn try_create(
         environment: "production".into(),
         kind: Holdout as i32,
         definition: cohort_proto::convert::structured::json_struct(&definition),
+        reason: String::new(),
     };
     Ok(c.create_entity(authed(admin, request)).await?.into_inner().entity.unwrap())
 }
@@ -50,6 +51,7 @@ async fn try_update(
         key: definition["key"].as_str().unwrap().into(),
         definition: cohort_proto::convert::structured::json_struct(&definition),
         expected_revision,
+        reason: String::new(),
     };
     Ok(c.update_entity(authed(admin, request)).await?.into_inner().entity.unwrap())
 }
@@ -189,6 +191,7 @@ async fn an_enabled_holdout_is_disabled_before_it_is_deleted() {
         kind: Holdout as i32,
         key: "h".into(),
         expected_revision: revision,
+        reason: String::new(),
     };
     let err = c.delete_entity(authed(&t.admin_key, delete(created.revision))).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");

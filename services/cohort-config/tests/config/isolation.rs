@@ -48,6 +48,7 @@ async fn one_tenant_cannot_read_or_change_another_tenants_data() {
                 environment: a_env.clone(),
                 kind: Flag as i32,
                 definition: cohort_proto::convert::structured::text_struct(&flag_json("x", true)),
+                reason: String::new(),
             },
         ))
         .await,
@@ -82,6 +83,7 @@ async fn one_tenant_cannot_read_or_change_another_tenants_data() {
                 key: "alpha-secret".into(),
                 definition: cohort_proto::convert::structured::text_struct(&flag_json("alpha-secret", false)),
                 expected_revision: 1,
+                reason: String::new(),
             },
         ))
         .await,
@@ -95,6 +97,7 @@ async fn one_tenant_cannot_read_or_change_another_tenants_data() {
                 kind: Flag as i32,
                 key: "alpha-secret".into(),
                 expected_revision: 1,
+                reason: String::new(),
             },
         ))
         .await,

@@ -105,6 +105,7 @@ pub async fn create(
                 environment: env.into(),
                 kind: kind as i32,
                 definition: cohort_proto::convert::structured::text_struct(&json),
+                reason: String::new(),
             },
         ))
         .await

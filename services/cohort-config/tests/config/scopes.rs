@@ -34,6 +34,7 @@ fn write(env: &str, key: &str) -> pb::CreateEntityRequest {
         environment: env.into(),
         kind: Flag as i32,
         definition: cohort_proto::convert::structured::text_struct(&flag_json(key, true)),
+        reason: String::new(),
     }
 }
 

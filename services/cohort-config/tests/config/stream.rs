@@ -174,6 +174,7 @@ async fn holdout_changes_reach_the_stream() {
         key: "h".into(),
         definition: cohort_proto::convert::structured::json_struct(&off),
         expected_revision: 1,
+        reason: String::new(),
     };
     c.update_entity(authed(&t.admin_key, update)).await.unwrap();
     let delta = s.next().await.unwrap();
@@ -186,6 +187,7 @@ async fn holdout_changes_reach_the_stream() {
         kind: pb::EntityKind::Holdout as i32,
         key: "h".into(),
         expected_revision: 2,
+        reason: String::new(),
     };
     c.delete_entity(authed(&t.admin_key, delete)).await.unwrap();
     held.apply(&s.next().await.unwrap());

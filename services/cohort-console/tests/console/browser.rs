@@ -41,6 +41,7 @@ async fn create(
         environment: "production".into(),
         kind: kind as i32,
         definition: cohort_proto::convert::structured::json_struct(&definition),
+        reason: String::new(),
     };
     config
         .create_entity(authed(admin, request))

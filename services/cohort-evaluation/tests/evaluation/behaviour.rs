@@ -140,6 +140,7 @@ async fn config_changes_reach_the_service_and_exposures_reach_the_event_service(
                 key: "checkout".into(),
                 definition: cohort_proto::convert::structured::text_struct(&flag_json("checkout", true)),
                 expected_revision: revision,
+                reason: String::new(),
             },
         ))
         .await

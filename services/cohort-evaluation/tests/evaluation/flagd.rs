@@ -271,6 +271,7 @@ async fn the_event_stream_says_ready_then_names_exactly_the_changed_key() {
                 key: "checkout".into(),
                 definition: cohort_proto::convert::structured::text_struct(&flag_json("checkout", true)),
                 expected_revision: revision,
+                reason: String::new(),
             },
         ))
         .await

@@ -198,6 +198,7 @@ impl Stack {
                     environment: env.into(),
                     kind: kind as i32,
                     definition: cohort_proto::convert::structured::text_struct(&json),
+                    reason: String::new(),
                 },
             ))
             .await

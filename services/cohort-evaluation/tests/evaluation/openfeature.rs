@@ -133,6 +133,7 @@ async fn scenarios(
                 key: "watched".into(),
                 definition: cohort_proto::convert::structured::text_struct(&off),
                 expected_revision: *revision,
+                reason: String::new(),
             };
             config.update_entity(crate::authed(&stack.tenant.admin_key, update)).await.unwrap();
             *revision += 1;

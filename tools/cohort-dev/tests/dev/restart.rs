@@ -81,6 +81,7 @@ async fn a_second_run_keeps_keys_demo_and_definitions_and_fresh_forgets() {
         environment: ENVIRONMENT.into(),
         kind: pb::EntityKind::Flag as i32,
         definition: cohort_proto::convert::structured::json_struct(&flag),
+        reason: String::new(),
     };
     config(&first.stack)
         .await
