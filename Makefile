@@ -1,5 +1,5 @@
 # The doors into Cohort. Logic lives in Rust and scripts/, not here.
-.PHONY: test dev fmt lint bench deploy-check
+.PHONY: test dev fmt lint bench deploy-check proto-check
 
 # Formatting, lints as errors, then every test in the workspace (PostgreSQL must be running:
 # .ci/run starts it). The real OpenFeature SDKs the evaluation service is tested with are
@@ -34,3 +34,8 @@ bench:
 # kubectl and kubernetes-validate into target/tools on first use).
 deploy-check:
 	bash scripts/validate-deploy.sh
+
+# The gRPC API's contract: buf lint (every element documented) and buf breaking against the
+# previous commit's protos (installs buf from npm into scripts/buf on first use).
+proto-check:
+	bash scripts/proto-check.sh

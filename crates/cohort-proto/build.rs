@@ -19,7 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // config service gets its small-buffer codec and its hand-written SyncResponse; everything
     // else the default buffers and, but for the hand-written EvaluateResponse, generated types.
     let mut config = fds.clone();
-    config.file.retain(|f| f.package() == "cohort.config.v1");
+    // With the well-known types it imports (prost-types provides them; nothing is generated).
+    config.file.retain(|f| matches!(f.package(), "cohort.config.v1" | "google.protobuf"));
     let mut rest = fds;
     rest.file.retain(|f| f.package() != "cohort.config.v1");
     generator()

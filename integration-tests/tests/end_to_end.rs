@@ -654,7 +654,8 @@ async fn create(
             cpb::CreateEntityRequest {
                 environment: ENV.into(),
                 kind: kind as i32,
-                definition_json: definition.to_string(),
+                definition: cohort_proto::convert::structured::json_struct(&definition),
+                reason: String::new(),
             },
         ))
         .await
@@ -698,8 +699,11 @@ async fn entity_status(config: &mut ConfigServiceClient<Channel>, admin: &str, k
         ))
         .await
         .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
-        .into_inner();
-    let definition: Value = serde_json::from_str(&entity.definition_json).expect("definitions are JSON");
+        .into_inner()
+        .entity
+        .expect("an entity");
+    let definition: Value =
+        cohort_proto::convert::structured::to_json(entity.definition.as_ref()).expect("definitions are JSON");
     definition["status"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -711,7 +715,15 @@ async fn get_result(
 ) -> Option<ExperimentResult> {
     let request = apb::GetResultsRequest { environment: ENV.into(), experiment: key.into() };
     match analysis.get_results(authed(admin, request)).await {
-        Ok(r) => Some(serde_json::from_str(&r.into_inner().result_json).expect("result_json is a result")),
+        Ok(r) => Some(
+            serde_json::from_value(
+                cohort_proto::convert::structured::to_json(
+                    r.into_inner().result.and_then(|r| r.result).as_ref(),
+                )
+                .expect("a result is JSON"),
+            )
+            .expect("a result"),
+        ),
         Err(status) if status.code() == tonic::Code::NotFound => None,
         Err(status) => panic!("results of {key}: {status:?}"),
     }

@@ -9,6 +9,7 @@ use cohort_core::{AttrValue, Context, Decision, DecisionKind, ErrorCode, Reason}
 use crate::common::v1 as pb;
 
 pub mod flagd;
+pub mod structured;
 
 /// Most attributes one context may carry.
 pub const MAX_ATTRIBUTES: usize = 256;

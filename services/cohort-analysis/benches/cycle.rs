@@ -203,7 +203,8 @@ impl Config {
                 .expect("list experiments")
                 .into_inner();
             for e in page.entities {
-                let definition: Value = serde_json::from_str(&e.definition_json).expect("a definition");
+                let definition: Value =
+                    cohort_proto::convert::structured::to_json(e.definition.as_ref()).expect("a definition");
                 if definition["status"] == "running" {
                     let id = Uuid::parse_str(definition["id"].as_str().expect("id")).expect("uuid");
                     running.push((id, e.key));
@@ -218,7 +219,11 @@ impl Config {
 }
 
 fn create(kind: cpb::EntityKind, definition: Value) -> Operation {
-    Operation::Create(cpb::CreateOperation { kind: kind as i32, definition_json: definition.to_string() })
+    Operation::Create(cpb::CreateOperation {
+        kind: kind as i32,
+        definition: cohort_proto::convert::structured::json_struct(&definition),
+        reason: String::new(),
+    })
 }
 
 fn start(key: &str) -> Operation {
@@ -354,7 +359,8 @@ async fn seed(args: &Args, db: &Db, config: &Config) -> Vec<Env> {
                 // Each experiment's entity after its create, then after its start.
                 for (written, key) in config.apply(&tenant, ops).await.chunks(2).zip(chunk) {
                     let definition: Value =
-                        serde_json::from_str(&written[0].definition_json).expect("a definition");
+                        cohort_proto::convert::structured::to_json(written[0].definition.as_ref())
+                            .expect("a definition");
                     let id = Uuid::parse_str(definition["id"].as_str().expect("id")).expect("uuid");
                     experiments.push((id, key.clone()));
                 }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cohort_core::model::AnalysisMethod;
 use cohort_proto::analysis::v1 as pb;
+use cohort_proto::convert::structured;
 use cohort_runtime::ApiError;
 use pb::analysis_service_server::AnalysisService;
 use tonic::{Request, Status};
@@ -119,7 +120,7 @@ pub fn result_message(r: &ExperimentResult) -> pb::ExperimentResult {
         }
         .into(),
         paused_by_guardrail: r.paused_by_guardrail.clone().unwrap_or_default(),
-        result_json: serde_json::to_string(r).unwrap_or_default(),
+        result: serde_json::to_value(r).ok().as_ref().and_then(structured::json_struct),
     }
 }
 
@@ -132,14 +133,14 @@ impl AnalysisService for Api {
     async fn get_results(
         &self,
         request: Request<pb::GetResultsRequest>,
-    ) -> Result<tonic::Response<pb::ExperimentResult>, Status> {
+    ) -> Result<tonic::Response<pb::GetResultsResponse>, Status> {
         let p = self.principal(authorization(&request).as_deref()).await?;
         let r = request.into_inner();
         let id = self.experiment(&p, &r.environment, &r.experiment).await?;
         let latest = self.store.latest(id).await.map_err(ApiError::from)?.ok_or_else(|| {
             ApiError::NotFound("no results yet: the experiment has not been analyzed".into())
         })?;
-        Ok(tonic::Response::new(result_message(&latest)))
+        Ok(tonic::Response::new(pb::GetResultsResponse { result: Some(result_message(&latest)) }))
     }
 
     async fn list_results(

@@ -279,7 +279,8 @@ async fn measure_load(db: &TestDb, admin_key: &str, at: SocketAddr) {
                     pb::CreateEntityRequest {
                         environment: "large".into(),
                         kind: kind as i32,
-                        definition_json: json,
+                        definition: cohort_proto::convert::structured::text_struct(&json),
+                        reason: String::new(),
                     },
                 ))
                 .await
@@ -300,8 +301,10 @@ async fn measure_load(db: &TestDb, admin_key: &str, at: SocketAddr) {
             .expect("snapshot")
             .into_inner();
         loads.push(started.elapsed());
-        let defs: cohort_core::Definitions =
-            serde_json::from_slice(&snapshot.definitions_json).expect("definitions");
+        let defs: cohort_core::Definitions = serde_json::from_value(
+            cohort_proto::convert::structured::to_json(snapshot.definitions.as_ref()).expect("JSON"),
+        )
+        .expect("definitions");
         assert_eq!(cohort_core::compile(&defs).expect("compile").len(), 1000);
         stop.cancel();
         let _ = task.await;
@@ -315,36 +318,42 @@ async fn measure_load(db: &TestDb, admin_key: &str, at: SocketAddr) {
 
 /// Creates the flag on the first call, then updates it; returns the version the write made.
 async fn write(admin: &mut ConfigServiceClient<Channel>, key: &str, n: u64, revision: &mut i64) -> u64 {
-    let json = flag("propagated", n);
-    let written = if *revision == 0 {
-        admin
+    let definition = cohort_proto::convert::structured::text_struct(&flag("propagated", n));
+    let (entity, version) = if *revision == 0 {
+        let r = admin
             .create_entity(authed(
                 key,
                 pb::CreateEntityRequest {
                     environment: "production".into(),
                     kind: pb::EntityKind::Flag as i32,
-                    definition_json: json,
+                    definition,
+                    reason: String::new(),
                 },
             ))
             .await
+            .expect("write")
+            .into_inner();
+        (r.entity, r.version)
     } else {
-        admin
+        let r = admin
             .update_entity(authed(
                 key,
                 pb::UpdateEntityRequest {
                     environment: "production".into(),
                     kind: pb::EntityKind::Flag as i32,
                     key: "propagated".into(),
-                    definition_json: json,
+                    definition,
                     expected_revision: *revision,
+                    reason: String::new(),
                 },
             ))
             .await
-    }
-    .expect("write")
-    .into_inner();
-    *revision = written.entity.expect("entity").revision;
-    written.version
+            .expect("write")
+            .into_inner();
+        (r.entity, r.version)
+    };
+    *revision = entity.expect("entity").revision;
+    version
 }
 
 /// Polls `GetPropagation` until every stream acknowledged `version` (the replicas record an
@@ -354,7 +363,7 @@ async fn propagation(
     key: &str,
     version: u64,
     streams: usize,
-) -> pb::Propagation {
+) -> pb::GetPropagationResponse {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let p = admin

@@ -4,10 +4,10 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use cohort_core::json::JsonError;
 use cohort_core::time::unix_ms;
 use cohort_db::keys::{KeyKind, Principal};
 use cohort_proto::config::v1 as pb;
+use cohort_proto::convert::structured;
 use pb::config_service_server::ConfigService;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
@@ -95,7 +95,7 @@ impl Api {
         service_may: bool,
         reason: Option<&str>,
         op: impl FnOnce() -> Result<Op>,
-    ) -> Result<pb::WriteResponse> {
+    ) -> Result<(Option<pb::Entity>, u64)> {
         let outcome = async {
             if !(p.kind == KeyKind::Service && service_may) {
                 require_write(p)?;
@@ -110,7 +110,7 @@ impl Api {
         };
         self.sync.metrics.writes.get_or_create(&WriteLabels { action: request_action, outcome: label }).inc();
         let Written { entity, version } = outcome?;
-        Ok(pb::WriteResponse { entity: entity.map(entity_message), version })
+        Ok((entity.map(entity_message), version))
     }
 }
 
@@ -136,40 +136,36 @@ fn optional_kind(value: i32) -> Result<Option<Kind>> {
     if value == pb::EntityKind::Unspecified as i32 { Ok(None) } else { kind(value, "kind").map(Some) }
 }
 
-/// Parses a definition strictly: a key written twice is refused, named with its path, rather
-/// than the last one silently winning.
-fn definition(json: &str) -> Result<Value> {
-    if json.trim().is_empty() {
-        return Err(ServiceError::invalid("definition_json", "is empty"));
-    }
-    cohort_core::json::from_slice(json.as_bytes()).map_err(|e| match e {
-        JsonError::DuplicateKey(d) => {
-            let field = if d.path.starts_with('[') {
-                format!("definition{}", d.path)
-            } else {
-                format!("definition.{}", d.path)
-            };
-            ServiceError::invalid(field, d.to_string())
-        }
-        JsonError::Invalid(e) => ServiceError::invalid("definition_json", format!("is not valid JSON: {e}")),
-    })
+/// A request's definition as JSON (cohort-core's model reads it); the error names the field.
+fn definition(definition: Option<&structured::Struct>) -> Result<Value> {
+    let Some(definition) = definition else {
+        return Err(ServiceError::invalid("definition", "is required"));
+    };
+    structured::struct_json(definition, "definition").map_err(|e| ServiceError::invalid(e.field, e.message))
 }
 
-/// One operation of a batch and the reason it carries (transitions only).
+/// An audit reason: none when empty.
+fn reason(text: &str) -> Option<&str> {
+    (!text.trim().is_empty()).then_some(text)
+}
+
+/// One operation of a batch and the reason it carries.
 fn batch_operation(o: pb::BatchOperation) -> Result<(Op, Option<String>)> {
     use pb::batch_operation::Operation;
+    let owned = |text: &str| reason(text).map(str::to_owned);
     Ok(match o.operation {
-        Some(Operation::Create(c)) => {
-            (Op::Create { kind: kind(c.kind, "kind")?, definition: definition(&c.definition_json)? }, None)
-        }
+        Some(Operation::Create(c)) => (
+            Op::Create { kind: kind(c.kind, "kind")?, definition: definition(c.definition.as_ref())? },
+            owned(&c.reason),
+        ),
         Some(Operation::Update(u)) => (
             Op::Update {
                 kind: kind(u.kind, "kind")?,
                 key: required(&u.key, "key")?.to_owned(),
-                definition: definition(&u.definition_json)?,
+                definition: definition(u.definition.as_ref())?,
                 expected_revision: u.expected_revision,
             },
-            None,
+            owned(&u.reason),
         ),
         Some(Operation::Delete(d)) => (
             Op::Delete {
@@ -177,7 +173,7 @@ fn batch_operation(o: pb::BatchOperation) -> Result<(Op, Option<String>)> {
                 key: required(&d.key, "key")?.to_owned(),
                 expected_revision: d.expected_revision,
             },
-            None,
+            owned(&d.reason),
         ),
         Some(Operation::Transition(t)) => {
             let Some(action) = cohort_proto::convert::experiment_action(t.action) else {
@@ -188,7 +184,7 @@ fn batch_operation(o: pb::BatchOperation) -> Result<(Op, Option<String>)> {
                 action,
                 expected_revision: t.expected_revision,
             };
-            (op, Some(t.reason))
+            (op, owned(&t.reason))
         }
         None => {
             return Err(ServiceError::invalid("operation", "must be create, update, delete or transition"));
@@ -208,7 +204,7 @@ fn entity_message(e: EntityRow) -> pb::Entity {
     pb::Entity {
         kind: pb::EntityKind::from(e.kind) as i32,
         key: e.key,
-        definition_json: e.definition.to_string(),
+        definition: structured::json_struct(&e.definition),
         revision: e.revision,
         created_at_ms: unix_ms(e.created_at),
         updated_at_ms: unix_ms(e.updated_at),
@@ -264,7 +260,6 @@ fn key_message(k: ApiKeyRow) -> pb::ApiKey {
 }
 
 fn audit_message(a: AuditRow) -> pb::AuditEntry {
-    let json = |v: Option<Value>| v.map(|v| v.to_string()).unwrap_or_default();
     pb::AuditEntry {
         id: a.id,
         environment: a.environment_key.unwrap_or_default(),
@@ -278,8 +273,8 @@ fn audit_message(a: AuditRow) -> pb::AuditEntry {
             .and_then(Kind::parse)
             .map_or(pb::EntityKind::Unspecified, pb::EntityKind::from) as i32,
         key: a.key.unwrap_or_default(),
-        before_json: json(a.before),
-        after_json: json(a.after),
+        before: a.before.as_ref().and_then(structured::json_struct),
+        after: a.after.as_ref().and_then(structured::json_struct),
         reason: a.reason.unwrap_or_default(),
         at_ms: unix_ms(a.at),
     }
@@ -345,7 +340,7 @@ impl ConfigService for Api {
     async fn create_environment(
         &self,
         request: Request<pb::CreateEnvironmentRequest>,
-    ) -> std::result::Result<Response<pb::Environment>, Status> {
+    ) -> std::result::Result<Response<pb::CreateEnvironmentResponse>, Status> {
         let p = self.principal(&request).await?;
         require_organization_write(&p)?;
         let r = request.into_inner();
@@ -353,13 +348,13 @@ impl ConfigService for Api {
         let name = if r.name.trim().is_empty() { r.key.clone() } else { r.name.trim().to_owned() };
         let origins = cors_origins("cors_origins", &r.cors_origins)?;
         let env = self.sync.store.create_environment(&p, &r.key, &name, &origins).await?;
-        Ok(Response::new(environment_message(&env)))
+        Ok(Response::new(pb::CreateEnvironmentResponse { environment: Some(environment_message(&env)) }))
     }
 
     async fn update_environment(
         &self,
         request: Request<pb::UpdateEnvironmentRequest>,
-    ) -> std::result::Result<Response<pb::Environment>, Status> {
+    ) -> std::result::Result<Response<pb::UpdateEnvironmentResponse>, Status> {
         let p = self.principal(&request).await?;
         require_write(&p)?;
         let r = request.into_inner();
@@ -381,7 +376,7 @@ impl ConfigService for Api {
             );
         }
         let env = self.sync.store.update_environment(&p, env.id, name, origins.as_deref()).await?;
-        Ok(Response::new(environment_message(&env)))
+        Ok(Response::new(pb::UpdateEnvironmentResponse { environment: Some(environment_message(&env)) }))
     }
 
     async fn list_environments(
@@ -478,7 +473,7 @@ impl ConfigService for Api {
     async fn revoke_api_key(
         &self,
         request: Request<pb::RevokeApiKeyRequest>,
-    ) -> std::result::Result<Response<pb::ApiKey>, Status> {
+    ) -> std::result::Result<Response<pb::RevokeApiKeyResponse>, Status> {
         let p = self.principal(&request).await?;
         require_organization_write(&p)?;
         let id = Uuid::parse_str(&request.get_ref().id)
@@ -487,13 +482,13 @@ impl ConfigService for Api {
         // At once on this replica; the other replicas hear of it through the store's notice.
         self.auth.forget(id);
         self.sync.hub.revoke(id);
-        Ok(Response::new(key_message(key)))
+        Ok(Response::new(pb::RevokeApiKeyResponse { key: Some(key_message(key)) }))
     }
 
     async fn rotate_api_key(
         &self,
         request: Request<pb::RotateApiKeyRequest>,
-    ) -> std::result::Result<Response<pb::CreateApiKeyResponse>, Status> {
+    ) -> std::result::Result<Response<pb::RotateApiKeyResponse>, Status> {
         let p = self.principal(&request).await?;
         require_write(&p)?;
         let r = request.into_inner();
@@ -521,24 +516,26 @@ impl ConfigService for Api {
         if old.revoked_at.is_some() {
             self.sync.hub.revoke(id);
         }
-        Ok(Response::new(pb::CreateApiKeyResponse { key: Some(key_message(new)), secret }))
+        Ok(Response::new(pb::RotateApiKeyResponse { key: Some(key_message(new)), secret }))
     }
 
     async fn create_entity(
         &self,
         request: Request<pb::CreateEntityRequest>,
-    ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
+    ) -> std::result::Result<Response<pb::CreateEntityResponse>, Status> {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
         let op =
-            || Ok(Op::Create { kind: kind(r.kind, "kind")?, definition: definition(&r.definition_json)? });
-        Ok(Response::new(self.write("create", &p, &r.environment, false, None, op).await?))
+            || Ok(Op::Create { kind: kind(r.kind, "kind")?, definition: definition(r.definition.as_ref())? });
+        let (entity, version) =
+            self.write("create", &p, &r.environment, false, reason(&r.reason), op).await?;
+        Ok(Response::new(pb::CreateEntityResponse { entity, version }))
     }
 
     async fn get_entity(
         &self,
         request: Request<pb::GetEntityRequest>,
-    ) -> std::result::Result<Response<pb::Entity>, Status> {
+    ) -> std::result::Result<Response<pb::GetEntityResponse>, Status> {
         let p = self.principal(&request).await?;
         require_reader(&p)?;
         let r = request.into_inner();
@@ -548,7 +545,7 @@ impl ConfigService for Api {
             self.sync.store.get_entity(env.id, kind, &r.key).await?.ok_or_else(|| {
                 ServiceError::NotFound(format!("{} {:?} does not exist", kind.as_str(), r.key))
             })?;
-        Ok(Response::new(entity_message(entity)))
+        Ok(Response::new(pb::GetEntityResponse { entity: Some(entity_message(entity)) }))
     }
 
     async fn list_entities(
@@ -578,24 +575,26 @@ impl ConfigService for Api {
     async fn update_entity(
         &self,
         request: Request<pb::UpdateEntityRequest>,
-    ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
+    ) -> std::result::Result<Response<pb::UpdateEntityResponse>, Status> {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
         let op = || {
             Ok(Op::Update {
                 kind: kind(r.kind, "kind")?,
                 key: required(&r.key, "key")?.to_owned(),
-                definition: definition(&r.definition_json)?,
+                definition: definition(r.definition.as_ref())?,
                 expected_revision: r.expected_revision,
             })
         };
-        Ok(Response::new(self.write("update", &p, &r.environment, false, None, op).await?))
+        let (entity, version) =
+            self.write("update", &p, &r.environment, false, reason(&r.reason), op).await?;
+        Ok(Response::new(pb::UpdateEntityResponse { entity, version }))
     }
 
     async fn delete_entity(
         &self,
         request: Request<pb::DeleteEntityRequest>,
-    ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
+    ) -> std::result::Result<Response<pb::DeleteEntityResponse>, Status> {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
         let op = || {
@@ -605,13 +604,15 @@ impl ConfigService for Api {
                 expected_revision: r.expected_revision,
             })
         };
-        Ok(Response::new(self.write("delete", &p, &r.environment, false, None, op).await?))
+        let (entity, version) =
+            self.write("delete", &p, &r.environment, false, reason(&r.reason), op).await?;
+        Ok(Response::new(pb::DeleteEntityResponse { entity, version }))
     }
 
     async fn transition_experiment(
         &self,
         request: Request<pb::TransitionExperimentRequest>,
-    ) -> std::result::Result<Response<pb::WriteResponse>, Status> {
+    ) -> std::result::Result<Response<pb::TransitionExperimentResponse>, Status> {
         let p = self.principal(&request).await?;
         let r = request.into_inner();
         let Some(action) = cohort_proto::convert::experiment_action(r.action) else {
@@ -625,9 +626,9 @@ impl ConfigService for Api {
                 expected_revision: r.expected_revision,
             })
         };
-        Ok(Response::new(
-            self.write(action.as_str(), &p, &r.environment, service_may, Some(&r.reason), op).await?,
-        ))
+        let (entity, version) =
+            self.write(action.as_str(), &p, &r.environment, service_may, Some(&r.reason), op).await?;
+        Ok(Response::new(pb::TransitionExperimentResponse { entity, version }))
     }
 
     async fn apply_batch(
@@ -658,7 +659,7 @@ impl ConfigService for Api {
         let (entities, version) = outcome?;
         let results = entities
             .into_iter()
-            .map(|e| pb::WriteResponse { entity: e.map(entity_message), version })
+            .map(|e| pb::OperationResult { entity: e.map(entity_message), version })
             .collect();
         Ok(Response::new(pb::ApplyBatchResponse { version, results }))
     }
@@ -666,12 +667,20 @@ impl ConfigService for Api {
     async fn get_snapshot(
         &self,
         request: Request<pb::GetSnapshotRequest>,
-    ) -> std::result::Result<Response<pb::Snapshot>, Status> {
+    ) -> std::result::Result<Response<pb::GetSnapshotResponse>, Status> {
         let p = self.principal(&request).await?;
         require_reader(&p)?;
         let env = self.environment(&p, &request.get_ref().environment).await?;
         let state = self.sync.hub.current(env.id).await?;
-        Ok(Response::new(state.snapshot_message()))
+        let snapshot = state.snapshot_message();
+        let definitions: Value = serde_json::from_slice(&snapshot.definitions_json)
+            .map_err(|e| ServiceError::Internal(format!("a stored snapshot is not JSON: {e}")))?;
+        Ok(Response::new(pb::GetSnapshotResponse {
+            environment_id: snapshot.environment_id,
+            version: snapshot.version,
+            committed_at_ms: snapshot.committed_at_ms,
+            definitions: structured::json_struct(&definitions),
+        }))
     }
 
     async fn list_audit(
@@ -722,7 +731,7 @@ impl ConfigService for Api {
     async fn get_propagation(
         &self,
         request: Request<pb::GetPropagationRequest>,
-    ) -> std::result::Result<Response<pb::Propagation>, Status> {
+    ) -> std::result::Result<Response<pb::GetPropagationResponse>, Status> {
         let p = self.principal(&request).await?;
         require_admin(&p)?;
         let r = request.into_inner();

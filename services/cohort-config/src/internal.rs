@@ -31,7 +31,7 @@ impl InternalService for Internal {
     async fn verify_key(
         &self,
         request: Request<pb::VerifyKeyRequest>,
-    ) -> Result<Response<pb::VerifiedKey>, Status> {
+    ) -> Result<Response<pb::VerifyKeyResponse>, Status> {
         self.authorize(&request).await?;
         let hash = request.into_inner().key_hash;
         if hash.len() != 32 {
@@ -50,7 +50,7 @@ impl InternalService for Internal {
             Some(env) => self.store.environment_by_id(env).await?.map(|e| e.cors_origins).unwrap_or_default(),
             None => Vec::new(),
         };
-        Ok(Response::new(pb::VerifiedKey {
+        Ok(Response::new(pb::VerifyKeyResponse {
             key_id: p.key_id.to_string(),
             name: p.key_name,
             kind: match p.kind {

@@ -108,11 +108,11 @@ impl Propagation {
         hub: &Hub,
         env: Uuid,
         version: u64,
-    ) -> Result<pb::Propagation, ServiceError> {
+    ) -> Result<pb::GetPropagationResponse, ServiceError> {
         self.flush(hub).await?;
         let (mut latencies, connected) = self.store.propagation(env, version).await?;
         latencies.sort_by(f32::total_cmp);
-        Ok(pb::Propagation {
+        Ok(pb::GetPropagationResponse {
             version,
             connected: connected.clamp(0, i64::from(u32::MAX)) as u32,
             acknowledged: latencies.len() as u32,

@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use cohort_core::model::{EntityKind, ExperimentAction};
 use cohort_proto::analysis::v1 as apb;
 use cohort_proto::config::v1 as cpb;
+use cohort_proto::convert::structured;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tonic::Code;
@@ -69,9 +70,9 @@ fn kind_name(value: i32) -> &'static str {
     cohort_proto::convert::entity_kind(value).map_or("", EntityKind::as_str)
 }
 
-/// JSON text from a service as a value; text that is not JSON stays a string.
-fn parse(text: &str) -> Value {
-    if text.is_empty() { Value::Null } else { serde_json::from_str(text).unwrap_or_else(|_| json!(text)) }
+/// A Struct from a service as JSON; null when unset (or, never expected, not JSON-shaped).
+fn parse(s: Option<&structured::Struct>) -> Value {
+    s.and_then(|s| structured::struct_json(s, "value").ok()).unwrap_or(Value::Null)
 }
 
 fn entity(e: &cpb::Entity) -> Value {
@@ -79,14 +80,14 @@ fn entity(e: &cpb::Entity) -> Value {
         "kind": kind_name(e.kind),
         "key": e.key,
         "revision": e.revision,
-        "definition": parse(&e.definition_json),
+        "definition": parse(e.definition.as_ref()),
         "created_at_ms": e.created_at_ms,
         "updated_at_ms": e.updated_at_ms,
     })
 }
 
-fn write(w: cpb::WriteResponse) -> Json<Value> {
-    Json(json!({"entity": w.entity.as_ref().map(entity), "version": w.version}))
+fn write(entity_after: Option<&cpb::Entity>, version: u64) -> Json<Value> {
+    Json(json!({"entity": entity_after.map(entity), "version": version}))
 }
 
 fn environment(e: &cpb::Environment) -> Value {
@@ -143,8 +144,8 @@ async fn get_entity(
         kind: cpb::EntityKind::from(kind(&kind_text)?) as i32,
         key: entity_key,
     };
-    let e = c.upstream.config.clone().get_entity(authed(&key, request)).await?.into_inner();
-    Ok(Json(entity(&e)))
+    let r = c.upstream.config.clone().get_entity(authed(&key, request)).await?.into_inner();
+    Ok(Json(r.entity.as_ref().map_or(Value::Null, entity)))
 }
 
 /// A body the page sends: `{"definition": {...}, "expected_revision": N}`.
@@ -153,17 +154,19 @@ struct Written {
     definition: Value,
     #[serde(default)]
     expected_revision: Option<i64>,
+    /// Recorded in the audit log.
+    #[serde(default)]
+    reason: String,
 }
 
+/// A body parsed strictly: a key written twice is refused, named, not silently last-wins.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ConsoleError> {
-    serde_json::from_slice(bytes).map_err(|e| ConsoleError::invalid("body", e.to_string()))
+    cohort_core::json::from_slice(bytes).map_err(|e| ConsoleError::invalid("body", e.to_string()))
 }
 
-fn definition_text(w: &Written) -> Result<String, ConsoleError> {
-    if !w.definition.is_object() {
-        return Err(ConsoleError::invalid("definition", "must be a JSON object"));
-    }
-    Ok(w.definition.to_string())
+fn definition(w: &Written) -> Result<structured::Struct, ConsoleError> {
+    structured::json_struct(&w.definition)
+        .ok_or_else(|| ConsoleError::invalid("definition", "must be a JSON object"))
 }
 
 async fn create_entity(
@@ -177,9 +180,11 @@ async fn create_entity(
     let request = cpb::CreateEntityRequest {
         environment: env,
         kind: cpb::EntityKind::from(kind(&kind_text)?) as i32,
-        definition_json: definition_text(&w)?,
+        definition: Some(definition(&w)?),
+        reason: w.reason,
     };
-    Ok(write(c.upstream.config.clone().create_entity(authed(&key, request)).await?.into_inner()))
+    let r = c.upstream.config.clone().create_entity(authed(&key, request)).await?.into_inner();
+    Ok(write(r.entity.as_ref(), r.version))
 }
 
 async fn update_entity(
@@ -197,15 +202,19 @@ async fn update_entity(
         environment: env,
         kind: cpb::EntityKind::from(kind(&kind_text)?) as i32,
         key: entity_key,
-        definition_json: definition_text(&w)?,
+        definition: Some(definition(&w)?),
         expected_revision,
+        reason: w.reason,
     };
-    Ok(write(c.upstream.config.clone().update_entity(authed(&key, request)).await?.into_inner()))
+    let r = c.upstream.config.clone().update_entity(authed(&key, request)).await?.into_inner();
+    Ok(write(r.entity.as_ref(), r.version))
 }
 
 #[derive(Debug, Deserialize)]
 struct RevisionQuery {
     expected_revision: Option<i64>,
+    #[serde(default)]
+    reason: String,
 }
 
 async fn delete_entity(
@@ -223,8 +232,10 @@ async fn delete_entity(
         kind: cpb::EntityKind::from(kind(&kind_text)?) as i32,
         key: entity_key,
         expected_revision,
+        reason: q.reason,
     };
-    Ok(write(c.upstream.config.clone().delete_entity(authed(&key, request)).await?.into_inner()))
+    let r = c.upstream.config.clone().delete_entity(authed(&key, request)).await?.into_inner();
+    Ok(write(r.entity.as_ref(), r.version))
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,7 +264,8 @@ async fn transition(
         expected_revision: t.expected_revision,
         reason: t.reason,
     };
-    Ok(write(c.upstream.config.clone().transition_experiment(authed(&key, request)).await?.into_inner()))
+    let r = c.upstream.config.clone().transition_experiment(authed(&key, request)).await?.into_inner();
+    Ok(write(r.entity.as_ref(), r.version))
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,7 +302,7 @@ async fn audit(
             json!({
                 "id": a.id, "version": a.version, "actor_key_id": a.actor_key_id, "actor_name": a.actor_name,
                 "action": a.action, "kind": kind_name(a.kind), "key": a.key,
-                "before": parse(&a.before_json), "after": parse(&a.after_json),
+                "before": parse(a.before.as_ref()), "after": parse(a.after.as_ref()),
                 "reason": a.reason, "at_ms": a.at_ms,
             })
         }));
@@ -345,7 +357,7 @@ async fn results(
     let key = key(&headers)?;
     let request = apb::GetResultsRequest { environment: env.clone(), experiment: experiment.clone() };
     let latest = match c.upstream.analysis.clone().get_results(authed(&key, request)).await {
-        Ok(r) => parse(&r.into_inner().result_json),
+        Ok(r) => parse(r.into_inner().result.and_then(|r| r.result).as_ref()),
         // Nothing analyzed yet (a draft, or no exposure so far): the page says so.
         Err(s) if s.code() == Code::NotFound => return Ok(Json(json!({"latest": null, "looks": []}))),
         Err(s) => return Err(s.into()),
@@ -362,7 +374,7 @@ async fn results(
         };
         let r = c.upstream.analysis.clone().list_results(authed(&key, request)).await?.into_inner();
         for result in &r.results {
-            let mut look = parse(&result.result_json);
+            let mut look = parse(result.result.as_ref());
             // The plots need each look's metrics and units; segments are shown for the latest
             // result only, and are most of a look's size.
             if let Some(fields) = look.as_object_mut() {

@@ -140,7 +140,8 @@ async fn seed(config: SocketAddr, admin_key: &str, args: &Args) -> anyhow::Resul
     let create = |kind: cpb::EntityKind, json: serde_json::Value| cpb::CreateEntityRequest {
         environment: "production".into(),
         kind: kind as i32,
-        definition_json: json.to_string(),
+        definition: cohort_proto::convert::structured::json_struct(&json),
+        reason: String::new(),
     };
     for i in 0..args.flags {
         let flag = serde_json::json!({

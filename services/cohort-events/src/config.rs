@@ -117,7 +117,7 @@ impl ConfigClient {
     }
 }
 
-fn verified(key: &pb::VerifiedKey) -> Result<VerifiedKey, ConfigError> {
+fn verified(key: &pb::VerifyKeyResponse) -> Result<VerifiedKey, ConfigError> {
     let client = key.kind == pb::KeyKind::Client as i32;
     let environment = if key.kind == pb::KeyKind::Sdk as i32 || client {
         Some(uuid("environment_id", &key.environment_id)?)

@@ -46,7 +46,7 @@ impl EventService for EventsGrpc {
     #[instrument(skip_all)]
     async fn stream_batches(
         &self,
-        request: Request<Streaming<pb::SendBatchRequest>>,
+        request: Request<Streaming<pb::StreamBatchesRequest>>,
     ) -> Result<Response<pb::StreamBatchesResponse>, Status> {
         let caller = self.ingest.authenticate(authorization(&request)).await?;
         let mut stream = request.into_inner();

@@ -246,6 +246,7 @@ pub async fn apply(
             kind: pb::EntityKind::from(p.kind) as i32,
             key: p.key.clone(),
             expected_revision: p.revision,
+            reason: reason.clone(),
         })),
     }));
     if operations.is_empty() {
@@ -344,15 +345,20 @@ fn batch(items: &mut [Item], reason: &str) -> (Vec<pb::BatchOperation>, Vec<(usi
         let (operation, step) = match &item.write {
             Write::None => return,
             Write::Create(body) => (
-                Operation::Create(pb::CreateOperation { kind, definition_json: body.to_string() }),
+                Operation::Create(pb::CreateOperation {
+                    kind,
+                    definition: crate::wire::definition_struct(body),
+                    reason: reason.to_owned(),
+                }),
                 Step::Write("created", Vec::new()),
             ),
             Write::Update { definition, fields, .. } => (
                 Operation::Update(pb::UpdateOperation {
                     kind,
                     key: item.spec.key().into(),
-                    definition_json: definition.to_string(),
+                    definition: crate::wire::definition_struct(definition),
                     expected_revision: item.revision,
+                    reason: reason.to_owned(),
                 }),
                 Step::Write("updated", fields.clone()),
             ),

@@ -178,8 +178,7 @@ pub enum FlagCommand {
 pub struct FlagArgs {
     /// The flag's key.
     pub key: String,
-    /// Why. The config API has no reason for a definition update, so it is not recorded (a
-    /// note on stderr says so).
+    /// Why: recorded in the audit log with the update.
     #[arg(long)]
     pub reason: Option<String>,
 }

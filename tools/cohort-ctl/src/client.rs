@@ -122,7 +122,7 @@ impl Client {
             key: key.into(),
         };
         match self.rpc.get_entity(request).await {
-            Ok(r) => Ok(Some(r.into_inner())),
+            Ok(r) => Ok(r.into_inner().entity),
             Err(s) if s.code() == Code::NotFound && s.message().starts_with(kind.as_str()) => Ok(None),
             Err(s) => Err(CtlError::rpc(format!("get {kind} {key}"), s)),
         }

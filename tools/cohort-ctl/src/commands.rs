@@ -3,6 +3,7 @@
 
 use cohort_core::model::{Definitions, FlagDef, Serve};
 use cohort_proto::config::v1 as pb;
+use cohort_proto::convert::structured;
 use serde_json::{Value, json};
 
 use crate::cli::KeyKind;
@@ -86,7 +87,9 @@ pub async fn env_create(
         })
         .await
         .map_err(rpc("create environment"))?
-        .into_inner();
+        .into_inner()
+        .environment
+        .unwrap_or_default();
     if con.is_json() {
         con.json(&environment_json(&env))?;
     } else {
@@ -122,7 +125,9 @@ pub async fn env_update(
         })
         .await
         .map_err(rpc("update environment"))?
-        .into_inner();
+        .into_inner()
+        .environment
+        .unwrap_or_default();
     if con.is_json() {
         con.json(&environment_json(&env))?;
     } else {
@@ -347,12 +352,14 @@ pub async fn keys_rotate(
     let expires_at_ms =
         expires_in.map_or(0, |d| cohort_core::time::unix_ms(std::time::SystemTime::now() + d));
     let overlap_ms = i64::try_from(overlap.as_millis()).unwrap_or(i64::MAX);
-    let r = client
+    let pb::RotateApiKeyResponse { key, secret } = client
         .rpc
         .rotate_api_key(pb::RotateApiKeyRequest { id: id.into(), overlap_ms, expires_at_ms })
         .await
         .map_err(rpc("rotate API key"))?
         .into_inner();
+    // The same shape as a new key's: shown the same way.
+    let r = pb::CreateApiKeyResponse { key, secret };
     let key = r.key.clone().unwrap_or_default();
     let old = if overlap.is_zero() {
         "the old secret is revoked".to_owned()
@@ -377,7 +384,9 @@ pub async fn keys_revoke(
         .revoke_api_key(pb::RevokeApiKeyRequest { id: id.into() })
         .await
         .map_err(rpc("revoke API key"))?
-        .into_inner();
+        .into_inner()
+        .key
+        .unwrap_or_default();
     if con.is_json() {
         con.json(&key_json(&key))?;
     } else {
@@ -572,7 +581,7 @@ pub async fn delete(
     kind: Kind,
     key: &str,
     con: &mut Console<'_>,
-) -> Result<pb::WriteResponse, CtlError> {
+) -> Result<u64, CtlError> {
     client.require_key()?;
     let entity = client.entity(env, kind, key).await?;
     let doing = format!("delete {kind} {key}");
@@ -583,25 +592,20 @@ pub async fn delete(
             kind: pb::EntityKind::from(kind) as i32,
             key: key.into(),
             expected_revision: entity.revision,
+            reason: String::new(),
         })
         .await
         .map_err(rpc(&doing))?
         .into_inner();
-    written(con, kind, key, "deleted", &w)?;
-    Ok(w)
+    written(con, kind, key, "deleted", w.version)?;
+    Ok(w.version)
 }
 
-fn written(
-    con: &mut Console<'_>,
-    kind: Kind,
-    key: &str,
-    result: &str,
-    w: &pb::WriteResponse,
-) -> Result<(), CtlError> {
+fn written(con: &mut Console<'_>, kind: Kind, key: &str, result: &str, version: u64) -> Result<(), CtlError> {
     if con.is_json() {
-        con.json(&json!({ "kind": kind.as_str(), "key": key, "result": result, "version": w.version }))?;
+        con.json(&json!({ "kind": kind.as_str(), "key": key, "result": result, "version": version }))?;
     } else {
-        con.line(format!("{kind}/{key} {result} [version {}]", w.version))?;
+        con.line(format!("{kind}/{key} {result} [version {version}]"))?;
     }
     Ok(())
 }
@@ -614,7 +618,7 @@ pub async fn transition(
     action: Action,
     reason: Option<&str>,
     con: &mut Console<'_>,
-) -> Result<pb::WriteResponse, CtlError> {
+) -> Result<pb::TransitionExperimentResponse, CtlError> {
     client.require_key()?;
     let entity = client.entity(env, Kind::Experiment, key).await?;
     let doing = format!("{} experiment {key}", action.as_str());
@@ -630,7 +634,7 @@ pub async fn transition(
         .await
         .map_err(rpc(&doing))?
         .into_inner();
-    written(con, Kind::Experiment, key, crate::lifecycle::past(action), &w)?;
+    written(con, Kind::Experiment, key, crate::lifecycle::past(action), w.version)?;
     Ok(w)
 }
 
@@ -667,13 +671,7 @@ pub async fn audit(
     }
     entries.truncate(limit as usize);
     if con.is_data() {
-        let parse = |s: &str| {
-            if s.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(s).unwrap_or(Value::String(s.into()))
-            }
-        };
+        let parse = |s: Option<&structured::Struct>| structured::to_json(s).unwrap_or(Value::Null);
         let out: Vec<Value> = entries
             .iter()
             .map(|a| {
@@ -681,7 +679,7 @@ pub async fn audit(
                     "id": a.id, "at_ms": a.at_ms, "environment": a.environment, "version": a.version,
                     "actor_key_id": a.actor_key_id, "actor_name": a.actor_name, "action": a.action,
                     "kind": cohort_proto::convert::entity_kind(a.kind).map(Kind::as_str), "key": a.key,
-                    "reason": a.reason, "before": parse(&a.before_json), "after": parse(&a.after_json),
+                    "reason": a.reason, "before": parse(a.before.as_ref()), "after": parse(a.after.as_ref()),
                 })
             })
             .collect();
@@ -717,7 +715,7 @@ pub async fn snapshot(
     client: &mut Client,
     env: &str,
     con: &mut Console<'_>,
-) -> Result<pb::Snapshot, CtlError> {
+) -> Result<pb::GetSnapshotResponse, CtlError> {
     client.require_key()?;
     let s = client
         .rpc
@@ -725,13 +723,11 @@ pub async fn snapshot(
         .await
         .map_err(rpc("get snapshot"))?
         .into_inner();
-    match serde_json::from_slice::<Definitions>(&s.definitions_json) {
+    let raw = structured::to_json(s.definitions.as_ref())
+        .map_err(|e| CtlError::Protocol(format!("a snapshot with {e}")))?;
+    match serde_json::from_value::<Definitions>(raw.clone()) {
         Ok(defs) => con.data(&defs)?,
-        Err(_) => {
-            let raw: Value = serde_json::from_slice(&s.definitions_json)
-                .map_err(|e| CtlError::Protocol(format!("a snapshot that is not JSON: {e}")))?;
-            con.data(&raw)?;
-        }
+        Err(_) => con.data(&raw)?,
     }
     Ok(s)
 }
@@ -742,7 +738,7 @@ pub async fn propagation(
     env: &str,
     version: Option<u64>,
     con: &mut Console<'_>,
-) -> Result<pb::Propagation, CtlError> {
+) -> Result<pb::GetPropagationResponse, CtlError> {
     client.require_key()?;
     let p = client
         .rpc
@@ -779,11 +775,8 @@ fn write_table(con: &mut Console<'_>, headers: &[&str], rows: &[Vec<String>]) ->
 }
 
 /// `flag enable|disable KEY`: writes the flag with `enabled` flipped, at the revision just
-/// read (a concurrent change makes the server refuse rather than be overwritten). A flag
-/// already in that state is left alone.
-///
-/// UpdateEntity carries no reason, so `reason` cannot reach the audit log; it is not recorded
-/// anywhere else either, and the operator is told so.
+/// read (a concurrent change makes the server refuse rather than be overwritten), with the
+/// reason in the audit log. A flag already in that state is left alone.
 pub async fn flag_enable(
     client: &mut Client,
     env: &str,
@@ -791,16 +784,13 @@ pub async fn flag_enable(
     enabled: bool,
     reason: Option<&str>,
     con: &mut Console<'_>,
-) -> Result<Option<pb::WriteResponse>, CtlError> {
+) -> Result<Option<pb::UpdateEntityResponse>, CtlError> {
     client.require_key()?;
     let entity = client.entity(env, Kind::Flag, key).await?;
     let Def::Flag(mut flag) = stored(&entity)? else {
         return Err(CtlError::Protocol(format!("{key:?}, which is not a flag, as a flag")));
     };
     let state = if enabled { "enabled" } else { "disabled" };
-    if reason.is_some() {
-        con.note("note: the config API takes no reason for a flag update, so --reason was not recorded")?;
-    }
     if flag.enabled == enabled {
         if con.is_json() {
             con.json(&json!({ "kind": "flag", "key": key, "result": "unchanged", "enabled": enabled }))?;
@@ -817,12 +807,13 @@ pub async fn flag_enable(
             environment: env.into(),
             kind: pb::EntityKind::from(Kind::Flag) as i32,
             key: key.into(),
-            definition_json: Def::Flag(flag).canonical().to_string(),
+            definition: structured::json_struct(&Def::Flag(flag).canonical()),
             expected_revision: entity.revision,
+            reason: reason.unwrap_or_default().into(),
         })
         .await
         .map_err(rpc(&doing))?
         .into_inner();
-    written(con, Kind::Flag, key, state, &w)?;
+    written(con, Kind::Flag, key, state, w.version)?;
     Ok(Some(w))
 }

@@ -31,6 +31,9 @@ pub async fn results(
             .await
             .map_err(|s| CtlError::rpc(format!("get results of {experiment}"), s))?
             .into_inner();
+        let r = r
+            .result
+            .ok_or_else(|| CtlError::Protocol(format!("results of {experiment} without a result")))?;
         vec![result_value(&r)?]
     };
     let unreadable = |e: String| CtlError::Protocol(e);

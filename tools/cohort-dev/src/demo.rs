@@ -79,7 +79,8 @@ pub async fn apply(stack: &Stack, admin_key: &str, environment: &str) -> anyhow:
                 pb::CreateEntityRequest {
                     environment: environment.into(),
                     kind: kind as i32,
-                    definition_json: definition.to_string(),
+                    definition: cohort_proto::convert::structured::json_struct(&definition),
+                    reason: "make dev's demo".into(),
                 },
             ))
             .await;

@@ -27,7 +27,7 @@ pub(crate) async fn print(stack: &Stack, demo: &Demo, traffic: &Traffic) {
             experiment: EXPERIMENT.into(),
         });
         request.metadata_mut().insert("authorization", format!("Bearer {}", demo.admin_key).parse().ok()?);
-        let r = c.get_results(request).await.ok()?.into_inner();
+        let r = c.get_results(request).await.ok()?.into_inner().result?;
         cohort_ctl::wire::result_value(&r).ok()
     }
     .await;

@@ -8,11 +8,10 @@
 //! field by its dotted path; but `targetingKey: null` is no targeting key, as the Python
 //! provider sends it for a context without one.
 
+/// The protobuf JSON types flagd's messages carry.
+pub use super::structured::{Kind, ListValue, Struct, Value, json_object, json_value};
 use cohort_core::hash::MAX_UNIT_BYTES;
 use cohort_core::{AttrValue, Context};
-/// The protobuf JSON types flagd's messages carry, for callers without prost-types.
-pub use prost_types::value::Kind;
-pub use prost_types::{ListValue, Struct, Value};
 
 use super::{MAX_ATTRIBUTE_NAME_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES, MAX_LIST_ELEMENTS};
 use crate::ProtoError;
@@ -127,26 +126,6 @@ fn kind_name(kind: &Kind) -> &'static str {
         Kind::StructValue(_) => "an object",
         Kind::ListValue(_) => "a list",
     }
-}
-
-/// A JSON value as a protobuf `Value` (numbers as doubles, as JSON has them).
-pub fn json_value(value: &serde_json::Value) -> Value {
-    let kind = match value {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(items) => {
-            Kind::ListValue(ListValue { values: items.iter().map(json_value).collect() })
-        }
-        serde_json::Value::Object(object) => Kind::StructValue(json_object(object)),
-    };
-    Value { kind: Some(kind) }
-}
-
-/// A JSON object as a protobuf `Struct`.
-pub fn json_object(object: &serde_json::Map<String, serde_json::Value>) -> Struct {
-    Struct { fields: object.iter().map(|(k, v)| (k.clone(), json_value(v))).collect() }
 }
 
 #[cfg(test)]

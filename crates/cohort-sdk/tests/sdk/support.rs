@@ -123,7 +123,7 @@ impl ConfigService for FakeConfigService {
     async fn create_environment(
         &self,
         _: Request<cpb::CreateEnvironmentRequest>,
-    ) -> Result<Response<cpb::Environment>, Status> {
+    ) -> Result<Response<cpb::CreateEnvironmentResponse>, Status> {
         Err(Status::unimplemented("create_environment"))
     }
     async fn list_environments(
@@ -135,7 +135,7 @@ impl ConfigService for FakeConfigService {
     async fn update_environment(
         &self,
         _: Request<cpb::UpdateEnvironmentRequest>,
-    ) -> Result<Response<cpb::Environment>, Status> {
+    ) -> Result<Response<cpb::UpdateEnvironmentResponse>, Status> {
         Err(Status::unimplemented("update_environment"))
     }
     async fn create_api_key(
@@ -153,22 +153,25 @@ impl ConfigService for FakeConfigService {
     async fn revoke_api_key(
         &self,
         _: Request<cpb::RevokeApiKeyRequest>,
-    ) -> Result<Response<cpb::ApiKey>, Status> {
+    ) -> Result<Response<cpb::RevokeApiKeyResponse>, Status> {
         Err(Status::unimplemented("revoke_api_key"))
     }
     async fn rotate_api_key(
         &self,
         _: Request<cpb::RotateApiKeyRequest>,
-    ) -> Result<Response<cpb::CreateApiKeyResponse>, Status> {
+    ) -> Result<Response<cpb::RotateApiKeyResponse>, Status> {
         Err(Status::unimplemented("rotate_api_key"))
     }
     async fn create_entity(
         &self,
         _: Request<cpb::CreateEntityRequest>,
-    ) -> Result<Response<cpb::WriteResponse>, Status> {
+    ) -> Result<Response<cpb::CreateEntityResponse>, Status> {
         Err(Status::unimplemented("create_entity"))
     }
-    async fn get_entity(&self, _: Request<cpb::GetEntityRequest>) -> Result<Response<cpb::Entity>, Status> {
+    async fn get_entity(
+        &self,
+        _: Request<cpb::GetEntityRequest>,
+    ) -> Result<Response<cpb::GetEntityResponse>, Status> {
         Err(Status::unimplemented("get_entity"))
     }
     async fn list_entities(
@@ -180,25 +183,25 @@ impl ConfigService for FakeConfigService {
     async fn update_entity(
         &self,
         _: Request<cpb::UpdateEntityRequest>,
-    ) -> Result<Response<cpb::WriteResponse>, Status> {
+    ) -> Result<Response<cpb::UpdateEntityResponse>, Status> {
         Err(Status::unimplemented("update_entity"))
     }
     async fn delete_entity(
         &self,
         _: Request<cpb::DeleteEntityRequest>,
-    ) -> Result<Response<cpb::WriteResponse>, Status> {
+    ) -> Result<Response<cpb::DeleteEntityResponse>, Status> {
         Err(Status::unimplemented("delete_entity"))
     }
     async fn transition_experiment(
         &self,
         _: Request<cpb::TransitionExperimentRequest>,
-    ) -> Result<Response<cpb::WriteResponse>, Status> {
+    ) -> Result<Response<cpb::TransitionExperimentResponse>, Status> {
         Err(Status::unimplemented("transition_experiment"))
     }
     async fn get_snapshot(
         &self,
         _: Request<cpb::GetSnapshotRequest>,
-    ) -> Result<Response<cpb::Snapshot>, Status> {
+    ) -> Result<Response<cpb::GetSnapshotResponse>, Status> {
         Err(Status::unimplemented("get_snapshot"))
     }
     async fn list_audit(
@@ -210,7 +213,7 @@ impl ConfigService for FakeConfigService {
     async fn get_propagation(
         &self,
         _: Request<cpb::GetPropagationRequest>,
-    ) -> Result<Response<cpb::Propagation>, Status> {
+    ) -> Result<Response<cpb::GetPropagationResponse>, Status> {
         Err(Status::unimplemented("get_propagation"))
     }
     async fn apply_batch(
@@ -381,7 +384,7 @@ impl EventService for FakeEventService {
 
     async fn stream_batches(
         &self,
-        _: Request<Streaming<epb::SendBatchRequest>>,
+        _: Request<Streaming<epb::StreamBatchesRequest>>,
     ) -> Result<Response<epb::StreamBatchesResponse>, Status> {
         Err(Status::unimplemented("stream_batches"))
     }

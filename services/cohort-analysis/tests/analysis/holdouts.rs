@@ -61,7 +61,9 @@ async fn a_holdout_compares_everyone_else_against_the_held_out_units() {
         ))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .result
+        .unwrap();
     assert_eq!(served.experiment_id, id.to_string());
     // Its cycles would race the one below.
     w.stop_analysis().await;
@@ -71,10 +73,11 @@ async fn a_holdout_compares_everyone_else_against_the_held_out_units() {
     let update = cpb::batch_operation::Operation::Update(cpb::UpdateOperation {
         kind: Kind::Holdout as i32,
         key: "h2-holdout".into(),
-        definition_json:
-            json!({"key": "h2-holdout", "share_bp": 1000, "metrics": ["purchase"], "enabled": false})
-                .to_string(),
+        definition: cohort_proto::convert::structured::json_struct(
+            &json!({"key": "h2-holdout", "share_bp": 1000, "metrics": ["purchase"], "enabled": false}),
+        ),
         expected_revision: revision,
+        reason: String::new(),
     });
     w.write(update).await;
     let report = w.analyzer(Settings::default()).cycle().await.unwrap();

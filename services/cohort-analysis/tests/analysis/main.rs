@@ -33,7 +33,11 @@ use uuid::Uuid;
 
 /// A write of `definition`, a new entity of `kind`.
 pub fn create(kind: Kind, definition: Value) -> Operation {
-    Operation::Create(cpb::CreateOperation { kind: kind as i32, definition_json: definition.to_string() })
+    Operation::Create(cpb::CreateOperation {
+        kind: kind as i32,
+        definition: cohort_proto::convert::structured::json_struct(&definition),
+        reason: String::new(),
+    })
 }
 
 /// A lifecycle move of experiment `key`, read at `expected_revision`.
@@ -99,7 +103,11 @@ impl World {
         response
             .results
             .into_iter()
-            .map(|r| r.entity.map_or(Value::Null, |e| serde_json::from_str(&e.definition_json).unwrap()))
+            .map(|r| {
+                r.entity.map_or(Value::Null, |e| {
+                    cohort_proto::convert::structured::to_json(e.definition.as_ref()).unwrap()
+                })
+            })
             .collect()
     }
 
@@ -151,7 +159,10 @@ impl World {
             key: key.to_owned(),
         };
         let e = self.config.clone().get_entity(authed(&self.tenant.admin_key, request)).await.unwrap();
-        let definition: Value = serde_json::from_str(&e.into_inner().definition_json).unwrap();
+        let definition: Value = cohort_proto::convert::structured::to_json(
+            e.into_inner().entity.and_then(|e| e.definition).as_ref(),
+        )
+        .unwrap();
         definition["status"].as_str().unwrap().to_owned()
     }
 

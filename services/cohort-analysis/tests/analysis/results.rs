@@ -28,7 +28,9 @@ async fn results_are_served_to_their_organization_only() {
         ))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .result
+        .unwrap();
     assert_eq!((r.experiment_id, r.look), (id.to_string(), 1));
     assert_eq!(r.exposures.iter().map(|e| e.units).sum::<u64>(), 4_000);
     let history = c

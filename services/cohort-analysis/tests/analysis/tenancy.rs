@@ -91,7 +91,9 @@ async fn an_experiment_id_reused_in_another_organization_keeps_both_results_apar
             ))
             .await
             .unwrap()
-            .into_inner();
+            .into_inner()
+            .result
+            .unwrap();
         assert_eq!(
             (r.experiment_key.as_str(), r.exposures.iter().map(|e| e.units).sum::<u64>()),
             ("mine", 600)

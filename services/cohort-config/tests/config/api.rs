@@ -113,7 +113,9 @@ async fn entities_crud_with_pagination_revisions_and_audit() {
         ))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .entity
+        .unwrap();
     let updated = c
         .update_entity(authed(
             &admin,
@@ -121,8 +123,9 @@ async fn entities_crud_with_pagination_revisions_and_audit() {
                 environment: "production".into(),
                 kind: Flag as i32,
                 key: "flag-2".into(),
-                definition_json: flag_json("flag-2", false),
+                definition: cohort_proto::convert::structured::text_struct(&flag_json("flag-2", false)),
                 expected_revision: got.revision,
+                reason: "the new flow broke checkout".into(),
             },
         ))
         .await
@@ -138,6 +141,7 @@ async fn entities_crud_with_pagination_revisions_and_audit() {
                 kind: Flag as i32,
                 key: "flag-4".into(),
                 expected_revision: 1,
+                reason: String::new(),
             },
         ))
         .await
@@ -173,10 +177,16 @@ async fn entities_crud_with_pagination_revisions_and_audit() {
     assert_eq!(actions, ["update", "create"], "newest first");
     let update = &audit.entries[0];
     assert_eq!(update.actor_name, "bootstrap admin");
+    assert_eq!(update.reason, "the new flow broke checkout");
     assert_eq!(update.version, 6);
-    assert!(
-        update.before_json.contains("\"variation\":\"on\"")
-            && update.after_json.contains("\"variation\":\"off\"")
+    let (before, after) = (
+        cohort_proto::convert::structured::to_json(update.before.as_ref()).unwrap(),
+        cohort_proto::convert::structured::to_json(update.after.as_ref()).unwrap(),
+    );
+    assert_eq!(
+        (&before["default"]["variation"], &after["default"]["variation"]),
+        (&serde_json::json!("on"), &serde_json::json!("off")),
+        "{before} → {after}"
     );
 
     let snapshot = c
@@ -185,7 +195,10 @@ async fn entities_crud_with_pagination_revisions_and_audit() {
         .unwrap()
         .into_inner();
     assert_eq!(snapshot.version, 7);
-    let defs: cohort_core::Definitions = serde_json::from_slice(&snapshot.definitions_json).unwrap();
+    let defs: cohort_core::Definitions = serde_json::from_value(
+        cohort_proto::convert::structured::to_json(snapshot.definitions.as_ref()).unwrap(),
+    )
+    .unwrap();
     assert_eq!(defs.flags.len(), 4);
     cohort_core::compile(&defs).expect("a snapshot always compiles");
     server.stop().await;
@@ -205,7 +218,8 @@ async fn bad_input_is_refused_with_field_violations_and_nothing_is_stored() {
             pb::CreateEntityRequest {
                 environment: "production".into(),
                 kind: Experiment as i32,
-                definition_json: bad_weights.to_string(),
+                definition: cohort_proto::convert::structured::json_struct(&bad_weights),
+                reason: String::new(),
             },
         ))
         .await
@@ -216,15 +230,32 @@ async fn bad_input_is_refused_with_field_violations_and_nothing_is_stored() {
     assert_eq!(violations[0].field, "definition.variants[1].weight_bp");
     assert_eq!(violations[0].description, "weights sum to 9900, expected 10000");
 
-    for (kind, json, field) in [
-        (Flag as i32, "{not json".to_owned(), "definition_json"),
-        (0, flag_json("f", true), "kind"),
-        (Flag as i32, r#"{"key": "f", "type": "boolean"}"#.to_owned(), "definition"),
+    let mut not_a_number = cohort_proto::convert::structured::text_struct(&flag_json("f", true)).unwrap();
+    not_a_number.fields.insert(
+        "weight".into(),
+        cohort_proto::convert::structured::Value {
+            kind: Some(cohort_proto::convert::structured::Kind::NumberValue(f64::NAN)),
+        },
+    );
+    for (kind, definition, field) in [
+        (Flag as i32, None, "definition"),
+        (Flag as i32, Some(not_a_number), "definition.weight"),
+        (0, cohort_proto::convert::structured::text_struct(&flag_json("f", true)), "kind"),
+        (
+            Flag as i32,
+            cohort_proto::convert::structured::text_struct(r#"{"key": "f", "type": "boolean"}"#),
+            "definition",
+        ),
     ] {
         let err = c
             .create_entity(authed(
                 &admin,
-                pb::CreateEntityRequest { environment: "production".into(), kind, definition_json: json },
+                pb::CreateEntityRequest {
+                    environment: "production".into(),
+                    kind,
+                    definition,
+                    reason: String::new(),
+                },
             ))
             .await
             .unwrap_err();
@@ -269,8 +300,12 @@ async fn concurrent_writers_with_the_same_revision_one_wins() {
                     environment: "production".into(),
                     kind: Flag as i32,
                     key: "contested".into(),
-                    definition_json: flag_json("contested", i % 2 == 0),
+                    definition: cohort_proto::convert::structured::text_struct(&flag_json(
+                        "contested",
+                        i % 2 == 0,
+                    )),
                     expected_revision: 1,
+                    reason: String::new(),
                 },
             ))
             .await
@@ -350,7 +385,8 @@ async fn experiment_lifecycle_refuses_illegal_moves() {
         .into_inner()
         .entity
         .unwrap();
-    let mut def: serde_json::Value = serde_json::from_str(&started.definition_json).unwrap();
+    let mut def: serde_json::Value =
+        cohort_proto::convert::structured::to_json(started.definition.as_ref()).unwrap();
     def["variants"][0]["weight_bp"] = 6000.into();
     def["variants"][1]["weight_bp"] = 4000.into();
     let err = c
@@ -360,8 +396,9 @@ async fn experiment_lifecycle_refuses_illegal_moves() {
                 environment: "production".into(),
                 kind: Experiment as i32,
                 key: "second".into(),
-                definition_json: def.to_string(),
+                definition: cohort_proto::convert::structured::json_struct(&def),
                 expected_revision: started.revision,
+                reason: String::new(),
             },
         ))
         .await
@@ -454,7 +491,8 @@ async fn keys_are_created_once_listed_without_secrets_and_revoked() {
             pb::CreateEntityRequest {
                 environment: "production".into(),
                 kind: Flag as i32,
-                definition_json: flag_json("f", true),
+                definition: cohort_proto::convert::structured::text_struct(&flag_json("f", true)),
+                reason: String::new(),
             },
         ))
         .await
@@ -528,7 +566,8 @@ async fn a_restart_loses_no_committed_change() {
         .unwrap()
         .into_inner();
     assert_eq!(snapshot.version, 1);
-    assert!(String::from_utf8_lossy(&snapshot.definitions_json).contains("\"durable\""));
+    let defs = cohort_proto::convert::structured::to_json(snapshot.definitions.as_ref()).unwrap();
+    assert!(defs.to_string().contains("\"durable\""), "{defs}");
     again.stop().await;
 }
 

@@ -18,9 +18,13 @@ use tonic_types::StatusExt;
 
 use crate::{Server, authed, create, experiment_json, flag_json};
 
-fn create_op(kind: pb::EntityKind, definition_json: String) -> pb::BatchOperation {
+fn create_op(kind: pb::EntityKind, definition: String) -> pb::BatchOperation {
     pb::BatchOperation {
-        operation: Some(Operation::Create(pb::CreateOperation { kind: kind as i32, definition_json })),
+        operation: Some(Operation::Create(pb::CreateOperation {
+            kind: kind as i32,
+            definition: cohort_proto::convert::structured::text_struct(&definition),
+            reason: String::new(),
+        })),
     }
 }
 
@@ -117,6 +121,7 @@ async fn a_batch_is_one_version_with_an_audit_row_per_operation_and_one_delta() 
                 kind: Flag as i32,
                 key: "old".into(),
                 expected_revision: 1,
+                reason: String::new(),
             })),
         },
     ];
@@ -126,7 +131,8 @@ async fn a_batch_is_one_version_with_an_audit_row_per_operation_and_one_delta() 
     assert!(r.results.iter().all(|w| w.version == 2));
     let started = r.results[3].entity.as_ref().unwrap();
     assert_eq!(started.revision, 2);
-    let def: serde_json::Value = serde_json::from_str(&started.definition_json).unwrap();
+    let def: serde_json::Value =
+        cohort_proto::convert::structured::to_json(started.definition.as_ref()).unwrap();
     assert_eq!(def["status"], "running");
     assert!(r.results[4].entity.is_none(), "a delete leaves no entity");
 
@@ -211,7 +217,8 @@ async fn a_nul_anywhere_fails_the_whole_batch_and_stores_nothing() {
             pb::CreateEntityRequest {
                 environment: "production".into(),
                 kind: Flag as i32,
-                definition_json: f.to_string(),
+                definition: cohort_proto::convert::structured::json_struct(&f),
+                reason: String::new(),
             },
         ))
         .await
@@ -226,41 +233,6 @@ async fn a_nul_anywhere_fails_the_whole_batch_and_stores_nothing() {
 }
 
 #[tokio::test]
-async fn duplicate_json_keys_are_refused_with_the_key_named() {
-    let db = TestDb::new().await;
-    let t = db.seed_tenant("acme").await;
-    let server = Server::start(&db.url).await;
-    let mut c = server.client().await;
-    let twice = flag_json("f", true).replacen('{', r#"{"enabled": true, "enabled": false, "#, 1);
-
-    let err = c
-        .create_entity(authed(
-            &t.admin_key,
-            pb::CreateEntityRequest {
-                environment: "production".into(),
-                kind: Flag as i32,
-                definition_json: twice.clone(),
-            },
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    let v = violations(&err);
-    assert_eq!(v.len(), 1);
-    assert!(v[0].starts_with("definition.enabled: duplicate key \"enabled\""), "{v:?}");
-
-    let nested = flag_json("g", true).replacen(r#""key":"on","#, r#""key":"on","key":"on","#, 1);
-    assert_ne!(nested, flag_json("g", true), "the test edits the JSON");
-    let operations = vec![create_op(Metric, metric_json("m")), create_op(Flag, nested)];
-    let err = c.apply_batch(authed(&t.admin_key, batch("production", operations))).await.unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    let v = violations(&err);
-    assert!(v[0].starts_with("operations[1].definition.variations[0].key: duplicate key \"key\""), "{v:?}");
-    assert_eq!(version_and_keys(&mut c, &t.admin_key).await, (0, Vec::new()));
-    server.stop().await;
-}
-
-#[tokio::test]
 async fn experiments_without_an_id_get_a_fresh_one_and_keep_it() {
     let db = TestDb::new().await;
     let a = db.seed_tenant("alpha").await;
@@ -270,11 +242,12 @@ async fn experiments_without_an_id_get_a_fresh_one_and_keep_it() {
     // The same copied definition, with no id, in two tenants.
     let wa = create(&mut c, &a.admin_key, "production", Experiment, experiment_json("test")).await;
     let wb = create(&mut c, &b.admin_key, "production", Experiment, experiment_json("test")).await;
-    let id = |w: &pb::WriteResponse| {
-        let v: serde_json::Value = serde_json::from_str(&w.entity.as_ref().unwrap().definition_json).unwrap();
+    let id = |e: Option<&pb::Entity>| {
+        let v: serde_json::Value =
+            cohort_proto::convert::structured::to_json(e.unwrap().definition.as_ref()).unwrap();
         uuid::Uuid::parse_str(v["id"].as_str().unwrap()).unwrap()
     };
-    let (ida, idb) = (id(&wa), id(&wb));
+    let (ida, idb) = (id(wa.entity.as_ref()), id(wb.entity.as_ref()));
     assert_ne!(ida, idb, "two tenants never share an experiment id");
     assert_eq!(ida.get_version_num(), 7);
 
@@ -289,21 +262,23 @@ async fn experiments_without_an_id_get_a_fresh_one_and_keep_it() {
                 environment: "production".into(),
                 kind: Experiment as i32,
                 key: "test".into(),
-                definition_json: edited.to_string(),
+                definition: cohort_proto::convert::structured::json_struct(&edited),
                 expected_revision: 1,
+                reason: String::new(),
             },
         ))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(id(&updated), ida);
+    assert_eq!(id(updated.entity.as_ref()), ida);
     edited["description"] = json!("edited again");
     let update = pb::BatchOperation {
         operation: Some(Operation::Update(pb::UpdateOperation {
             kind: Experiment as i32,
             key: "test".into(),
-            definition_json: edited.to_string(),
+            definition: cohort_proto::convert::structured::json_struct(&edited),
             expected_revision: 2,
+            reason: String::new(),
         })),
     };
     let new = create_op(Experiment, experiment_json("second"));
@@ -312,9 +287,9 @@ async fn experiments_without_an_id_get_a_fresh_one_and_keep_it() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(id(&r.results[0]), ida);
-    assert_eq!(id(&r.results[1]).get_version_num(), 7);
-    assert_ne!(id(&r.results[1]), ida);
+    assert_eq!(id(r.results[0].entity.as_ref()), ida);
+    assert_eq!(id(r.results[1].entity.as_ref()).get_version_num(), 7);
+    assert_ne!(id(r.results[1].entity.as_ref()), ida);
     server.stop().await;
 }
 

@@ -159,7 +159,9 @@ async fn environments_list_allowed_origins_checked_entry_by_entry_and_audited() 
         ))
         .await
         .expect("created")
-        .into_inner();
+        .into_inner()
+        .environment
+        .unwrap();
     assert_eq!(created.cors_origins, origins(&["https://app.example.com", "http://localhost:5173"]));
 
     // An origin no browser sends is refused, naming the entry; nothing changes.
@@ -182,7 +184,9 @@ async fn environments_list_allowed_origins_checked_entry_by_entry_and_audited() 
         .update_environment(authed(admin, update(&["https://shop.example"])))
         .await
         .expect("updated")
-        .into_inner();
+        .into_inner()
+        .environment
+        .unwrap();
     assert_eq!(
         (updated.name.as_str(), updated.cors_origins.clone()),
         ("Web", origins(&["https://shop.example"]))
@@ -234,7 +238,13 @@ async fn environments_list_allowed_origins_checked_entry_by_entry_and_audited() 
     assert_eq!(verified.cors_origins, origins(&["https://shop.example"]));
 
     // Cleared: none allowed again.
-    let cleared = c.update_environment(authed(admin, update(&[]))).await.expect("cleared").into_inner();
+    let cleared = c
+        .update_environment(authed(admin, update(&[])))
+        .await
+        .expect("cleared")
+        .into_inner()
+        .environment
+        .unwrap();
     assert!(cleared.cors_origins.is_empty());
 
     let audit = c
@@ -245,10 +255,11 @@ async fn environments_list_allowed_origins_checked_entry_by_entry_and_audited() 
         .entries;
     let updates: Vec<_> = audit.iter().filter(|e| e.action == "update_environment").collect();
     assert_eq!(updates.len(), 2, "{audit:?}");
-    assert!(
-        updates
-            .iter()
-            .any(|e| e.before_json.contains("localhost:5173") && e.after_json.contains("shop.example"))
-    );
+    assert!(updates.iter().any(|e| {
+        let text = |s: Option<&cohort_proto::convert::structured::Struct>| {
+            cohort_proto::convert::structured::to_json(s).unwrap().to_string()
+        };
+        text(e.before.as_ref()).contains("localhost:5173") && text(e.after.as_ref()).contains("shop.example")
+    }));
     server.stop().await;
 }

@@ -43,7 +43,8 @@ async fn flagd_targeting_is_checked_on_write_and_an_analysed_split_runs_as_an_ex
     let request = pb::CreateEntityRequest {
         environment: "production".into(),
         kind: Flag as i32,
-        definition_json: bad.to_string(),
+        definition: cohort_proto::convert::structured::json_struct(&bad),
+        reason: String::new(),
     };
     let err = c.create_entity(authed(&t.admin_key, request)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -78,18 +79,23 @@ async fn flagd_targeting_is_checked_on_write_and_an_analysed_split_runs_as_an_ex
         price(split.clone(), Some(json!({"metrics": ["buys"]}))).to_string(),
     )
     .await;
-    let stored: Value = serde_json::from_str(&written.entity.unwrap().definition_json).unwrap();
+    let stored: Value =
+        cohort_proto::convert::structured::to_json(written.entity.unwrap().definition.as_ref()).unwrap();
     let id = stored["experiment"]["id"].as_str().expect("an id is assigned").to_owned();
     let update = pb::UpdateEntityRequest {
         environment: "production".into(),
         kind: Flag as i32,
         key: "price".into(),
-        definition_json: price(split.clone(), Some(json!({"metrics": ["buys"], "control": "high"})))
-            .to_string(),
+        definition: cohort_proto::convert::structured::json_struct(&price(
+            split.clone(),
+            Some(json!({"metrics": ["buys"], "control": "high"})),
+        )),
         expected_revision: 1,
+        reason: String::new(),
     };
     let updated = c.update_entity(authed(&t.admin_key, update.clone())).await.unwrap().into_inner();
-    let stored: Value = serde_json::from_str(&updated.entity.unwrap().definition_json).unwrap();
+    let stored: Value =
+        cohort_proto::convert::structured::to_json(updated.entity.unwrap().definition.as_ref()).unwrap();
     assert_eq!(stored["experiment"]["id"], id.as_str(), "the id is kept");
     let mut moved =
         price(split, Some(json!({"id": "0191e3a4-0000-7000-8000-000000000001", "metrics": ["buys"]})));
@@ -97,7 +103,11 @@ async fn flagd_targeting_is_checked_on_write_and_an_analysed_split_runs_as_an_ex
     let err = c
         .update_entity(authed(
             &t.admin_key,
-            pb::UpdateEntityRequest { definition_json: moved.to_string(), expected_revision: 2, ..update },
+            pb::UpdateEntityRequest {
+                definition: cohort_proto::convert::structured::json_struct(&moved),
+                expected_revision: 2,
+                ..update
+            },
         ))
         .await
         .unwrap_err();

@@ -33,7 +33,8 @@ async fn try_create(
     let request = pb::CreateEntityRequest {
         environment: "production".into(),
         kind: Holdout as i32,
-        definition_json: definition.to_string(),
+        definition: cohort_proto::convert::structured::json_struct(&definition),
+        reason: String::new(),
     };
     Ok(c.create_entity(authed(admin, request)).await?.into_inner().entity.unwrap())
 }
@@ -48,14 +49,15 @@ async fn try_update(
         environment: "production".into(),
         kind: Holdout as i32,
         key: definition["key"].as_str().unwrap().into(),
-        definition_json: definition.to_string(),
+        definition: cohort_proto::convert::structured::json_struct(&definition),
         expected_revision,
+        reason: String::new(),
     };
     Ok(c.update_entity(authed(admin, request)).await?.into_inner().entity.unwrap())
 }
 
 fn definition(e: &pb::Entity) -> Value {
-    serde_json::from_str(&e.definition_json).unwrap()
+    cohort_proto::convert::structured::to_json(e.definition.as_ref()).unwrap()
 }
 
 /// The field violations of a refusal, as `field: description`.
@@ -189,6 +191,7 @@ async fn an_enabled_holdout_is_disabled_before_it_is_deleted() {
         kind: Holdout as i32,
         key: "h".into(),
         expected_revision: revision,
+        reason: String::new(),
     };
     let err = c.delete_entity(authed(&t.admin_key, delete(created.revision))).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");

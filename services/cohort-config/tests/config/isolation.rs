@@ -47,7 +47,8 @@ async fn one_tenant_cannot_read_or_change_another_tenants_data() {
             pb::CreateEntityRequest {
                 environment: a_env.clone(),
                 kind: Flag as i32,
-                definition_json: flag_json("x", true),
+                definition: cohort_proto::convert::structured::text_struct(&flag_json("x", true)),
+                reason: String::new(),
             },
         ))
         .await,
@@ -80,8 +81,9 @@ async fn one_tenant_cannot_read_or_change_another_tenants_data() {
                 environment: a_env.clone(),
                 kind: Flag as i32,
                 key: "alpha-secret".into(),
-                definition_json: flag_json("alpha-secret", false),
+                definition: cohort_proto::convert::structured::text_struct(&flag_json("alpha-secret", false)),
                 expected_revision: 1,
+                reason: String::new(),
             },
         ))
         .await,
@@ -95,6 +97,7 @@ async fn one_tenant_cannot_read_or_change_another_tenants_data() {
                 kind: Flag as i32,
                 key: "alpha-secret".into(),
                 expected_revision: 1,
+                reason: String::new(),
             },
         ))
         .await,
@@ -203,6 +206,6 @@ async fn one_tenant_cannot_read_or_change_another_tenants_data() {
     // And A is exactly as it was, its keys still working.
     let a_after =
         c.get_snapshot(authed(&a.sdk_key, pb::GetSnapshotRequest::default())).await.unwrap().into_inner();
-    assert_eq!((a_after.version, a_after.definitions_json), (a_before.version, a_before.definitions_json));
+    assert_eq!((a_after.version, a_after.definitions), (a_before.version, a_before.definitions));
     server.stop().await;
 }

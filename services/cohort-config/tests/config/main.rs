@@ -98,11 +98,16 @@ pub async fn create(
     env: &str,
     kind: pb::EntityKind,
     json: String,
-) -> pb::WriteResponse {
+) -> pb::CreateEntityResponse {
     client
         .create_entity(authed(
             key,
-            pb::CreateEntityRequest { environment: env.into(), kind: kind as i32, definition_json: json },
+            pb::CreateEntityRequest {
+                environment: env.into(),
+                kind: kind as i32,
+                definition: cohort_proto::convert::structured::text_struct(&json),
+                reason: String::new(),
+            },
         ))
         .await
         .expect("create entity")

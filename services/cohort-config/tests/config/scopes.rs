@@ -33,7 +33,8 @@ fn write(env: &str, key: &str) -> pb::CreateEntityRequest {
     pb::CreateEntityRequest {
         environment: env.into(),
         kind: Flag as i32,
-        definition_json: flag_json(key, true),
+        definition: cohort_proto::convert::structured::text_struct(&flag_json(key, true)),
+        reason: String::new(),
     }
 }
 

@@ -129,7 +129,7 @@ async fn snapshot_then_deltas_with_acknowledged_propagation() {
     assert_eq!(d.changes[0].key, "second");
     s.ack(2).await;
 
-    let mut propagation = pb::Propagation::default();
+    let mut propagation = pb::GetPropagationResponse::default();
     for _ in 0..40 {
         propagation = c
             .get_propagation(authed(
@@ -165,14 +165,16 @@ async fn holdout_changes_reach_the_stream() {
     let stored = &held.entities[&(pb::EntityKind::Holdout as i32, "h".to_owned())];
     assert!(stored.contains("\"share_bp\":500"), "{stored}");
 
-    let mut off: serde_json::Value = serde_json::from_str(&created.entity.unwrap().definition_json).unwrap();
+    let mut off: serde_json::Value =
+        cohort_proto::convert::structured::to_json(created.entity.unwrap().definition.as_ref()).unwrap();
     off["enabled"] = false.into();
     let update = pb::UpdateEntityRequest {
         environment: "production".into(),
         kind: pb::EntityKind::Holdout as i32,
         key: "h".into(),
-        definition_json: off.to_string(),
+        definition: cohort_proto::convert::structured::json_struct(&off),
         expected_revision: 1,
+        reason: String::new(),
     };
     c.update_entity(authed(&t.admin_key, update)).await.unwrap();
     let delta = s.next().await.unwrap();
@@ -185,6 +187,7 @@ async fn holdout_changes_reach_the_stream() {
         kind: pb::EntityKind::Holdout as i32,
         key: "h".into(),
         expected_revision: 2,
+        reason: String::new(),
     };
     c.delete_entity(authed(&t.admin_key, delete)).await.unwrap();
     held.apply(&s.next().await.unwrap());

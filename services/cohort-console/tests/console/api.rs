@@ -79,6 +79,14 @@ async fn the_api_speaks_for_the_callers_key_and_names_what_is_wrong() {
             .await;
     assert_eq!((status, err["error"]["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{err}");
     assert_eq!(err["error"]["violations"][0]["field"], "definition.variations[1].value", "{err}");
+    // A key written twice is refused, named, rather than the last one silently winning.
+    let auth = format!("Bearer {}", t.admin_key);
+    let twice = flag.to_string().replacen('{', r#"{"enabled": true, "enabled": false, "#, 1);
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let body = format!(r#"{{"definition": {twice}}}"#);
+    let refused = request(console, "POST", &format!("{base}/entities/flag"), &headers, &body).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains(r#"duplicate key \"enabled\""#), "{}", refused.body);
     let (_, listed) =
         call(console, "GET", &format!("{base}/entities?kind=flag"), &t.admin_key, Value::Null).await;
     assert_eq!(listed["entities"].as_array().map(Vec::len), Some(1), "{listed}");

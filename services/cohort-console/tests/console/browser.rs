@@ -40,7 +40,8 @@ async fn create(
     let request = cpb::CreateEntityRequest {
         environment: "production".into(),
         kind: kind as i32,
-        definition_json: definition.to_string(),
+        definition: cohort_proto::convert::structured::json_struct(&definition),
+        reason: String::new(),
     };
     config
         .create_entity(authed(admin, request))
@@ -185,7 +186,10 @@ async fn wait_for_a_look(cluster: &TestCluster, admin: &str) {
         let request =
             apb::GetResultsRequest { environment: "production".into(), experiment: EXPERIMENT.into() };
         if let Ok(r) = analysis.get_results(authed(admin, request)).await {
-            last = serde_json::from_str(&r.into_inner().result_json).unwrap();
+            last = cohort_proto::convert::structured::to_json(
+                r.into_inner().result.and_then(|r| r.result).as_ref(),
+            )
+            .unwrap();
             let units: u64 =
                 last["units"].as_object().map_or(0, |u| u.values().filter_map(Value::as_u64).sum());
             if units >= UNITS as u64 && last["look"].as_u64().unwrap_or(0) >= 1 {

@@ -138,8 +138,9 @@ async fn config_changes_reach_the_service_and_exposures_reach_the_event_service(
                 environment: "production".into(),
                 kind: cpb::EntityKind::Flag as i32,
                 key: "checkout".into(),
-                definition_json: flag_json("checkout", true),
+                definition: cohort_proto::convert::structured::text_struct(&flag_json("checkout", true)),
                 expected_revision: revision,
+                reason: String::new(),
             },
         ))
         .await

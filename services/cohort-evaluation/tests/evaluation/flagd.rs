@@ -269,8 +269,9 @@ async fn the_event_stream_says_ready_then_names_exactly_the_changed_key() {
                 environment: "production".into(),
                 kind: cpb::EntityKind::Flag as i32,
                 key: "checkout".into(),
-                definition_json: flag_json("checkout", true),
+                definition: cohort_proto::convert::structured::text_struct(&flag_json("checkout", true)),
                 expected_revision: revision,
+                reason: String::new(),
             },
         ))
         .await

@@ -63,7 +63,7 @@ impl EventService for FakeEvents {
 
     async fn stream_batches(
         &self,
-        _: Request<Streaming<epb::SendBatchRequest>>,
+        _: Request<Streaming<epb::StreamBatchesRequest>>,
     ) -> Result<Response<epb::StreamBatchesResponse>, Status> {
         Err(Status::unimplemented("stream_batches"))
     }
@@ -198,7 +198,8 @@ impl Stack {
                 cpb::CreateEntityRequest {
                     environment: env.into(),
                     kind: kind as i32,
-                    definition_json: json.clone(),
+                    definition: cohort_proto::convert::structured::text_struct(&json),
+                    reason: String::new(),
                 },
             ))
             .await

@@ -131,8 +131,9 @@ async fn scenarios(
                 environment: "openfeature-watch".into(),
                 kind: cpb::EntityKind::Flag as i32,
                 key: "watched".into(),
-                definition_json: off,
+                definition: cohort_proto::convert::structured::text_struct(&off),
                 expected_revision: *revision,
+                reason: String::new(),
             };
             config.update_entity(crate::authed(&stack.tenant.admin_key, update)).await.unwrap();
             *revision += 1;

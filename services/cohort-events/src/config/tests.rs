@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::{ConfigError, VerifiedKey, verified};
 
-fn key(kind: pb::KeyKind, environment_id: &str) -> pb::VerifiedKey {
-    pb::VerifiedKey {
+fn key(kind: pb::KeyKind, environment_id: &str) -> pb::VerifyKeyResponse {
+    pb::VerifyKeyResponse {
         key_id: "00000000-0000-0000-0000-000000000001".to_owned(),
         name: "k".to_owned(),
         kind: kind as i32,

@@ -299,8 +299,8 @@ async fn stream_batches_acknowledges_every_batch_in_one_summary() {
     let service = cluster.start_events(&[]).await;
     let mut client = service.client().await;
 
-    let mut batches: Vec<pb::SendBatchRequest> =
-        (0..5).map(|_| pb::SendBatchRequest { events: exposures(100) }).collect();
+    let mut batches: Vec<pb::StreamBatchesRequest> =
+        (0..5).map(|_| pb::StreamBatchesRequest { events: exposures(100) }).collect();
     batches[2].events[7].event_id = "bad".to_owned();
     let mut request = tonic::Request::new(tokio_stream::iter(batches));
     request.metadata_mut().insert("authorization", format!("Bearer {}", tenant.sdk_key).parse().unwrap());
@@ -410,12 +410,13 @@ async fn metric_values_past_the_analysis_limit_are_rejected_over_grpc_and_http()
 async fn the_rate_limit_hint_lets_the_refused_batch_refill() {
     let mut cluster = Cluster::start().await;
     let tenant = cluster.db().seed_tenant("acme").await;
-    // A full batch refills in 50 ms: a client refused a moment after its previous batch used
-    // to be told to come back in the few milliseconds of the deficit.
-    let flags = [("--rate-limit-per-environment", "20000"), ("--rate-limit-burst", "1000")];
+    // A full batch refills in 500 ms: a client refused a moment after its previous batch used
+    // to be told to come back in the few milliseconds of the deficit. (Slow enough that even
+    // a loaded machine sends the second batch before the first has refilled.)
+    let flags = [("--rate-limit-per-environment", "2000"), ("--rate-limit-burst", "1000")];
     let service = cluster.start_events(&flags).await;
     let mut client = service.client().await;
-    let refill = Duration::from_millis(50);
+    let refill = Duration::from_millis(500);
 
     let mut refused = None;
     for _ in 0..50 {
@@ -446,7 +447,7 @@ async fn the_rate_limit_hint_lets_the_refused_batch_refill() {
             break;
         }
     }
-    // 100 ms rounded up to whole seconds.
+    // Up to 500 ms, rounded up to whole seconds.
     assert_eq!(retry_after.as_deref(), Some("1"));
     cluster.stop_events().await;
 }

@@ -166,12 +166,16 @@ async fn apply(
     response
         .results
         .into_iter()
-        .map(|r| serde_json::from_str(&r.entity.unwrap().definition_json).unwrap())
+        .map(|r| cohort_proto::convert::structured::to_json(r.entity.unwrap().definition.as_ref()).unwrap())
         .collect()
 }
 
 fn create(kind: cpb::EntityKind, definition: Value) -> Operation {
-    Operation::Create(cpb::CreateOperation { kind: kind as i32, definition_json: definition.to_string() })
+    Operation::Create(cpb::CreateOperation {
+        kind: kind as i32,
+        definition: cohort_proto::convert::structured::json_struct(&definition),
+        reason: String::new(),
+    })
 }
 
 #[tokio::test]

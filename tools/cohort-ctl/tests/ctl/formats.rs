@@ -109,8 +109,7 @@ async fn flags_are_enabled_and_disabled_at_the_revision_read() {
 
     let off = ctl(&server, key, &["flag", "disable", "new-checkout", "--reason", "checkout errors"]).await;
     assert_eq!(off.ok(), format!("flag/new-checkout disabled [version {}]\n", v + 1));
-    // The API has no reason for updates: said, not faked.
-    assert!(off.err.contains("--reason was not recorded"), "{}", off.err);
+    assert!(off.err.is_empty(), "{}", off.err);
     let flag = get().await;
     assert_eq!(flag["enabled"], false);
     assert_eq!(flag["description"], "Checkout: the rewrite", "everything else kept");
@@ -118,6 +117,7 @@ async fn flags_are_enabled_and_disabled_at_the_revision_read() {
         ctl(&server, key, &["audit", "--kind", "flag", "--key", "new-checkout", "-o", "json"]).await.json();
     assert_eq!(audit[0]["action"], "update");
     assert_eq!(audit[0]["after"]["enabled"], false);
+    assert_eq!(audit[0]["reason"], "checkout errors");
 
     let again = ctl(&server, key, &["flag", "disable", "new-checkout"]).await;
     assert_eq!(again.ok(), "flag/new-checkout already disabled\n");

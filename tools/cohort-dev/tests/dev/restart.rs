@@ -80,7 +80,8 @@ async fn a_second_run_keeps_keys_demo_and_definitions_and_fresh_forgets() {
     let request = pb::CreateEntityRequest {
         environment: ENVIRONMENT.into(),
         kind: pb::EntityKind::Flag as i32,
-        definition_json: flag.to_string(),
+        definition: cohort_proto::convert::structured::json_struct(&flag),
+        reason: String::new(),
     };
     config(&first.stack)
         .await
