@@ -35,8 +35,8 @@ struct Args {
     effect: f64,
 
     /// Start over: drop and recreate `cohort_dev` (on the local server) and forget the saved
-    /// keys (target/cohort-dev/state.json).
-    #[arg(long, env = "COHORT_DEV_FRESH")]
+    /// keys (target/cohort-dev/state.json). As a variable, 1/true/yes/on (0/false/no/off to keep).
+    #[arg(long, env = "COHORT_DEV_FRESH", value_parser = clap::builder::BoolishValueParser::new())]
     fresh: bool,
 
     /// Where the admin and SDK keys are kept between runs (owner-only). Default:
@@ -141,4 +141,29 @@ async fn main() -> anyhow::Result<()> {
     db.stop().await;
     println!("stopped.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `COHORT_DEV_FRESH=1 make dev`, as the README has it: the variable goes through the
+    /// argument's value parser, tried here as an explicit value.
+    #[test]
+    fn fresh_takes_the_usual_spellings_of_yes_and_no() {
+        let fresh = Args::command().get_arguments().find(|a| a.get_id() == "fresh").expect("--fresh").clone();
+        let probe = clap::Command::new("probe").arg(fresh.action(clap::ArgAction::Set));
+        for (value, yes) in
+            [("1", true), ("true", true), ("yes", true), ("on", true), ("0", false), ("no", false)]
+        {
+            let m = probe
+                .clone()
+                .try_get_matches_from(["probe", "--fresh", value])
+                .unwrap_or_else(|e| panic!("{value}: {e}"));
+            assert_eq!(m.get_one::<bool>("fresh"), Some(&yes), "{value}");
+        }
+        assert!(Args::try_parse_from(["cohort-dev", "--fresh"]).expect("a bare flag").fresh);
+        assert!(!Args::try_parse_from(["cohort-dev"]).expect("no flag").fresh);
+    }
 }
