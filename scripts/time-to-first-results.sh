@@ -27,12 +27,13 @@ while kill -0 "$pid" 2>/dev/null; do
   if [ -z "$seen_build" ] && grep -q "Running \`target/debug/cohort-dev" "$log"; then
     seen_build=1; echo "built (npm ci, Vite build, cargo build): ${now}s"
   fi
-  if [ -z "$seen_up" ] && grep -q "cohortctl" "$log"; then
+  if [ -z "$seen_up" ] && grep -q "console" "$log" && grep -q "simulated users" "$log"; then
     seen_up=1; echo "stack up: ${now}s"
   fi
   # The scorecard's units line with a count in every arm (not "none yet").
   if grep -Eq "^units: [a-z_-]+ [1-9][0-9]*, [a-z_-]+ [1-9]" "$log"; then
     echo "first results table: ${now}s"
+    grep -E -B3 -A12 "^units: " "$log" | tail -n 16
     exit 0
   fi
   sleep 1
