@@ -12,8 +12,8 @@
 //! one transaction that also takes the drainer's partition lock, with a lock timeout so that a
 //! long analysis read delays the drop instead of queueing every insert behind it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use cohort_core::time::{civil_from_days, day_of, unix_ms};
@@ -88,6 +88,10 @@ pub struct Retention {
     config: ConfigClient,
     metrics: Arc<Metrics>,
     retention: Duration,
+    /// Running experiments' first exposures once found: a long-running experiment or holdout
+    /// keeps its old days, and finding its first exposure scans all of them, so it is looked
+    /// up once rather than every cycle.
+    first_seen: Arc<Mutex<HashMap<(Uuid, Uuid), i64>>>,
 }
 
 /// The pooled connection a cycle runs on. Unless released after a clean unlock, it is closed
@@ -180,7 +184,7 @@ impl Retention {
         metrics: Arc<Metrics>,
         retention: Duration,
     ) -> Retention {
-        Retention { pool, config, metrics, retention }
+        Retention { pool, config, metrics, retention, first_seen: Arc::default() }
     }
 
     /// One cycle at start, then one every `interval`, until `stop` fires (a failed cycle is
@@ -253,7 +257,7 @@ impl Retention {
             return Ok(report);
         };
         let needs = self.running().await?;
-        let starts = first_exposures(client, &needs, last_to_ms).await?;
+        let starts = self.first_exposures(client, &needs, last_to_ms, cutoff_ms).await?;
         for ((from_ms, to_ms), partitions) in days {
             let day = format_day(from_ms);
             // An experiment needs the day when any of it is at or after its first exposure
@@ -281,6 +285,46 @@ impl Retention {
             report.dropped.extend(partitions);
         }
         Ok(report)
+    }
+
+    /// Each experiment's first exposure before `before_ms`, in the order of `needs` (see
+    /// [`first_exposures`]), from the cache when known. Only a first exposure older than
+    /// `settled_ms` is kept: by then no event earlier than it can still arrive (events more
+    /// than 7 days old are refused, and the retention is longer).
+    async fn first_exposures(
+        &self,
+        client: &tokio_postgres::Client,
+        needs: &[Need],
+        before_ms: i64,
+        settled_ms: i64,
+    ) -> Result<Vec<Option<i64>>, RetentionError> {
+        let known: HashMap<(Uuid, Uuid), i64> = {
+            let mut cache = self.first_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Experiments no longer running are forgotten: if one resumes, it is looked up again.
+            let running: HashSet<(Uuid, Uuid)> =
+                needs.iter().map(|n| (n.environment_id, n.experiment_id)).collect();
+            cache.retain(|k, _| running.contains(k));
+            cache.clone()
+        };
+        let unknown: Vec<&Need> =
+            needs.iter().filter(|n| !known.contains_key(&(n.environment_id, n.experiment_id))).collect();
+        let found = first_exposures(client, &unknown, before_ms).await?;
+        let mut cache = self.first_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (need, start) in unknown.iter().zip(&found) {
+            if let Some(start) = *start
+                && start < settled_ms
+            {
+                cache.insert((need.environment_id, need.experiment_id), start);
+            }
+        }
+        let mut found = found.into_iter();
+        Ok(needs
+            .iter()
+            .map(|n| match known.get(&(n.environment_id, n.experiment_id)) {
+                Some(&start) => Some(start),
+                None => found.next().flatten(),
+            })
+            .collect())
     }
 
     /// The running experiments and enabled holdouts, each with its longest pre-period.
@@ -363,7 +407,7 @@ async fn expired_partitions(
 /// then. Partition pruning keeps this to the old days.
 async fn first_exposures(
     client: &tokio_postgres::Client,
-    needs: &[Need],
+    needs: &[&Need],
     before_ms: i64,
 ) -> Result<Vec<Option<i64>>, RetentionError> {
     let mut starts = Vec::with_capacity(needs.len());

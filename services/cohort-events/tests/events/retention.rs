@@ -233,6 +233,20 @@ async fn days_a_running_experiment_reads_are_kept_and_reported() {
     assert_eq!(metrics.retention_held.get(), 6);
     assert_eq!(metrics.retention_dropped.get(), 4);
 
+    // The first exposure is remembered, not looked up again every cycle (that lookup reads
+    // all of a long-running experiment's old days): with its row gone the days are still held.
+    cluster
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .execute("DELETE FROM cohort_events.exposures WHERE experiment_id = $1", &[&experiment])
+        .await
+        .unwrap();
+    let report = retention.run_once(now_ms()).await.unwrap();
+    assert!(report.dropped.is_empty(), "{report:?}");
+    assert_eq!(report.held.len(), 3, "{report:?}");
+
     // Completed, the experiment holds nothing back any more.
     apply(
         &cluster,
