@@ -128,6 +128,18 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// Records a migration one past this binary's newest in `schema`, as a newer binary that
+    /// migrated and was rolled back leaves it; returns that version.
+    pub async fn migrated_past(&self, schema: &crate::migrate::Schema) -> i32 {
+        let version = schema.newest() + 1;
+        let sql = format!(
+            "INSERT INTO {}.schema_migrations (version, name, checksum) VALUES ($1, 'future', 'x')",
+            schema.name
+        );
+        self.pool.get().await.expect("a connection").execute(&sql, &[&version]).await.expect("recorded");
+        version
+    }
+
     /// Creates an organization `name` with environment `production` and one key of each kind.
     pub async fn seed_tenant(&self, name: &str) -> Tenant {
         let client = self.pool.get().await.expect("connection to the test database");

@@ -627,7 +627,7 @@ impl ConfigService for Api {
             })
         };
         let (entity, version) =
-            self.write(action.as_str(), &p, &r.environment, service_may, Some(&r.reason), op).await?;
+            self.write(action.as_str(), &p, &r.environment, service_may, reason(&r.reason), op).await?;
         Ok(Response::new(pb::TransitionExperimentResponse { entity, version }))
     }
 

@@ -298,33 +298,27 @@ impl Retention {
         before_ms: i64,
         settled_ms: i64,
     ) -> Result<Vec<Option<i64>>, RetentionError> {
-        let known: HashMap<(Uuid, Uuid), i64> = {
+        let id = |n: &Need| (n.environment_id, n.experiment_id);
+        let mut starts: Vec<Option<i64>> = {
             let mut cache = self.first_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             // Experiments no longer running are forgotten: if one resumes, it is looked up again.
-            let running: HashSet<(Uuid, Uuid)> =
-                needs.iter().map(|n| (n.environment_id, n.experiment_id)).collect();
+            let running: HashSet<(Uuid, Uuid)> = needs.iter().map(id).collect();
             cache.retain(|k, _| running.contains(k));
-            cache.clone()
+            needs.iter().map(|n| cache.get(&id(n)).copied()).collect()
         };
-        let unknown: Vec<&Need> =
-            needs.iter().filter(|n| !known.contains_key(&(n.environment_id, n.experiment_id))).collect();
-        let found = first_exposures(client, &unknown, before_ms).await?;
+        let unknown: Vec<usize> = (0..needs.len()).filter(|&i| starts[i].is_none()).collect();
+        let asked: Vec<&Need> = unknown.iter().map(|&i| &needs[i]).collect();
+        let found = first_exposures(client, &asked, before_ms).await?;
         let mut cache = self.first_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (need, start) in unknown.iter().zip(&found) {
-            if let Some(start) = *start
+        for (&i, start) in unknown.iter().zip(found) {
+            if let Some(start) = start
                 && start < settled_ms
             {
-                cache.insert((need.environment_id, need.experiment_id), start);
+                cache.insert(id(&needs[i]), start);
             }
+            starts[i] = start;
         }
-        let mut found = found.into_iter();
-        Ok(needs
-            .iter()
-            .map(|n| match known.get(&(n.environment_id, n.experiment_id)) {
-                Some(&start) => Some(start),
-                None => found.next().flatten(),
-            })
-            .collect())
+        Ok(starts)
     }
 
     /// The running experiments and enabled holdouts, each with its longest pre-period.

@@ -347,7 +347,7 @@ fn batch(items: &mut [Item], reason: &str) -> (Vec<pb::BatchOperation>, Vec<(usi
             Write::Create(body) => (
                 Operation::Create(pb::CreateOperation {
                     kind,
-                    definition: crate::wire::definition_struct(body),
+                    definition: cohort_proto::convert::structured::json_struct(body),
                     reason: reason.to_owned(),
                 }),
                 Step::Write("created", Vec::new()),
@@ -356,7 +356,7 @@ fn batch(items: &mut [Item], reason: &str) -> (Vec<pb::BatchOperation>, Vec<(usi
                 Operation::Update(pb::UpdateOperation {
                     kind,
                     key: item.spec.key().into(),
-                    definition: crate::wire::definition_struct(definition),
+                    definition: cohort_proto::convert::structured::json_struct(definition),
                     expected_revision: item.revision,
                     reason: reason.to_owned(),
                 }),

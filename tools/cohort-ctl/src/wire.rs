@@ -1,5 +1,5 @@
-//! Where the structured data in gRPC messages (`google.protobuf.Struct`) becomes a
-//! `serde_json::Value`: one small function per message.
+//! Where the structured data of the services' answers (`google.protobuf.Struct`) becomes a
+//! `serde_json::Value`, with cohortctl's errors: one small function per message.
 
 use cohort_proto::analysis::v1 as apb;
 use cohort_proto::config::v1 as pb;
@@ -30,9 +30,4 @@ pub fn definition_value(e: &pb::Entity) -> Result<Value, CtlError> {
             .map_err(|err| CtlError::Protocol(format!("{} {:?} with {err}", kind(), e.key))),
         None => Err(CtlError::Protocol(format!("{} {:?} without a definition", kind(), e.key))),
     }
-}
-
-/// A definition to send.
-pub fn definition_struct(value: &Value) -> Option<structured::Struct> {
-    structured::json_struct(value)
 }

@@ -18,6 +18,7 @@ use crate::stack::{Addrs, Flags, Options, Service, Stack, StackTls};
 
 mod binary;
 pub mod http;
+pub mod operator;
 mod proxy;
 
 pub use binary::{Binary, Case, HUGE_DURATION, Process, free_addr};

@@ -1,31 +1,16 @@
-//! What an operator sees of the evaluation service: its admin port's `/metrics` (build
-//! information, the process, request durations) and, through reflection on its gRPC
-//! port, exactly the services that port serves.
+//! What an operator sees of the evaluation service: its admin port's `/metrics` and, through reflection on
+//! its gRPC port, exactly the services that port serves (`cohort_dev::testing::operator`).
 
 use cohort_dev::stack::Service;
 use cohort_dev::testing::TestCluster;
-
-/// The value of the first series named `name` (labels included) in a scrape.
-fn value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-        .parse()
-        .unwrap()
-}
+use cohort_dev::testing::operator::{Scrape, reflected};
 
 #[tokio::test]
 async fn metrics_show_the_build_and_the_process_and_reflection_only_this_port() {
     let cluster = TestCluster::with(&[Service::Config, Service::Events, Service::Evaluation]).await;
     let addrs = cluster.addrs(Service::Evaluation);
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", addrs.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let services = cohort_runtime::reflected_services(channel).await.unwrap();
     assert_eq!(
-        services,
+        reflected(&addrs).await,
         [
             "cohort.evaluation.v1.EvaluationService",
             "flagd.evaluation.v1.Service",
@@ -34,20 +19,6 @@ async fn metrics_show_the_build_and_the_process_and_reflection_only_this_port() 
             "grpc.reflection.v1.ServerReflection"
         ]
     );
-
-    let text = cohort_dev::testing::http::get(addrs.admin, "/metrics", &[]).await.body;
-    let build = format!(
-        "cohort_build_info{{service=\"cohort-evaluation\",version=\"{}\",commit=\"",
-        env!("CARGO_PKG_VERSION")
-    );
-    assert!(text.contains(&build), "{build} in\n{text}");
-    assert!(value(&text, "process_cpu_seconds_total") > 0.0);
-    assert!(value(&text, "process_resident_memory_bytes") > 1e6);
-    assert!(value(&text, "process_virtual_memory_bytes") >= value(&text, "process_resident_memory_bytes"));
-    assert!(value(&text, "process_open_fds") < value(&text, "process_max_fds"));
-    assert!(value(&text, "process_threads") >= 1.0);
-    assert!(value(&text, "process_start_time_seconds") > 1.7e9);
-    // The reflection call above, timed by the skeleton's stack.
-    assert_eq!(value(&text, "cohort_grpc_request_duration_seconds_count{method=\"reflection\"}"), 1.0);
+    Scrape::of(&addrs, "cohort-evaluation").await;
     cluster.stop().await;
 }
